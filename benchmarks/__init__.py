@@ -1,0 +1,1 @@
+"""crossjax benchmarks: scripts that print ratios against baselines timed in the same run."""

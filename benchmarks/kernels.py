@@ -1,0 +1,110 @@
+"""Benchmark of the crossbar kernels (issue 3, acceptance 6).
+
+Measured in one run, so the ratios compare like with like:
+
+1. A 512x512 weight on 64x64 tiles, 1024 inputs, a *prepared* state with IR
+   drop (``G_eff`` from the exact circuit solve, formed once in ``program``):
+   ``crossbar.matmul`` vs the plain digital ``x @ W`` (goal <= 3x). Also with an
+   8-bit ADC (per-tile column path, one batched einsum over tiles), and the
+   one-time ``program`` cost.
+2. Monte Carlo: ``jax.vmap`` over S samples of ``program`` + ``matmul`` vs a Python
+   loop over the same jitted single-sample function (goal >= 3x), without and
+   with IR drop.
+3. Peak memory: XLA's compiled temporary + output sizes and the process peak RSS.
+
+``python -m benchmarks.kernels [--quick]``; ``run(quick)`` returns the numbers as a dict.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import peak_rss_mib, timeit
+from crossjax import circuit, crossbar
+from crossjax.devices import ReadNoise, StuckAt, WriteNoise
+from crossjax.hardware import HardwareConfig
+
+
+def _compiled_mib(fn, *args) -> float | None:
+    try:
+        m = jax.jit(fn).lower(*args).compile().memory_analysis()
+        return (m.temp_size_in_bytes + m.output_size_in_bytes) / 2**20
+    except Exception:  # memory_analysis is backend dependent
+        return None
+
+
+def run(quick: bool = False) -> dict:
+    dtype = jnp.float32
+    K = N = 512
+    B = 1024
+    rng = np.random.default_rng(0)
+    W = jnp.asarray(rng.normal(size=(K, N)) / np.sqrt(K), dtype)
+    x = jnp.asarray(rng.normal(size=(B, K)), dtype)
+    wires = circuit.Parasitics(r_wire_row=1.0, r_wire_col=1.0)
+    cfg = HardwareConfig().set({"array.parasitics": wires})
+    cfg_adc = cfg.set({"adc.bits": 8, "dac.bits": 8})
+    repeats = 3 if quick else 10
+    out: dict = {"device": jax.devices()[0].device_kind, "platform": platform.machine(), "dtype": "float32",
+                 "K": K, "N": N, "inputs": B, "tile": [64, 64]}
+
+    # --- 1. prepared state vs digital -------------------------------------------------------
+    digital = jax.jit(lambda x, W: x @ W)
+    analog = jax.jit(crossbar.matmul)
+    t_prog = timeit(lambda: crossbar.program(W, cfg), repeats=2 if quick else 3)
+    state = crossbar.program(W, cfg)
+    state_adc = crossbar.program(W, cfg_adc)
+    t_dig = timeit(lambda: digital(x, W), repeats=repeats)
+    t_ana = timeit(lambda: analog(x, state, cfg, None), repeats=repeats)
+    t_adc = timeit(lambda: analog(x, state_adc, cfg_adc, None), repeats=repeats)
+    ir_drop = float(jnp.linalg.norm(crossbar.matmul(x, state, cfg) - x @ W) / jnp.linalg.norm(x @ W))
+    out["matmul"] = {
+        "digital_s": t_dig["median"], "analog_ir_drop_s": t_ana["median"], "analog_ir_drop_adc8_s": t_adc["median"],
+        "ratio_analog_vs_digital": t_ana["median"] / t_dig["median"],
+        "ratio_analog_adc8_vs_digital": t_adc["median"] / t_dig["median"],
+        "program_with_geff_s": t_prog["median"], "relative_ir_drop_error": ir_drop,
+        "mem_digital_mib": _compiled_mib(lambda x, W: x @ W, x, W),
+        "mem_analog_mib": _compiled_mib(lambda x, s: crossbar._apply(x, s, cfg, jax.random.key(0), None), x, state),
+        "mem_analog_adc8_mib": _compiled_mib(
+            lambda x, s: crossbar._apply(x, s, cfg_adc, jax.random.key(0), None), x, state_adc),
+    }
+
+    # --- 2. Monte Carlo: vmap vs Python loop ------------------------------------------------
+    S = 8 if quick else 32
+    mc_inputs = 256
+    xm = x[:mc_inputs]
+    noisy = HardwareConfig().set({"device.write_noise": WriteNoise(0.03), "device.stuck": StuckAt(0.01, 0.01),
+                                  "device.read_noise": ReadNoise(0.01), "adc.bits": 8})
+    keys = jax.random.split(jax.random.key(1), S)
+    out["monte_carlo"] = {"samples": S, "inputs": mc_inputs}
+    for name, c in (("no_wires", noisy), ("ir_drop", noisy.set({"array.parasitics": wires}))):
+        if name == "ir_drop" and quick:
+            keys_c = keys[: max(2, S // 4)]
+        else:
+            keys_c = keys
+        one = jax.jit(lambda W, x, k, c=c: crossbar.matmul(x, crossbar.program(W, c, k), c, jax.random.fold_in(k, 7)))
+        many = jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
+        t_v = timeit(lambda: many(W, xm, keys_c), repeats=2 if quick else 3)
+        t_l = timeit(lambda: [one(W, xm, k) for k in keys_c], repeats=2 if quick else 3)
+        ys = many(W, xm, keys_c)
+        np.testing.assert_allclose(np.asarray(ys[-1]), np.asarray(one(W, xm, keys_c[-1])), rtol=2e-4, atol=2e-4)
+        out["monte_carlo"][name] = {"samples": int(keys_c.shape[0]), "vmap_s": t_v["median"], "loop_s": t_l["median"],
+                                    "speedup_vmap_vs_loop": t_l["median"] / t_v["median"],
+                                    "mem_vmap_mib": _compiled_mib(jax.vmap(one, in_axes=(None, None, 0)), W, xm, keys_c)}
+    out["peak_rss_mib"] = peak_rss_mib()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and Monte Carlo samples")
+    args = ap.parse_args()
+    print(json.dumps(run(args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()

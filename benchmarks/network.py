@@ -1,0 +1,191 @@
+"""Network-scale benchmarks: Monte Carlo evaluation and training through crossbars.
+
+Every figure is a ratio against a baseline timed in the same process:
+
+- ``analog_vs_digital``: VGG11 forward pass on a programmed hardware state
+  (``rram`` preset: 64x64 tiles, write/read noise, stuck-at faults, finite
+  levels, 1 ohm wires with the exact IR-drop ``G_eff``, 8-bit DAC/ADC) over the
+  digital forward pass of the same model (the limit is 1x).
+- ``program_vs_forward``: programming one hardware sample (mapping, write-time
+  non-idealities and the exact per-tile ``G_eff``) over one analog forward batch.
+- ``train_vs_digital``: a non-ideality-aware training step (fresh noise and the
+  exact IR-drop solve in the loop, gradients by implicit differentiation) over a
+  digital training step.
+- ``vmap_vs_loop``: ``S`` Monte Carlo samples (program + forward) vmapped in one
+  jitted call over the same jitted function called ``S`` times in a Python loop.
+- scaling of programming time and memory with tile size, of vmapped sampling
+  with the number of samples and of the forward pass with batch size, with
+  fitted exponents (slope of log time vs log size).
+
+Correctness checks (``checks``), which fail the run, compare optimized results
+with unoptimized references: the ideal crossbar against the digital model, and
+vmapped samples against the loop.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from benchmarks.common import peak_rss_mib, timeit
+from crossjax import layers, models, montecarlo, presets
+from crossjax.hardware import HardwareConfig
+
+
+def _slope(xs, ys) -> float:
+    """Least-squares slope of log(y) vs log(x): the empirical scaling exponent."""
+    return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
+
+
+def _forward_fns(model, hardware):
+    """Jitted pure functions (program, analog forward, digital forward) of a split model."""
+    model.eval()
+    layers.set_mode(model, "digital")
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def digital(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    @jax.jit
+    def program(state, hw, key):
+        return layers.program_model(nnx.merge(graphdef, state), hw, key)
+
+    @jax.jit
+    def analog(state, prog, hw, key, x):
+        m = nnx.merge(graphdef, state)
+        layers.load_program(m, prog)
+        layers.set_mode(m, "hardware", hw)
+        return m(x, rngs=nnx.Rngs(hardware=key))
+
+    return state, digital, program, analog
+
+
+def _train_steps(model, hardware, lr=1e-3):
+    """Jitted digital and hardware-aware training steps on (model, optimizer)."""
+
+    def loss_fn(m, x, y, rngs):
+        logits = m(x, rngs=rngs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @nnx.jit
+    def step(m, opt, x, y, key):
+        loss, grads = nnx.value_and_grad(loss_fn)(m, x, y, nnx.Rngs(hardware=key))
+        opt.update(m, grads)
+        return loss
+
+    return step
+
+
+def run(quick: bool = False) -> dict:
+    width = 0.125 if quick else 0.25
+    batch = 8 if quick else 32
+    repeats = 3 if quick else 5
+    hw = presets.get("rram")
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (batch, 32, 32, 3), jnp.float32)
+    y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
+    out: dict = {"config": {"model": f"vgg11 width {width}", "batch": batch, "hardware": "rram preset"}}
+    ratios, checks, timings = {}, {}, {}
+
+    # -- VGG11: analog inference vs digital, programming cost -----------------
+    model = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
+    state, digital, program, analog = _forward_fns(model, hw)
+    t_dig = timeit(lambda: digital(state, x), repeats=repeats)
+    prog = program(state, hw, key)
+    t_prog = timeit(lambda: program(state, hw, key), repeats=repeats)
+    t_ana = timeit(lambda: analog(state, prog, hw, key, x), repeats=repeats)
+    timings.update(vgg11_digital_forward=t_dig, vgg11_program=t_prog, vgg11_analog_forward=t_ana)
+    ratios["analog_vs_digital"] = t_ana["median"] / t_dig["median"]
+    ratios["program_vs_forward"] = t_prog["median"] / t_ana["median"]
+
+    ideal = HardwareConfig()
+    prog_ideal = program(state, ideal, key)
+    y_ideal = analog(state, prog_ideal, ideal, key, x)
+    y_dig = digital(state, x)
+    err = float(jnp.max(jnp.abs(y_ideal - y_dig)) / (jnp.max(jnp.abs(y_dig)) + 1e-30))
+    out["ideal_vs_digital_rel_err"] = err
+    checks["ideal_crossbar_equals_digital"] = err < 1e-4  # float32 over ~10 layers
+
+    # -- Monte Carlo samples/s through the library entry point ----------------
+    S = 4 if quick else 16
+    keys = jax.random.split(key, S)
+    montecarlo.evaluate(model, hw, keys, np.asarray(x), np.asarray(y), batch_size=batch, progress=False)
+    t0 = time.perf_counter()
+    res = montecarlo.evaluate(model, hw, keys, np.asarray(x), np.asarray(y), batch_size=batch, progress=False)
+    t_mc = time.perf_counter() - t0
+    out["montecarlo"] = {"samples": S, "seconds": t_mc, "samples_per_s": S / t_mc,
+                         "bytes_per_sample": int(res["bytes_per_sample"])}
+
+    # -- training step with IR drop in the loop vs digital ---------------------
+    tmodel = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
+    step = _train_steps(tmodel, hw)
+    opt = nnx.Optimizer(tmodel, optax.sgd(1e-3), wrt=nnx.Param)
+    layers.set_mode(tmodel, "digital")
+    t_dstep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
+    layers.set_mode(tmodel, "train", hw)
+    t_astep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
+    timings.update(train_step_digital=t_dstep, train_step_hardware=t_astep)
+    ratios["train_vs_digital"] = t_astep["median"] / t_dstep["median"]
+
+    # -- vmap over samples vs a Python loop (MLP on digits-sized inputs) -------
+    mlp = models.MLP(64, hidden=(256, 256), num_classes=10, rngs=nnx.Rngs(0))
+    mstate, _, mprog, mana = _forward_fns(mlp, hw)
+    xm = jax.random.normal(key, (256, 64), jnp.float32)
+
+    @jax.jit
+    def one(k):
+        return mana(mstate, mprog(mstate, hw, k), hw, k, xm)
+
+    many = jax.jit(jax.vmap(one))
+    S_v = 16 if quick else 64
+    vkeys = jax.random.split(jax.random.key(2), S_v)
+    t_vmap = timeit(lambda: many(vkeys), repeats=repeats)
+    t_loop = timeit(lambda: [one(k) for k in vkeys], repeats=repeats)
+    ratios["vmap_vs_loop_speedup"] = t_loop["median"] / t_vmap["median"]
+    v = np.asarray(many(vkeys))
+    lp = np.stack([np.asarray(one(k)) for k in vkeys])
+    checks["vmap_equals_loop"] = bool(np.allclose(v, lp, rtol=1e-4, atol=1e-5 * np.abs(lp).max()))
+    timings.update(mc_vmap=t_vmap, mc_loop=t_loop)
+
+    # -- scaling -----------------------------------------------------------------
+    scaling = {}
+    tiles = (16, 32, 64) if quick else (16, 32, 64, 128, 256)
+    W = jax.random.normal(key, (256, 256), jnp.float32) * 0.1
+    from crossjax import crossbar
+
+    t_tiles = []
+    for t in tiles:
+        cfg = hw.replace(array=hw.array.replace(rows=t, cols=t))
+        f = jax.jit(crossbar.program)
+        t_tiles.append(timeit(lambda: f(W, cfg, key), repeats=repeats)["median"])
+    scaling["program_256x256_vs_tile"] = {"tile": list(tiles), "seconds": t_tiles,
+                                          "exponent": _slope(tiles, t_tiles)}
+    samples = (1, 4, 16) if quick else (1, 4, 16, 64, 256)
+    t_s = []
+    for s in samples:
+        ks = jax.random.split(key, s)
+        t_s.append(timeit(lambda: many(ks), repeats=repeats)["median"])
+    scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": _slope(samples, t_s)}
+    batches = (8, 32, 128) if quick else (8, 32, 128, 512)
+    t_b = []
+    for b in batches:
+        xb = jax.random.normal(key, (b, 32, 32, 3), jnp.float32)
+        t_b.append(timeit(lambda: analog(state, prog, hw, key, xb), repeats=repeats)["median"])
+    scaling["vgg11_analog_batch"] = {"batch": list(batches), "seconds": t_b, "exponent": _slope(batches, t_b)}
+
+    out.update(ratios=ratios, checks=checks, timings=timings, scaling=scaling, peak_rss_mib=peak_rss_mib())
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick), indent=2, default=float))

@@ -1,0 +1,150 @@
+"""Checkpoints of a training run: model, optimizer state, hardware config, step, RNG.
+
+A checkpoint is one msgpack file (``flax.serialization``) holding
+
+* ``arrays``: every leaf of ``nnx.state(model)`` and ``nnx.state(optimizer)``
+  (parameters, batch statistics, ``nnx.Rngs`` keys and counters, optimizer
+  moments and step), flattened to ``"model/<path>"`` / ``"optimizer/<path>"``
+  keys; typed PRNG keys are stored as their raw ``key_data`` (uint32) and
+  re-wrapped on restore;
+* ``meta``: a JSON document with the step, the hardware config
+  (``HardwareConfig.to_dict()``), the data-order seed and anything the caller
+  adds (``extra``).
+
+Files are written atomically: the bytes go to a temporary file in the same
+directory, are flushed and fsync'ed, and then ``os.replace`` renames it over
+the target, so a crash leaves either the old or the new checkpoint, never a
+torn one. Restoring is template-based: the live model/optimizer give the tree
+structure, shapes and dtypes, and a mismatch raises ``ValueError``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx, serialization
+
+FORMAT_VERSION = 1
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path),
+                               dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _is_key(leaf) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _flatten(prefix: str, state) -> dict[str, np.ndarray]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        name = prefix + jax.tree_util.keystr(path)
+        if _is_key(leaf):
+            leaf = jax.random.key_data(leaf)
+        out[name] = np.asarray(leaf)
+    return out
+
+
+def _unflatten_into(prefix: str, template, arrays: dict[str, np.ndarray]):
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(template)
+    new_leaves = []
+    for path, leaf in leaves_with_path:
+        name = prefix + jax.tree_util.keystr(path)
+        if name not in arrays:
+            raise ValueError(f"restore_checkpoint: the checkpoint has no entry "
+                             f"{name!r}; was it written for a different model "
+                             f"or optimizer? Build the same model/optimizer "
+                             f"before restoring.")
+        value = arrays[name]
+        if _is_key(leaf):
+            restored = jax.random.wrap_key_data(
+                jnp.asarray(value), impl=jax.random.key_impl(leaf))
+        else:
+            if tuple(value.shape) != tuple(np.shape(leaf)):
+                raise ValueError(f"restore_checkpoint: {name!r} has shape "
+                                 f"{value.shape} in the checkpoint but "
+                                 f"{np.shape(leaf)} in the live model; build the "
+                                 f"model with the same sizes")
+            restored = jnp.asarray(value, dtype=leaf.dtype)
+        new_leaves.append(restored)
+    return jax.tree_util.tree_unflatten(treedef, new_leaves)
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
+                    optimizer: nnx.Optimizer | None = None, step: int = 0,
+                    hardware=None, extra: dict[str, Any] | None = None) -> None:
+    """Atomically save model, optimizer state, step, hardware config and ``extra``.
+
+    ``hardware`` is a ``HardwareConfig`` (stored via ``to_dict()``) or ``None``;
+    ``extra`` must be JSON-serialisable. RNG state held in ``nnx.Rngs`` inside
+    the model is part of ``nnx.state(model)`` and saved with it.
+    """
+    arrays = _flatten("model", nnx.state(model))
+    if optimizer is not None:
+        arrays.update(_flatten("optimizer", nnx.state(optimizer)))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "hardware": None if hardware is None else hardware.to_dict(),
+        "has_optimizer": optimizer is not None,
+        "extra": extra or {},
+    }
+    blob = serialization.msgpack_serialize(
+        {"arrays": arrays, "meta": json.dumps(meta)})
+    atomic_write_bytes(path, blob)
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """Raw contents ``(arrays, meta)`` of a checkpoint file."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"read_checkpoint: no checkpoint at path={path!r}")
+    with open(path, "rb") as f:
+        content = serialization.msgpack_restore(f.read())
+    meta = json.loads(content["meta"])
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"read_checkpoint: {path!r} has format_version="
+                         f"{meta.get('format_version')}, expected {FORMAT_VERSION}")
+    return dict(content["arrays"]), meta
+
+
+def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
+                       optimizer: nnx.Optimizer | None = None) -> dict:
+    """Restore ``model`` (and ``optimizer``) in place from ``path``.
+
+    Returns the metadata dict: ``step``, ``hardware`` (a dict, or ``None``;
+    rebuild with ``HardwareConfig.from_dict``), ``extra``.
+    """
+    arrays, meta = read_checkpoint(path)
+    nnx.update(model, _unflatten_into("model", nnx.state(model), arrays))
+    if optimizer is not None:
+        if not meta.get("has_optimizer"):
+            raise ValueError(f"restore_checkpoint: {os.fspath(path)!r} holds no "
+                             f"optimizer state; pass optimizer=None")
+        nnx.update(optimizer, _unflatten_into("optimizer", nnx.state(optimizer), arrays))
+    return meta

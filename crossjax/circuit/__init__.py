@@ -1,0 +1,20 @@
+"""Exact, differentiable IR-drop solve of a resistive crossbar array.
+
+Public names (``shared/DESIGN.md``): :class:`Parasitics`, :func:`solve`,
+:func:`effective_conductance`, :func:`node_voltages`, :func:`to_spice`,
+:func:`plot_ir_drop`. Units: siemens, ohms, volts, amperes.
+"""
+from .parasitics import Parasitics
+from .solver import METHODS, choose_method, effective_conductance, node_voltages, solve
+from .spice import run_ngspice, to_spice
+
+
+def plot_ir_drop(G, V, parasitics, ax=None):
+    """Heatmap of the voltage across every cell (see :func:`crossjax.circuit.plot.plot_ir_drop`)."""
+    from .plot import plot_ir_drop as _plot
+
+    return _plot(G, V, parasitics, ax=ax)
+
+
+__all__ = ["Parasitics", "solve", "effective_conductance", "node_voltages", "to_spice",
+           "run_ngspice", "plot_ir_drop", "METHODS", "choose_method"]

@@ -1,0 +1,53 @@
+"""Implicit (adjoint) gradients of the crossbar currents, never through iterations.
+
+The column currents are a short-circuit transfer admittance of a reciprocal
+resistor network, ``I_out = -Y_port[sink, driver] V``, and
+``dY_port/dg = v_b^(p) v_b^(q)`` for any branch conductance ``g``. Hence, for a
+loss ``L`` with output cotangent ``ybar`` (..., B, C):
+
+    dL/dG[i, j] = -sum_b U_b[i, j] * Lambda_b[i, j]
+    dL/dr       = +sum_b sum_(segments of r) i_b * iadj_b         (ohms)
+    dL/dV_b     = ybar_b @ G_eff^T
+
+with ``U_b`` the forward cell voltages and ``Lambda_b`` / ``iadj_b`` the cell
+voltages / segment currents when the sinks are driven at ``ybar_b`` and the
+drivers grounded. That adjoint circuit is the same circuit seen from the
+sinks: ``G -> G[::-1, ::-1].T`` with row/column and source/sink resistances
+swapped (:meth:`Parasitics.transposed`), so it reuses the forward solver.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from . import iterative
+from .parasitics import Parasitics
+from .wires import cell_voltages, column_segment_currents, row_segment_currents
+
+
+def flip(X):
+    """Re-orient (..., R, C) arrays to the sink-driven view (..., C, R) and back (an involution)."""
+    return jnp.swapaxes(X[..., ::-1, ::-1], -1, -2)
+
+
+def gradients(G, V, p, ybar, I=None):
+    """Cotangents ``(dG, dV, dp)`` for ``G`` (N, R, C), ``V`` (N, B, R), output cotangent ``ybar`` (N, B, C).
+
+    ``I`` are the forward cell currents (N, B, R, C) if already known.
+    """
+    if I is None:
+        I, _, _ = iterative.cell_currents(G, V, p)
+    pt = p.transposed()
+    Vt = ybar[..., ::-1]
+    It, _, _ = iterative.cell_currents(flip(G), Vt, pt)
+    Ut = cell_voltages(It, Vt, pt)
+    dV = jnp.sum(It, -2)[..., ::-1]
+    Ia = flip(It)          # adjoint cell currents, sink-view orientation (col -> row)
+    Ua = flip(Ut)          # = -Lambda
+    U = cell_voltages(I, V, p)
+    dG = jnp.sum(U * Ua, axis=-3)
+    Tf, Ta = row_segment_currents(I), row_segment_currents(Ia)
+    Sf, Sa = column_segment_currents(I), column_segment_currents(Ia)
+    dp = Parasitics(r_wire_row=-jnp.sum(Tf * Ta), r_wire_col=-jnp.sum(Sf * Sa),
+                    r_source=-jnp.sum(Tf[..., 0] * Ta[..., 0]),
+                    r_sink=-jnp.sum(Sf[..., -1, :] * Sa[..., -1, :]))
+    return dG, dV, dp

@@ -1,0 +1,227 @@
+"""Public circuit entry points: ``solve``, ``effective_conductance``, ``node_voltages``.
+
+Shapes: ``G`` (..., R, C) siemens; ``V`` (R,) or (..., B, R) volts; currents
+``V @ G_eff`` under NumPy matmul broadcasting, amperes.
+
+Two exact regimes (``method``):
+
+* ``"direct"``: form ``G_eff`` once by the Kron-reduction sweep
+  (:mod:`.sweep`), then ``V @ G_eff``; best with many inputs per array.
+* ``"iterative"``: preconditioned CG on the cell-current form per input
+  (:mod:`.iterative`) to the residual of an exact solve; best with few inputs.
+* ``"auto"``: ``"iterative"`` when there are fewer than ``max(8, R // 4)``
+  input vectors per conductance sample, else ``"direct"``.
+
+Gradients (w.r.t. ``G``, ``V`` and each resistance) use the adjoint formulas
+of :mod:`.adjoint` through ``jax.custom_vjp``; forward-mode (``jvp``) is not
+supported.
+
+Validation (``ValueError`` naming the argument): shapes and dtypes always;
+negative or non-finite ``G``, ``V`` and resistances only when the values are
+concrete (under ``jit`` they are traced and not checked).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import adjoint, iterative
+from .parasitics import FIELDS, Parasitics, check_parasitics
+from .sweep import sweep_effective_conductance
+from .wires import column_voltage, row_drop
+
+METHODS = ("auto", "direct", "iterative")
+
+
+def _concrete(x):
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_G(G):
+    G = jnp.asarray(G)
+    if G.ndim < 2:
+        raise ValueError(f"G must have shape (..., R, C) with R, C >= 1, got shape {G.shape}; "
+                         "pass a conductance matrix in siemens.")
+    if G.shape[-1] < 1 or G.shape[-2] < 1:
+        raise ValueError(f"G must have at least one row and one column, got shape {G.shape}.")
+    if not jnp.issubdtype(G.dtype, jnp.floating):
+        G = G.astype(jnp.result_type(float))
+    if _concrete(G):
+        a = np.asarray(G)
+        if not np.all(np.isfinite(a)):
+            raise ValueError("G must be finite; found NaN or inf conductances.")
+        if np.any(a < 0):
+            raise ValueError(f"G must be >= 0 siemens, found min {a.min():.3g}; clip conductances at 0.")
+    return G
+
+
+def _check_V(V, R):
+    V = jnp.asarray(V)
+    if V.ndim < 1 or V.shape[-1] != R:
+        raise ValueError(f"V must have shape (R,) or (..., B, R) with R={R} (rows of G), got shape {V.shape}.")
+    if _concrete(V) and not np.all(np.isfinite(np.asarray(V))):
+        raise ValueError("V must be finite; found NaN or inf input voltages.")
+    return V
+
+
+def _cast(p, dtype):
+    return Parasitics(**{f: jnp.asarray(getattr(p, f), dtype) for f in FIELDS})
+
+
+def _prepare(G, parasitics, V=None):
+    check_parasitics(parasitics)
+    G = _check_G(G)
+    if V is not None:
+        V = _check_V(V, G.shape[-2])
+        dtype = jnp.result_type(G.dtype, V.dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = G.dtype
+        G, V = G.astype(dtype), V.astype(dtype)
+    return G, V, _cast(parasitics, G.dtype)
+
+
+def _ideal(p):
+    """True when all four resistances are zero: then ``G_eff = G`` exactly (not ``sqrt(G)**2``)."""
+    return (p.r_wire_row == 0) & (p.r_wire_col == 0) & (p.r_source == 0) & (p.r_sink == 0)
+
+
+def _sweep(G, p):
+    return jnp.where(_ideal(p), G, sweep_effective_conductance(G, p))
+
+
+# ---------------------------------------------------------------- G_eff
+@jax.custom_vjp
+def _geff(G, p):
+    return _sweep(G, p)
+
+
+def _geff_fwd(G, p):
+    return _sweep(G, p), (G, p)
+
+
+def _geff_bwd(res, Gbar):
+    G, p = res
+    R, C = G.shape[-2:]
+    batch = G.shape[:-2]
+    Gf = G.reshape((-1, R, C))
+    eye = jnp.broadcast_to(jnp.eye(R, dtype=G.dtype), (Gf.shape[0], R, R))
+    dG, _, dp = adjoint.gradients(Gf, eye, p, Gbar.reshape((-1, R, C)))
+    return dG.reshape(batch + (R, C)), dp
+
+
+_geff.defvjp(_geff_fwd, _geff_bwd)
+
+
+def effective_conductance(G, parasitics: Parasitics):
+    """Effective conductance ``G_eff`` (S), (..., R, C), with ``solve(G, V, p) == V @ G_eff``.
+
+    Exact Kron-reduction sweep (:mod:`.sweep`); all resistances zero gives ``G``.
+    """
+    G, _, p = _prepare(G, parasitics)
+    return _geff_jit(G, p)
+
+
+_geff_jit = jax.jit(_geff)
+
+
+# ---------------------------------------------------------------- per-input solve
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _currents(method, G, V, p):
+    if method == "direct":
+        return V @ _sweep(G, p)
+    I, _, _ = iterative.cell_currents(G, V, p)
+    return jnp.where(_ideal(p), V @ G, jnp.sum(I, -2))
+
+
+def _currents_fwd(method, G, V, p):
+    if method == "direct":
+        Geff = _sweep(G, p)
+        return V @ Geff, (G, V, p, Geff)
+    I, _, _ = iterative.cell_currents(G, V, p)
+    return jnp.where(_ideal(p), V @ G, jnp.sum(I, -2)), (G, V, p, I)
+
+
+def _currents_bwd(method, res, ybar):
+    G, V, p, X = res
+    R = G.shape[-2]
+    if method == "direct" and V.shape[-2] > R:
+        # More inputs than rows: differentiate G_eff instead (R adjoint right-hand sides).
+        Gbar = jnp.swapaxes(V, -1, -2) @ ybar
+        eye = jnp.broadcast_to(jnp.eye(R, dtype=G.dtype), G.shape[:-2] + (R, R))
+        dG, _, dp = adjoint.gradients(G, eye, p, Gbar)
+        return dG, ybar @ jnp.swapaxes(X, -1, -2), dp
+    return adjoint.gradients(G, V, p, ybar, None if method == "direct" else X)
+
+
+_currents.defvjp(_currents_fwd, _currents_bwd)
+
+
+def _broadcast(G, V):
+    """``G`` (N, R, C), ``V`` (N, B, R), the output batch shape, and whether V was a vector."""
+    R, C = G.shape[-2:]
+    vector = V.ndim == 1
+    V2 = V[None, :] if vector else V
+    batch = jnp.broadcast_shapes(G.shape[:-2], V2.shape[:-2])
+    B = V2.shape[-2]
+    Gb = jnp.broadcast_to(G, batch + (R, C)).reshape((-1, R, C))
+    Vb = jnp.broadcast_to(V2, batch + (B, R)).reshape((-1, B, R))
+    return Gb, Vb, batch, B, vector
+
+
+def choose_method(R: int, inputs_per_sample: int) -> str:
+    """The ``"auto"`` rule: iterative below ``max(8, R // 4)`` inputs per sample."""
+    return "iterative" if inputs_per_sample < max(8, R // 4) else "direct"
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _solve_jit(method, G, V, p):
+    R, C = G.shape[-2:]
+    Gb, Vb, batch, B, vector = _broadcast(G, V)
+    if method == "direct" and Gb.shape[0] != int(np.prod(G.shape[:-2], dtype=int)):
+        # V carries batch dims G lacks: form G_eff once per G, then broadcast the matmul.
+        return V @ _geff(G, p)
+    out = _currents(method, Gb, Vb, p).reshape(batch + (B, C))
+    return out[..., 0, :] if vector else out
+
+
+def solve(G, V, parasitics: Parasitics, *, method: str = "auto"):
+    """Column currents (A) into the sinks: ``V @ G_eff`` with broadcasting.
+
+    ``G`` (..., R, C) siemens, ``V`` (R,) or (..., B, R) volts. ``method`` is
+    ``"auto"``, ``"direct"`` or ``"iterative"`` (see module docstring).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    G, V, p = _prepare(G, parasitics, V)
+    if method == "auto":
+        method = choose_method(G.shape[-2], 1 if V.ndim == 1 else V.shape[-2])
+    return _solve_jit(method, G, V, p)
+
+
+@jax.jit
+def _node_voltages_jit(G, V, p):
+    R, C = G.shape[-2:]
+    Gb, Vb, batch, B, vector = _broadcast(G, V)
+    I, _, _ = iterative.cell_currents(Gb, Vb, p)
+    v_row = Vb[..., :, None] - row_drop(I, p)
+    v_col = column_voltage(I, p)
+    shape = batch + (B, R, C)
+    v_row, v_col = v_row.reshape(shape), v_col.reshape(shape)
+    if vector:
+        v_row, v_col = v_row[..., 0, :, :], v_col[..., 0, :, :]
+    return v_row, v_col
+
+
+def node_voltages(G, V, parasitics: Parasitics):
+    """Row-node and column-node voltages ``(v_row, v_col)`` (V), each (..., [B,] R, C).
+
+    The cell voltage is ``v_row - v_col``; solved to the residual of an exact
+    solve by :mod:`.iterative`, differentiable by JAX through the returned
+    expressions of the (implicitly differentiated) cell currents is not
+    provided: use :func:`solve` for gradients.
+    """
+    G, V, p = _prepare(G, parasitics, V)
+    return _node_voltages_jit(G, V, p)

@@ -1,0 +1,62 @@
+"""Wire voltage drops of the cell-current form of the crossbar circuit.
+
+With cell currents ``I[i, j]`` (amperes, row node -> column node) the
+row-node and column-node voltages follow from the wires alone:
+
+    v_row[i, j] = V[i] - r_source * T[i, 0] - r_wire_row * sum_{k<=j} T[i, k],
+        T[i, k] = sum_{j' >= k} I[i, j']       (current in the row segment before cell k)
+    v_col[i, j] = r_sink * S[R-1, j] + r_wire_col * sum_{k>=i} S[k, j],
+        S[k, j] = sum_{i' <= k} I[i', j]       (current in the column segment below cell k)
+
+i.e. ``V[i] - v_row - v_col = P I`` with a symmetric positive semi-definite
+``P = P_row + P_col`` applied in O(R*C) by cumulative sums. The cell voltage is
+``U = v_row - v_col = V[i] - P I`` and Ohm's law ``I = G * U`` closes the
+system ``(diag(1/G) + P) I = V``.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def _revcumsum(x, axis):
+    return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis), axis)
+
+
+def row_segment_currents(I):
+    """``T[..., i, k]``: current (A) in the row-wire segment just before cell ``(i, k)``."""
+    return _revcumsum(I, -1)
+
+
+def column_segment_currents(I):
+    """``S[..., k, j]``: current (A) in the column-wire segment just below cell ``(k, j)``."""
+    return jnp.cumsum(I, -2)
+
+
+def row_drop(I, p):
+    """``V[i] - v_row[i, j]`` in volts for cell currents ``I`` (..., R, C)."""
+    T = row_segment_currents(I)
+    return p.r_source * T[..., :, :1] + p.r_wire_row * jnp.cumsum(T, -1)
+
+
+def column_voltage(I, p):
+    """``v_col[i, j]`` in volts for cell currents ``I`` (..., R, C)."""
+    S = column_segment_currents(I)
+    return p.r_sink * S[..., -1:, :] + p.r_wire_col * _revcumsum(S, -2)
+
+
+def wire_operator(I, p):
+    """``P I = row_drop(I) + column_voltage(I)`` (volts)."""
+    return row_drop(I, p) + column_voltage(I, p)
+
+
+def wire_operator_diagonal(shape, p, dtype):
+    """``diag(P)`` reshaped to ``(R, C)``: ``r_source + r_wire_row*(j+1) + r_sink + r_wire_col*(R-i)``."""
+    R, C = shape
+    j = jnp.arange(1, C + 1, dtype=dtype)
+    i = jnp.arange(R, 0, -1, dtype=dtype)
+    return (p.r_source + p.r_wire_row * j)[None, :] + (p.r_sink + p.r_wire_col * i)[:, None]
+
+
+def cell_voltages(I, V, p):
+    """Voltage across each cell, ``U = V[i] - P I`` (volts); ``V`` is (..., R)."""
+    return V[..., :, None] - wire_operator(I, p)

@@ -1,0 +1,176 @@
+"""Digital-to-analog and analog-to-digital converters with straight-through gradients.
+
+DAC (inputs -> row voltages). With input range ``x_range`` (fixed ``x_max`` or the
+per-vector ``max |x|``) the voltage applied to row ``i`` is
+
+    V_i = v_read * x_i / x_range                      (volts; ideal DAC, ``bits=None``)
+    V_i = v_read * round(clip(x_i / x_range, -1, 1) * n) / n,   n = 2**(bits-1) - 1
+
+(sign-magnitude, ``2*n + 1`` levels). With ``slice_bits = s`` the ``bits - 1``
+magnitude bits are applied bit-serially in ``S = ceil((bits-1)/s)`` slices:
+slice ``k`` carries digit ``d_k`` of ``|q|`` in base ``2**s`` as
+``V_k = v_read * sign(q) * d_k / (2**s - 1)``; the digital outputs recombine by
+shift-add with coefficients ``2**(s*k) * (2**s - 1) / n`` (see :func:`apply_dac`).
+
+ADC (column current -> digital code). Two's-complement, mid-tread, full scale
+``i_fs`` amperes, ``bits`` per column (scalar or an array broadcast over columns):
+
+    step = i_fs / 2**(bits-1),   code = clip(round(I / step), -2**(bits-1), 2**(bits-1) - 1),
+    I_q  = code * step
+
+so an ``n``-bit ADC produces at most ``2**n`` distinct values and represents 0
+exactly. The full scale is ``"fixed"`` (``i_max``), ``"max"`` (the largest
+current the column can carry, ``v_read * sum_i |G_eff[i, j]|``) or
+``"calibrated"`` (a percentile of ``|I|`` measured on data, see
+``crossbar.calibrate_adc``).
+
+Rounding uses the straight-through estimator ``round(x) ~ x`` in the backward
+pass; clipping passes zero gradient outside the range.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from crossjax import config_checks as chk
+
+DAC_RANGES = ("fixed", "max")
+ADC_RANGES = ("fixed", "max", "calibrated")
+
+
+def ste_round(x):
+    """``round(x)`` forward, identity gradient backward (straight-through estimator)."""
+    return x + jax.lax.stop_gradient(jnp.round(x) - x)
+
+
+@struct.dataclass
+class DACConfig:
+    """Input DAC.
+
+    Attributes:
+      bits: input resolution including sign (``None``: ideal, unclipped, linear). static.
+      v_read: read voltage for a full-scale input, volts.
+      x_max: input range for ``range="fixed"`` (inputs are clipped to ``[-x_max, x_max]``
+        when quantized).
+      range: ``"fixed"`` (``x_max``) or ``"max"`` (per input vector ``max |x|``). static.
+      slice_bits: bits per bit-serial input slice (``None``: all bits at once). static.
+    """
+
+    bits: int | None = struct.field(pytree_node=False, default=None)
+    v_read: float = 0.2
+    x_max: float = 1.0
+    range: str = struct.field(pytree_node=False, default="fixed")
+    slice_bits: int | None = struct.field(pytree_node=False, default=None)
+
+    def __post_init__(self):
+        self.check(include_jax=False)
+
+    def check(self, include_jax: bool = True):
+        """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
+        j = include_jax
+        chk.positive_int("dac.bits", self.bits, allow_none=True)
+        if self.bits is not None and self.bits < 2:
+            raise ValueError(f"dac.bits must be >= 2 (sign + magnitude), got {self.bits}.")
+        chk.positive("dac.v_read", self.v_read, j)
+        chk.positive("dac.x_max", self.x_max, j)
+        chk.choice("dac.range", self.range, DAC_RANGES)
+        chk.positive_int("dac.slice_bits", self.slice_bits, allow_none=True)
+        if self.slice_bits is not None and self.bits is None:
+            raise ValueError("dac.slice_bits needs dac.bits: set dac.bits or slice_bits=None.")
+
+    @property
+    def n_slices(self) -> int:
+        if self.slice_bits is None:
+            return 1
+        return math.ceil((self.bits - 1) / self.slice_bits)
+
+
+@struct.dataclass
+class ADCConfig:
+    """Column ADC.
+
+    Attributes:
+      bits: resolution per column (``None``: ideal, no ADC). An int, or an array
+        broadcastable to the per-tile columns ``(Nt, C)`` (per-column bits).
+      range: ``"fixed"``, ``"max"`` or ``"calibrated"``. static.
+      i_max: full scale in amperes for ``range="fixed"``.
+      percentile: percentile of ``|I|`` used by ``crossbar.calibrate_adc``.
+    """
+
+    bits: object = None
+    range: str = struct.field(pytree_node=False, default="max")
+    i_max: float = 1e-4
+    percentile: float = 99.99
+
+    def __post_init__(self):
+        self.check(include_jax=False)
+
+    def check(self, include_jax: bool = True):
+        """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
+        j = include_jax
+        b = chk.concrete(self.bits, j)
+        if b is not None and (b.size == 0 or np.any(b < 1) or np.any(b != np.round(b))):
+            raise ValueError(f"adc.bits must be integers >= 1 (or None for no ADC), got {self.bits!r}.")
+        chk.choice("adc.range", self.range, ADC_RANGES)
+        chk.positive("adc.i_max", self.i_max, j)
+        p = chk.concrete(self.percentile, j)
+        if p is not None and not (0 < p <= 100):
+            raise ValueError(f"adc.percentile must lie in (0, 100], got {self.percentile!r}.")
+
+
+def apply_dac(x, dac: DACConfig):
+    """Row voltages for inputs ``x`` ``(..., K)``.
+
+    Returns ``(v, coef, x_range)``: ``v`` ``(S, ..., K)`` volts for the ``S``
+    bit-serial slices, ``coef`` a tuple of ``S`` shift-add weights with
+    ``sum_k coef[k] * v[k] / v_read == x_q / x_range``, and ``x_range``
+    ``(..., 1)`` (or a scalar) to undo the input scaling.
+    """
+    if dac.range == "max":
+        x_range = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
+        x_range = jnp.where(x_range > 0, x_range, 1.0)
+        x_range = jax.lax.stop_gradient(x_range)
+    else:
+        x_range = jnp.asarray(dac.x_max, dtype=x.dtype)
+    xn = x / x_range
+    if dac.bits is None:
+        return (xn * dac.v_read)[None], (1.0,), x_range
+    n = 2 ** (dac.bits - 1) - 1
+    q = ste_round(jnp.clip(xn, -1.0, 1.0) * n)
+    if dac.slice_bits is None:
+        return (q / n * dac.v_read)[None], (1.0,), x_range
+    s = dac.slice_bits
+    base = 2**s
+    mag = jax.lax.stop_gradient(jnp.abs(q))
+    sign = jax.lax.stop_gradient(jnp.sign(q))
+    slices, coef = [], []
+    for k in range(dac.n_slices):  # static, a handful of bit slices
+        d = jnp.mod(jnp.floor(mag / base**k), base)
+        slices.append(sign * d / (base - 1))
+        coef.append(base**k * (base - 1) / n)
+    v = jnp.stack(slices)
+    # straight-through: the gradient of the recombined input flows via slice 0
+    v = v.at[0].add((q / n - jax.lax.stop_gradient(q / n)) / coef[0])
+    return v * dac.v_read, tuple(coef), x_range
+
+
+def adc_quantize(current, full_scale, bits):
+    """Two's-complement ADC: ``clip(round(I/step), -2**(b-1), 2**(b-1)-1) * step``, ``step = i_fs / 2**(b-1)``.
+
+    ``current`` amperes; ``full_scale`` and ``bits`` broadcast against it.
+    Straight-through gradient inside the range, zero outside.
+    """
+    half = 2.0 ** (jnp.asarray(bits, dtype=current.dtype) - 1)
+    step = full_scale / half
+    code = jnp.clip(ste_round(current / step), -half, half - 1)
+    return code * step
+
+
+def percentile_full_scale(currents, percentile, axis):
+    """ADC full scale from data: the ``percentile`` of ``|I|`` over ``axis`` (amperes), floored at tiny."""
+    fs = jnp.percentile(jnp.abs(currents), percentile, axis=axis)
+    return jnp.maximum(fs, jnp.finfo(fs.dtype).tiny)

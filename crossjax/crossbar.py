@@ -1,0 +1,301 @@
+"""The crossbar kernels: program a weight matrix onto tiles, multiply through them.
+
+Data path (DESIGN.md), for ``W`` ``(K, N)`` on ``R x C`` tiles::
+
+    u      = map(W / w_max)                      (P, Kt, Nt, R, Cp)   crossjax.mapping
+    G      = program(u; key)                      siemens             crossjax.devices
+    G_eff  = effective_conductance(G, wires)      exact IR drop       crossjax.circuit
+    V_s    = DAC(x) slice s                       volts               crossjax.converters
+    I      = V_s @ G_eff  (+ read noise)          amperes, per tile column
+    I_q    = ADC(I)                               per tile column, full scale per column
+    y      = sum_s coef_s sum_p coef_p sum_Kt I_q * w_max * x_range / ((g_max - g_min) * v_read)
+
+With ideal devices and converters ``y == x @ W`` (the ``g_min`` offsets cancel in
+the differential pair). :func:`program` does all the per-weight work once and
+folds the linear part into ``effective_weights`` ``(K, N)``,
+``W_eff = recombine(G_eff) * w_max / (g_max - g_min)``, so that without ADC and
+read noise :func:`matmul` is a single ``x_q @ W_eff``; otherwise it is one
+batched einsum over all tiles followed by the per-column ADC. No Python loops
+over tiles, samples or inputs; ``jax.vmap(program, in_axes=(None, None, 0))``
+gives Monte Carlo samples.
+
+Checks (``ValueError`` naming the argument) run eagerly on concrete inputs; under
+``jit``/``vmap`` traced arrays are not checked (config static fields still are).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from crossjax import config_checks as chk
+from crossjax import converters, devices, mapping
+from crossjax.hardware import HardwareConfig
+
+
+@struct.dataclass
+class CrossbarState:
+    """A programmed layer (pytree).
+
+    Attributes:
+      g: programmed conductances ``(P, Kt, Nt, R, Cp)``, siemens.
+      g_eff: effective conductances with IR drop, same shape (``g`` for ideal wires).
+      w_eff: effective digital weights ``(K, N)`` (what the hardware computes, linear part).
+      w_max: weight scale, scalar or ``(N,)``.
+      adc_range: ADC full scale per tile column ``(P, Kt, Nt, Cp)`` amperes, or ``None`` (no ADC).
+      in_features, out_features: ``K``, ``N`` (static).
+    """
+
+    g: jax.Array
+    g_eff: jax.Array
+    w_eff: jax.Array
+    w_max: jax.Array
+    adc_range: jax.Array | None
+    in_features: int = struct.field(pytree_node=False, default=0)
+    out_features: int = struct.field(pytree_node=False, default=0)
+
+
+# ----------------------------------------------------------------------------- checks
+def _check_config(config):
+    if not isinstance(config, HardwareConfig):
+        raise ValueError(f"config must be a crossjax.hardware.HardwareConfig, got {type(config).__name__}.")
+    config.check()
+
+
+def _check_array(name, a, ndim_min=1):
+    if not hasattr(a, "shape") or a.ndim < ndim_min:
+        raise ValueError(f"{name} must be an array with at least {ndim_min} dimension(s), got {a!r:.80}.")
+    c = chk.concrete(a)
+    if c is not None and not np.all(np.isfinite(c)):
+        raise ValueError(f"{name} contains NaN or inf; pass finite values.")
+
+
+def _check_key(key, needed, what):
+    if key is None and needed:
+        raise ValueError(f"key is None but {what}; pass a jax.random key (e.g. jax.random.key(0)).")
+
+
+def _as_float(a):
+    a = jnp.asarray(a)
+    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.result_type(float))
+
+
+# ----------------------------------------------------------------------------- program
+def _effective_conductance(g, config):
+    if config.array.parasitics is None:
+        return g
+    from crossjax import circuit  # the exact IR-drop solve
+
+    return circuit.effective_conductance(g, config.array.parasitics)
+
+
+def _scale(config):
+    """``1 / ((g_max - g_min) * v_read)``: amperes -> normalized digital units."""
+    return 1.0 / ((config.device.g_max - config.device.g_min) * config.dac.v_read)
+
+
+def _fold_weights(g_eff, w_max, config, K, N):
+    w = mapping.unmap_tiles(g_eff, w_max, config.mapping, K, N)
+    return w / (config.device.g_max - config.device.g_min)
+
+
+def _initial_adc_range(g_eff, config):
+    adc = config.adc
+    if adc.bits is None:
+        return None
+    shape = g_eff.shape[:-2] + g_eff.shape[-1:]
+    if adc.range == "fixed":
+        return jnp.full(shape, adc.i_max, g_eff.dtype)
+    # "max" (and the default of "calibrated" until calibrate_adc is called):
+    # the largest current the column can carry, all inputs at +-v_read.
+    return config.dac.v_read * jnp.sum(jnp.abs(g_eff), axis=-2)
+
+
+@jax.jit
+def _program(W, config, key):
+    K, N = W.shape
+    u, w_max = mapping.map_weights(W, config.mapping, config.array.rows, config.array.cols)
+    g = devices.program_conductances(u, config.device, key)
+    g_eff = _effective_conductance(g, config)
+    return CrossbarState(
+        g=g, g_eff=g_eff, w_eff=_fold_weights(g_eff, w_max, config, K, N), w_max=w_max,
+        adc_range=_initial_adc_range(g_eff, config), in_features=K, out_features=N,
+    )
+
+
+def program(W, config: HardwareConfig, key=None) -> CrossbarState:
+    """Map ``W`` ``(K, N)`` to tiles, program the devices (write-time non-idealities from ``key``)
+    and prepare the per-tile ``G_eff`` (exact circuit solve, once).
+
+    ``key`` may be ``None`` only when ``config.program_is_stochastic`` is false.
+    """
+    _check_config(config)
+    _check_array("W", W, 2)
+    if W.ndim != 2:
+        raise ValueError(f"W must have shape (K, N), got {W.shape}; vmap over extra axes.")
+    _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
+    if key is None:
+        key = jax.random.key(0)  # unused: nothing stochastic
+    return _program(_as_float(W), config, key)
+
+
+def effective_weights(state: CrossbarState, config: HardwareConfig | None = None):
+    """Effective digital weights ``(K, N)`` the programmed hardware applies (inverse map of
+    ``G_eff``; excludes ADC and read noise). ``config`` is accepted for symmetry."""
+    return state.w_eff
+
+
+# ----------------------------------------------------------------------------- matmul
+def _tile_inputs(v, K, rows):
+    """``(..., K)`` -> ``(..., Kt, R)`` with zero padding."""
+    kt = -(-K // rows)
+    v = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, kt * rows - K)])
+    return v.reshape(v.shape[:-1] + (kt, rows))
+
+
+def _tile_currents(v, state, config, key, method):
+    """Per-tile column currents ``(S, ..., P, Kt, Nt, Cp)`` for voltages ``v`` ``(S, ..., K)``."""
+    vt = _tile_inputs(v, state.in_features, config.array.rows)  # (S, ..., Kt, R)
+    if method is None:
+        i = jnp.einsum("...kr,pknrc->...pknc", vt, state.g_eff)
+    else:  # per-input circuit solve (few inputs per conductance sample)
+        from crossjax import circuit
+
+        lead = vt.shape[:-2]
+        kt, r = vt.shape[-2:]
+        vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
+        vb = vb[None, :, None]  # (1, Kt, 1, B, R)
+        i = circuit.solve(state.g, vb, config.array.parasitics, method=method)  # (P, Kt, Nt, B, Cp)
+        i = jnp.moveaxis(i, -2, 0).reshape(lead + i.shape[:3] + i.shape[-1:])
+    if config.device.read_noise is not None:
+        s = devices.read_noise_std(state.g, config.device)
+        var = jnp.einsum("...kr,pknrc->...pknc", vt * vt, s * s)
+        i = i + jnp.sqrt(var) * jax.random.normal(key, i.shape, i.dtype)
+    return i
+
+
+def _needs_columns(config):
+    return config.adc.bits is not None or config.device.read_noise is not None
+
+
+def _apply(x, state, config, key, method):
+    dac = config.dac
+    if not _needs_columns(config) and method is None:
+        if dac.bits is None:
+            return x @ state.w_eff
+        v, coef, x_range = converters.apply_dac(x, dac)
+        xq = jnp.tensordot(jnp.asarray(coef, v.dtype), v, axes=1) * (x_range / dac.v_read)
+        return xq @ state.w_eff
+    v, coef, x_range = converters.apply_dac(x, dac)
+    i = _tile_currents(v, state, config, key, method)  # (S, ..., P, Kt, Nt, Cp)
+    if config.adc.bits is not None:
+        i = converters.adc_quantize(i, state.adc_range, config.adc.bits)
+    i = jnp.tensordot(jnp.asarray(coef, i.dtype), i, axes=1)  # bit-serial shift-add
+    y = mapping.recombine(i, config.mapping, axis=-4).sum(axis=-3)  # (..., Nt, C)
+    y = y.reshape(y.shape[:-2] + (-1,))[..., : state.out_features]
+    return y * state.w_max * x_range * _scale(config)
+
+
+@functools.partial(jax.jit, static_argnames=("method",))
+def _matmul(x, state, config, key, method=None):
+    return _apply(x, state, config, key, method)
+
+
+def _check_inputs(x, state, config, key):
+    _check_config(config)
+    _check_array("x", x, 1)
+    if x.shape[-1] != state.in_features:
+        raise ValueError(
+            f"x has {x.shape[-1]} features in its last axis but the crossbar was programmed with "
+            f"K={state.in_features} inputs; pass x of shape (..., {state.in_features})."
+        )
+    _check_key(key, config.read_is_stochastic, "config has read noise")
+
+
+def matmul(x, state: CrossbarState, config: HardwareConfig, key=None):
+    """``x`` ``(..., K)`` -> ``y`` ``(..., N)`` through the programmed crossbar ``state``.
+
+    DAC, column currents ``V @ G_eff`` per tile, read noise (``key``), ADC per tile
+    column, recombination (differential / offset, bit slices, row tiles), rescale.
+    """
+    _check_inputs(x, state, config, key)
+    if key is None:
+        key = jax.random.key(0)
+    return _matmul(_as_float(x), state, config, key)
+
+
+def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, percentile=None) -> CrossbarState:
+    """ADC full scale per tile column from data: the ``percentile`` (default
+    ``config.adc.percentile``) of ``|I|`` over the inputs ``x`` ``(..., K)``."""
+    _check_inputs(x, state, config, key)
+    if config.adc.bits is None:
+        raise ValueError("calibrate_adc needs config.adc.bits (no ADC configured).")
+    if key is None:
+        key = jax.random.key(0)
+    q = config.adc.percentile if percentile is None else percentile
+    return _calibrate(_as_float(x), state, config, key, q)
+
+
+@jax.jit
+def _calibrate(x, state, config, key, q):
+    v, _, _ = converters.apply_dac(x, config.dac)
+    i = _tile_currents(v, state, config, key, None)
+    i = i.reshape((-1,) + i.shape[-4:])
+    return state.replace(adc_range=converters.percentile_full_scale(i, q, axis=0))
+
+
+def analog_matmul(x, W, config: HardwareConfig, key=None):
+    """One shot ``x @ W`` on fresh hardware: program (write noise from ``fold_in(key, 0)``),
+    then multiply (read noise from ``fold_in(key, 1)``). Differentiable w.r.t. ``x``, ``W``
+    and the config's continuous values.
+
+    With wires, ``config.method`` chooses the circuit regime: ``"iterative"`` solves
+    per input, ``"direct"`` forms ``G_eff``, ``"auto"`` applies
+    ``circuit.choose_method(R, inputs)`` (iterative for few inputs, as in training). ``adc.range="calibrated"`` calibrates on ``x`` itself.
+    """
+    _check_config(config)
+    _check_array("W", W, 2)
+    if W.ndim != 2:
+        raise ValueError(f"W must have shape (K, N), got {W.shape}.")
+    _check_array("x", x, 1)
+    if x.shape[-1] != W.shape[0]:
+        raise ValueError(f"x has {x.shape[-1]} features but W has K={W.shape[0]} rows; pass x of shape (..., {W.shape[0]}).")
+    _check_key(key, config.program_is_stochastic or config.read_is_stochastic, "config has stochastic non-idealities")
+    if key is None:
+        key = jax.random.key(0)
+    return _analog_matmul(_as_float(x), _as_float(W), config, key)
+
+
+@jax.jit
+def _analog_matmul(x, W, config, key):
+    k_prog, k_read = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    K, N = W.shape
+    per_input = False
+    if config.array.parasitics is not None:
+        method = config.method
+        if method == "auto":
+            from crossjax import circuit
+
+            method = circuit.choose_method(config.array.rows, max(1, x.size // K))
+        per_input = method == "iterative"
+    u, w_max = mapping.map_weights(W, config.mapping, config.array.rows, config.array.cols)
+    g = devices.program_conductances(u, config.device, k_prog)
+    g_eff = g if per_input else _effective_conductance(g, config)
+    state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, in_features=K, out_features=N)
+    if config.adc.bits is not None:
+        if config.adc.range == "calibrated":
+            v, _, _ = converters.apply_dac(x, config.dac)
+            i = _tile_currents(v, state, config, k_read, "iterative" if per_input else None)
+            i = jax.lax.stop_gradient(i.reshape((-1,) + i.shape[-4:]))
+            adc_range = converters.percentile_full_scale(i, config.adc.percentile, axis=0)
+        elif config.adc.range == "max" and per_input:
+            adc_range = _initial_adc_range(jax.lax.stop_gradient(g), config)  # ideal-wire bound
+        else:
+            adc_range = _initial_adc_range(g_eff, config)
+        state = state.replace(adc_range=adc_range)
+    if not _needs_columns(config) and not per_input:
+        state = state.replace(w_eff=_fold_weights(g_eff, w_max, config, K, N))
+    return _apply(x, state, config, k_read, "iterative" if per_input else None)

@@ -1,0 +1,436 @@
+"""Flax NNX layers whose matrix products run on simulated crossbar arrays.
+
+A crossbar layer holds *digital* weights (``nnx.Param``) and computes
+
+    y = crossbar(x, W) + b
+
+where ``crossbar`` depends on the layer's mode:
+
+``"digital"``
+    ``y = x @ W + b`` (convolutions via ``jax.lax.conv_general_dilated``).
+``"train"``
+    ``crossbar.analog_matmul(x, W, hardware, key)`` with a fresh sample of every
+    non-ideality per call, drawn from the ``nnx.Rngs`` stream ``"hardware"``
+    (the stream lives in the model state, so it advances correctly inside
+    ``nnx.jit`` training steps). Gradients flow through mapping, device noise,
+    the exact circuit solve and the converters to ``W``.
+``"hardware"``
+    ``crossbar.matmul(x, state, hardware, key)`` on a *programmed* state held in
+    the layer's :class:`CrossbarVariable` (written by :func:`load_program`);
+    the key only drives read noise.
+
+Biases (and batch norm in :mod:`crossjax.models`) stay digital.
+
+Convolutions are evaluated as patches x tiles: the input is unfolded with
+``jax.lax.conv_general_dilated_patches`` (features channel-major,
+``(Cin, kh, kw)``), and the kernel ``(kh, kw, Cin/G, Cout)`` is flattened as
+``W = kernel.transpose(2, 0, 1, 3).reshape(Cin/G*kh*kw, Cout)`` per group.
+With ``G = feature_group_count > 1`` each group is its own crossbar matrix
+``(Cin/G*kh*kw, Cout/G)``; the groups are stacked on a leading axis and
+programmed / evaluated with ``jax.vmap`` (one batched call, no Python loop).
+
+Whole-model programming is a pure function :func:`program_model` of
+``(weights, hardware, key)``; crossbar layer ``i`` (in ``nnx.iter_graph``
+order) uses ``jax.random.fold_in(key, i)``, so ``jax.vmap`` over keys gives
+Monte Carlo samples of a whole network.
+
+Checks: shapes, feature counts, modes and missing configs/programs raise
+``ValueError`` eagerly (shapes are static, so these checks also run under
+``jit``). Weight values are not inspected here; the kernels validate them on
+concrete inputs.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = [
+    "MODES",
+    "CrossbarVariable",
+    "HardwareVariable",
+    "CrossbarLinear",
+    "CrossbarConv",
+    "crossbar_layers",
+    "set_mode",
+    "program_model",
+    "load_program",
+    "clear_program",
+]
+
+MODES = ("digital", "train", "hardware")
+
+
+def _kernels():
+    """The crossbar kernels, imported lazily so digital mode never needs them."""
+    from crossjax import crossbar
+
+    return crossbar
+
+
+class CrossbarVariable(nnx.Variable):
+    """A programmed crossbar state (``crossbar.CrossbarState`` pytree) or ``None``."""
+
+
+class HardwareVariable(nnx.Variable):
+    """The layer's ``hardware.HardwareConfig`` (continuous fields are state
+    leaves, so sweeping them under ``nnx.jit`` does not recompile) or ``None``."""
+
+
+def _hardware_stream(rngs):
+    if rngs is None:
+        return nnx.data(None)
+    if isinstance(rngs, nnx.RngStream):
+        return rngs.fork()
+    if isinstance(rngs, nnx.Rngs):
+        try:
+            return rngs["hardware"].fork()
+        except (AttributeError, KeyError):
+            return nnx.data(None)
+    raise TypeError(f"rngs must be nnx.Rngs or nnx.RngStream, got {type(rngs).__name__}")
+
+
+class _CrossbarLayer(nnx.Module):
+    """Shared mode / key / program handling; subclasses define the matrices."""
+
+    def _init_crossbar(self, rngs):
+        self.mode = "digital"
+        self.hardware = HardwareVariable(None)
+        self.crossbar_state = CrossbarVariable(None)
+        self.rngs = _hardware_stream(rngs)
+
+    # -- the crossbar matrices --------------------------------------------
+    @property
+    def groups(self) -> int:
+        return 1
+
+    def crossbar_weights(self) -> jax.Array:
+        """The logical crossbar matrix ``(K, N)``, or ``(G, K/G, N/G)`` for grouped convs."""
+        raise NotImplementedError
+
+    def program(self, hardware, key) -> Any:
+        """Programmed state of this layer's matrices (pure; does not install it)."""
+        crossbar = _kernels()
+        W = self.crossbar_weights()
+        if self.groups == 1:
+            return crossbar.program(W, hardware, key)
+        keys = jax.random.split(key, self.groups)
+        return jax.vmap(crossbar.program, in_axes=(0, None, 0))(W, hardware, keys)
+
+    # -- evaluation ---------------------------------------------------------
+    def _key(self, rngs):
+        if rngs is not None:
+            stream = rngs["hardware"] if isinstance(rngs, nnx.Rngs) else rngs
+            return stream()
+        if self.rngs is None:
+            raise ValueError(
+                f"{type(self).__name__} in mode {self.mode!r} needs PRNG keys: build it with "
+                "rngs=nnx.Rngs(params=..., hardware=...) or pass rngs=nnx.Rngs(hardware=key) "
+                "to the call"
+            )
+        return self.rngs()
+
+    def _config(self):
+        hw = self.hardware.get_value()
+        if hw is None:
+            raise ValueError(
+                f"{type(self).__name__} in mode {self.mode!r} has no hardware config: call "
+                "crossjax.layers.set_mode(model, mode, hardware=HardwareConfig(...))"
+            )
+        return hw
+
+    def _matmul(self, x: jax.Array, rngs) -> jax.Array:
+        """``x (..., G, K/G)`` or ``(..., K)`` through the crossbar in the current mode."""
+        crossbar = _kernels()
+        config = self._config()
+        key = self._key(rngs)
+        G = self.groups
+        if self.mode == "train":
+            W = self.crossbar_weights()
+            if G == 1:
+                return crossbar.analog_matmul(x, W, config, key)
+            keys = jax.random.split(key, G)
+            y = jax.vmap(crossbar.analog_matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
+                x, W, config, keys
+            )
+            return y
+        state = self.crossbar_state.get_value()
+        if state is None:
+            raise ValueError(
+                f"{type(self).__name__} is in 'hardware' mode but not programmed: call "
+                "crossjax.layers.load_program(model, program_model(model, hardware, key))"
+            )
+        if G == 1:
+            return crossbar.matmul(x, state, config, key)
+        keys = jax.random.split(key, G)
+        return jax.vmap(crossbar.matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
+            x, state, config, keys
+        )
+
+
+def _check_features(name, value):
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class CrossbarLinear(_CrossbarLayer):
+    """Dense layer ``y = x @ W + b`` with ``W`` (in_features, out_features) on crossbars.
+
+    Crossbar rows are the ``K = in_features`` inputs, columns the
+    ``N = out_features`` outputs (tiled as in docs/architecture.md).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = True,
+        param_dtype=jnp.float32,
+        kernel_init=nnx.initializers.lecun_normal(),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs: nnx.Rngs,
+    ):
+        _check_features("in_features", in_features)
+        _check_features("out_features", out_features)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.use_bias = use_bias
+        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), param_dtype))
+        self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias else nnx.data(None)
+        self._init_crossbar(rngs)
+
+    def crossbar_weights(self) -> jax.Array:
+        return self.kernel[...]
+
+    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """``x (..., in_features) -> (..., out_features)``."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x: last axis has {x.shape[-1]} features but CrossbarLinear expects "
+                f"in_features={self.in_features}; reshape x or rebuild the layer"
+            )
+        if self.mode == "digital":
+            y = x @ self.kernel[...]
+        else:
+            y = self._matmul(x, rngs)
+        if self.bias is not None:
+            y = y + self.bias[...]
+        return y
+
+
+def _pair(name, v):
+    if isinstance(v, int):
+        v = (v, v)
+    v = tuple(v)
+    if len(v) != 2 or not all(isinstance(i, int) and i >= 1 for i in v):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
+    return v
+
+
+def _padding(padding):
+    if isinstance(padding, str):
+        p = padding.upper()
+        if p not in ("SAME", "VALID", "SAME_LOWER"):
+            raise ValueError(f"padding must be 'SAME', 'VALID', an int or ((lo, hi), (lo, hi)), got {padding!r}")
+        return p
+    if isinstance(padding, int):
+        return ((padding, padding), (padding, padding))
+    try:
+        pads = tuple(p if not isinstance(p, int) else (p, p) for p in padding)
+        pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    except (TypeError, ValueError):
+        raise ValueError(f"padding must be 'SAME', 'VALID', an int or ((lo, hi), (lo, hi)), got {padding!r}") from None
+    if len(pads) != 2:
+        raise ValueError(f"padding needs one (lo, hi) pair per spatial axis (2), got {padding!r}")
+    return pads
+
+
+class CrossbarConv(_CrossbarLayer):
+    """2-D convolution (NHWC) evaluated as im2col patches x crossbar tiles.
+
+    ``y[b, i, j, :] = patches(x)[b, i, j, :] @ W + b`` with
+    ``W = kernel.transpose(2, 0, 1, 3).reshape(Cin/G*kh*kw, Cout)`` per group
+    (``kernel`` has shape ``(kh, kw, Cin/G, Cout)``).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        *,
+        strides: int | Sequence[int] = 1,
+        padding: str | int | Sequence = "SAME",
+        kernel_dilation: int | Sequence[int] = 1,
+        feature_group_count: int = 1,
+        use_bias: bool = True,
+        param_dtype=jnp.float32,
+        kernel_init=nnx.initializers.lecun_normal(),
+        bias_init=nnx.initializers.zeros_init(),
+        rngs: nnx.Rngs,
+    ):
+        _check_features("in_features", in_features)
+        _check_features("out_features", out_features)
+        _check_features("feature_group_count", feature_group_count)
+        if in_features % feature_group_count or out_features % feature_group_count:
+            raise ValueError(
+                f"feature_group_count={feature_group_count} must divide in_features={in_features} "
+                f"and out_features={out_features}"
+            )
+        self.in_features = in_features
+        self.out_features = out_features
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.strides = _pair("strides", strides)
+        self.padding = _padding(padding)
+        self.kernel_dilation = _pair("kernel_dilation", kernel_dilation)
+        self.feature_group_count = feature_group_count
+        self.use_bias = use_bias
+        kh, kw = self.kernel_size
+        shape = (kh, kw, in_features // feature_group_count, out_features)
+        self.kernel = nnx.Param(kernel_init(rngs.params(), shape, param_dtype))
+        self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), param_dtype)) if use_bias else nnx.data(None)
+        self._init_crossbar(rngs)
+
+    @property
+    def groups(self) -> int:
+        return self.feature_group_count
+
+    def crossbar_weights(self) -> jax.Array:
+        kh, kw, cg, cout = self.kernel[...].shape
+        G = self.feature_group_count
+        W = self.kernel[...].transpose(2, 0, 1, 3).reshape(cg * kh * kw, cout)
+        if G == 1:
+            return W
+        # output channels come in G consecutive blocks of Cout/G
+        return W.reshape(cg * kh * kw, G, cout // G).transpose(1, 0, 2)
+
+    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """``x (B, H, W, in_features) -> (B, H', W', out_features)``."""
+        if x.ndim != 4 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x: expected NHWC input (B, H, W, {self.in_features}), got shape {x.shape}"
+            )
+        if self.mode == "digital":
+            dtype = jnp.result_type(x, self.kernel[...])
+            y = jax.lax.conv_general_dilated(
+                x.astype(dtype),
+                self.kernel[...].astype(dtype),
+                window_strides=self.strides,
+                padding=self.padding,
+                rhs_dilation=self.kernel_dilation,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=self.feature_group_count,
+            )
+        else:
+            patches = jax.lax.conv_general_dilated_patches(
+                x,
+                filter_shape=self.kernel_size,
+                window_strides=self.strides,
+                padding=self.padding,
+                rhs_dilation=self.kernel_dilation,
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+            G = self.feature_group_count
+            if G == 1:
+                y = self._matmul(patches, rngs)
+            else:
+                # channel-major features: group g owns a contiguous block
+                p = patches.reshape(*patches.shape[:-1], G, patches.shape[-1] // G)
+                y = self._matmul(p, rngs)
+                y = y.reshape(*y.shape[:-2], self.out_features)
+        if self.bias is not None:
+            y = y + self.bias[...]
+        return y
+
+
+# ---------------------------------------------------------------------------
+# whole-model helpers
+# ---------------------------------------------------------------------------
+def crossbar_layers(model: nnx.Module) -> list[tuple[tuple, _CrossbarLayer]]:
+    """``[(path, layer)]`` of every crossbar layer in ``nnx.iter_graph`` order.
+
+    The position in this list is the layer index folded into the programming key.
+    """
+    return [(path, node) for path, node in nnx.iter_graph(model) if isinstance(node, _CrossbarLayer)]
+
+
+def _check_hardware(hardware):
+    if hardware is None:
+        return
+    from crossjax import hardware as hw_mod
+
+    if not isinstance(hardware, hw_mod.HardwareConfig):
+        raise ValueError(
+            f"hardware must be a crossjax.hardware.HardwareConfig, got {type(hardware).__name__}"
+        )
+
+
+def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:
+    """Set every crossbar layer of ``model`` to ``mode`` (in place; returns ``model``).
+
+    ``hardware`` (a ``HardwareConfig``) replaces the layers' config when given;
+    modes ``"train"`` and ``"hardware"`` need one, set now or earlier.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _check_hardware(hardware)
+    layers = crossbar_layers(model)
+    if not layers:
+        raise ValueError("model: has no CrossbarLinear/CrossbarConv layers")
+    for path, layer in layers:
+        if hardware is not None:
+            layer.hardware.set_value(hardware)
+        if mode != "digital" and layer.hardware.get_value() is None:
+            raise ValueError(
+                f"set_mode(model, {mode!r}): layer {'/'.join(map(str, path))} has no hardware config; "
+                "pass hardware=HardwareConfig(...)"
+            )
+        layer.mode = mode
+    return model
+
+
+def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
+    """Program every crossbar layer: a pure function of (weights, hardware, key).
+
+    Layer ``i`` (see :func:`crossbar_layers`) is programmed with
+    ``crossbar.program(W_i, hardware, jax.random.fold_in(key, i))``. Returns an
+    ``nnx.State`` of :class:`CrossbarVariable` (install it with
+    :func:`load_program`); the model is not modified, so
+    ``jax.vmap(lambda k: program_model(model, hw, k))(keys)`` gives Monte Carlo samples.
+    """
+    _check_hardware(hardware)
+    if hardware is None:
+        raise ValueError("hardware: program_model needs a HardwareConfig")
+    layers = crossbar_layers(model)
+    if not layers:
+        raise ValueError("model: has no CrossbarLinear/CrossbarConv layers to program")
+    flat = []
+    for i, (path, layer) in enumerate(layers):
+        state = layer.program(hardware, jax.random.fold_in(key, i))
+        flat.append(((*path, "crossbar_state"), CrossbarVariable(state)))
+    return nnx.from_flat_state(flat)
+
+
+def load_program(model: nnx.Module, state: nnx.State) -> nnx.Module:
+    """Install a programmed state from :func:`program_model` (in place; returns ``model``)."""
+    paths = {(*p, "crossbar_state") for p, _ in crossbar_layers(model)}
+    given = {tuple(p) for p, _ in nnx.to_flat_state(state)}
+    if given != paths:
+        missing, extra = sorted(map(str, paths - given)), sorted(map(str, given - paths))
+        raise ValueError(
+            f"state: does not match the model's crossbar layers (missing {missing}, unexpected {extra}); "
+            "program it with program_model(model, ...) for this model"
+        )
+    nnx.update(model, state)
+    return model
+
+
+def clear_program(model: nnx.Module) -> nnx.Module:
+    """Drop every programmed state (frees memory; in place)."""
+    for _, layer in crossbar_layers(model):
+        layer.crossbar_state.set_value(None)
+    return model

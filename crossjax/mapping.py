@@ -1,0 +1,191 @@
+"""Weights <-> normalized conductance targets, and the tile layout.
+
+Tile layout (docs/architecture.md): ``W`` ``(K, N)`` is zero-padded to
+``(Kt*R, Nt*C)``, ``Kt = ceil(K/R)``, ``Nt = ceil(N/C)``, and tile ``(a, b)`` is
+``W[a*R:(a+1)*R, b*C:(b+1)*C]`` -> tiled shape ``(Kt, Nt, R, C)``.
+
+A mapping turns each tile into ``P`` physical arrays of normalized targets
+``u`` in ``[0, 1]`` (``G = g_min + (g_max - g_min) * u``, see ``crossjax.devices``),
+shape ``(P, Kt, Nt, R, Cp)``, with recombination coefficients ``coef`` (``P``,)
+such that, with ``w = W / w_max`` (``w_max`` the layer or column weight scale),
+
+    w = sum_p coef[p] * column_difference(u_p)
+
+where ``column_difference`` is the identity for ``"differential"`` and
+``u[..., :C] - u[..., C]`` for ``"offset"`` (one reference column per tile at ``u = 1/2``).
+
+- ``"differential"`` (default, DESIGN.md): ``u+ = max(w, 0)``, ``u- = max(-w, 0)``,
+  ``coef = (+1, -1)``.
+- ``"offset"``: ``u = (w + 1) / 2`` plus the reference column, ``coef = (2,)``.
+- bit slicing (``slice_bits = b``, ``slices = S``, differential only): ``|w|`` is
+  quantized to ``B = S*b`` bits, ``q = round(|w| * (2**B - 1))``; slice ``s`` holds
+  digit ``d_s = floor(q / 2**(b*s)) mod 2**b`` as ``u_s = d_s / (2**b - 1)`` and
+  recombines with ``coef_s = 2**(b*s) * (2**b - 1) / (2**B - 1)`` (shift-add).
+  Arrays are ordered ``[+s0, +s1, ..., -s0, -s1, ...]``.
+Quantization uses straight-through gradients.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from crossjax import config_checks as chk
+from crossjax.converters import ste_round
+
+SCHEMES = ("differential", "offset")
+WEIGHT_SCALES = ("layer", "column")
+
+
+@struct.dataclass
+class MappingConfig:
+    """Weight mapping.
+
+    Attributes:
+      scheme: ``"differential"`` or ``"offset"``. static.
+      weight_scale: ``"layer"`` (``w_max = max |W|``) or ``"column"`` (per output). static.
+      w_max: fixed weight scale (weights are clipped to ``[-w_max, w_max]``);
+        ``None``: from ``W`` as ``weight_scale`` says.
+      slice_bits: bits per cell for quantized weights (``None``: continuous). static.
+      slices: cells (bit slices) per weight magnitude. static.
+    """
+
+    scheme: str = struct.field(pytree_node=False, default="differential")
+    weight_scale: str = struct.field(pytree_node=False, default="layer")
+    w_max: float | None = None
+    slice_bits: int | None = struct.field(pytree_node=False, default=None)
+    slices: int = struct.field(pytree_node=False, default=1)
+
+    def __post_init__(self):
+        self.check(include_jax=False)
+
+    def check(self, include_jax: bool = True):
+        """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
+        j = include_jax
+        chk.choice("mapping.scheme", self.scheme, SCHEMES)
+        chk.choice("mapping.weight_scale", self.weight_scale, WEIGHT_SCALES)
+        if self.w_max is not None:
+            chk.positive("mapping.w_max", self.w_max, j)
+        chk.positive_int("mapping.slice_bits", self.slice_bits, allow_none=True)
+        chk.positive_int("mapping.slices", self.slices)
+        if self.slices > 1 and self.slice_bits is None:
+            raise ValueError("mapping.slices > 1 needs mapping.slice_bits (bits per cell).")
+        if self.scheme == "offset" and self.slices > 1:
+            raise ValueError("mapping.slices > 1 needs mapping.scheme='differential'.")
+
+    @property
+    def n_arrays(self) -> int:
+        return 2 * self.slices if self.scheme == "differential" else 1
+
+    @property
+    def reference_columns(self) -> int:
+        return 1 if self.scheme == "offset" else 0
+
+    def coefficients(self) -> tuple[float, ...]:
+        """Recombination coefficients ``coef`` (length ``n_arrays``)."""
+        if self.scheme == "offset":
+            return (2.0,)
+        if self.slice_bits is None:
+            return (1.0, -1.0)
+        b, s = self.slice_bits, self.slices
+        q = 2 ** (b * s) - 1
+        c = tuple(2 ** (b * k) * (2**b - 1) / q for k in range(s))
+        return c + tuple(-x for x in c)
+
+
+def tile_counts(K: int, N: int, rows: int, cols: int) -> tuple[int, int]:
+    return math.ceil(K / rows), math.ceil(N / cols)
+
+
+def tile_weights(W, rows: int, cols: int):
+    """``(..., K, N)`` -> ``(..., Kt, Nt, rows, cols)`` with zero padding (layout above)."""
+    K, N = W.shape[-2:]
+    kt, nt = tile_counts(K, N, rows, cols)
+    pad = [(0, 0)] * (W.ndim - 2) + [(0, kt * rows - K), (0, nt * cols - N)]
+    Wp = jnp.pad(W, pad)
+    lead = W.shape[:-2]
+    t = Wp.reshape(lead + (kt, rows, nt, cols))
+    return jnp.moveaxis(t, -3, -2)
+
+
+def untile_weights(tiles, K: int, N: int):
+    """Inverse of :func:`tile_weights`: ``(..., Kt, Nt, R, C)`` -> ``(..., K, N)`` (padding dropped)."""
+    kt, nt, r, c = tiles.shape[-4:]
+    lead = tiles.shape[:-4]
+    W = jnp.moveaxis(tiles, -2, -3).reshape(lead + (kt * r, nt * c))
+    return W[..., :K, :N]
+
+
+def weight_scale(W, mapping: MappingConfig):
+    """``w_max``: scalar (layer) or ``(N,)`` (column); zeros replaced by 1 (all-zero weights map to g_min)."""
+    if mapping.w_max is not None:
+        s = jnp.asarray(mapping.w_max, W.dtype)
+        return jnp.broadcast_to(s, (W.shape[-1],)) if mapping.weight_scale == "column" else s
+    axis = None if mapping.weight_scale == "layer" else 0
+    s = jnp.max(jnp.abs(W), axis=axis)
+    return jnp.where(s > 0, s, jnp.ones_like(s))
+
+
+def _column_scale_padded(w_max, N: int, cols: int):
+    nt = math.ceil(N / cols)
+    return jnp.pad(w_max, (0, nt * cols - N), constant_values=1.0)
+
+
+def map_weights(W, mapping: MappingConfig, rows: int, cols: int):
+    """Normalized targets ``u`` ``(P, Kt, Nt, rows, cols + ref)`` and ``w_max`` for ``W`` ``(K, N)``."""
+    K, N = W.shape
+    w_max = weight_scale(W, mapping)
+    if mapping.weight_scale == "column":
+        w = W / w_max[None, :]
+    else:
+        w = W / w_max
+    if mapping.w_max is not None:
+        w = jnp.clip(w, -1.0, 1.0)
+    wt = tile_weights(w, rows, cols)  # (Kt, Nt, R, C)
+    if mapping.scheme == "offset":
+        u = (wt + 1.0) / 2.0
+        if mapping.slice_bits is not None:
+            q = 2**mapping.slice_bits - 1
+            u = ste_round(u * q) / q
+        ref = jnp.full(u.shape[:-1] + (1,), 0.5, u.dtype)
+        return jnp.concatenate([u, ref], axis=-1)[None], w_max
+    pos, neg = jnp.maximum(wt, 0.0), jnp.maximum(-wt, 0.0)
+    if mapping.slice_bits is None:
+        return jnp.stack([pos, neg]), w_max
+    b, S = mapping.slice_bits, mapping.slices
+    Q = 2 ** (b * S) - 1
+    coef = mapping.coefficients()
+    arrays = []
+    for mag in (pos, neg):
+        qv = ste_round(mag * Q)
+        qs = jax.lax.stop_gradient(qv)
+        for s in range(S):  # static: a few bit slices
+            d = jnp.mod(jnp.floor(qs / 2 ** (b * s)), 2**b) / (2**b - 1)
+            if s == 0:  # straight-through: gradient of the recombined magnitude via slice 0
+                d = d + (qv - qs) / Q / coef[0]
+            arrays.append(d)
+    return jnp.stack(arrays), w_max
+
+
+def column_difference(a, mapping: MappingConfig):
+    """Remove the reference column (offset scheme): ``a[..., :C] - a[..., C:]``; identity otherwise."""
+    if mapping.scheme == "offset":
+        return a[..., :-1] - a[..., -1:]
+    return a
+
+
+def recombine(a, mapping: MappingConfig, axis: int):
+    """``sum_p coef[p] * column_difference(a_p)`` over the array axis ``axis`` of ``a``."""
+    coef = jnp.asarray(mapping.coefficients(), a.dtype)
+    a = column_difference(a, mapping)
+    a = jnp.moveaxis(a, axis, -1)
+    return a @ coef
+
+
+def unmap_tiles(u, w_max, mapping: MappingConfig, K: int, N: int):
+    """Inverse map for inspection: targets (or effective normalized conductances) -> weights ``(K, N)``."""
+    cols = u.shape[-1] - mapping.reference_columns
+    w = untile_weights(recombine(u, mapping, axis=0), K, N)
+    return w * (w_max[None, :] if mapping.weight_scale == "column" else w_max)

@@ -1,0 +1,302 @@
+"""Networks built from crossbar layers: MLP, VGG11/16 and ResNet18 (CIFAR variants).
+
+Every weight matrix is a :class:`~crossjax.layers.CrossbarLinear` or
+:class:`~crossjax.layers.CrossbarConv`; biases and batch norm stay digital.
+Inputs are NHWC images (``(B, 32, 32, 3)`` for CIFAR); outputs are logits.
+``width`` multiplies every hidden channel count (``max(1, round(c * width))``)
+for small, fast models; ``width=1`` gives the standard sizes.
+
+Each model's ``__call__(x, *, rngs=None)`` passes ``rngs`` to its crossbar
+layers (the ``"hardware"`` stream drives non-idealities in ``"train"`` and
+read noise in ``"hardware"`` mode). Batch norm follows ``model.train()`` /
+``model.eval()``.
+
+:func:`from_digital` copies a trained digital network (plain ``nnx.Linear`` /
+``nnx.Conv`` / ``nnx.BatchNorm``) or a saved state into a crossbar model.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from crossjax.layers import CrossbarConv, CrossbarLinear, crossbar_layers
+
+__all__ = ["MLP", "VGG", "VGG_CONFIGS", "vgg11", "vgg16", "BasicBlock", "ResNet", "resnet18", "from_digital"]
+
+
+def _scale(c: int, width: float) -> int:
+    return max(1, int(round(c * width)))
+
+
+def _check_width(width):
+    if not (isinstance(width, (int, float)) and width > 0):
+        raise ValueError(f"width must be a positive number (channel multiplier), got {width!r}")
+
+
+class MLP(nnx.Module):
+    """Multilayer perceptron: ``flatten -> [CrossbarLinear -> ReLU] * len(hidden) -> CrossbarLinear``."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int] = (64,),
+        num_classes: int = 10,
+        *,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        sizes = (in_features, *hidden, num_classes)
+        self.layers = nnx.List(
+            [
+                CrossbarLinear(a, b, param_dtype=param_dtype, rngs=rngs)
+                for a, b in zip(sizes[:-1], sizes[1:])
+            ]
+        )
+
+    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """``x (B, ...) -> logits (B, num_classes)``; trailing axes are flattened."""
+        x = x.reshape(x.shape[0], -1)
+        for layer in self.layers[:-1]:
+            x = nnx.relu(layer(x, rngs=rngs))
+        return self.layers[-1](x, rngs=rngs)
+
+
+VGG_CONFIGS = {
+    "vgg11": (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg13": (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+}
+
+
+class _ConvBN(nnx.Module):
+    """3x3 CrossbarConv (no bias) -> digital BatchNorm -> ReLU."""
+
+    def __init__(self, cin, cout, *, param_dtype, rngs):
+        self.conv = CrossbarConv(cin, cout, 3, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+        self.bn = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x, *, rngs=None):
+        return nnx.relu(self.bn(self.conv(x, rngs=rngs)))
+
+
+class VGG(nnx.Module):
+    """VGG for 32x32 inputs (CIFAR variant): conv3x3-BN-ReLU blocks with 2x2 max
+    pools (``"M"``), five pools take 32x32 to 1x1, then one CrossbarLinear
+    classifier ``(512*width) -> num_classes``.
+    """
+
+    def __init__(
+        self,
+        config_name: str,
+        num_classes: int = 10,
+        *,
+        in_channels: int = 3,
+        width: float = 1.0,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        if config_name not in VGG_CONFIGS:
+            raise ValueError(f"config_name must be one of {sorted(VGG_CONFIGS)}, got {config_name!r}")
+        _check_width(width)
+        self.config_name = config_name
+        blocks, c = [], in_channels
+        for v in VGG_CONFIGS[config_name]:
+            if v == "M":
+                continue
+            blocks.append(_ConvBN(c, _scale(v, width), param_dtype=param_dtype, rngs=rngs))
+            c = _scale(v, width)
+        self.features = nnx.List(blocks)
+        self.classifier = CrossbarLinear(c, num_classes, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """``x (B, H, W, C) -> logits (B, num_classes)``; H, W divisible by 32 (CIFAR: 32)."""
+        i = 0
+        for v in VGG_CONFIGS[self.config_name]:
+            if v == "M":
+                x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+            else:
+                x = self.features[i](x, rngs=rngs)
+                i += 1
+        x = jnp.mean(x, axis=(1, 2))  # 1x1 spatial for 32x32 inputs
+        return self.classifier(x, rngs=rngs)
+
+
+def vgg11(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs) -> VGG:
+    """VGG11 (CIFAR variant), 8 conv layers + 1 linear, all on crossbars."""
+    return VGG("vgg11", num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
+
+
+def vgg16(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs) -> VGG:
+    """VGG16 (CIFAR variant), 13 conv layers + 1 linear, all on crossbars."""
+    return VGG("vgg16", num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
+
+
+class BasicBlock(nnx.Module):
+    """ResNet basic block: ``relu(bn(conv3x3(relu(bn(conv3x3(x))))) + shortcut(x))``,
+    shortcut = 1x1 CrossbarConv + BN when the stride or channel count changes."""
+
+    def __init__(self, cin, cout, stride, *, param_dtype, rngs):
+        self.conv1 = CrossbarConv(cin, cout, 3, strides=stride, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+        self.bn1 = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
+        self.conv2 = CrossbarConv(cout, cout, 3, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+        self.bn2 = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
+        if stride != 1 or cin != cout:
+            self.shortcut_conv = CrossbarConv(cin, cout, 1, strides=stride, padding=0, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+            self.shortcut_bn = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
+        else:
+            self.shortcut_conv = nnx.data(None)
+            self.shortcut_bn = nnx.data(None)
+
+    def __call__(self, x, *, rngs=None):
+        h = nnx.relu(self.bn1(self.conv1(x, rngs=rngs)))
+        h = self.bn2(self.conv2(h, rngs=rngs))
+        s = x if self.shortcut_conv is None else self.shortcut_bn(self.shortcut_conv(x, rngs=rngs))
+        return nnx.relu(h + s)
+
+
+class ResNet(nnx.Module):
+    """ResNet for 32x32 inputs (CIFAR variant): 3x3 stem (stride 1, no max pool),
+    four stages of basic blocks (64, 128, 256, 512 channels x width; stride 2
+    from stage 2), global average pool, CrossbarLinear classifier."""
+
+    def __init__(
+        self,
+        blocks_per_stage: Sequence[int] = (2, 2, 2, 2),
+        num_classes: int = 10,
+        *,
+        in_channels: int = 3,
+        width: float = 1.0,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        _check_width(width)
+        c0 = _scale(64, width)
+        self.stem = CrossbarConv(in_channels, c0, 3, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+        self.stem_bn = nnx.BatchNorm(c0, param_dtype=param_dtype, rngs=rngs)
+        blocks, c = [], c0
+        for stage, n in enumerate(blocks_per_stage):
+            cout = _scale(64 * 2**stage, width)
+            for b in range(n):
+                stride = 2 if (stage > 0 and b == 0) else 1
+                blocks.append(BasicBlock(c, cout, stride, param_dtype=param_dtype, rngs=rngs))
+                c = cout
+        self.blocks = nnx.List(blocks)
+        self.classifier = CrossbarLinear(c, num_classes, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
+        """``x (B, H, W, C) -> logits (B, num_classes)``."""
+        x = nnx.relu(self.stem_bn(self.stem(x, rngs=rngs)))
+        for block in self.blocks:
+            x = block(x, rngs=rngs)
+        x = jnp.mean(x, axis=(1, 2))
+        return self.classifier(x, rngs=rngs)
+
+
+def resnet18(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
+    """ResNet18 (CIFAR variant): 17 conv layers (+3 1x1 shortcuts) + 1 linear on crossbars."""
+    return ResNet((2, 2, 2, 2), num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
+
+
+# ---------------------------------------------------------------------------
+# digital -> crossbar
+# ---------------------------------------------------------------------------
+def _digital_layers(model):
+    kinds = (nnx.Linear, nnx.Conv, nnx.BatchNorm, CrossbarLinear, CrossbarConv)
+    return [(p, n) for p, n in nnx.iter_graph(model) if isinstance(n, kinds)]
+
+
+def _as_pair(v):
+    if v is None:
+        return (1, 1)
+    if isinstance(v, int):
+        return (v, v)
+    return tuple(v)
+
+
+def _name(path):
+    return "/".join(map(str, path)) or "<root>"
+
+
+def from_digital(digital, model: nnx.Module) -> nnx.Module:
+    """Copy trained digital weights into crossbar ``model`` (in place; returns it).
+
+    ``digital`` is either
+
+    * an ``nnx.Module`` built from ``nnx.Linear`` / ``nnx.Conv`` / ``nnx.BatchNorm``
+      (or crossbar layers). Its weight layers are paired, in ``nnx.iter_graph``
+      order, with ``model``'s crossbar layers and batch norms; kinds and shapes
+      must agree pair by pair (``nnx.Linear`` kernel ``(K, N)``, ``nnx.Conv``
+      kernel ``(kh, kw, Cin/G, Cout)`` are the crossbar layouts already); or
+    * an ``nnx.State`` / nested dict with ``model``'s paths (e.g.
+      ``nnx.state(other_model)`` or a restored checkpoint), loaded with
+      ``nnx.update``. Arrays must match the model's shapes.
+    """
+    if isinstance(digital, nnx.Module):
+        src = _digital_layers(digital)
+        dst = [(p, n) for p, n in nnx.iter_graph(model) if isinstance(n, (CrossbarLinear, CrossbarConv, nnx.BatchNorm))]
+        if not dst or not crossbar_layers(model):
+            raise ValueError("model: has no crossbar layers to receive weights")
+        if len(src) != len(dst):
+            raise ValueError(
+                f"digital: has {len(src)} Linear/Conv/BatchNorm layers but model has {len(dst)} "
+                "crossbar/BatchNorm layers; build the crossbar model with the same architecture"
+            )
+        pairs = []
+        for (ps, s), (pd, d) in zip(src, dst):
+            linear_ok = isinstance(d, CrossbarLinear) and isinstance(s, (nnx.Linear, CrossbarLinear))
+            conv_ok = isinstance(d, CrossbarConv) and isinstance(s, (nnx.Conv, CrossbarConv))
+            bn_ok = isinstance(d, nnx.BatchNorm) and isinstance(s, nnx.BatchNorm)
+            if not (linear_ok or conv_ok or bn_ok):
+                raise ValueError(
+                    f"digital: layer {_name(ps)} ({type(s).__name__}) pairs with model layer "
+                    f"{_name(pd)} ({type(d).__name__}); the architectures differ"
+                )
+            names = ("scale", "bias", "mean", "var") if bn_ok else ("kernel", "bias")
+            for n in names:
+                sv, dv = getattr(s, n, None), getattr(d, n, None)
+                if (sv is None) != (dv is None):
+                    raise ValueError(
+                        f"digital: {_name(ps)}.{n} is {'missing' if sv is None else 'present'} but "
+                        f"model {_name(pd)}.{n} is {'missing' if dv is None else 'present'} (use_bias must agree)"
+                    )
+                if sv is not None and sv.get_value().shape != dv.get_value().shape:
+                    raise ValueError(
+                        f"digital: {_name(ps)}.{n} has shape {sv.get_value().shape} but model "
+                        f"{_name(pd)}.{n} has {dv.get_value().shape}"
+                    )
+                if sv is not None:
+                    pairs.append((dv, sv.get_value()))
+            if conv_ok:
+                for attr in ("strides", "kernel_dilation", "feature_group_count"):
+                    a, b = _as_pair(getattr(s, attr)), _as_pair(getattr(d, attr))
+                    if a != b:
+                        raise ValueError(f"digital: {_name(ps)}.{attr}={a} but model {_name(pd)}.{attr}={b}")
+        for dv, value in pairs:
+            dv[...] = jnp.asarray(value, dtype=dv.get_value().dtype)
+        return model
+    # a state / nested dict with the model's paths
+    target = nnx.state(model)
+    flat_target = dict(nnx.to_flat_state(target))
+    state = digital if isinstance(digital, nnx.State) else nnx.State(digital)
+    flat = list(nnx.to_flat_state(state))
+    if not flat:
+        raise ValueError("digital: the given state is empty")
+    for path, v in flat:
+        value = v.get_value() if isinstance(v, nnx.Variable) else v
+        if path not in flat_target:
+            raise ValueError(f"digital: path {_name(path)} does not exist in the crossbar model")
+        if jnp.shape(value) != jnp.shape(flat_target[path].get_value()):
+            raise ValueError(
+                f"digital: {_name(path)} has shape {jnp.shape(value)} but the model expects "
+                f"{jnp.shape(flat_target[path].get_value())}"
+            )
+    updates = []
+    for path, v in flat:
+        value = v.get_value() if isinstance(v, nnx.Variable) else v
+        var = flat_target[path]
+        updates.append((path, var.replace(jnp.asarray(value, dtype=var.get_value().dtype))))
+    nnx.update(model, nnx.from_flat_state(updates))
+    return model

@@ -1,0 +1,300 @@
+"""Monte Carlo evaluation of a crossbar model over many hardware samples.
+
+One Monte Carlo sample ``s`` with key ``k_s`` is
+
+    state_s  = program_model(model, hardware, fold_in(k_s, 0))       (once)
+    logits_s = model_hardware(x_batch; state_s, read key fold_in(fold_in(k_s, 1), batch))
+
+and the accuracy of sample ``s`` is the fraction of ``argmax(logits_s) == y``.
+:func:`evaluate` splits the model with ``nnx.split`` and ``jax.vmap``-s these
+two pure functions over the keys; the samples axis is sharded over a 1-D
+``jax.sharding.Mesh`` (axis ``"samples"``, default: all ``jax.devices()``) with
+``NamedSharding``, the weights and data are replicated. Each sample is
+programmed once and its state reused for every data batch (a Python loop over
+*batches*, never over samples). When the programmed states and activations of
+all samples would not fit in memory, the samples are processed in chunks
+(``chunk_size`` samples at a time, a multiple of the device count) chosen from
+an estimate of the bytes one sample needs (programmed state + every
+intermediate array of the traced forward pass of one batch).
+
+Results do not depend on sharding or chunking: sample ``s`` always uses key
+``keys[s]``.
+
+Across hosts (``jax.distributed``)
+----------------------------------
+Run the same script on every host::
+
+    import jax
+    jax.distributed.initialize()          # coordinator address / process id from the
+                                          # cluster environment (SLURM, TPU pods, ...)
+                                          # or pass coordinator_address=, num_processes=,
+                                          # process_id= explicitly
+    from jax.sharding import Mesh
+    mesh = Mesh(np.array(jax.devices()), ("samples",))   # global: every host's devices
+    res = montecarlo.evaluate(model, hw, keys, x, y, mesh=mesh)
+
+``jax.devices()`` then lists the devices of all processes, so the samples axis
+is split over every accelerator in the job. Every process must pass the same
+``keys`` (make them from the same seed) and the same evaluation data ``x, y``
+(process-local copies: each host loads the full test set itself, which is
+replicated across the mesh; only the samples are distributed). The returned
+accuracies are gathered to every process
+(``jax.experimental.multihost_utils.process_allgather``), so each host gets the
+full ``(S,)`` vector; write results from ``jax.process_index() == 0`` only.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from crossjax import layers
+
+__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample"]
+
+AXIS = "samples"
+
+
+def sample_mesh(devices=None) -> Mesh:
+    """A 1-D mesh named ``"samples"`` over ``devices`` (default ``jax.devices()``)."""
+    return Mesh(np.array(jax.devices() if devices is None else devices), (AXIS,))
+
+
+def _check_data(x, y, batch_size):
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if np.ndim(y) != 1:
+        raise ValueError(f"y must be a 1-D array of integer labels, got shape {np.shape(y)}")
+    if np.shape(x)[0] != np.shape(y)[0] or np.shape(x)[0] == 0:
+        raise ValueError(
+            f"x and y must hold the same, non-zero number of examples, got {np.shape(x)[0]} and {np.shape(y)[0]}"
+        )
+
+
+def _batches(n, batch_size):
+    """``(start, size)`` of each batch; the last batch is padded to ``batch_size``."""
+    return [(s, min(batch_size, n - s)) for s in range(0, n, batch_size)]
+
+
+def _pad_batch(a, start, size, batch_size):
+    b = a[start : start + size]
+    if size < batch_size:
+        b = np.concatenate([b, np.repeat(b[-1:], batch_size - size, axis=0)], axis=0)
+    return b
+
+
+# ---------------------------------------------------------------------------
+# the pure per-sample functions
+# ---------------------------------------------------------------------------
+def _program_fn(graphdef):
+    def program(state, hardware, key):
+        model = nnx.merge(graphdef, state)
+        return layers.program_model(model, hardware, jax.random.fold_in(key, 0))
+
+    return program
+
+
+def _forward_fn(graphdef):
+    def forward(state, program, hardware, key, batch_index, x):
+        model = nnx.merge(graphdef, state)
+        model.eval()
+        layers.load_program(model, program)
+        layers.set_mode(model, "hardware", hardware)
+        read_key = jax.random.fold_in(jax.random.fold_in(key, 1), batch_index)
+        return model(x, rngs=nnx.Rngs(hardware=read_key))
+
+    return forward
+
+
+def _tree_bytes(tree) -> int:
+    return int(sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree)))
+
+
+def _jaxpr_bytes(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            aval = getattr(v, "aval", None)
+            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
+                try:
+                    total += math.prod(aval.shape) * np.dtype(aval.dtype).itemsize
+                except TypeError:  # key types
+                    pass
+        for p in eqn.params.values():
+            sub = getattr(p, "jaxpr", None)
+            if sub is not None and hasattr(sub, "eqns"):
+                total += _jaxpr_bytes(sub)
+    return total
+
+
+def bytes_per_sample(model: nnx.Module, hardware, x_batch) -> int:
+    """Estimated bytes one Monte Carlo sample needs: its programmed state plus
+    every intermediate of one forward pass over ``x_batch`` (an upper bound:
+    XLA reuses buffers). Traced only, nothing is computed."""
+    graphdef, state = nnx.split(model)
+    key = jax.random.key(0)
+    prog = jax.eval_shape(_program_fn(graphdef), state, hardware, key)
+    jaxpr = jax.make_jaxpr(_forward_fn(graphdef))(state, prog, hardware, key, 0, x_batch)
+    return _tree_bytes(prog) + _jaxpr_bytes(jaxpr.jaxpr)
+
+
+def _to_host(a) -> np.ndarray:
+    """A (possibly multi-host sharded) array as a full NumPy array on every process."""
+    if jax.process_count() > 1 and not a.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+    return np.asarray(a)
+
+
+def _memory_budget(device) -> int:
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # CPU backends may not implement it
+        stats = {}
+    if "bytes_limit" in stats:
+        return int(0.6 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        avail = 8 << 30
+    # host memory is shared by every (forced) host device
+    n_local = max(1, len([d for d in jax.local_devices() if d.platform == device.platform]))
+    return int(0.5 * avail / n_local)
+
+
+def evaluate(
+    model: nnx.Module,
+    hardware,
+    keys: jax.Array,
+    x,
+    y,
+    *,
+    batch_size: int = 256,
+    mesh: Mesh | None = None,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    return_logits: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Accuracy of ``model`` on ``(x, y)`` for each of ``S = len(keys)`` hardware samples.
+
+    Args:
+      model: an nnx model built from crossbar layers (its mode and programmed
+        state are ignored and left untouched; batch norm runs in eval mode).
+      hardware: the ``HardwareConfig`` every sample is drawn from.
+      keys: ``(S,)`` PRNG keys, one per Monte Carlo sample.
+      x, y: evaluation inputs ``(n, ...)`` and integer labels ``(n,)``
+        (host arrays; batches are moved to the devices one at a time).
+      batch_size: examples per forward pass (the last batch is padded and masked).
+      mesh: 1-D mesh whose single axis shards the samples (default: all devices).
+      chunk_size: samples evaluated at once (a multiple of the mesh size);
+        default: as many as fit ``memory_budget`` (default: 60 % of free
+        accelerator memory, 50 % of free host memory on CPU) by
+        :func:`bytes_per_sample`.
+      return_logits: also return the logits ``(S, n, classes)``.
+      progress: show a tqdm bar over chunks x batches.
+
+    Returns:
+      ``{"accuracy": (S,) np.ndarray, "chunk_size": int, "bytes_per_sample": int}``
+      and ``"logits"`` when asked.
+    """
+    _check_data(x, y, batch_size)
+    keys = jnp.asarray(keys)
+    if keys.ndim != 1 and not (keys.ndim == 2 and keys.dtype == jnp.uint32):
+        raise ValueError(f"keys must be a 1-D array of PRNG keys (jax.random.split(key, S)), got shape {keys.shape}")
+    if not layers.crossbar_layers(model):
+        raise ValueError("model: has no crossbar layers to evaluate on hardware")
+    layers._check_hardware(hardware)
+    S = keys.shape[0]
+    mesh = sample_mesh() if mesh is None else mesh
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must be 1-D (one axis for the samples), got axes {mesh.axis_names}")
+    axis = mesh.axis_names[0]
+    n_dev = mesh.devices.size
+    x = np.asarray(x)
+    y = np.asarray(y)
+    n = x.shape[0]
+    batch_size = min(batch_size, n)
+
+    graphdef, state = nnx.split(model)
+    replicated = NamedSharding(mesh, P())
+    sharded = NamedSharding(mesh, P(axis))
+    state = jax.device_put(state, replicated)
+    hardware = jax.device_put(hardware, replicated)
+
+    per_sample = bytes_per_sample(model, hardware, x[:batch_size])
+    if chunk_size is None:
+        budget = _memory_budget(mesh.devices.flat[0]) * n_dev if memory_budget is None else int(memory_budget)
+        chunk_size = max(1, budget // max(per_sample, 1))
+    if not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    chunk_size = min(chunk_size, S + (-S) % n_dev)
+    chunk_size = max(n_dev, chunk_size - chunk_size % n_dev)
+
+    program = jax.jit(
+        jax.vmap(_program_fn(graphdef), in_axes=(None, None, 0)), out_shardings=sharded
+    )
+    forward = jax.jit(
+        jax.vmap(_forward_fn(graphdef), in_axes=(None, 0, None, 0, None, None)), out_shardings=sharded
+    )
+
+    batches = _batches(n, batch_size)
+    n_chunks = -(-S // chunk_size)
+    correct = np.zeros(S, dtype=np.int64)
+    logits_out = [] if return_logits else None
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=n_chunks * len(batches), desc="monte carlo", unit="batch", disable=not progress)
+    for c in range(n_chunks):
+        lo, hi = c * chunk_size, min(S, (c + 1) * chunk_size)
+        k = keys[lo:hi]
+        if hi - lo < chunk_size:  # pad with copies of the last key, discarded below
+            k = jnp.concatenate([k, jnp.repeat(k[-1:], chunk_size - (hi - lo), axis=0)], axis=0)
+        k = jax.device_put(k, sharded)
+        prog = program(state, hardware, k)
+        chunk_logits = []
+        for b, (start, size) in enumerate(batches):
+            xb = jax.device_put(_pad_batch(x, start, size, batch_size), replicated)
+            logits = forward(state, prog, hardware, k, b, xb)
+            pred = _to_host(jnp.argmax(logits, axis=-1))[: hi - lo, :size]
+            correct[lo:hi] += (pred == y[start : start + size]).sum(axis=1)
+            if return_logits:
+                chunk_logits.append(_to_host(logits)[: hi - lo, :size])
+            bar.update(1)
+        if return_logits:
+            logits_out.append(np.concatenate(chunk_logits, axis=1))
+        del prog
+    bar.close()
+    out = {"accuracy": correct / n, "chunk_size": chunk_size, "bytes_per_sample": per_sample}
+    if return_logits:
+        out["logits"] = np.concatenate(logits_out, axis=0)
+    return out
+
+
+def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:
+    """Accuracy of ``model`` with every crossbar layer in digital mode (``x @ W``),
+    batch norm in eval mode. The model itself is not modified."""
+    _check_data(x, y, batch_size)
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def predict(state, xb):
+        m = nnx.merge(graphdef, state)
+        m.eval()
+        layers.set_mode(m, "digital")
+        return jnp.argmax(m(xb), axis=-1)
+
+    x, y = np.asarray(x), np.asarray(y)
+    n = x.shape[0]
+    batch_size = min(batch_size, n)
+    correct = 0
+    for start, size in _batches(n, batch_size):
+        pred = np.asarray(predict(state, _pad_batch(x, start, size, batch_size)))[:size]
+        correct += int((pred == y[start : start + size]).sum())
+    return correct / n

@@ -1,0 +1,130 @@
+"""Named hardware presets.
+
+``get(name)`` returns a ``HardwareConfig``; ``names()`` lists them. Where a
+source does not give a value (see ``shared/PAPERS.md``), the preset says so and
+the value is a documented assumption, chosen to be typical and kept here in
+one place so studies can state it.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from crossjax.circuit.parasitics import Parasitics
+from crossjax.converters import ADCConfig, DACConfig
+from crossjax.devices import DeviceConfig, Drift, RangeVariation, ReadNoise, StuckAt, WriteNoise
+from crossjax.hardware import ArrayConfig, HardwareConfig
+from crossjax.mapping import MappingConfig
+
+
+def ideal() -> HardwareConfig:
+    """Ideal crossbar: 64x64 tiles, ideal wires, no noise, no quantization (returns ``x @ W``)."""
+    return HardwareConfig()
+
+
+def rram() -> HardwareConfig:
+    """Typical passive RRAM array (documented assumption, representative literature values).
+
+    R_on 10 kOhm / R_off 100 kOhm (g 10..100 uS), 32 levels (5 bits per cell),
+    Gaussian programming noise 2 % of the range, proportional read noise 1 %,
+    0.5 % stuck at g_min and 0.5 % at g_max, 64x64 tiles with 1 Ohm per wire
+    segment, 8-bit DAC (v_read 0.2 V) and 8-bit ADC at the column's maximum current.
+    """
+    return HardwareConfig(
+        array=ArrayConfig(rows=64, cols=64, parasitics=Parasitics(r_wire_row=1.0, r_wire_col=1.0)),
+        device=DeviceConfig.from_resistance(
+            1e4, 1e5, levels=32, write_noise=WriteNoise(sigma=0.02, kind="gaussian"),
+            read_noise=ReadNoise(sigma=0.01, kind="proportional"), stuck=StuckAt(p_min=0.005, p_max=0.005)),
+        dac=DACConfig(bits=8, v_read=0.2),
+        adc=ADCConfig(bits=8, range="max"),
+    )
+
+
+def pcm() -> HardwareConfig:
+    """Typical PCM array (documented assumption after commonly reported PCM behaviour).
+
+    g_max 25 uS, g_min 0.1 uS, continuous programming with proportional write noise
+    3 %, read noise 1 %, power-law drift read one hour after programming
+    (t = 3600 s, t0 = 1 s) with exponent nu = 0.05 +- 0.02, 64x64 tiles with
+    1 Ohm wire segments, 8-bit DAC and ADC.
+    """
+    return HardwareConfig(
+        array=ArrayConfig(rows=64, cols=64, parasitics=Parasitics(r_wire_row=1.0, r_wire_col=1.0)),
+        device=DeviceConfig(
+            g_min=1e-7, g_max=25e-6, write_noise=WriteNoise(sigma=0.03, kind="proportional"),
+            read_noise=ReadNoise(sigma=0.01, kind="proportional"), drift=Drift(t=3600.0, t0=1.0, nu=0.05, nu_std=0.02)),
+        dac=DACConfig(bits=8, v_read=0.2),
+        adc=ADCConfig(bits=8, range="max"),
+    )
+
+
+def sparse_dnn_date22() -> HardwareConfig:
+    """Seed study 1: sparse DNNs on non-ideal crossbars (Bhattacharjee, Bhatnagar, Panda,
+    DATE 2022, arXiv 2201.05229).
+
+    Source gives 64x64 crossbars; device and circuit values are NOT known, so
+    this preset is a documented assumption focused on IR drop (the study's
+    non-ideality): R_on 20 kOhm / R_off 200 kOhm, 2.5 Ohm wire segments, ideal terminals,
+    ideal converters and devices otherwise.
+    """
+    return HardwareConfig(
+        array=ArrayConfig(rows=64, cols=64, parasitics=Parasitics(r_wire_row=2.5, r_wire_col=2.5)),
+        device=DeviceConfig.from_resistance(2e4, 2e5),
+    )
+
+
+def dub_adc_2024() -> HardwareConfig:
+    """Seed study 2: D.U.B. pruning for ADC efficiency (Ibrayev, Garg, Chakraborty, Roy,
+    arXiv 2403.13082).
+
+    From the source: tiles of T = 64 rows; dense-column ADC resolution
+    ``ceil(log2 T) + 2 = 8`` bits. Not known (documented assumption): weights
+    quantized to 4 magnitude bits stored one bit per cell (``slice_bits=1,
+    slices=4``, so a tile of T/q = 16 logical columns spans 64 physical ones per
+    polarity), ideal devices and wires, ADC full scale at the column's maximum current.
+    """
+    return HardwareConfig(
+        array=ArrayConfig(rows=64, cols=16),
+        mapping=MappingConfig(slice_bits=1, slices=4),
+        adc=ADCConfig(bits=8, range="max"),
+    )
+
+
+def dse_iscas22() -> HardwareConfig:
+    """Seed study 3: dense vs sparse mapping DSE on tiled 1T1R RRAM (Lammie et al.,
+    ISCAS 2022, arXiv 2201.06703).
+
+    From PAPERS.md: differential mapping, 128x128 tiles (its simulator's default),
+    per-tile ADC, finite conductance states, stuck-at faults, device-to-device
+    variation of R_on 10 kOhm +- 1 kOhm and R_off 100 kOhm +- 10 kOhm (relative 10 %),
+    no IR drop (1T1R). Not known (documented assumption): 32 states, 8-bit ADC,
+    1 % of devices stuck (half at g_min, half at g_max).
+    """
+    return HardwareConfig(
+        array=ArrayConfig(rows=128, cols=128),
+        device=DeviceConfig.from_resistance(
+            1e4, 1e5, levels=32, range_variation=RangeVariation(sigma_g_min=0.1, sigma_g_max=0.1),
+            stuck=StuckAt(p_min=0.005, p_max=0.005)),
+        adc=ADCConfig(bits=8, range="max"),
+    )
+
+
+_PRESETS: dict[str, Callable[[], HardwareConfig]] = {
+    "ideal": ideal,
+    "rram": rram,
+    "pcm": pcm,
+    "sparse_dnn_date22": sparse_dnn_date22,
+    "dub_adc_2024": dub_adc_2024,
+    "dse_iscas22": dse_iscas22,
+}
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`get`."""
+    return sorted(_PRESETS)
+
+
+def get(name: str) -> HardwareConfig:
+    """The preset ``name`` (see :func:`names`)."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {names()}.")
+    return _PRESETS[name]()

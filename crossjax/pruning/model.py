@@ -1,0 +1,134 @@
+"""Model-level wrappers: prune every crossbar weight of a Flax NNX model.
+
+The crossbar weights of a model are its ``nnx.Param`` leaves named ``kernel``
+with 2 (dense, (K, N)) or 4 (conv, (kh, kw, Cin, Cout)) dimensions; conv
+kernels are pruned on their flattened (Cin*kh*kw, Cout) crossbar layout and the
+mask is folded back to the kernel shape. Masks are returned as an
+``nnx.State`` with the structure of ``nnx.state(model, nnx.Param)`` (all-True
+for parameters that are not pruned, e.g. biases), ready for
+:func:`crossjax.pruning.apply_masks` and :func:`crossjax.pruning.masked_updates`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from crossjax.pruning._layout import flatten_kernel, unflatten_kernel
+from crossjax.pruning.dub import dub_project, dub_regularizer
+from crossjax.pruning.masks import apply_masks
+from crossjax.pruning.report import crossbar_report
+from crossjax.pruning.structured import (channel_mask, crossbar_column_mask, crossbar_row_mask,
+                                         group_lasso, magnitude_mask, tile_mask)
+
+__all__ = ["crossbar_layer_paths", "crossbar_kernels", "prune_model", "apply_model_masks", "model_report",
+           "model_group_lasso", "model_dub_regularizer", "METHODS"]
+
+METHODS = ("magnitude", "channel", "column", "row", "tile", "dub")
+
+
+def _names(path):
+    return tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
+def _is_kernel(path, leaf, layers=None):
+    names = _names(path)
+    if "kernel" not in names or jnp.ndim(leaf) not in (2, 4):
+        return False
+    return layers is None or names[:names.index("kernel")] in layers
+
+
+def crossbar_layer_paths(model):
+    """Paths (tuples of str) of the ``CrossbarLinear``/``CrossbarConv`` layers of ``model``.
+
+    ``None`` when the model has none (then every 2-D/4-D ``kernel`` counts as a
+    crossbar weight, e.g. for plain ``nnx.Linear``/``nnx.Conv`` models); digital
+    layers next to crossbar layers (a digital classifier head) are left alone.
+    """
+    from crossjax.layers import CrossbarConv, CrossbarLinear
+    paths = {tuple(str(k) for k in path) for path, node in nnx.iter_graph(model)
+             if isinstance(node, (CrossbarLinear, CrossbarConv))}
+    return paths or None
+
+
+def _path_name(path):
+    return "/".join(n for n in _names(path) if n != "value")
+
+
+def crossbar_kernels(params, layers=None):
+    """``{path: kernel}`` of the crossbar weights in a parameter tree (e.g. ``nnx.state(model, nnx.Param)``).
+
+    ``layers``: optional set of layer paths (:func:`crossbar_layer_paths`) to restrict to.
+    """
+    return {_path_name(p): x for p, x in jax.tree_util.tree_leaves_with_path(params)
+            if _is_kernel(p, x, layers)}
+
+
+def _layer_mask(kernel, method, sparsity, rows, cols, max_level):
+    if method == "magnitude":
+        return magnitude_mask(kernel, sparsity)
+    if method == "channel":
+        return channel_mask(kernel, sparsity)
+    W = flatten_kernel(kernel)
+    if method == "column":
+        m = crossbar_column_mask(W, rows, cols, sparsity)
+    elif method == "row":
+        m = crossbar_row_mask(W, rows, cols, sparsity)
+    elif method == "tile":
+        m = tile_mask(W, rows, cols, sparsity)
+    else:
+        m, _ = dub_project(W, rows, cols, max_level)
+    return unflatten_kernel(m, kernel.shape)
+
+
+def prune_model(model, method, rows, cols, sparsity=0.0, max_level=None):
+    """Boolean mask tree for every crossbar kernel of ``model`` (layer-wise, same sparsity).
+
+    ``method``: one of :data:`METHODS` (``"column"`` = XCS, ``"row"`` = XRS,
+    ``"dub"`` = D.U.B. projection, which ignores ``sparsity`` and snaps each
+    tile to its level from the current zeros).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    params = nnx.state(model, nnx.Param)
+    layers = crossbar_layer_paths(model)
+
+    def leaf(path, x):
+        if _is_kernel(path, x, layers):
+            return _layer_mask(x, method, sparsity, rows, cols, max_level)
+        return jnp.ones(jnp.shape(x), bool)
+
+    return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def apply_model_masks(model, masks):
+    """Zero the masked-out parameters of ``model`` in place (``nnx.update``)."""
+    nnx.update(model, apply_masks(nnx.state(model, nnx.Param), masks))
+
+
+def model_report(model, rows, cols):
+    """Per-layer :class:`CrossbarReport` dicts and model totals (``"total"``) of the current weights."""
+    layers = {name: crossbar_report(flatten_kernel(k), rows, cols).as_dict()
+              for name, k in crossbar_kernels(nnx.state(model, nnx.Param),
+                                              crossbar_layer_paths(model)).items()}
+    keys = ("weights", "nonzeros", "tiles_dense", "tiles_nonempty", "tiles_sparse",
+            "columns_dense", "columns_nonempty")
+    total = {k: sum(r[k] for r in layers.values()) for k in keys}
+    total["sparsity"] = 1.0 - total["nonzeros"] / max(total["weights"], 1)
+    total["compression"] = total["tiles_dense"] / max(total["tiles_sparse"], 1)
+    return {"layers": layers, "total": total}
+
+
+def model_group_lasso(params, rows, cols, group="column", layers=None):
+    """Sum of :func:`group_lasso` over the crossbar kernels of a parameter tree (differentiable).
+
+    ``layers``: :func:`crossbar_layer_paths` of the model, to skip digital layers.
+    """
+    return sum(group_lasso(k if group == "channel" else flatten_kernel(k), rows, cols, group)
+               for k in crossbar_kernels(params, layers).values())
+
+
+def model_dub_regularizer(params, rows, cols, eps=1e-8, layers=None):
+    """Sum of :func:`dub_regularizer` over the crossbar kernels of a parameter tree."""
+    return sum(dub_regularizer(flatten_kernel(k), rows, cols, eps)
+               for k in crossbar_kernels(params, layers).values())

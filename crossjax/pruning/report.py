@@ -1,0 +1,129 @@
+"""Crossbar cost of a (pruned) layer: sparsity, tiles, columns, dense vs sparse mapping.
+
+Mapping schemes, for ``W`` (K, N) on (R x C) tiles (docs/architecture.md):
+
+* **dense mapping**: every tile of the (Kt, Nt) grid is a crossbar, zeros
+  included: ``Kt * Nt`` crossbars.
+* **sparse mapping**: all-zero crossbar columns (and hence all-zero tiles) are
+  skipped, and within each row block ``a`` (the tiles that share the inputs
+  ``x[a*R:(a+1)*R]``) the remaining non-zero columns are compacted, in order,
+  into ``ceil(nnz_cols[a] / C)`` crossbars. Total ``sum_a ceil(nnz_cols[a]/C)``.
+  The column order is undone digitally with the index map of
+  :func:`compact_columns` (:func:`scatter_outputs`).
+
+Crossbar compression rate = dense crossbars / sparse crossbars.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from crossjax.pruning._layout import check_matrix, check_tile_size, grid, tile
+
+__all__ = ["CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs",
+           "compacted_matmul"]
+
+
+@struct.dataclass
+class CrossbarReport:
+    """Crossbar usage of one layer (all counts are integer arrays; jit-friendly).
+
+    weights: real weights K*N; nonzeros: non-zero weights; sparsity = 1 - nonzeros/weights.
+    tiles_dense: Kt*Nt; tiles_nonempty: tiles with a non-zero; tiles_sparse: sparse-mapping crossbars.
+    columns_dense: Kt*N crossbar columns holding a real output segment; columns_nonempty.
+    compression: tiles_dense / tiles_sparse (crossbar compression rate).
+    """
+    weights: jnp.ndarray
+    nonzeros: jnp.ndarray
+    sparsity: jnp.ndarray
+    tiles_dense: jnp.ndarray
+    tiles_nonempty: jnp.ndarray
+    tiles_sparse: jnp.ndarray
+    columns_dense: jnp.ndarray
+    columns_nonempty: jnp.ndarray
+    compression: jnp.ndarray
+
+    def as_dict(self):
+        """Plain Python numbers (for JSON reports); needs concrete values."""
+        return {k: (float(v) if k in ("sparsity", "compression") else int(v))
+                for k, v in self.__dict__.items()}
+
+
+def crossbar_report(W, rows, cols, mask=None):
+    """:class:`CrossbarReport` of ``W * mask`` (``mask`` optional) on (rows x cols) tiles."""
+    check_matrix(W)
+    check_tile_size(rows, cols)
+    W = jnp.asarray(W)
+    if mask is not None:
+        W = jnp.where(mask, W, 0)
+    K, N = W.shape
+    Kt, Nt = grid(K, N, rows, cols)
+    nz = tile(W != 0, rows, cols)                                  # (Kt, Nt, R, C)
+    col_nz = nz.any(axis=2)                                        # (Kt, Nt, C)
+    nnz_cols = col_nz.sum(axis=(1, 2))                             # per row block
+    tiles_sparse = jnp.sum(-(-nnz_cols // cols))
+    nonzeros = jnp.sum(nz)
+    return CrossbarReport(
+        weights=jnp.asarray(K * N), nonzeros=nonzeros, sparsity=1.0 - nonzeros / (K * N),
+        tiles_dense=jnp.asarray(Kt * Nt), tiles_nonempty=jnp.sum(col_nz.any(-1)),
+        tiles_sparse=tiles_sparse, columns_dense=jnp.asarray(Kt * N),
+        columns_nonempty=jnp.sum(col_nz),
+        compression=Kt * Nt / jnp.maximum(tiles_sparse, 1))
+
+
+@struct.dataclass
+class Compaction:
+    """Sparse-mapping layout of one layer.
+
+    tiles: (Kt, Nt, R, C) compacted crossbars; row block ``a`` uses tiles
+        ``[a, :tiles_used[a]]``, the rest are all zero (static shapes for jit).
+    column_index: (Kt, Nt*C) int32: the output n held by compacted column j of
+        row block a, or -1 for an empty slot.
+    tiles_used: (Kt,) crossbars per row block = ceil(nnz_cols[a] / C).
+    """
+    tiles: jnp.ndarray
+    column_index: jnp.ndarray
+    tiles_used: jnp.ndarray
+
+
+def compact_columns(W, rows, cols):
+    """Sparse mapping of ``W`` (K, N): skip all-zero crossbar columns, compact the rest (module doc)."""
+    check_matrix(W)
+    check_tile_size(rows, cols)
+    W = jnp.asarray(W)
+    K, N = W.shape
+    Kt, Nt = grid(K, N, rows, cols)
+    T = tile(W, rows, cols)                                        # (Kt, Nt, R, C)
+    blocks = T.transpose(0, 2, 1, 3).reshape(Kt, rows, Nt * cols)  # row block a: (R, Nt*C)
+    nonempty = (blocks != 0).any(axis=1)                           # (Kt, Nt*C)
+    order = jnp.argsort(~nonempty, axis=1, stable=True)            # non-empty first, in order
+    packed = jnp.take_along_axis(blocks, order[:, None, :], axis=2)
+    keep = jnp.take_along_axis(nonempty, order, axis=1)
+    packed = jnp.where(keep[:, None, :], packed, 0)
+    index = jnp.where(keep, order, -1).astype(jnp.int32)
+    tiles = packed.reshape(Kt, rows, Nt, cols).transpose(0, 2, 1, 3)
+    used = -(-nonempty.sum(1) // cols)
+    return Compaction(tiles=tiles, column_index=index, tiles_used=used.astype(jnp.int32))
+
+
+def scatter_outputs(partials, column_index, N):
+    """Undo the compaction digitally: ``y[..., n] = sum_{a,j: index[a,j]=n} partials[..., a, j]``.
+
+    ``partials`` (..., Kt, Nt*C): per-row-block column outputs of the compacted
+    crossbars; empty slots (index -1) are dropped. Returns (..., N).
+    """
+    idx = jnp.where(column_index < 0, N, column_index).ravel()
+    flat = partials.reshape(*partials.shape[:-2], -1)
+    out = jnp.zeros((*partials.shape[:-2], N + 1), partials.dtype)
+    return out.at[..., idx].add(flat)[..., :N]
+
+
+def compacted_matmul(x, compaction, N):
+    """Digital reference of the sparse mapping: ``x (..., K) -> (..., N)``, equal to ``x @ W``."""
+    Kt, Nt, R, C = compaction.tiles.shape
+    K = x.shape[-1]
+    xb = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, Kt * R - K)]).reshape(*x.shape[:-1], Kt, R)
+    blocks = compaction.tiles.transpose(0, 2, 1, 3).reshape(Kt, R, Nt * C)
+    partials = jnp.einsum("...ar,arj->...aj", xb, blocks)
+    return scatter_outputs(partials, compaction.column_index, N)

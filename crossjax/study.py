@@ -1,0 +1,482 @@
+"""``crossjax study``: train a model, map it onto crossbars, Monte Carlo-evaluate it.
+
+A study is described by a :class:`StudySpec` (dataset, model, training, a list
+of named hardware configs, Monte Carlo samples, optional non-ideality-aware
+fine-tuning). :func:`run_study` then
+
+1. loads the dataset (``crossjax.data``);
+2. trains the model digitally, or loads it from ``DIR/model.ckpt`` (the
+   training checkpoint doubles as the trained model, so a rerun resumes or
+   skips training);
+3. evaluates the digital accuracy and, for every hardware config, the accuracy
+   of ``S`` Monte Carlo samples (``crossjax.montecarlo.evaluate``; sample keys
+   ``split(fold_in(key(seed), crc32(name)), S)``, so a config's numbers do not
+   depend on which other configs ran). Deterministic configs (no stochastic
+   device, read or fault model) run one sample;
+4. optionally fine-tunes a copy of the model under one config's
+   non-idealities (``crossjax.training.finetune``) and evaluates it on the same
+   keys as before fine-tuning;
+5. writes ``DIR/results.json`` atomically after every step (the schema of
+   ``shared/DESIGN.md``), then ``DIR/report.md`` and the plots.
+
+A killed study rerun with the same arguments finds ``results.json``, checks
+that it was written by the same study (a fingerprint of the spec, seed and
+dataset) and skips every finished config. Different arguments with the same
+``DIR`` raise ``ValueError`` (pick another ``--out`` or pass ``--overwrite``).
+
+Presets are a registry, ``name -> () -> StudySpec``: :func:`register_preset`
+adds one (later study presets plug in the same way), :func:`get_preset` and
+:func:`preset_names` read it. A TOML file (``--config``) overrides any field of
+the preset (see :func:`spec_from_toml`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+import tomllib
+import zlib
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from crossjax import checkpoint as ckpt
+from crossjax import data as data_lib
+from crossjax import training
+
+RESULTS = "results.json"
+REPORT = "report.md"
+MODEL_CKPT = "model.ckpt"
+FINETUNE_CKPT = "finetune.ckpt"
+MODELS = ("mlp", "vgg11", "vgg16", "resnet18")
+#: Programming-noise sigma of the device under the default IR-drop / ADC sweeps.
+BASE_NOISE = 0.01
+#: Default sweeps: programming-noise sigmas, wire resistances (ohm), ADC bits.
+WRITE_NOISE_SIGMAS = (0.02, 0.05, 0.1, 0.2)
+IR_DROP_OHMS = (5.0, 10.0, 20.0, 50.0)
+ADC_BITS = (8, 6, 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class HardwareCase:
+    """One named hardware configuration of a study (``hardware``: a ``HardwareConfig``)."""
+
+    name: str
+    hardware: Any
+    samples: int | None = None  # None: the study's ``samples`` (1 if deterministic)
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneSpec:
+    """Non-ideality-aware fine-tuning under the config named ``config``."""
+
+    config: str
+    train: training.TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    """Everything a study does, as data.
+
+    ``dataset``: a ``crossjax.data`` name; ``model``: one of ``MODELS``;
+    ``hidden``: MLP hidden widths; ``train``: digital pre-training;
+    ``configs``: the hardware cases (one must be named ``"ideal"``);
+    ``samples``: Monte Carlo samples per stochastic config; ``eval_batch_size``:
+    test examples per evaluation batch; ``finetune``: optional
+    :class:`FinetuneSpec`; ``max_train`` / ``max_test``: use only the first
+    examples (quick runs); ``chunk_size``: Monte Carlo samples per vmapped chunk
+    (``None``: all at once).
+    """
+
+    dataset: str = "digits"
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (64,)
+    train: training.TrainConfig = training.TrainConfig()
+    configs: tuple[HardwareCase, ...] = ()
+    samples: int = 32
+    eval_batch_size: int = 512
+    finetune: FinetuneSpec | None = None
+    max_train: int | None = None
+    max_test: int | None = None
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        if self.dataset not in data_lib.names():
+            raise ValueError(f"StudySpec.dataset={self.dataset!r}; choose one of "
+                             f"{data_lib.names()}")
+        if self.model not in MODELS:
+            raise ValueError(f"StudySpec.model={self.model!r}; choose one of {MODELS}")
+        if not isinstance(self.samples, int) or self.samples < 1:
+            raise ValueError(f"StudySpec.samples={self.samples!r} must be an integer >= 1")
+        names = [c.name for c in self.configs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"StudySpec.configs: duplicate config names in {names}")
+        if self.configs and "ideal" not in names:
+            raise ValueError("StudySpec.configs must include the ideal crossbar, named 'ideal'")
+        if self.finetune is not None and self.finetune.config not in names:
+            raise ValueError(f"StudySpec.finetune.config={self.finetune.config!r} is not one "
+                             f"of the configs {names}")
+
+    def replace(self, **kw) -> "StudySpec":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able description (hardware via ``HardwareConfig.to_dict``)."""
+        return {
+            "dataset": self.dataset, "model": self.model, "hidden": list(self.hidden),
+            "train": self.train.to_dict(), "samples": self.samples,
+            "eval_batch_size": self.eval_batch_size,
+            "configs": [{"name": c.name, "samples": c.samples,
+                         "hardware": _jsonable(c.hardware.to_dict())} for c in self.configs],
+            "finetune": None if self.finetune is None else {
+                "config": self.finetune.config, "train": self.finetune.train.to_dict()},
+            "max_train": self.max_train, "max_test": self.max_test,
+        }
+
+
+# --------------------------------------------------------------------------- presets
+
+_PRESETS: dict[str, Callable[[], StudySpec]] = {}
+
+
+def register_preset(name: str, factory: Callable[[], StudySpec]) -> None:
+    """Add a study preset: ``factory()`` builds its :class:`StudySpec`."""
+    if name in _PRESETS:
+        raise ValueError(f"register_preset: a study preset named {name!r} exists already")
+    _PRESETS[name] = factory
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(_PRESETS)
+
+
+def get_preset(name: str) -> StudySpec:
+    """The :class:`StudySpec` of preset ``name``."""
+    if name not in _PRESETS:
+        raise ValueError(f"unknown study preset {name!r}; choose one of {preset_names()}")
+    return _PRESETS[name]()
+
+
+def _default_spec() -> StudySpec:
+    """Offline digits, MLP 64-64-10 on 64x64 arrays, noise / IR drop / ADC sweeps.
+
+    Configs (each one non-ideality varied from the ideal crossbar):
+    ``write_noise_s{2,5,10,20}``: Gaussian programming noise with std
+    ``sigma * (g_max - g_min)``; ``ir_drop_r{5,10,20,50}``: wire resistance
+    per cell segment on rows and columns (ohms; ``g_max = 100 uS``, so
+    ``r * g_max * 64`` spans 0.03..0.3); ``adc_{8,6,4}b``: column ADCs of that
+    many bits (full scale ``max |I|``).
+    The IR-drop and ADC configs sit on a device with ``BASE_NOISE`` (1 %)
+    programming noise, so their samples differ too.
+    Fine-tuning: 300 steps with the non-idealities in the loop under
+    ``ir_drop_r50`` (the strongest IR-drop config).
+    """
+    from crossjax import hardware as hw_lib
+    from crossjax.circuit.parasitics import Parasitics
+    from crossjax.devices import WriteNoise
+
+    base = hw_lib.HardwareConfig()
+    cases = [HardwareCase("ideal", base)]
+    for s in WRITE_NOISE_SIGMAS:
+        cases.append(HardwareCase(f"write_noise_s{s:g}", base.set(
+            {"device.write_noise": WriteNoise(sigma=s, kind="gaussian")})))
+    # IR drop and ADC sweeps on a realistic device: 1 % programming noise
+    device = base.set({"device.write_noise": WriteNoise(sigma=BASE_NOISE, kind="gaussian")})
+    for r in IR_DROP_OHMS:
+        cases.append(HardwareCase(f"ir_drop_r{r:g}", device.set(
+            {"array.parasitics": Parasitics(r_wire_row=r, r_wire_col=r)})))
+    for b in ADC_BITS:
+        cases.append(HardwareCase(f"adc_{b}b", device.set({"adc.bits": b})))
+    return StudySpec(
+        dataset="digits", model="mlp", hidden=(64,),
+        train=training.TrainConfig(steps=1200, batch_size=64, learning_rate=3e-3),
+        configs=tuple(cases), samples=32, eval_batch_size=512,
+        finetune=FinetuneSpec("ir_drop_r50", training.TrainConfig(
+            steps=300, batch_size=64, learning_rate=1e-3, seed=1)))
+
+
+def _quick_spec() -> StudySpec:
+    """A tiny study (CI smoke test): 3 configs, 4 samples, 100 training steps."""
+    spec = _default_spec()
+    keep = ("ideal", "write_noise_s0.1", "ir_drop_r20")
+    return spec.replace(
+        train=spec.train.replace(steps=100), samples=4,
+        configs=tuple(c for c in spec.configs if c.name in keep),
+        finetune=FinetuneSpec("ir_drop_r20", spec.finetune.train.replace(steps=10)))
+
+
+register_preset("default", _default_spec)
+register_preset("quick", _quick_spec)
+
+
+# --------------------------------------------------------------------------- hardware helpers
+
+def is_stochastic(hw) -> bool:
+    """Whether a ``HardwareConfig`` draws random non-idealities (needs > 1 sample)."""
+    return bool(hw.program_is_stochastic or hw.read_is_stochastic)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.ndarray, jax.Array)):
+        return _jsonable(np.asarray(obj).tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    return obj
+
+
+def hardware_from_dict(d: dict[str, Any]):
+    """A ``HardwareConfig`` from a (possibly partial, nested) dict.
+
+    ``{"preset": NAME}`` starts from ``presets.get(NAME)``, otherwise from the
+    ideal crossbar ``HardwareConfig()``; every other leaf is applied with
+    ``HardwareConfig.set`` at its dotted path (``{"device": {"write_noise":
+    {"sigma": 0.05}}}`` -> ``"device.write_noise.sigma"``; a sub-config that is
+    off is switched on with its defaults first).
+    """
+    from crossjax import hardware as hw_lib
+    d = dict(d)
+    if "preset" in d:
+        from crossjax import presets
+        base = presets.get(d.pop("preset"))
+    else:
+        base = hw_lib.HardwareConfig()
+    updates: dict[str, Any] = {}
+
+    def walk(prefix, node):
+        for k, v in node.items():
+            if isinstance(v, dict) and v:
+                walk(prefix + k + ".", v)
+            else:
+                updates[prefix + k] = np.asarray(v) if isinstance(v, list) else v
+    walk("", d)
+    return base.set(updates)
+
+
+def spec_from_toml(path: str | os.PathLike, base: StudySpec) -> StudySpec:
+    """Override ``base`` with a TOML file.
+
+    Top-level keys: ``dataset``, ``model``, ``hidden``, ``samples``,
+    ``eval_batch_size``, ``max_train``, ``max_test``, ``chunk_size``;
+    ``[train]`` and ``[finetune.train]`` tables (``TrainConfig`` fields) and
+    ``finetune.config``; ``[[configs]]`` array of tables with ``name``,
+    optional ``samples`` and ``hardware`` (see :func:`hardware_from_dict`),
+    which replaces the preset's config list (include one named ``"ideal"``).
+    """
+    with open(path, "rb") as f:
+        doc = tomllib.load(f)
+    kw: dict[str, Any] = {}
+    simple = ("dataset", "model", "samples", "eval_batch_size", "max_train",
+              "max_test", "chunk_size")
+    known = set(simple) | {"hidden", "train", "configs", "finetune"}
+    unknown = set(doc) - known
+    if unknown:
+        raise ValueError(f"--config {os.fspath(path)!r}: unknown keys {sorted(unknown)}; "
+                         f"known: {sorted(known)}")
+    for k in simple:
+        if k in doc:
+            kw[k] = doc[k]
+    if "hidden" in doc:
+        kw["hidden"] = tuple(int(h) for h in doc["hidden"])
+    if "train" in doc:
+        kw["train"] = training.TrainConfig.from_dict({**base.train.to_dict(), **doc["train"]})
+    if "configs" in doc:
+        cases = []
+        for i, c in enumerate(doc["configs"]):
+            if "name" not in c:
+                raise ValueError(f"--config {os.fspath(path)!r}: configs[{i}] needs a name")
+            cases.append(HardwareCase(str(c["name"]), hardware_from_dict(c.get("hardware", {})),
+                                      c.get("samples")))
+        kw["configs"] = tuple(cases)
+    if "finetune" in doc:
+        ft = doc["finetune"]
+        if ft is False or ft == {}:
+            kw["finetune"] = None
+        else:
+            old = base.finetune
+            tr = old.train.to_dict() if old else training.TrainConfig().to_dict()
+            kw["finetune"] = FinetuneSpec(
+                ft.get("config", old.config if old else "ideal"),
+                training.TrainConfig.from_dict({**tr, **ft.get("train", {})}))
+    return base.replace(**kw)
+
+
+# --------------------------------------------------------------------------- the study
+
+def summarize(acc: np.ndarray) -> dict[str, float]:
+    """Mean, std (population), min, max and 5/50/95th percentiles of accuracies."""
+    a = np.asarray(acc, dtype=np.float64)
+    return {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
+            "max": float(a.max()), "p05": float(np.percentile(a, 5)),
+            "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95))}
+
+
+def config_keys(seed: int, name: str, samples: int) -> jax.Array:
+    """Monte Carlo keys of config ``name``: ``split(fold_in(key(seed), crc32(name)), S)``."""
+    base = jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
+    return jax.random.split(base, samples)
+
+
+def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: int, seed: int):
+    """The study's model with ``nnx.Rngs(params=seed, hardware=seed + 1)``."""
+    from flax import nnx
+    from crossjax import models
+
+    rngs = nnx.Rngs(params=seed, hardware=seed + 1)
+    if spec.model == "mlp":
+        return models.MLP(int(np.prod(feature_shape)), hidden=tuple(spec.hidden),
+                          num_classes=num_classes, rngs=rngs)
+    factory = getattr(models, spec.model)
+    return factory(num_classes=num_classes, in_channels=int(feature_shape[-1]), rngs=rngs)
+
+
+def _fingerprint(spec: StudySpec, seed: int) -> str:
+    doc = json.dumps({"spec": spec.to_dict(), "seed": seed}, sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    import flax
+    import optax
+    import crossjax
+    return {"crossjax": crossjax.__version__, "jax": jax.__version__,
+            "flax": flax.__version__, "optax": optax.__version__,
+            "numpy": np.__version__, "python": platform.python_version(),
+            "backend": jax.default_backend(),
+            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+
+
+def _write_results(out: str, results: dict) -> None:
+    ckpt.atomic_write_text(os.path.join(out, RESULTS), json.dumps(results, indent=1) + "\n")
+
+
+def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False) -> np.ndarray:
+    from crossjax import montecarlo
+    res = montecarlo.evaluate(model, hw, keys, x, y, batch_size=spec.eval_batch_size,
+                              chunk_size=spec.chunk_size, progress=progress)
+    return np.asarray(res["accuracy"], dtype=np.float64).reshape(-1)
+
+
+def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
+              data_dir: str | None = None, overwrite: bool = False,
+              progress: bool = True, plots: bool = True) -> dict:
+    """Run (or resume) ``spec`` into directory ``out``; returns the results dict."""
+    from flax import nnx
+    from crossjax import montecarlo
+
+    t_start = time.perf_counter()
+    out = os.fspath(out)
+    os.makedirs(out, exist_ok=True)
+    fingerprint = _fingerprint(spec, seed)
+    path = os.path.join(out, RESULTS)
+    results = None
+    if os.path.exists(path) and not overwrite:
+        with open(path) as f:
+            results = json.load(f)
+        if results.get("meta", {}).get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"run_study: {path!r} was written by a different study (other preset, "
+                f"config, seed or dataset); choose another --out DIR or pass "
+                f"--overwrite to start afresh")
+    if results is None or overwrite:
+        for name in (RESULTS, MODEL_CKPT, FINETUNE_CKPT):
+            if overwrite and os.path.exists(os.path.join(out, name)):
+                os.unlink(os.path.join(out, name))
+        results = {"digital": None, "configs": [], "finetune": None,
+                   "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model,
+                            "versions": _versions(), "seconds": 0.0,
+                            "fingerprint": fingerprint, "spec": spec.to_dict(),
+                            "complete": False}}
+    previous_seconds = float(results["meta"].get("seconds", 0.0))
+
+    def flush():
+        results["meta"]["seconds"] = previous_seconds + (time.perf_counter() - t_start)
+        _write_results(out, results)
+
+    flat = spec.model == "mlp"
+    train_ds = data_lib.load_dataset(spec.dataset, split="train", data_dir=data_dir, flatten=flat)
+    test_ds = data_lib.load_dataset(spec.dataset, split="test", data_dir=data_dir, flatten=flat)
+    if spec.max_train:
+        train_ds = train_ds.take(spec.max_train)
+    if spec.max_test:
+        test_ds = test_ds.take(spec.max_test)
+    x_test, y_test = jnp.asarray(test_ds.x), jnp.asarray(test_ds.y)
+
+    # 1. digital training (resumes from / loads DIR/model.ckpt)
+    model = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
+    t0 = time.perf_counter()
+    tr = training.train(model, train_ds, spec.train,
+                        checkpoint_path=os.path.join(out, MODEL_CKPT),
+                        progress=progress, description="digital training")
+    if results["digital"] is None:
+        acc = float(montecarlo.digital_accuracy(model, x_test, y_test, spec.eval_batch_size))
+        results["digital"] = {"accuracy": acc, "train_steps": tr.step,
+                              "train_seconds": time.perf_counter() - t0,
+                              "test_examples": int(len(test_ds)),
+                              "train_examples": int(len(train_ds))}
+        flush()
+
+    # 2. Monte Carlo per hardware config, skipping finished ones
+    done = {c["name"] for c in results["configs"]}
+    for case in spec.configs:
+        if case.name in done:
+            continue
+        t0 = time.perf_counter()
+        samples = case.samples or (spec.samples if is_stochastic(case.hardware) else 1)
+        accs = _monte_carlo(model, case.hardware, config_keys(seed, case.name, samples),
+                            x_test, y_test, spec, progress)
+        results["configs"].append({
+            "name": case.name, "samples": int(samples), "accuracy": summarize(accs),
+            "per_sample": accs.tolist(),
+            "hardware": _jsonable(case.hardware.to_dict()),
+            "seconds": time.perf_counter() - t0})
+        flush()
+
+    # 3. non-ideality-aware fine-tuning under one config
+    if spec.finetune is not None and results.get("finetune") is None:
+        ft = spec.finetune
+        case = next(c for c in spec.configs if c.name == ft.config)
+        samples = case.samples or max(spec.samples, 32)
+        keys = config_keys(seed + 1, "finetune/" + case.name, samples)
+        t0 = time.perf_counter()
+        before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress)
+        tuned = nnx.clone(model)
+        fr = training.finetune(tuned, train_ds, ft.train, case.hardware,
+                               checkpoint_path=os.path.join(out, FINETUNE_CKPT),
+                               progress=progress, description=f"finetune ({case.name})")
+        after = _monte_carlo(tuned, case.hardware, keys, x_test, y_test, spec, progress)
+        digital_after = float(montecarlo.digital_accuracy(tuned, x_test, y_test,
+                                                          spec.eval_batch_size))
+        results["finetune"] = {
+            "config": case.name, "samples": int(samples), "steps": fr.step,
+            "before": summarize(before), "after": summarize(after),
+            "per_sample_before": before.tolist(), "per_sample_after": after.tolist(),
+            "digital_after": digital_after,
+            "recovered_fraction": _recovered(results["digital"]["accuracy"],
+                                             float(before.mean()), float(after.mean())),
+            "train": ft.train.to_dict(), "seconds": time.perf_counter() - t0}
+        flush()
+
+    results["meta"]["complete"] = True
+    flush()
+    from crossjax import report
+    report.write_report(out, results, model=model if plots else None,
+                        spec=spec, x_example=test_ds.x[0], plots=plots)
+    flush()
+    return results
+
+
+def _recovered(digital: float, before: float, after: float) -> float | None:
+    """Fraction of the accuracy lost under the config that fine-tuning regains."""
+    lost = digital - before
+    return None if lost <= 0 else (after - before) / lost

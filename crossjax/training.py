@@ -1,0 +1,219 @@
+"""Training with optax: digital pre-training and non-ideality-aware fine-tuning.
+
+The objective is the mean softmax cross-entropy of the logits ``f(x)`` against
+integer labels ``y``: ``L = -mean_b log softmax(f(x_b))[y_b]``. One step is
+``params <- params + optax_update(grad L)`` under ``nnx.jit`` (compiled once
+per shape and mode).
+
+* **Digital pre-training**: the model's crossbar layers in ``"digital"`` mode
+  (``x @ W``).
+* **Non-ideality-aware fine-tuning** (:func:`finetune`): the layers in
+  ``"train"`` mode with a ``HardwareConfig``; every forward pass draws fresh
+  device noise from the model's ``nnx.Rngs`` stream ``"hardware"`` and runs
+  the exact IR-drop circuit and the converters, and gradients flow through
+  them (straight-through for quantizers, implicit differentiation for the
+  circuit). The weights learn to be robust to the sampled non-idealities.
+
+Runs are step-indexed and deterministic: step ``s`` uses batch ``s mod nb`` of
+epoch ``s // nb`` in the order ``data.epoch_permutation(seed, epoch)``; the
+RNG state lives in the model (``nnx.Rngs``) and the optimizer state in the
+``nnx.Optimizer``. With ``checkpoint_path`` set, :func:`train` saves every
+``checkpoint_every`` steps and at the end (atomically) and, when the file
+exists, resumes from it, so an interrupted run finishes with bit-identical
+parameters to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx, struct
+from tqdm.auto import tqdm
+
+from crossjax import checkpoint as ckpt
+from crossjax import data as data_lib
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@struct.dataclass
+class TrainConfig:
+    """Optimisation settings (all static: they change the compiled step).
+
+    ``steps``: optimizer steps; ``batch_size``: examples per step;
+    ``learning_rate``: peak step size (cosine-decayed to
+    ``final_lr_fraction * learning_rate`` over ``steps``);
+    ``optimizer``: "adam", "adamw" (decoupled ``weight_decay``) or "sgd"
+    (momentum 0.9); ``seed``: data-order seed; ``checkpoint_every``: steps
+    between checkpoints when a checkpoint path is given.
+    """
+
+    steps: int = struct.field(pytree_node=False, default=1000)
+    batch_size: int = struct.field(pytree_node=False, default=64)
+    learning_rate: float = struct.field(pytree_node=False, default=3e-3)
+    final_lr_fraction: float = struct.field(pytree_node=False, default=0.05)
+    optimizer: str = struct.field(pytree_node=False, default="adam")
+    weight_decay: float = struct.field(pytree_node=False, default=1e-4)
+    seed: int = struct.field(pytree_node=False, default=0)
+    checkpoint_every: int = struct.field(pytree_node=False, default=200)
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v <= 0:
+                raise ValueError(f"TrainConfig.{name}={v!r} must be a positive integer")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainConfig.learning_rate={self.learning_rate!r} must be > 0")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"TrainConfig.final_lr_fraction={self.final_lr_fraction!r} "
+                             f"must lie in [0, 1]")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}; choose one of "
+                             f"{OPTIMIZERS}")
+        if self.weight_decay < 0:
+            raise ValueError(f"TrainConfig.weight_decay={self.weight_decay!r} must be >= 0")
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"TrainConfig.from_dict: unknown keys {sorted(unknown)}; "
+                             f"known: {sorted(known)}")
+        return cls(**d)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optax transformation for ``config`` (cosine-decayed learning rate)."""
+    schedule = optax.cosine_decay_schedule(
+        config.learning_rate, decay_steps=config.steps, alpha=config.final_lr_fraction)
+    if config.optimizer == "adam":
+        return optax.adam(schedule)
+    if config.optimizer == "adamw":
+        return optax.adamw(schedule, weight_decay=config.weight_decay)
+    return optax.sgd(schedule, momentum=0.9)
+
+
+def new_optimizer(model: nnx.Module, config: TrainConfig) -> nnx.Optimizer:
+    """An ``nnx.Optimizer`` over the model's ``nnx.Param`` leaves."""
+    return nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+
+
+def cross_entropy_loss(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of ``model(x)`` against integer labels ``y``."""
+    logits = model(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+@nnx.jit
+def train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array,
+               y: jax.Array) -> jax.Array:
+    """One optimizer step on batch ``(x, y)``; returns the batch loss."""
+    loss, grads = nnx.value_and_grad(cross_entropy_loss)(model, x, y)
+    optimizer.update(model, grads)
+    return loss
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What :func:`train` did: final ``step``, the step it started from
+    (``resumed_from``, 0 for a fresh run) and the per-step ``losses`` it ran."""
+
+    step: int
+    resumed_from: int
+    losses: np.ndarray
+
+
+def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
+          optimizer: nnx.Optimizer | None = None, hardware=None,
+          checkpoint_path: str | os.PathLike | None = None,
+          stop_at: int | None = None, progress: bool = True,
+          description: str = "train") -> TrainResult:
+    """Train ``model`` in place on ``dataset`` for ``config.steps`` steps.
+
+    The model's current mode is used as is (set it with
+    ``layers.set_mode``; :func:`finetune` does this for hardware-aware
+    training). ``hardware`` is only recorded in the checkpoint. With
+    ``checkpoint_path`` the run resumes from that file when it exists and
+    saves to it every ``config.checkpoint_every`` steps and at the end.
+    ``stop_at`` ends the run early after that step (saving a checkpoint): it
+    simulates an interruption.
+    """
+    if optimizer is None:
+        optimizer = new_optimizer(model, config)
+    start = 0
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        meta = ckpt.restore_checkpoint(checkpoint_path, model=model, optimizer=optimizer)
+        start = int(meta["step"])
+        saved_seed = meta["extra"].get("data_seed")
+        if saved_seed is not None and saved_seed != config.seed:
+            raise ValueError(f"train: checkpoint {os.fspath(checkpoint_path)!r} was "
+                             f"written with data seed {saved_seed}, not "
+                             f"config.seed={config.seed}; use the same seed or a "
+                             f"new checkpoint_path")
+    end = config.steps if stop_at is None else min(int(stop_at), config.steps)
+    if end < start:
+        end = start
+    x_all, y_all = dataset.x, dataset.y
+    nb = data_lib.num_batches(len(dataset), config.batch_size)
+    if nb == 0:
+        raise ValueError(f"train: TrainConfig.batch_size={config.batch_size} exceeds "
+                         f"the {len(dataset)} examples of {dataset.name!r}; lower it")
+
+    def save(step):
+        if checkpoint_path is not None:
+            ckpt.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
+                                 step=step, hardware=hardware,
+                                 extra={"data_seed": config.seed,
+                                        "train_config": config.to_dict()})
+
+    losses = []
+    step = start
+    with tqdm(total=config.steps, initial=start, desc=description,
+              disable=not progress, leave=False) as bar:
+        while step < end:
+            epoch, b = divmod(step, nb)
+            n_this = min(nb - b, end - step)
+            for xb, yb in data_lib.batches(x_all, y_all, config.batch_size,
+                                           seed=config.seed, epoch=epoch, start=b):
+                losses.append(train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(yb)))
+                step += 1
+                bar.update(1)
+                if step % config.checkpoint_every == 0 and step < end:
+                    save(step)
+                n_this -= 1
+                if n_this == 0:
+                    break
+    if end > start or (checkpoint_path is not None and not os.path.exists(checkpoint_path)):
+        save(step)
+    arr = np.asarray(jnp.stack(losses)) if losses else np.zeros((0,))
+    return TrainResult(step=step, resumed_from=start, losses=arr)
+
+
+def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig,
+             hardware, **kwargs) -> TrainResult:
+    """Non-ideality-aware fine-tuning: train in ``"train"`` mode under ``hardware``.
+
+    Each step samples fresh non-idealities (stream ``"hardware"`` of the
+    model's ``nnx.Rngs``) and differentiates through the crossbar; the model
+    is put back in ``"digital"`` mode afterwards. ``kwargs`` go to :func:`train`.
+    """
+    from crossjax import layers
+
+    layers.set_mode(model, "train", hardware=hardware)
+    try:
+        return train(model, dataset, config, hardware=hardware,
+                     description=kwargs.pop("description", "finetune"), **kwargs)
+    finally:
+        layers.set_mode(model, "digital")

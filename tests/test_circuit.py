@@ -1,0 +1,385 @@
+"""Tests of crossjax.circuit against independent references.
+
+References: (1) a scipy sparse modified-nodal-analysis solve of the full
+resistor network written here from the topology in shared/DESIGN.md,
+(2) ngspice operating point of ``to_spice`` (marked ``spice``), (3) closed
+forms, (4) central finite differences for gradients.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from crossjax.circuit import (Parasitics, effective_conductance, node_voltages, solve,
+                              to_spice)
+from crossjax.circuit.spice import ngspice_available, run_ngspice
+
+try:  # OpenBLAS threads spin badly on a shared 2-core machine; one thread per process is faster.
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_blas_thread():
+    if threadpool_limits is None:
+        yield
+    else:
+        with threadpool_limits(1):
+            yield
+
+
+FIELDS = ("r_wire_row", "r_wire_col", "r_source", "r_sink")
+
+
+# --------------------------------------------------------------------------- reference
+def mna_currents(G, V, p):
+    """Column currents of the crossbar by modified nodal analysis (scipy sparse LU).
+
+    Nodes: row node (i,j) -> i*C+j, column node (i,j) -> R*C + i*C+j, driver i,
+    row-start a_i, column bottom b_j, sink s_j. Zero resistances and the sink
+    meters are 0 V sources with their own current unknowns.
+    """
+    G = np.asarray(G, np.float64)
+    V = np.asarray(V, np.float64)
+    R, C = G.shape
+    p = {k: float(getattr(p, k)) for k in FIELDS}
+    names = {}
+
+    def node(name):
+        return names.setdefault(name, len(names))
+
+    resistors, sources = [], []  # (a, b, g), (a, b, volts); -1 is ground
+
+    def branch(a, b, r):
+        if r == 0.0:
+            sources.append((a, b, 0.0))
+        else:
+            resistors.append((a, b, 1.0 / r))
+
+    for i in range(R):
+        sources.append((node(("d", i)), -1, V[i]))
+        branch(node(("d", i)), node(("a", i)), p["r_source"])
+        prev = node(("a", i))
+        for j in range(C):
+            branch(prev, node(("r", i, j)), p["r_wire_row"])
+            prev = node(("r", i, j))
+            if G[i, j] > 0:
+                resistors.append((node(("r", i, j)), node(("c", i, j)), G[i, j]))
+    meters = []
+    for j in range(C):
+        for i in range(R):
+            nxt = node(("c", i + 1, j)) if i < R - 1 else node(("b", j))
+            branch(node(("c", i, j)), nxt, p["r_wire_col"])
+        branch(node(("b", j)), node(("s", j)), p["r_sink"])
+        meters.append(len(sources))
+        sources.append((node(("s", j)), -1, 0.0))
+    n, m = len(names), len(sources)
+    rows, cols, vals = [], [], []
+
+    def add(a, b, v):
+        if a >= 0 and b >= 0:
+            rows.append(a), cols.append(b), vals.append(v)
+
+    for a, b, g in resistors:
+        add(a, a, g), add(b, b, g), add(a, b, -g), add(b, a, -g)
+    rhs = np.zeros(n + m)
+    for k, (a, b, v) in enumerate(sources):
+        add(a, n + k, 1.0), add(n + k, a, 1.0)
+        add(b, n + k, -1.0), add(n + k, b, -1.0)
+        rhs[n + k] = v
+    A = sp.csc_matrix((vals, (rows, cols)), shape=(n + m, n + m))
+    x = spla.spsolve(A, rhs)
+    # source current unknown flows from + node through the source to - node.
+    return np.array([x[n + k] for k in meters])
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+def random_case(seed, R, C, zero=()):
+    rng = np.random.default_rng(seed)
+    G = 10.0 ** rng.uniform(-7, -3, (R, C))
+    V = rng.uniform(-0.5, 0.5, R)
+    vals = dict(r_wire_row=rng.uniform(0.1, 10), r_wire_col=rng.uniform(0.1, 10),
+                r_source=rng.uniform(0, 1000), r_sink=rng.uniform(0, 1000))
+    for k in zero:
+        vals[k] = 0.0
+    return G, V, Parasitics(**vals)
+
+
+CASES = [((1, 1), ()), ((7, 13), ()), ((7, 13), ("r_wire_row",)), ((7, 13), ("r_wire_col",)),
+         ((13, 7), ("r_source",)), ((13, 7), ("r_sink",)), ((13, 7), ("r_source", "r_sink")),
+         ((24, 24), ())]
+
+
+# --------------------------------------------------------------------------- exactness
+@pytest.mark.parametrize("method", ["direct", "iterative"])
+@pytest.mark.parametrize("k", range(len(CASES)))
+def test_matches_scipy_nodal_solve(k, method):
+    (R, C), zero = CASES[k]
+    G, V, p = random_case(k, R, C, zero)
+    ref = mna_currents(G, V, p)
+    out = solve(jnp.asarray(G), jnp.asarray(V), p, method=method)
+    assert rel_err(out, ref) <= 1e-10
+    if method == "direct":
+        assert rel_err(V @ effective_conductance(G, p), ref) <= 1e-10
+
+
+needs_spice = pytest.mark.skipif(not ngspice_available(), reason="ngspice binary not found on PATH")
+
+
+@pytest.mark.spice
+@needs_spice
+@pytest.mark.parametrize("shape,zero", [((1, 1), ()), ((1, 1), FIELDS), ((7, 13), ()),
+                                        ((7, 13), ("r_wire_row", "r_sink")),
+                                        ((13, 7), ("r_wire_col", "r_source")),
+                                        pytest.param((64, 64), (), marks=pytest.mark.slow)])
+def test_matches_ngspice(shape, zero):
+    G, V, p = random_case(sum(shape) + len(zero), *shape, zero)
+    ref = run_ngspice(to_spice(G, V, p), shape[1])
+    for method in ("direct", "iterative"):
+        assert rel_err(solve(G, V, p, method=method), ref) <= 1e-9
+        out32 = solve(G.astype(np.float32), V.astype(np.float32), p, method=method)
+        assert out32.dtype == jnp.float32
+        assert rel_err(out32, ref) <= 1e-4
+
+
+def test_netlist_writes_zero_resistance_as_source():
+    G, V, p = random_case(0, 2, 3, ("r_wire_row", "r_sink"))
+    net = to_spice(G, V, p)
+    assert "VWR0_0 a0 r0_0 0" in net and "VK0 b0 s0 0" in net and ".op" in net
+    assert "RS0 d0 a0" in net and "RWC0_0 c0_0 c1_0" in net
+
+
+def test_all_resistances_zero_is_exactly_V_at_G():
+    rng = np.random.default_rng(3)
+    G = rng.uniform(0, 1e-4, (2, 9, 5))
+    G[0, 2, 3] = 0.0
+    V = rng.uniform(-1, 1, (2, 4, 9))
+    p = Parasitics()
+    ideal = np.asarray(jnp.asarray(V) @ jnp.asarray(G))
+    for method in ("direct", "iterative"):
+        np.testing.assert_array_equal(np.asarray(solve(G, V, p, method=method)), ideal)
+    np.testing.assert_array_equal(np.asarray(effective_conductance(G, p)), G)
+
+
+def test_single_cell_closed_form():
+    p = Parasitics(r_wire_row=1.5, r_wire_col=2.5, r_source=40.0, r_sink=60.0)
+    g, v = 2e-3, 0.3
+    expected = v / (1 / g + 1.5 + 2.5 + 40.0 + 60.0)
+    for method in ("direct", "iterative"):
+        np.testing.assert_allclose(solve(np.array([[g]]), np.array([v]), p, method=method), [expected],
+                                   rtol=1e-14)
+    v_row, v_col = node_voltages(np.array([[g]]), np.array([v]), p)
+    np.testing.assert_allclose(v_row[0, 0], v - expected * 41.5, rtol=1e-13)
+    np.testing.assert_allclose(v_col[0, 0], expected * 62.5, rtol=1e-13)
+
+
+def test_zero_conductances_and_mixed_zero_resistances():
+    G, V, p = random_case(5, 6, 7, ("r_source", "r_sink"))
+    G[1] = 0.0
+    G[:, 4] = 0.0
+    ref = mna_currents(G, V, p)
+    out = solve(G, V, p, method="direct")
+    assert rel_err(out, ref) <= 1e-10
+    assert np.all(np.asarray(out)[4] == 0.0)
+    assert rel_err(solve(G, V, p, method="iterative"), ref) <= 1e-10
+
+
+def test_node_voltages_satisfy_kirchhoff():
+    G, V, p = random_case(6, 5, 8)
+    v_row, v_col = map(np.asarray, node_voltages(G, V, p))
+    I_cell = G * (v_row - v_col)
+    # Column current into the sink equals the sum of cell currents and the sink-side drop.
+    I_out = I_cell.sum(0)
+    np.testing.assert_allclose(I_out, mna_currents(G, V, p), rtol=1e-10)
+    np.testing.assert_allclose(v_col[-1], I_out * (p.r_wire_col + p.r_sink), rtol=1e-10)
+    np.testing.assert_allclose(V - v_row[:, 0], I_cell.sum(1) * (p.r_source + p.r_wire_row), rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- gradients
+def _fd(f, x, h):
+    return (f(x + h) - f(x - h)) / (2 * h)
+
+
+@pytest.mark.parametrize("method", ["direct", "iterative"])
+def test_gradients_match_finite_differences(method):
+    rng = np.random.default_rng(11)
+    R, C, B = 5, 4, 3
+    G = jnp.asarray(10 ** rng.uniform(-4, -2.5, (R, C)))
+    V = jnp.asarray(rng.uniform(-1, 1, (B, R)))
+    p = Parasitics(r_wire_row=2.0, r_wire_col=3.0, r_source=20.0, r_sink=7.0)
+    w = jnp.asarray(rng.normal(size=(B, C)))
+
+    def loss(G, V, p):
+        return jnp.sum(w * solve(G, V, p, method=method))
+
+    gG, gV, gp = jax.grad(loss, argnums=(0, 1, 2))(G, V, p)
+    for (i, j) in [(0, 0), (2, 3), (4, 1)]:
+        h = 1e-5 * float(G[i, j])
+        fd = _fd(lambda t: loss(G.at[i, j].add(t), V, p), 0.0, h)
+        assert abs(gG[i, j] - fd) <= 1e-6 * abs(fd)
+    for (b, i) in [(0, 0), (2, 4)]:
+        fd = _fd(lambda t: loss(G, V.at[b, i].add(t), p), 0.0, 1e-5)
+        assert abs(gV[b, i] - fd) <= 1e-6 * abs(fd)
+    for name in FIELDS:
+        fd = _fd(lambda t: loss(G, V, p.replace(**{name: getattr(p, name) + t})), 0.0, 1e-4)
+        assert abs(getattr(gp, name) - fd) <= 1e-6 * abs(fd), name
+
+
+def test_effective_conductance_gradients_including_zero_resistances():
+    rng = np.random.default_rng(12)
+    R, C = 4, 6
+    G = jnp.asarray(10 ** rng.uniform(-4, -2.5, (R, C)))
+    W = jnp.asarray(rng.normal(size=(R, C)))
+    p = Parasitics(r_wire_row=0.0, r_wire_col=4.0, r_source=0.0, r_sink=30.0)
+
+    def loss(G, p):
+        return jnp.sum(W * effective_conductance(G, p) ** 2) * 1e4
+
+    gG, gp = jax.jit(jax.grad(loss, argnums=(0, 1)))(G, p)
+    h = 1e-5 * float(G[1, 2])
+    fd = _fd(lambda t: loss(G.at[1, 2].add(t), p), 0.0, h)
+    assert abs(gG[1, 2] - fd) <= 1e-6 * abs(fd)
+    for name in FIELDS:  # one-sided at zero: the circuit is smooth there, use +h / 2h differences
+        r0 = float(getattr(p, name))
+        if r0 == 0.0:
+            f = lambda t: loss(G, p.replace(**{name: t}))
+            fd = (-3 * f(0.0) + 4 * f(1e-4) - f(2e-4)) / 2e-4
+            assert abs(getattr(gp, name) - fd) <= 1e-5 * abs(fd), name
+        else:
+            fd = _fd(lambda t: loss(G, p.replace(**{name: r0 + t})), 0.0, 1e-4)
+            assert abs(getattr(gp, name) - fd) <= 1e-6 * abs(fd), name
+
+
+def test_value_and_grad_under_jit_and_vmap_over_samples():
+    rng = np.random.default_rng(13)
+    G = jnp.asarray(rng.uniform(1e-5, 1e-3, (3, 6, 5)))
+    V = jnp.asarray(rng.uniform(-1, 1, (2, 6)))
+    p = Parasitics(r_wire_row=1.0, r_wire_col=1.0, r_source=5.0, r_sink=5.0)
+    f = lambda g: jnp.sum(solve(g, V, p) ** 2)
+    vg = jax.jit(jax.vmap(jax.value_and_grad(f)))(G)
+    for s in range(3):
+        v, g = jax.value_and_grad(f)(G[s])
+        np.testing.assert_allclose(vg[0][s], v, rtol=1e-12)
+        np.testing.assert_allclose(vg[1][s], g, rtol=1e-9)
+
+
+# --------------------------------------------------------------------------- batching, dtypes
+def test_broadcasting_jit_and_vmap():
+    rng = np.random.default_rng(21)
+    G = rng.uniform(1e-6, 1e-3, (2, 3, 6, 5))
+    p = Parasitics(r_wire_row=2.0, r_wire_col=1.0, r_source=10.0, r_sink=3.0)
+    Geff = np.asarray(effective_conductance(G, p))
+    assert Geff.shape == G.shape
+    for a in range(2):
+        for t in range(3):
+            np.testing.assert_allclose(Geff[a, t], effective_conductance(G[a, t], p), rtol=1e-12)
+    V1 = rng.uniform(-1, 1, 6)
+    V2 = rng.uniform(-1, 1, (4, 6))
+    V3 = rng.uniform(-1, 1, (3, 4, 6))
+    V4 = rng.uniform(-1, 1, (5, 2, 3, 4, 6))  # more batch dims than G
+    for V, methods in ((V1, ("auto",)), (V2, ("direct", "iterative")), (V3, ("direct",)),
+                       (V4, ("direct", "iterative"))):
+        ref = np.matmul(V, Geff)
+        for method in methods:
+            out = solve(G, V, p, method=method)
+            assert out.shape == ref.shape
+            np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-18)
+    jitted = jax.jit(lambda G, V, p: solve(G, V, p, method="iterative"))
+    np.testing.assert_allclose(jitted(G, V2, p), np.matmul(V2, Geff), rtol=1e-10)
+    vm = jax.vmap(lambda g: effective_conductance(g, p))(G.reshape(6, 6, 5))
+    np.testing.assert_allclose(vm, Geff.reshape(6, 6, 5), rtol=1e-12)
+    # vmap over parasitics (resistance sweep without recompiling)
+    ps = Parasitics(r_wire_row=jnp.array([0.0, 1.0, 5.0]), r_wire_col=jnp.array([0.0, 2.0, 5.0]),
+                    r_source=jnp.zeros(3), r_sink=jnp.array([1.0, 0.0, 9.0]))
+    sweep = jax.vmap(lambda q: effective_conductance(G[0, 0], q))(ps)
+    for k in range(3):
+        q = Parasitics(**{f: float(getattr(ps, f)[k]) for f in FIELDS})
+        np.testing.assert_allclose(sweep[k], effective_conductance(G[0, 0], q), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["direct", "iterative"])
+def test_float32_accuracy(method):
+    rng = np.random.default_rng(31)
+    G = rng.uniform(1e-6, 1e-4, (64, 64))
+    V = rng.uniform(-0.2, 0.2, (8, 64))
+    p = Parasitics(r_wire_row=2.5, r_wire_col=2.5, r_source=100.0, r_sink=100.0)
+    ref = solve(G, V, p, method="direct")
+    out = solve(G.astype(np.float32), V.astype(np.float32), p, method=method)
+    assert out.dtype == jnp.float32
+    assert rel_err(out, ref) <= 1e-4
+    geff32 = effective_conductance(G.astype(np.float32), p)
+    assert geff32.dtype == jnp.float32
+    assert rel_err(geff32, effective_conductance(G, p)) <= 1e-4
+
+
+# --------------------------------------------------------------------------- robustness
+def _uniform_grid_case(n, g=1e-3, r=5.0):
+    return np.full((n, n), g), Parasitics(r_wire_row=r, r_wire_col=r)
+
+
+def test_strong_ir_drop_64x64_matches_scipy():
+    G, p = _uniform_grid_case(64, 1e-3, 5.0)
+    V = np.linspace(0.1, 0.3, 64)
+    ref = mna_currents(G, V, p)
+    out = solve(G, V, p, method="direct")
+    assert rel_err(out, ref) <= 1e-9
+    assert 1 - np.sum(out) / np.sum(V @ G) > 0.5   # deviation from ideal > 50 %
+    assert rel_err(solve(G, V, p, method="iterative"), ref) <= 1e-9
+
+
+@pytest.mark.slow
+def test_strong_ir_drop_256x256_is_exact():
+    G, p = _uniform_grid_case(256, 1e-3, 5.0)
+    V = np.linspace(0.1, 0.3, 256)
+    effective_conductance(G[:8, :8], p)  # warm the code path
+    t0 = time.perf_counter()
+    Geff = jax.block_until_ready(effective_conductance(G, p))
+    elapsed = time.perf_counter() - t0
+    ref = mna_currents(G, V, p)
+    out = V @ np.asarray(Geff)
+    print(f"256x256 G_eff: {elapsed:.2f} s (incl. compile), rel err {rel_err(out, ref):.2e}, "
+          f"deviation {1 - out.sum() / (V @ G).sum():.3f}")
+    assert rel_err(out, ref) <= 1e-9
+    assert 1 - out.sum() / (V @ G).sum() > 0.5
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_input_raises_value_error_naming_argument():
+    G = np.full((3, 4), 1e-4)
+    V = np.ones(3)
+    p = Parasitics(r_wire_row=1.0)
+    with pytest.raises(ValueError, match="V must have shape"):
+        solve(G, np.ones(4), p)
+    with pytest.raises(ValueError, match="G must have shape"):
+        solve(np.ones(3), V, p)
+    with pytest.raises(ValueError, match="G must be >= 0"):
+        solve(-G, V, p)
+    with pytest.raises(ValueError, match="G must be finite"):
+        effective_conductance(np.where(G > 0, np.nan, G), p)
+    with pytest.raises(ValueError, match="V must be finite"):
+        solve(G, V * np.inf, p)
+    for name in FIELDS:
+        with pytest.raises(ValueError, match=f"parasitics.{name} must be >= 0"):
+            solve(G, V, p.replace(**{name: -1.0}))
+        with pytest.raises(ValueError, match=f"parasitics.{name} must be finite"):
+            effective_conductance(G, p.replace(**{name: float("inf")}))
+    with pytest.raises(ValueError, match="parasitics must be"):
+        solve(G, V, {"r_wire_row": 1.0})
+    with pytest.raises(ValueError, match="method must be one of"):
+        solve(G, V, p, method="spice")
+    with pytest.raises(ValueError, match="V must have shape"):
+        to_spice(G, np.ones(4), p)
+    # Under jit values are traced: no value checks, but shapes are still checked.
+    with pytest.raises(ValueError, match="V must have shape"):
+        jax.jit(lambda G, V: solve(G, V, p))(G, np.ones(5))

@@ -1,0 +1,97 @@
+"""DAC and ADC quantizers, bit-serial inputs, ADC ranges and calibration."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from crossjax import converters, crossbar
+from crossjax.converters import ADCConfig, DACConfig
+from crossjax.hardware import HardwareConfig
+
+
+def test_adc_codes_per_column_at_most_2_pow_bits():
+    rng = np.random.default_rng(0)
+    bits = np.array([1, 2, 3, 4, 6, 8])
+    i = jnp.asarray(rng.normal(scale=2e-5, size=(5000, bits.size)))
+    fs = 3e-5
+    q = np.asarray(converters.adc_quantize(i, fs, jnp.asarray(bits)))
+    for j, b in enumerate(bits):
+        codes = q[:, j] / (fs / 2 ** (b - 1))
+        np.testing.assert_allclose(codes, np.round(codes), atol=1e-9)  # on the code grid
+        assert len(np.unique(np.round(codes))) <= 2**b
+        assert len(np.unique(np.round(codes))) == 2**b  # the data spans the full range
+    assert np.all(np.abs(q) <= fs)
+
+
+def test_adc_error_bound_and_ste():
+    i = jnp.linspace(-1e-5, 1e-5, 101)
+    q = converters.adc_quantize(i, 2e-5, 8)
+    assert float(jnp.max(jnp.abs(q - i))) <= 2e-5 / 2**7 / 2 + 1e-20
+    g = jax.grad(lambda i: jnp.sum(converters.adc_quantize(i, 2e-5, 8)))(i)
+    np.testing.assert_allclose(g, np.ones(101), rtol=1e-15)
+
+
+def test_dac_levels_and_clipping():
+    x = jnp.linspace(-2, 2, 2001)
+    v, coef, rng = converters.apply_dac(x, DACConfig(bits=4, v_read=0.3, x_max=1.5))
+    assert v.shape == (1, 2001) and coef == (1.0,)
+    vals = np.unique(np.asarray(v[0]))
+    assert len(vals) == 2**4 - 1 and np.isclose(vals.max(), 0.3) and np.isclose(vals.min(), -0.3)
+
+
+def test_dac_max_range_scales_each_vector():
+    x = jnp.array([[1.0, -4.0, 2.0], [0.5, 0.25, 0.0]])
+    v, _, rng = converters.apply_dac(x, DACConfig(range="max", v_read=0.2))
+    np.testing.assert_allclose(rng[:, 0], [4.0, 0.5])
+    np.testing.assert_allclose(v[0], x / rng * 0.2)
+
+
+@pytest.mark.parametrize("bits,slice_bits", [(8, 1), (8, 3), (5, 2)])
+def test_bit_serial_recombines_exactly(bits, slice_bits):
+    x = jnp.asarray(np.random.default_rng(1).uniform(-1.2, 1.2, size=(6, 30)))
+    whole, _, _ = converters.apply_dac(x, DACConfig(bits=bits))
+    v, coef, _ = converters.apply_dac(x, DACConfig(bits=bits, slice_bits=slice_bits))
+    assert v.shape[0] == -(-(bits - 1) // slice_bits)
+    np.testing.assert_allclose(jnp.tensordot(jnp.asarray(coef), v, axes=1), whole[0], atol=1e-15)
+    # each slice is a digit in base 2**slice_bits
+    d = np.abs(np.asarray(v)) / 0.2 * (2**slice_bits - 1)
+    np.testing.assert_allclose(d, np.round(d), atol=1e-9)
+    # through the crossbar (ideal devices, fine ADC) bit-serial equals whole-word input
+    W = jnp.asarray(np.random.default_rng(2).normal(size=(30, 5)))
+    cfg = HardwareConfig().set({"dac.bits": bits, "array.rows": 16, "array.cols": 4})
+    y_whole = crossbar.analog_matmul(x, W, cfg)
+    y_serial = crossbar.analog_matmul(x, W, cfg.set({"dac.slice_bits": slice_bits, "adc.bits": 40}))
+    np.testing.assert_allclose(y_serial, y_whole, rtol=1e-7, atol=1e-9)
+
+
+def test_per_column_adc_bits_and_calibration():
+    rng = np.random.default_rng(3)
+    W = jnp.asarray(rng.normal(size=(40, 8)))
+    x = jnp.asarray(rng.normal(size=(200, 40)))
+    bits = jnp.array([[12, 12, 2, 2], [12, 12, 12, 2]])  # (Nt, C): per tile column
+    cfg = HardwareConfig().set({"array.rows": 16, "array.cols": 4, "adc.bits": bits, "adc.range": "calibrated",
+                                "adc.percentile": 100.0})
+    state = crossbar.program(W, cfg)
+    state = crossbar.calibrate_adc(x, state, cfg)
+    err = np.abs(np.asarray(crossbar.matmul(x, state, cfg)) - np.asarray(x @ W)).mean(axis=0)
+    coarse = np.array([2, 3, 7])
+    fine = np.setdiff1d(np.arange(8), coarse)
+    assert err[fine].max() < 0.01 * np.abs(x @ W).mean()
+    assert err[coarse].min() > 10 * err[fine].max()
+    # percentile 100 calibration: no current exceeds the full scale (no clipping)
+    v, _, _ = converters.apply_dac(x, cfg.dac)
+    i = crossbar._tile_currents(v, state, cfg, jax.random.key(0), None)
+    assert np.all(np.abs(np.asarray(i)) <= np.asarray(state.adc_range) * (1 + 1e-12))
+
+
+def test_bad_converter_config():
+    with pytest.raises(ValueError, match="adc.bits"):
+        ADCConfig(bits=0)
+    with pytest.raises(ValueError, match="dac.bits"):
+        DACConfig(bits=1)
+    with pytest.raises(ValueError, match="adc.range"):
+        ADCConfig(range="auto")
+    with pytest.raises(ValueError, match="dac.v_read"):
+        DACConfig(v_read=0.0)
+    with pytest.raises(ValueError, match="dac.slice_bits"):
+        DACConfig(slice_bits=2)

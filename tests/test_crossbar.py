@@ -1,0 +1,173 @@
+"""The crossbar kernels: exactness, wires vs an independent tile sum, gradients, bad input."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from crossjax import circuit, crossbar, presets
+from crossjax.devices import Drift, RangeVariation, ReadNoise, StuckAt, WriteNoise
+from crossjax.hardware import HardwareConfig
+
+WIRES = circuit.Parasitics(r_wire_row=2.0, r_wire_col=3.0, r_source=50.0, r_sink=20.0)
+
+
+def _rel(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
+
+
+@pytest.mark.parametrize("K,N,R,C", [(1, 1, 64, 64), (7, 13, 4, 5), (64, 64, 64, 64), (130, 70, 64, 64),
+                                     (33, 65, 16, 32)])
+@pytest.mark.parametrize("scheme", ["differential", "offset"])
+def test_ideal_is_exact_matmul(K, N, R, C, scheme):
+    rng = np.random.default_rng(K * 1000 + N)
+    W, x = jnp.asarray(rng.normal(size=(K, N))), jnp.asarray(rng.normal(size=(3, 5, K)))
+    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "mapping.scheme": scheme})
+    y = crossbar.matmul(x, crossbar.program(W, cfg), cfg)
+    assert y.shape == (3, 5, N)
+    assert _rel(y, x @ W) < 1e-10
+    assert _rel(crossbar.analog_matmul(x, W, cfg), x @ W) < 1e-10
+    np.testing.assert_allclose(crossbar.effective_weights(crossbar.program(W, cfg), cfg), W, rtol=0, atol=1e-12)
+
+
+def test_default_config_exact_and_float32():
+    rng = np.random.default_rng(0)
+    W, x = rng.normal(size=(100, 30)), rng.normal(size=(8, 100))
+    cfg = HardwareConfig()
+    assert _rel(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cfg), x @ W) < 1e-10
+    y32 = crossbar.analog_matmul(jnp.asarray(x, jnp.float32), jnp.asarray(W, jnp.float32), cfg)
+    assert y32.dtype == jnp.float32 and _rel(y32, x @ W) < 1e-5
+    cw = cfg.set({"mapping.weight_scale": "column"})
+    assert _rel(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cw), x @ W) < 1e-10
+
+
+def test_wires_equal_independent_tile_sum():
+    """y == sum over tiles of V_t @ G_eff(G+) - V_t @ G_eff(G-), rescaled (DESIGN.md formula)."""
+    rng = np.random.default_rng(1)
+    K, N, R, C = 20, 11, 8, 4
+    W, x = rng.normal(size=(K, N)), rng.normal(size=(6, K))
+    g_min, g_max, v_read, x_max = 2e-6, 1e-4, 0.3, 2.5
+    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES,
+                                "device.g_min": g_min, "device.g_max": g_max, "dac.v_read": v_read,
+                                "dac.x_max": x_max})
+    w_max = np.abs(W).max()
+    Wp = np.zeros((3 * R, 3 * C))
+    Wp[:K, :N] = W
+    Vp = np.zeros((6, 3 * R))
+    Vp[:, :K] = x * v_read / x_max
+    y = np.zeros((6, 3 * C))
+    for a in range(3):
+        for b in range(3):
+            w = Wp[a * R:(a + 1) * R, b * C:(b + 1) * C]
+            gp = g_min + (g_max - g_min) * np.maximum(w, 0) / w_max
+            gm = g_min + (g_max - g_min) * np.maximum(-w, 0) / w_max
+            v = Vp[:, a * R:(a + 1) * R]
+            ge_p = np.asarray(circuit.effective_conductance(jnp.asarray(gp), WIRES))
+            ge_m = np.asarray(circuit.effective_conductance(jnp.asarray(gm), WIRES))
+            y[:, b * C:(b + 1) * C] += v @ ge_p - v @ ge_m
+    y = y[:, :N] * w_max * x_max / ((g_max - g_min) * v_read)
+    state = crossbar.program(jnp.asarray(W), cfg)
+    got = crossbar.matmul(jnp.asarray(x), state, cfg)
+    assert _rel(got, y) < 1e-10
+    assert _rel(got, x @ W) > 1e-3  # the wires do matter here
+    for method in ("iterative", "direct", "auto"):
+        assert _rel(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cfg.replace(method=method)), y) < 1e-9
+
+
+def _all_on(adc_bits=None, dac_bits=None):
+    return HardwareConfig().set({
+        "array.rows": 4, "array.cols": 3, "array.parasitics": WIRES,
+        "device.write_noise": WriteNoise(0.05, "proportional"), "device.range_variation": RangeVariation(0.05, 0.05),
+        "device.stuck": StuckAt(0.1, 0.1), "device.drift": Drift(t=100.0, nu=0.05, nu_std=0.01),
+        "device.read_noise": ReadNoise(0.02), "adc.bits": adc_bits, "dac.bits": dac_bits})
+
+
+def test_gradients_match_finite_differences():
+    """Every non-ideality on (wires, write noise, D2D, stuck, drift, read noise), quantizers off."""
+    rng = np.random.default_rng(2)
+    W, x, r = rng.normal(size=(6, 5)), rng.normal(size=(2, 6)), rng.normal(size=(2, 5))
+    cfg = _all_on()
+    key = jax.random.key(3)
+    loss = lambda W, x: jnp.sum(jnp.asarray(r) * crossbar.analog_matmul(x, W, cfg, key))
+    value_and_grad = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))  # one compile for both
+    _, (gW, gx) = value_and_grad(jnp.asarray(W), jnp.asarray(x))
+    f = lambda W, x: float(value_and_grad(jnp.asarray(W), jnp.asarray(x))[0])
+    eps = 1e-6
+    for i in [(0, 0), (2, 3), (5, 4), (4, 1)]:
+        d = np.zeros_like(W)
+        d[i] = eps
+        fd = (f(W + d, x) - f(W - d, x)) / (2 * eps)
+        assert abs(float(gW[i]) - fd) <= 1e-6 * max(1.0, abs(fd)), (i, float(gW[i]), fd)
+    for i in [(0, 1), (1, 5)]:
+        d = np.zeros_like(x)
+        d[i] = eps
+        fd = (f(W, x + d) - f(W, x - d)) / (2 * eps)
+        assert abs(float(gx[i]) - fd) <= 1e-6 * max(1.0, abs(fd)), (i, float(gx[i]), fd)
+
+
+def test_gradients_finite_with_quantizers():
+    rng = np.random.default_rng(4)
+    W, x = jnp.asarray(rng.normal(size=(6, 5))), jnp.asarray(rng.normal(size=(2, 6)))
+    cfg = _all_on(adc_bits=6, dac_bits=6).set({"device.levels": 16, "adc.range": "calibrated"})
+    gW, gx = jax.grad(lambda W, x: jnp.sum(crossbar.analog_matmul(x, W, cfg, jax.random.key(0)) ** 2),
+                      argnums=(0, 1))(W, x)
+    assert np.all(np.isfinite(gW)) and np.all(np.isfinite(gx)) and np.any(gW != 0) and np.any(gx != 0)
+
+
+def test_monte_carlo_vmap_over_keys():
+    rng = np.random.default_rng(5)
+    W, x = jnp.asarray(rng.normal(size=(10, 7))), jnp.asarray(rng.normal(size=(4, 10)))
+    cfg = _all_on().set({"device.read_noise": None, "array.parasitics": None})
+    keys = jax.random.split(jax.random.key(1), 5)
+    states = jax.vmap(crossbar.program, in_axes=(None, None, 0))(W, cfg, keys)
+    assert states.g.shape[0] == 5
+    ys = jax.vmap(lambda s: crossbar.matmul(x, s, cfg))(states)
+    for k in (0, 3):  # each vmapped sample equals the un-vmapped one with its key
+        np.testing.assert_allclose(ys[k], crossbar.matmul(x, crossbar.program(W, cfg, keys[k]), cfg), rtol=1e-12)
+    assert not np.allclose(ys[0], ys[1])
+
+
+def test_bad_input_raises_named_errors():
+    W = jnp.ones((5, 3))
+    cfg = HardwareConfig()
+    with pytest.raises(ValueError, match="W"):
+        crossbar.program(W.at[0, 0].set(jnp.nan), cfg)
+    state = crossbar.program(W, cfg)
+    with pytest.raises(ValueError, match="K=5"):
+        crossbar.matmul(jnp.ones((2, 4)), state, cfg)
+    with pytest.raises(ValueError, match="g_min"):
+        cfg.set({"device.g_min": 1e-3, "device.g_max": 1e-4})
+    with pytest.raises(ValueError, match="adc.bits"):
+        cfg.set({"adc.bits": 0})
+    with pytest.raises(ValueError, match="write_noise.sigma"):
+        cfg.set({"device.write_noise.sigma": -0.1})
+    with pytest.raises(ValueError, match="key"):
+        crossbar.program(W, cfg.set({"device.write_noise.sigma": 0.1}), None)
+    with pytest.raises(ValueError, match="key"):
+        crossbar.matmul(jnp.ones(5), state, cfg.set({"device.read_noise.sigma": 0.1}))
+    with pytest.raises(ValueError, match="array.rows"):
+        cfg.set({"array.rows": 0})
+    with pytest.raises(ValueError, match="unknown config field"):
+        cfg.set({"device.gmax": 1.0})
+    # values arriving as JAX arrays are checked when the kernels receive the config
+    bad = cfg.set({"device.g_min": jnp.asarray(1e-3)})
+    with pytest.raises(ValueError, match="device.g_min"):
+        crossbar.program(W, bad)
+
+
+def test_presets_and_serialization():
+    assert {"ideal", "rram", "pcm"} <= set(presets.names()) and len(presets.names()) >= 6
+    for name in presets.names():
+        cfg = presets.get(name)
+        again = HardwareConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert jax.tree_util.tree_structure(again) == jax.tree_util.tree_structure(cfg)
+        np.testing.assert_allclose(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(cfg))
+        assert presets.get(name).__class__.__doc__
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.get("nope")
+    rng = np.random.default_rng(6)
+    W, x = jnp.asarray(rng.normal(size=(70, 20))), jnp.asarray(rng.normal(size=(3, 70)))
+    assert _rel(crossbar.analog_matmul(x, W, presets.get("ideal")), x @ W) < 1e-10
+    y = crossbar.analog_matmul(x, W, presets.get("rram"), jax.random.key(0))
+    assert np.all(np.isfinite(y)) and 1e-3 < _rel(y, x @ W) < 2.0

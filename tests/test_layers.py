@@ -1,0 +1,185 @@
+"""CrossbarLinear / CrossbarConv: modes, exactness on the ideal crossbar, programming."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from crossjax import crossbar, hardware, layers
+
+IDEAL = hardware.HardwareConfig()
+WRITE_NOISE = hardware.HardwareConfig().set({"device.write_noise.sigma": 0.05})
+NOISY = hardware.HardwareConfig().set(
+    {
+        "array.parasitics.r_wire_row": 2.0,
+        "array.parasitics.r_wire_col": 2.0,
+        "device.write_noise.sigma": 0.05,
+        "device.read_noise.sigma": 0.01,
+    }
+)
+
+
+def _at(state, path):
+    for k in path:
+        state = state[k]
+    return state
+
+
+def _program(layer, hw, key=0):
+    layers.set_mode(layer, "hardware", hw)
+    layers.load_program(layer, layers.program_model(layer, hw, jax.random.key(key)))
+    return layer
+
+
+@pytest.mark.parametrize("K,N", [(70, 130), (64, 64), (5, 3)])
+def test_linear_hardware_ideal_equals_digital(K, N):
+    lin = layers.CrossbarLinear(K, N, param_dtype=jnp.float64, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (4, 3, K))
+    W, b = np.asarray(lin.kernel[...]), np.asarray(lin.bias[...])
+    ref = np.asarray(x) @ W + b  # independent NumPy reference
+    np.testing.assert_allclose(lin(x), ref, rtol=1e-12, atol=1e-12)
+    _program(lin, IDEAL)
+    y = lin(x)
+    assert y.shape == (4, 3, N) and y.dtype == jnp.float64
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+    layers.set_mode(lin, "train")
+    np.testing.assert_allclose(lin(x), ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_linear_float32_path():
+    lin = layers.CrossbarLinear(70, 33, rngs=nnx.Rngs(0))  # float32 params
+    x = jax.random.normal(jax.random.key(1), (8, 70), dtype=jnp.float32)
+    ref = x @ lin.kernel[...] + lin.bias[...]
+    _program(lin, IDEAL)
+    y = lin(x)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-5)
+
+
+CONV_CASES = [
+    dict(cin=3, cout=70, k=3, strides=1, padding="SAME", dilation=1, groups=1),
+    dict(cin=5, cout=7, k=(3, 2), strides=2, padding="VALID", dilation=1, groups=1),
+    dict(cin=6, cout=9, k=3, strides=(2, 1), padding=1, dilation=2, groups=3),
+    dict(cin=8, cout=8, k=3, strides=1, padding=((2, 0), (1, 1)), dilation=(1, 2), groups=8),  # depthwise
+    dict(cin=16, cout=12, k=5, strides=1, padding="SAME", dilation=1, groups=2),  # K per group = 200 > 64
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_hardware_ideal_equals_digital(case):
+    conv = layers.CrossbarConv(
+        case["cin"], case["cout"], case["k"], strides=case["strides"], padding=case["padding"],
+        kernel_dilation=case["dilation"], feature_group_count=case["groups"],
+        param_dtype=jnp.float64, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0),
+    )
+    k = (case["k"], case["k"]) if isinstance(case["k"], int) else case["k"]
+    ref_conv = nnx.Conv(
+        case["cin"], case["cout"], k, strides=case["strides"], padding=case["padding"],
+        kernel_dilation=case["dilation"], feature_group_count=case["groups"],
+        param_dtype=jnp.float64, rngs=nnx.Rngs(5),
+    )
+    ref_conv.kernel[...] = conv.kernel[...]
+    ref_conv.bias[...] = conv.bias[...]
+    x = jax.random.normal(jax.random.key(2), (2, 11, 10, case["cin"]))
+    ref = ref_conv(x)  # flax's own convolution as the independent reference
+    np.testing.assert_allclose(conv(x), ref, rtol=1e-12, atol=1e-12)
+    _program(conv, IDEAL)
+    y = conv(x)  # patches x crossbar tiles
+    assert y.shape == ref.shape
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_conv_crossbar_weights_layout():
+    conv = layers.CrossbarConv(4, 6, (3, 2), feature_group_count=2, param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    kern = np.asarray(conv.kernel[...])  # (3, 2, 2, 6)
+    W = np.asarray(conv.crossbar_weights())
+    assert W.shape == (2, 2 * 3 * 2, 3)
+    for g in range(2):  # docs/architecture.md: kernel.transpose(2, 0, 1, 3).reshape(Cin*kh*kw, Cout)
+        np.testing.assert_array_equal(W[g], kern[..., 3 * g : 3 * (g + 1)].transpose(2, 0, 1, 3).reshape(12, 3))
+
+
+def test_program_model_is_pure_and_folds_layer_index():
+    model = nnx.Sequential(
+        layers.CrossbarLinear(20, 30, param_dtype=jnp.float64, rngs=nnx.Rngs(0)),
+        layers.CrossbarLinear(30, 10, param_dtype=jnp.float64, rngs=nnx.Rngs(1)),
+    )
+    key = jax.random.key(3)
+    s1 = layers.program_model(model, WRITE_NOISE, key)
+    s2 = layers.program_model(model, WRITE_NOISE, key)
+    for a, b in zip(jax.tree.leaves(s1), jax.tree.leaves(s2)):
+        np.testing.assert_array_equal(a, b)
+    # layer i uses fold_in(key, i)
+    for i, (path, layer) in enumerate(layers.crossbar_layers(model)):
+        direct = crossbar.program(layer.kernel[...], WRITE_NOISE, jax.random.fold_in(key, i))
+        got = _at(s1, path)["crossbar_state"].get_value()
+        np.testing.assert_array_equal(got.g_eff, direct.g_eff)
+    # the model was not modified
+    assert all(l.crossbar_state.get_value() is None for _, l in layers.crossbar_layers(model))
+    # vmap over keys: a batch of Monte Carlo samples that differ
+    keys = jax.random.split(key, 3)
+    batch = jax.vmap(lambda k: layers.program_model(model, WRITE_NOISE, k))(keys)
+    g = _at(batch, layers.crossbar_layers(model)[0][0])["crossbar_state"].get_value().g_eff
+    assert g.shape[0] == 3
+    assert not np.allclose(g[0], g[1]) and not np.allclose(g[1], g[2])
+    one = layers.program_model(model, WRITE_NOISE, keys[1])
+    np.testing.assert_allclose(g[1], _at(one, layers.crossbar_layers(model)[0][0])["crossbar_state"].get_value().g_eff, rtol=1e-12)
+
+
+def test_train_mode_fresh_samples_and_gradients_under_nnx_jit():
+    lin = layers.CrossbarLinear(40, 70, param_dtype=jnp.float64, rngs=nnx.Rngs(params=0, hardware=1))
+    layers.set_mode(lin, "train", NOISY)
+    x = jax.random.normal(jax.random.key(2), (5, 40))
+
+    @nnx.jit
+    def step(layer, x):
+        def loss(layer):
+            return jnp.mean(layer(x) ** 2)
+
+        return nnx.value_and_grad(loss)(layer)
+
+    l1, g1 = step(lin, x)
+    l2, g2 = step(lin, x)
+    assert np.isfinite(l1) and np.isfinite(l2)
+    assert l1 != l2  # the "hardware" stream advanced: a fresh sample per step
+    gk = np.asarray(g1.kernel[...])
+    assert np.all(np.isfinite(gk)) and np.abs(gk).max() > 0
+    # the gradient is close to the digital one (mild noise) but not identical (noise and IR drop in the loop)
+    layers.set_mode(lin, "digital")
+    gd = nnx.grad(lambda m: jnp.mean(m(x) ** 2))(lin).kernel[...]
+    cos = np.sum(gk * gd) / (np.linalg.norm(gk) * np.linalg.norm(gd))
+    assert cos > 0.7
+    assert not np.allclose(gk, gd)
+
+
+def test_hardware_mode_read_noise_from_call_rngs():
+    lin = _program(layers.CrossbarLinear(30, 20, param_dtype=jnp.float64, rngs=nnx.Rngs(0)), NOISY)
+    x = jax.random.normal(jax.random.key(2), (4, 30))
+    a = lin(x, rngs=nnx.Rngs(hardware=7))
+    b = lin(x, rngs=nnx.Rngs(hardware=7))
+    c = lin(x, rngs=nnx.Rngs(hardware=8))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_errors_name_the_problem():
+    lin = layers.CrossbarLinear(8, 4, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="mode"):
+        layers.set_mode(lin, "analog", IDEAL)
+    with pytest.raises(ValueError, match="hardware"):
+        layers.set_mode(lin, "hardware")  # no config yet
+    layers.set_mode(lin, "hardware", IDEAL)
+    with pytest.raises(ValueError, match="program"):
+        lin(jnp.ones((2, 8)))
+    with pytest.raises(ValueError, match="in_features"):
+        lin(jnp.ones((2, 9)))
+    with pytest.raises(ValueError, match="hardware"):
+        layers.set_mode(lin, "train", hardware={"rows": 64})
+    other = layers.CrossbarLinear(8, 4, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="state"):
+        layers.load_program(nnx.Sequential(lin, other), layers.program_model(lin, IDEAL, jax.random.key(0)))
+    with pytest.raises(ValueError, match="feature_group_count"):
+        layers.CrossbarConv(6, 4, 3, feature_group_count=4, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="padding"):
+        layers.CrossbarConv(6, 4, 3, padding="FULL", rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="NHWC"):
+        layers.CrossbarConv(6, 4, 3, rngs=nnx.Rngs(0))(jnp.ones((2, 8, 8, 5)))

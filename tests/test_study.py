@@ -1,0 +1,187 @@
+"""Tests of crossjax.study / report / cli: tiny studies on the offline digits."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from crossjax import cli, hardware, study, training
+from crossjax.circuit.parasitics import Parasitics
+from crossjax.devices import WriteNoise
+
+KEYS = {"mean", "std", "min", "max", "p05", "p50", "p95"}
+
+
+def _tiny_spec(**kw):
+    base = hardware.HardwareConfig()
+    cases = (
+        study.HardwareCase("ideal", base),
+        study.HardwareCase("noise", base.set({"device.write_noise": WriteNoise(sigma=0.1)})),
+        study.HardwareCase("wires", base.set({"array.parasitics": Parasitics(30.0, 30.0)})),
+    )
+    spec = study.StudySpec(
+        dataset="digits", model="mlp", hidden=(16,),
+        train=training.TrainConfig(steps=120, batch_size=32, learning_rate=1e-2),
+        configs=cases, samples=3, eval_batch_size=256, max_test=200)
+    return spec.replace(**kw)
+
+
+def _check_schema(res, names):
+    assert 0 <= res["digital"]["accuracy"] <= 1
+    assert [c["name"] for c in res["configs"]] == names
+    for c in res["configs"]:
+        assert set(c["accuracy"]) >= KEYS and isinstance(c["samples"], int)
+        assert all(0 <= c["accuracy"][k] <= 1 for k in KEYS)
+        assert c["accuracy"]["min"] <= c["accuracy"]["p50"] <= c["accuracy"]["max"]
+        hardware.HardwareConfig.from_dict(c["hardware"])  # round-trips
+    assert {"seed", "dataset", "model", "versions", "seconds"} <= set(res["meta"])
+
+
+def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
+    spec = _tiny_spec()
+    out = tmp_path / "s"
+    calls = []
+    real = study._monte_carlo
+
+    def counting(model, hw, keys, *args, **kw):
+        calls.append(int(keys.shape[0]))
+        return real(model, hw, keys, *args, **kw)
+    monkeypatch.setattr(study, "_monte_carlo", counting)
+
+    # "kill" the study after its first non-ideal config
+    def killer(path, text, _real=study.ckpt.atomic_write_text):
+        _real(path, text)
+        if len(json.loads(text)["configs"]) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(study.ckpt, "atomic_write_text", killer)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study(spec, out, seed=0, progress=False, plots=False)
+    partial = json.loads((out / "results.json").read_text())
+    assert [c["name"] for c in partial["configs"]] == ["ideal", "noise"]
+    assert calls == [1, 3]  # deterministic ideal: 1 sample; noise: S
+
+    monkeypatch.undo()
+    monkeypatch.setattr(study, "_monte_carlo", counting)
+    calls.clear()
+    res = study.run_study(spec, out, seed=0, progress=False, plots=True)
+    assert calls == [1]  # only the unfinished config ran; training was loaded, not redone
+    _check_schema(res, ["ideal", "noise", "wires"])
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["configs"][:2] == partial["configs"]
+    assert on_disk["meta"]["complete"]
+    by = {c["name"]: c for c in res["configs"]}
+    # ideal crossbar == digital model
+    assert abs(by["ideal"]["accuracy"]["mean"] - res["digital"]["accuracy"]) <= 1e-3
+    # Monte Carlo samples differ under noise
+    assert len(set(by["noise"]["per_sample"])) > 1
+    report = (out / "report.md").read_text()
+    assert "| noise | 3 |" in report and "accuracy.png" in report and "ir_drop.png" in report
+    for png in ("accuracy.png", "ir_drop.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+    # a different study into the same directory is refused
+    with pytest.raises(ValueError, match="different study"):
+        study.run_study(spec.replace(samples=4), out, seed=0, progress=False, plots=False)
+
+
+def test_finetune_section_and_keys(tmp_path):
+    spec = _tiny_spec(configs=_tiny_spec().configs[:1] + _tiny_spec().configs[2:],
+                      finetune=study.FinetuneSpec("wires", training.TrainConfig(
+                          steps=5, batch_size=32, learning_rate=1e-3)))
+    res = study.run_study(spec, tmp_path, seed=1, progress=False, plots=False)
+    ft = res["finetune"]
+    assert ft["config"] == "wires" and ft["steps"] == 5 and ft["samples"] >= 32
+    assert set(ft["before"]) >= KEYS and set(ft["after"]) >= KEYS
+    assert "fine-tuning under `wires`" in (tmp_path / "report.md").read_text()
+    assert os.path.exists(tmp_path / "finetune.ckpt")
+
+
+def test_config_keys_independent_of_other_configs():
+    a = study.config_keys(0, "noise", 4)
+    b = study.config_keys(0, "noise", 4)
+    c = study.config_keys(0, "wires", 4)
+    import jax
+    np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
+    assert not np.array_equal(jax.random.key_data(a), jax.random.key_data(c))
+
+
+def test_summarize_numbers():
+    s = study.summarize(np.array([0.5, 0.7, 0.9, 1.0]))
+    assert s["mean"] == pytest.approx(0.775) and s["min"] == 0.5 and s["max"] == 1.0
+    assert s["std"] == pytest.approx(np.std([0.5, 0.7, 0.9, 1.0]))
+    assert s["p50"] == pytest.approx(0.8)
+
+
+def test_presets_registry_and_default_spec():
+    assert {"default", "quick"} <= set(study.preset_names())
+    spec = study.get_preset("default")
+    names = [c.name for c in spec.configs]
+    assert names[0] == "ideal" and spec.samples >= 32 and spec.dataset == "digits"
+    assert sum(n.startswith("write_noise") for n in names) >= 3
+    assert sum(n.startswith("ir_drop") for n in names) >= 3
+    assert sum(n.startswith("adc") for n in names) >= 2
+    assert spec.finetune is not None and spec.finetune.config in names
+    with pytest.raises(ValueError, match="unknown study preset 'nope'"):
+        study.get_preset("nope")
+    with pytest.raises(ValueError, match="exists already"):
+        study.register_preset("default", lambda: spec)
+    with pytest.raises(ValueError, match="ideal"):
+        study.StudySpec(configs=spec.configs[1:])
+    with pytest.raises(ValueError, match="StudySpec.model"):
+        study.StudySpec(model="transformer")
+
+
+def test_toml_and_flags_override(tmp_path):
+    toml = tmp_path / "s.toml"
+    toml.write_text("""
+samples = 5
+hidden = [32]
+[train]
+steps = 77
+[[configs]]
+name = "ideal"
+[[configs]]
+name = "noisy_adc"
+hardware = { device = { write_noise = { sigma = 0.05 } }, adc = { bits = 5 } }
+[finetune]
+config = "noisy_adc"
+train = { steps = 9 }
+""")
+    args = ["study", "--out", str(tmp_path / "o"), "--config", str(toml), "--samples", "6"]
+    import argparse
+    parser = argparse.ArgumentParser()
+    cli._add_study_arguments(parser)
+    ns = parser.parse_args(args[1:])
+    spec = cli.study_spec_from_args(ns)
+    assert spec.samples == 6 and spec.hidden == (32,) and spec.train.steps == 77
+    assert [c.name for c in spec.configs] == ["ideal", "noisy_adc"]
+    hw = spec.configs[1].hardware
+    assert float(hw.device.write_noise.sigma) == 0.05 and int(hw.adc.bits) == 5
+    assert spec.finetune.config == "noisy_adc" and spec.finetune.train.steps == 9
+    bad = tmp_path / "bad.toml"
+    bad.write_text("sampels = 3\n")
+    with pytest.raises(ValueError, match="sampels"):
+        study.spec_from_toml(bad, spec)
+
+
+def test_cli_reports_bad_input(tmp_path, capsys):
+    rc = cli.main(["study", "--out", str(tmp_path), "--preset", "nope"])
+    assert rc == 2 and "unknown study preset" in capsys.readouterr().err
+    rc = cli.main(["study", "--out", str(tmp_path), "--dataset", "cifar10",
+                   "--data-dir", str(tmp_path / "empty"), "--no-plots", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "cifar10" in err and "empty" in err
+
+
+@pytest.mark.slow
+def test_default_study_acceptance(tmp_path):
+    """Issue 4 acceptance 1-2 on the real default study (about 2-3 min)."""
+    res = study.run_study(study.get_preset("default"), tmp_path, seed=0, progress=False)
+    dig = res["digital"]["accuracy"]
+    by = {c["name"]: c["accuracy"]["mean"] for c in res["configs"]}
+    assert dig >= 0.95 and abs(by["ideal"] - dig) <= 1e-3
+    for prefix in ("write_noise_s", "ir_drop_r"):
+        seq = [by[n] for n in by if n.startswith(prefix)]
+        assert all(a >= b for a, b in zip(seq, seq[1:])) and seq[0] > seq[-1]
+    ft = res["finetune"]
+    assert ft["after"]["mean"] > ft["before"]["mean"]
