@@ -8,8 +8,9 @@ Measured in one run, so the ratios compare like with like:
    8-bit ADC (per-tile column path, one batched einsum over tiles), and the
    one-time ``program`` cost.
 2. Monte Carlo: ``jax.vmap`` over S samples of ``program`` + ``matmul`` vs a Python
-   loop over the same jitted single-sample function (goal >= 3x), without and
-   with IR drop.
+   loop over the same jitted single-sample function (goal >= 3x): a small layer
+   (dispatch-bound, where vmap pays), the 512x512 layer (compute-bound) and the
+   512x512 layer with IR drop (``G_eff`` solve per sample dominates).
 3. Peak memory: XLA's compiled temporary + output sizes and the process peak RSS.
 
 ``python -m benchmarks.kernels [--quick]``; ``run(quick)`` returns the numbers as a dict.
@@ -74,27 +75,31 @@ def run(quick: bool = False) -> dict:
     }
 
     # --- 2. Monte Carlo: vmap vs Python loop ------------------------------------------------
+    # per sample: program (write noise, stuck-at) then matmul (read noise, 8-bit ADC)
     S = 8 if quick else 32
-    mc_inputs = 256
-    xm = x[:mc_inputs]
     noisy = HardwareConfig().set({"device.write_noise": WriteNoise(0.03), "device.stuck": StuckAt(0.01, 0.01),
                                   "device.read_noise": ReadNoise(0.01), "adc.bits": 8})
-    keys = jax.random.split(jax.random.key(1), S)
-    out["monte_carlo"] = {"samples": S, "inputs": mc_inputs}
-    for name, c in (("no_wires", noisy), ("ir_drop", noisy.set({"array.parasitics": wires}))):
-        if name == "ir_drop" and quick:
-            keys_c = keys[: max(2, S // 4)]
-        else:
-            keys_c = keys
+    cases = (  # (name, K=N, inputs, samples, config)
+        ("small_128x128_32_inputs", 128, 32, 32, noisy),
+        ("512x512_256_inputs", 512, 256, S, noisy),
+        ("512x512_256_inputs_ir_drop", 512, 256, 2 if quick else 8, noisy.set({"array.parasitics": wires})),
+    )
+    out["monte_carlo"] = {}
+    for name, n, m, s, c in cases:
+        Wm, xm = W[:n, :n], x[:m, :n]
+        keys = jax.random.split(jax.random.key(1), s)
         one = jax.jit(lambda W, x, k, c=c: crossbar.matmul(x, crossbar.program(W, c, k), c, jax.random.fold_in(k, 7)))
         many = jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
-        t_v = timeit(lambda: many(W, xm, keys_c), repeats=2 if quick else 3)
-        t_l = timeit(lambda: [one(W, xm, k) for k in keys_c], repeats=2 if quick else 3)
-        ys = many(W, xm, keys_c)
-        np.testing.assert_allclose(np.asarray(ys[-1]), np.asarray(one(W, xm, keys_c[-1])), rtol=2e-4, atol=2e-4)
-        out["monte_carlo"][name] = {"samples": int(keys_c.shape[0]), "vmap_s": t_v["median"], "loop_s": t_l["median"],
-                                    "speedup_vmap_vs_loop": t_l["median"] / t_v["median"],
-                                    "mem_vmap_mib": _compiled_mib(jax.vmap(one, in_axes=(None, None, 0)), W, xm, keys_c)}
+        t_v = timeit(lambda: many(Wm, xm, keys), repeats=2 if quick else 3)
+        t_l = timeit(lambda: [one(Wm, xm, k) for k in keys], repeats=2 if quick else 3)
+        np.testing.assert_allclose(np.asarray(many(Wm, xm, keys)[-1]), np.asarray(one(Wm, xm, keys[-1])),
+                                   rtol=2e-4, atol=2e-4)
+        out["monte_carlo"][name] = {
+            "samples": s, "vmap_s": t_v["median"], "loop_s": t_l["median"],
+            "speedup_vmap_vs_loop": t_l["median"] / t_v["median"],
+            "mem_vmap_mib": _compiled_mib(jax.vmap(one, in_axes=(None, None, 0)), Wm, xm, keys),
+            "mem_one_sample_mib": _compiled_mib(one, Wm, xm, keys[0]),
+        }
     out["peak_rss_mib"] = peak_rss_mib()
     return out
 

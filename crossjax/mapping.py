@@ -186,6 +186,5 @@ def recombine(a, mapping: MappingConfig, axis: int):
 
 def unmap_tiles(u, w_max, mapping: MappingConfig, K: int, N: int):
     """Inverse map for inspection: targets (or effective normalized conductances) -> weights ``(K, N)``."""
-    cols = u.shape[-1] - mapping.reference_columns
     w = untile_weights(recombine(u, mapping, axis=0), K, N)
     return w * (w_max[None, :] if mapping.weight_scale == "column" else w_max)

@@ -454,8 +454,12 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         fr = training.finetune(tuned, train_ds, ft.train, case.hardware,
                                checkpoint_path=os.path.join(out, FINETUNE_CKPT),
                                progress=progress, description=f"finetune ({case.name})")
-        after = _monte_carlo(tuned, case.hardware, keys, x_test, y_test, spec, progress)
-        digital_after = float(montecarlo.digital_accuracy(tuned, x_test, y_test,
+        # evaluate a fresh digital-mode model holding the fine-tuned weights, so the
+        # Monte Carlo evaluation sees exactly the model structure it saw before
+        evaluated = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
+        nnx.update(evaluated, nnx.state(tuned, nnx.Param))
+        after = _monte_carlo(evaluated, case.hardware, keys, x_test, y_test, spec, progress)
+        digital_after = float(montecarlo.digital_accuracy(evaluated, x_test, y_test,
                                                           spec.eval_batch_size))
         results["finetune"] = {
             "config": case.name, "samples": int(samples), "steps": fr.step,

@@ -30,6 +30,8 @@ def test_tile_layout_matches_slicing():
     T = np.asarray(tile(jnp.asarray(W), 4, 3))
     np.testing.assert_array_equal(T, _np_tiles(W, 4, 3))
     np.testing.assert_array_equal(np.asarray(untile(jnp.asarray(T), 13, 10)), W)
+    from crossjax import mapping                      # the binding layout of the kernels
+    np.testing.assert_array_equal(np.asarray(mapping.tile_weights(jnp.asarray(W), 4, 3)), T)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -349,3 +351,17 @@ def test_dub_pipeline_on_crossbar_layers_masks_exact_through_finetuning():
         for a in range(counts.shape[0]):
             for b in range(counts.shape[1]):
                 assert np.var(counts[a, b][real[a, b]]) == 0.0
+
+
+def test_prune_channels_with_follower_inputs():
+    model = _CrossbarNet(nnx.Rngs(3))
+    masks = P.prune_channels(model, 0.25, followers={"conv": "fc"})
+    conv_keep = np.asarray(masks["conv"]["kernel"][...]).reshape(-1, 8).all(0)
+    assert conv_keep.sum() == 6                                     # 25 % of 8 filters pruned
+    l1 = np.abs(np.asarray(model.conv.kernel[...])).reshape(-1, 8).sum(0)
+    np.testing.assert_array_equal(~conv_keep, l1 <= np.sort(l1)[1])
+    fc = np.asarray(masks["fc"]["kernel"][...])                     # (128, 16): 8 channels x 16 positions
+    rows_kept = fc.any(1)
+    np.testing.assert_array_equal(rows_kept, np.repeat(conv_keep, 16))
+    assert (fc.sum(0) == 6 * 16).sum() == 12                        # 25 % of fc outputs pruned too
+    assert np.asarray(masks["head"]["kernel"][...]).all()

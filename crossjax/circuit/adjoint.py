@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import iterative
+from .sweep import sweep_cell_currents
 from .parasitics import Parasitics
 from .wires import cell_voltages, column_segment_currents, row_segment_currents
 
@@ -29,16 +30,24 @@ def flip(X):
     return jnp.swapaxes(X[..., ::-1, ::-1], -1, -2)
 
 
-def gradients(G, V, p, ybar, I=None):
+def _cell_currents(G, V, p, direct):
+    if direct:
+        return sweep_cell_currents(G, V, p)
+    return iterative.cell_currents(G, V, p)[0]
+
+
+def gradients(G, V, p, ybar, I=None, *, direct=False):
     """Cotangents ``(dG, dV, dp)`` for ``G`` (N, R, C), ``V`` (N, B, R), output cotangent ``ybar`` (N, B, C).
 
-    ``I`` are the forward cell currents (N, B, R, C) if already known.
+    ``I`` are the forward cell currents (N, B, R, C) if already known. The
+    forward and adjoint circuits are solved by the direct sweep
+    (``direct=True``, :func:`.sweep.sweep_cell_currents`) or by CG.
     """
     if I is None:
-        I, _, _ = iterative.cell_currents(G, V, p)
+        I = _cell_currents(G, V, p, direct)
     pt = p.transposed()
     Vt = ybar[..., ::-1]
-    It, _, _ = iterative.cell_currents(flip(G), Vt, pt)
+    It = _cell_currents(flip(G), Vt, pt, direct)
     Ut = cell_voltages(It, Vt, pt)
     dV = jnp.sum(It, -2)[..., ::-1]
     Ia = flip(It)          # adjoint cell currents, sink-view orientation (col -> row)

@@ -13,8 +13,12 @@ Two exact regimes (``method``):
   input vectors per conductance sample, else ``"direct"``.
 
 Gradients (w.r.t. ``G``, ``V`` and each resistance) use the adjoint formulas
-of :mod:`.adjoint` through ``jax.custom_vjp``; forward-mode (``jvp``) is not
-supported.
+of :mod:`.adjoint` through ``jax.custom_vjp``: the forward and adjoint circuits
+are re-solved directly (:func:`.sweep.sweep_cell_currents`, for ``"direct"``
+and ``effective_conductance``; with more inputs than rows the ``G_eff`` adjoint
+with R right-hand sides is used) or by CG (``"iterative"``, reusing the
+forward cell currents). Nothing is backpropagated through iterations or the
+sweep. Forward-mode (``jvp``/``jacfwd``) is not supported.
 
 Validation (``ValueError`` naming the argument): shapes and dtypes always;
 negative or non-finite ``G``, ``V`` and resistances only when the values are
@@ -108,7 +112,7 @@ def _geff_bwd(res, Gbar):
     batch = G.shape[:-2]
     Gf = G.reshape((-1, R, C))
     eye = jnp.broadcast_to(jnp.eye(R, dtype=G.dtype), (Gf.shape[0], R, R))
-    dG, _, dp = adjoint.gradients(Gf, eye, p, Gbar.reshape((-1, R, C)))
+    dG, _, dp = adjoint.gradients(Gf, eye, p, Gbar.reshape((-1, R, C)), direct=True)
     return dG.reshape(batch + (R, C)), dp
 
 
@@ -151,9 +155,11 @@ def _currents_bwd(method, res, ybar):
         # More inputs than rows: differentiate G_eff instead (R adjoint right-hand sides).
         Gbar = jnp.swapaxes(V, -1, -2) @ ybar
         eye = jnp.broadcast_to(jnp.eye(R, dtype=G.dtype), G.shape[:-2] + (R, R))
-        dG, _, dp = adjoint.gradients(G, eye, p, Gbar)
+        dG, _, dp = adjoint.gradients(G, eye, p, Gbar, direct=True)
         return dG, ybar @ jnp.swapaxes(X, -1, -2), dp
-    return adjoint.gradients(G, V, p, ybar, None if method == "direct" else X)
+    if method == "direct":
+        return adjoint.gradients(G, V, p, ybar, direct=True)
+    return adjoint.gradients(G, V, p, ybar, X)
 
 
 _currents.defvjp(_currents_fwd, _currents_bwd)
@@ -218,10 +224,10 @@ def _node_voltages_jit(G, V, p):
 def node_voltages(G, V, parasitics: Parasitics):
     """Row-node and column-node voltages ``(v_row, v_col)`` (V), each (..., [B,] R, C).
 
-    The cell voltage is ``v_row - v_col``; solved to the residual of an exact
-    solve by :mod:`.iterative`, differentiable by JAX through the returned
-    expressions of the (implicitly differentiated) cell currents is not
-    provided: use :func:`solve` for gradients.
+    The cell voltage is ``v_row - v_col``. Solved by :mod:`.iterative` to the
+    residual of an exact solve; meant for inspection and plots, not
+    differentiable (reverse mode through the CG loop is refused by JAX): use
+    :func:`solve` or :func:`effective_conductance` for gradients.
     """
     G, V, p = _prepare(G, parasitics, V)
     return _node_voltages_jit(G, V, p)

@@ -11,7 +11,7 @@ from crossjax.pruning.dub import (dub_levels, dub_project, dub_regularizer, dub_
 from crossjax.pruning.masks import apply_masks, masked_updates
 from crossjax.pruning.model import (METHODS, apply_model_masks, crossbar_kernels, crossbar_layer_paths,
                                     model_dub_regularizer, model_group_lasso, model_report,
-                                    prune_model)
+                                    prune_channels, prune_model)
 from crossjax.pruning.report import (Compaction, CrossbarReport, compact_columns,
                                      compacted_matmul, crossbar_report, scatter_outputs)
 from crossjax.pruning.structured import (channel_mask, channel_scores, crossbar_column_mask,
@@ -26,6 +26,6 @@ __all__ = [
     "apply_masks", "masked_updates",
     "CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs",
     "compacted_matmul",
-    "METHODS", "crossbar_layer_paths", "crossbar_kernels", "prune_model", "apply_model_masks", "model_report",
+    "METHODS", "crossbar_layer_paths", "crossbar_kernels", "prune_model", "prune_channels", "apply_model_masks", "model_report",
     "model_group_lasso", "model_dub_regularizer",
 ]

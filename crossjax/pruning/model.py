@@ -19,9 +19,9 @@ from crossjax.pruning.dub import dub_project, dub_regularizer
 from crossjax.pruning.masks import apply_masks
 from crossjax.pruning.report import crossbar_report
 from crossjax.pruning.structured import (channel_mask, crossbar_column_mask, crossbar_row_mask,
-                                         group_lasso, magnitude_mask, tile_mask)
+                                         group_lasso, input_channel_mask, magnitude_mask, tile_mask)
 
-__all__ = ["crossbar_layer_paths", "crossbar_kernels", "prune_model", "apply_model_masks", "model_report",
+__all__ = ["crossbar_layer_paths", "crossbar_kernels", "prune_model", "prune_channels", "apply_model_masks", "model_report",
            "model_group_lasso", "model_dub_regularizer", "METHODS"]
 
 METHODS = ("magnitude", "channel", "column", "row", "tile", "dub")
@@ -99,6 +99,30 @@ def prune_model(model, method, rows, cols, sparsity=0.0, max_level=None):
         return jnp.ones(jnp.shape(x), bool)
 
     return jax.tree_util.tree_map_with_path(leaf, params)
+
+
+def prune_channels(model, sparsity, followers=None):
+    """C/F pruning of every crossbar layer by L1 norm, plus the inputs of the layers that read them.
+
+    ``followers``: ``{layer: next_layer}`` by layer path (e.g. ``{"conv1": "conv2"}``,
+    nested paths joined with "/"): the next layer's kernel loses the inputs of
+    the pruned channels (its Cin axis, or its channel-major flattened rows; see
+    :func:`input_channel_mask`). Returns the mask tree (as :func:`prune_model`).
+    """
+    masks = prune_model(model, "channel", 1, 1, sparsity)
+    followers = followers or {}
+
+    def get(tree, name):
+        for part in name.split("/"):
+            tree = tree[part]
+        return tree["kernel"]
+
+    for prev, nxt in followers.items():
+        m_prev, m_next = get(masks, prev), get(masks, nxt)
+        keep = m_prev[...].reshape(-1, m_prev[...].shape[-1]).any(0)
+        k_next = get(nnx.state(model, nnx.Param), nxt)[...]
+        m_next[...] = m_next[...] & input_channel_mask(keep, k_next)
+    return masks
 
 
 def apply_model_masks(model, masks):

@@ -16,7 +16,6 @@ Crossbar compression rate = dense crossbars / sparse crossbars.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from crossjax.pruning._layout import check_matrix, check_tile_size, grid, tile

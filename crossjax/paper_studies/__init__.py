@@ -1,0 +1,35 @@
+"""The three seed studies as runnable presets (``crossjax study --preset NAME``).
+
+``RUNNERS[name](out, quick=..., seed=..., samples=..., progress=...) -> dict``
+writes ``out/results.json`` (schema of shared/DESIGN.md plus study sections),
+``out/report.md`` and PNG plots, and resumes a killed run. See
+:mod:`.sparse_crossbars` (Bhattacharjee et al., DATE 2022), :mod:`.dub_adc`
+(Ibrayev et al., arXiv 2403.13082) and :mod:`.tile_dse` (Lammie et al., ISCAS 2022).
+"""
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {"sparse_crossbars": "sparse_crossbars", "dub_adc": "dub_adc", "tile_dse": "tile_dse"}
+
+
+def _runner(module):
+    def call(out, *, quick=False, seed=0, samples=None, progress=True):
+        mod = importlib.import_module(f"crossjax.paper_studies.{module}")
+        return mod.run(out, quick=quick, seed=seed, samples=samples, progress=progress)
+    call.__name__ = f"run_{module}"
+    call.__doc__ = f"Run :mod:`crossjax.paper_studies.{module}` (lazy import)."
+    return call
+
+
+RUNNERS = {name: _runner(mod) for name, mod in _MODULES.items()}
+
+
+def run(name: str, out, *, quick: bool = False, seed: int = 0, samples: int | None = None,
+        progress: bool = True) -> dict:
+    """Run (or resume) seed study ``name`` into directory ``out``; returns its results dict."""
+    if name not in RUNNERS:
+        raise ValueError(f"run: unknown study {name!r}; choose one of {sorted(RUNNERS)}")
+    if samples is not None and (not isinstance(samples, int) or samples < 1):
+        raise ValueError(f"run: samples={samples!r} must be an integer >= 1 (or None for the default)")
+    return RUNNERS[name](out, quick=quick, seed=seed, samples=samples, progress=progress)

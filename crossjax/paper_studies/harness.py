@@ -1,0 +1,206 @@
+"""The bookkeeping every seed study shares: resumable results, masked training, Monte Carlo cells.
+
+A study run owns a directory ``out``:
+
+* ``results.json`` (schema of shared/DESIGN.md plus study sections), rewritten
+  atomically (temp file + ``os.replace``) after every finished cell;
+* ``model_<variant>.npz``: the parameters of every trained model variant, so a
+  killed run resumes without retraining what it finished;
+* ``report.md`` and PNG plots, written at the end.
+
+A *cell* is one (model variant, hardware config) pair, named
+``"<variant>@<config>"``; its accuracies come from
+``crossjax.montecarlo.evaluate`` on the Monte Carlo keys
+``crossjax.study.config_keys(seed, cell_name, S)``. A rerun with the same
+arguments (fingerprint of study name, quick, seed, samples) skips every cell
+already recorded; ``meta["computed"]`` counts the cells and models this
+invocation computed (0 on a complete rerun).
+
+Training (:func:`train_masked`) is Adam with a cosine learning-rate decay on
+``cross_entropy + regularizer(params)``; with ``masks`` the pruned weights are
+zeroed first and :func:`crossjax.pruning.masked_updates` (last in the optax
+chain) keeps them exactly 0 for every step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from crossjax import checkpoint as ckpt
+from crossjax import data as data_lib
+from crossjax import montecarlo, pruning
+from crossjax import study as study_lib
+
+__all__ = ["StudyRun", "train_masked", "save_params", "load_params", "kernel_paths"]
+
+
+def save_params(path: str, model: nnx.Module) -> None:
+    """Write the ``nnx.Param`` leaves of ``model`` to ``path`` (npz, atomically)."""
+    leaves = jax.tree.leaves(nnx.as_pure(nnx.state(model, nnx.Param)))
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, *[np.asarray(x) for x in leaves])
+    os.replace(tmp, path)
+
+
+def load_params(path: str, model: nnx.Module) -> nnx.Module:
+    """Load parameters saved by :func:`save_params` into ``model`` (same architecture); returns it."""
+    state = nnx.state(model, nnx.Param)
+    pure = nnx.as_pure(state)
+    treedef = jax.tree.structure(pure)
+    with np.load(path) as f:
+        leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(treedef.num_leaves)]
+    nnx.update(model, jax.tree.unflatten(treedef, leaves))
+    return model
+
+
+def kernel_paths(model: nnx.Module) -> list[tuple]:
+    """Paths (``nnx.state`` keys) of the crossbar kernels of ``model``, in layer order."""
+    return [p[:-1] for p, x in jax.tree_util.tree_leaves_with_path(
+        nnx.as_pure(nnx.state(model, nnx.Param)))
+        if str(getattr(p[-1], "key", p[-1])) == "kernel"]
+
+
+def train_masked(model: nnx.Module, ds: data_lib.Dataset, *, steps: int, learning_rate: float,
+                 batch_size: int = 64, seed: int = 0, masks=None, regularizer=None,
+                 pre=()) -> np.ndarray:
+    """Train ``model`` in place; returns the per-step losses.
+
+    loss = mean softmax cross-entropy + ``regularizer(params)`` (``params``:
+    ``nnx.state(model, nnx.Param)``; ``None``: 0). ``pre``: optax transforms
+    placed before Adam (e.g. the WCT constraint). ``masks``: fixed pruning
+    masks (pruned weights are zeroed and stay exactly 0).
+    """
+    schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=steps, alpha=0.05)
+    chain = [*pre, optax.adam(schedule)]
+    if masks is not None:
+        pruning.apply_model_masks(model, masks)
+        chain.append(pruning.masked_updates(masks))
+    opt = nnx.Optimizer(model, optax.chain(*chain), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, opt, x, y):
+        def loss_fn(model):
+            logits = model(x)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            if regularizer is not None:
+                loss = loss + regularizer(nnx.state(model, nnx.Param))
+            return loss
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        opt.update(model, grads)
+        return loss
+
+    nb = data_lib.num_batches(len(ds), batch_size)
+    losses, done, epoch = [], 0, 0
+    while done < steps:
+        for xb, yb in data_lib.batches(ds.x, ds.y, batch_size, seed=seed, epoch=epoch):
+            losses.append(step(model, opt, jnp.asarray(xb), jnp.asarray(yb)))
+            done += 1
+            if done == steps:
+                break
+        epoch += 1
+    del nb
+    return np.asarray(jnp.stack(losses)) if losses else np.zeros((0,))
+
+
+class StudyRun:
+    """One resumable run of a seed study in directory ``out`` (see the module docstring)."""
+
+    def __init__(self, study: str, out, *, quick: bool, seed: int, samples: int,
+                 dataset: str, model: str, progress: bool = False, extra: dict | None = None):
+        self.out = os.fspath(out)
+        os.makedirs(self.out, exist_ok=True)
+        self.seed, self.samples, self.progress = seed, samples, progress
+        self.t0 = time.perf_counter()
+        args = {"study": study, "quick": quick, "seed": seed, "samples": samples,
+                **(extra or {})}
+        fp = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+        self.path = os.path.join(self.out, study_lib.RESULTS)
+        self.results = None
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                self.results = json.load(f)
+            if self.results.get("meta", {}).get("fingerprint") != fp:
+                raise ValueError(f"{study}: {self.path!r} was written with other arguments "
+                                 f"(quick, seed or samples); pass another out directory")
+        if self.results is None:
+            self.results = {"digital": None, "configs": [], "variants": {},
+                            "meta": {"study": study, "seed": seed, "dataset": dataset,
+                                     "model": model, "versions": study_lib._versions(),
+                                     "seconds": 0.0, "fingerprint": fp, "args": args,
+                                     "complete": False}}
+        self._previous = float(self.results["meta"].get("seconds", 0.0))
+        self.results["meta"]["computed"] = 0
+        self._cells = {c["name"]: c for c in self.results["configs"]}
+
+    # ------------------------------------------------------------------ persistence
+    def save(self) -> None:
+        meta = self.results["meta"]
+        meta["seconds"] = self._previous + time.perf_counter() - self.t0
+        ckpt.atomic_write_text(self.path, json.dumps(study_lib._jsonable(self.results),
+                                                     indent=1) + "\n")
+
+    def model(self, variant: str, build, make):
+        """The model of ``variant``: loaded from ``model_<variant>.npz`` into ``build()``,
+        else ``make()`` (which returns the trained model) and saved."""
+        path = os.path.join(self.out, f"model_{variant}.npz")
+        if os.path.exists(path):
+            return load_params(path, build())
+        m = make()
+        save_params(path, m)
+        self.results["meta"]["computed"] += 1
+        return m
+
+    def has(self, cell: str) -> bool:
+        return cell in self._cells
+
+    def cell(self, variant: str, config: str, hardware, model_fn, x, y, samples: int | None = None):
+        """Evaluate (or read back) cell ``variant@config``; returns its record.
+
+        ``model_fn()`` is called only when the cell must be computed.
+        Deterministic hardware runs 1 sample.
+        """
+        name = f"{variant}@{config}"
+        if name in self._cells:
+            return self._cells[name]
+        S = samples or self.samples
+        if not study_lib.is_stochastic(hardware):
+            S = 1
+        keys = study_lib.config_keys(self.seed, name, S)
+        acc = montecarlo.evaluate(model_fn(), hardware, keys, x, y, batch_size=512,
+                                  progress=False)["accuracy"]
+        acc = np.asarray(acc, np.float64).reshape(-1)
+        rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
+               "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
+               "hardware": study_lib._jsonable(hardware.to_dict())}
+        self.results["configs"].append(rec)
+        self._cells[name] = rec
+        self.results["meta"]["computed"] += 1
+        self.save()
+        return rec
+
+    def mean(self, variant: str, config: str) -> float:
+        return self._cells[f"{variant}@{config}"]["accuracy"]["mean"]
+
+    def finish(self, report_md: str) -> dict:
+        """Write ``report.md``, mark the run complete and save ``results.json``."""
+        ckpt.atomic_write_text(os.path.join(self.out, study_lib.REPORT), report_md)
+        self.results["meta"]["complete"] = True
+        self.save()
+        return self.results
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table (floats with 4 decimals)."""
+    def fmt(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
