@@ -90,7 +90,10 @@ def _unflatten_into(prefix: str, template, arrays: dict[str, np.ndarray]):
                                  f"{value.shape} in the checkpoint but "
                                  f"{np.shape(leaf)} in the live model; build the "
                                  f"model with the same sizes")
-            restored = jnp.asarray(value, dtype=leaf.dtype)
+            if isinstance(leaf, (bool, int, float, complex)):  # python scalars
+                restored = type(leaf)(np.asarray(value).item())  # (e.g. config fields)
+            else:
+                restored = jnp.asarray(value, dtype=leaf.dtype)
         new_leaves.append(restored)
     return jax.tree_util.tree_unflatten(treedef, new_leaves)
 

@@ -173,7 +173,7 @@ def _default_spec() -> StudySpec:
     many bits (full scale ``max |I|``).
     The IR-drop and ADC configs sit on a device with ``BASE_NOISE`` (1 %)
     programming noise, so their samples differ too.
-    Fine-tuning: 300 steps with the non-idealities in the loop under
+    Fine-tuning: 60 steps (Adam, 3e-3) with the non-idealities in the loop under
     ``ir_drop_r50`` (the strongest IR-drop config).
     """
     from crossjax import hardware as hw_lib
@@ -197,7 +197,7 @@ def _default_spec() -> StudySpec:
         train=training.TrainConfig(steps=1200, batch_size=64, learning_rate=3e-3),
         configs=tuple(cases), samples=32, eval_batch_size=512,
         finetune=FinetuneSpec("ir_drop_r50", training.TrainConfig(
-            steps=300, batch_size=64, learning_rate=1e-3, seed=1)))
+            steps=60, batch_size=64, learning_rate=3e-3, seed=1)))
 
 
 def _quick_spec() -> StudySpec:
@@ -446,7 +446,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
     if spec.finetune is not None and results.get("finetune") is None:
         ft = spec.finetune
         case = next(c for c in spec.configs if c.name == ft.config)
-        samples = case.samples or max(spec.samples, 32)
+        samples = case.samples or spec.samples
         keys = config_keys(seed + 1, "finetune/" + case.name, samples)
         t0 = time.perf_counter()
         before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress)

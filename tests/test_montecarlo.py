@@ -109,8 +109,8 @@ SHARDED_SCRIPT = textwrap.dedent(
     from flax import nnx
     from crossjax import hardware, models, montecarlo
     assert len(jax.devices()) == 4, jax.devices()
-    hw = hardware.HardwareConfig().set({"array.parasitics.r_wire_row": 1.0, "array.parasitics.r_wire_col": 1.0,
-                                        "device.write_noise.sigma": 0.1, "device.read_noise.sigma": 0.02})
+    hw = hardware.HardwareConfig().set({"device.write_noise.sigma": 0.1, "device.read_noise.sigma": 0.02,
+                                        "adc.bits": 6})
     rng = np.random.RandomState(0)
     x = rng.rand(24, 64)
     mlp = models.MLP(64, (70,), 10, param_dtype=jnp.float64, rngs=nnx.Rngs(0))

@@ -38,7 +38,8 @@ def _check_schema(res, names):
 
 
 def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
-    spec = _tiny_spec()
+    spec = _tiny_spec(finetune=study.FinetuneSpec("wires", training.TrainConfig(
+        steps=3, batch_size=32, learning_rate=1e-3)))
     out = tmp_path / "s"
     calls = []
     real = study._monte_carlo
@@ -64,7 +65,8 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(study, "_monte_carlo", counting)
     calls.clear()
     res = study.run_study(spec, out, seed=0, progress=False, plots=True)
-    assert calls == [1]  # only the unfinished config ran; training was loaded, not redone
+    # only the unfinished config and the fine-tuning before/after evaluations ran
+    assert calls == [1, 3, 3]
     _check_schema(res, ["ideal", "noise", "wires"])
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["configs"][:2] == partial["configs"]
@@ -79,21 +81,14 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
     for png in ("accuracy.png", "ir_drop.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
 
+    ft = res["finetune"]
+    assert ft["config"] == "wires" and ft["steps"] == 3 and ft["samples"] == 3
+    assert set(ft["before"]) >= KEYS and set(ft["after"]) >= KEYS
+    assert "fine-tuning under `wires`" in report and (out / "finetune.ckpt").exists()
+
     # a different study into the same directory is refused
     with pytest.raises(ValueError, match="different study"):
         study.run_study(spec.replace(samples=4), out, seed=0, progress=False, plots=False)
-
-
-def test_finetune_section_and_keys(tmp_path):
-    spec = _tiny_spec(configs=_tiny_spec().configs[:1] + _tiny_spec().configs[2:],
-                      finetune=study.FinetuneSpec("wires", training.TrainConfig(
-                          steps=5, batch_size=32, learning_rate=1e-3)))
-    res = study.run_study(spec, tmp_path, seed=1, progress=False, plots=False)
-    ft = res["finetune"]
-    assert ft["config"] == "wires" and ft["steps"] == 5 and ft["samples"] >= 32
-    assert set(ft["before"]) >= KEYS and set(ft["after"]) >= KEYS
-    assert "fine-tuning under `wires`" in (tmp_path / "report.md").read_text()
-    assert os.path.exists(tmp_path / "finetune.ckpt")
 
 
 def test_config_keys_independent_of_other_configs():

@@ -39,7 +39,7 @@ from crossjax import data as data_lib
 from crossjax import montecarlo, pruning
 from crossjax import study as study_lib
 
-__all__ = ["StudyRun", "train_masked", "save_params", "load_params", "kernel_paths"]
+__all__ = ["StudyRun", "train_masked", "save_params", "load_params", "md_table"]
 
 
 def save_params(path: str, model: nnx.Module) -> None:
@@ -59,13 +59,6 @@ def load_params(path: str, model: nnx.Module) -> nnx.Module:
         leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(treedef.num_leaves)]
     nnx.update(model, jax.tree.unflatten(treedef, leaves))
     return model
-
-
-def kernel_paths(model: nnx.Module) -> list[tuple]:
-    """Paths (``nnx.state`` keys) of the crossbar kernels of ``model``, in layer order."""
-    return [p[:-1] for p, x in jax.tree_util.tree_leaves_with_path(
-        nnx.as_pure(nnx.state(model, nnx.Param)))
-        if str(getattr(p[-1], "key", p[-1])) == "kernel"]
 
 
 def train_masked(model: nnx.Module, ds: data_lib.Dataset, *, steps: int, learning_rate: float,
@@ -97,7 +90,9 @@ def train_masked(model: nnx.Module, ds: data_lib.Dataset, *, steps: int, learnin
         opt.update(model, grads)
         return loss
 
-    nb = data_lib.num_batches(len(ds), batch_size)
+    if data_lib.num_batches(len(ds), batch_size) == 0:
+        raise ValueError(f"train_masked: batch_size={batch_size} exceeds the {len(ds)} "
+                         f"examples of {ds.name!r}; lower it")
     losses, done, epoch = [], 0, 0
     while done < steps:
         for xb, yb in data_lib.batches(ds.x, ds.y, batch_size, seed=seed, epoch=epoch):
@@ -106,7 +101,6 @@ def train_masked(model: nnx.Module, ds: data_lib.Dataset, *, steps: int, learnin
             if done == steps:
                 break
         epoch += 1
-    del nb
     return np.asarray(jnp.stack(losses)) if losses else np.zeros((0,))
 
 
@@ -174,11 +168,13 @@ class StudyRun:
         if not study_lib.is_stochastic(hardware):
             S = 1
         keys = study_lib.config_keys(self.seed, name, S)
+        t = time.perf_counter()
         acc = montecarlo.evaluate(model_fn(), hardware, keys, x, y, batch_size=512,
                                   progress=False)["accuracy"]
         acc = np.asarray(acc, np.float64).reshape(-1)
         rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
                "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
+               "seconds": time.perf_counter() - t,
                "hardware": study_lib._jsonable(hardware.to_dict())}
         self.results["configs"].append(rec)
         self._cells[name] = rec

@@ -2,7 +2,11 @@
 arXiv 2201.05229), at laptop scale on the offline digits.
 
 Model: ``MLP(64, hidden=(256, 256), 10)`` on 64x64 crossbars, so the layers
-span 1x4, 4x4 and 4x1 tiles. Steps:
+span 1x4, 4x4 and 4x1 tiles (quick mode: hidden (64, 64), 1 tile per layer,
+1 sample per cell, only the 10-Ohm IR-drop config). Cost: the exact IR-drop
+solve of one 64x64 tile pair per Monte Carlo sample dominates (about 1 s per
+tile per sample on a busy 2-core CPU), so the full run (24 tiles x 32 samples
+x 6 variants x 2 configs) needs an accelerator to finish in minutes. Steps:
 
 1. train dense (Adam, cosine decay);
 2. prune the two hidden layers at the same per-layer ``sparsity`` with
@@ -31,6 +35,7 @@ Accuracy loss of a variant = its ideal accuracy - its accuracy under the config.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -49,9 +54,9 @@ WCT_THRESHOLD = 0.5
 def settings(quick: bool) -> dict:
     """Training/pruning settings of the full and quick runs."""
     if quick:
-        return dict(train_steps=300, finetune_steps=60, sparsity=0.75, samples=4,
-                    configs=("ideal", "ir_drop_r10"), max_test=450)
-    return dict(train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
+        return dict(hidden=(64, 64), train_steps=300, finetune_steps=60, sparsity=0.75,
+                    samples=1, configs=("ideal", "ir_drop_r10"), max_test=450)
+    return dict(hidden=HIDDEN, train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
                 configs=("ideal", "ir_drop", "ir_drop_r10"), max_test=None)
 
 
@@ -64,8 +69,8 @@ def hardware_configs() -> dict:
                                       "array.parasitics.r_wire_col": 10.0})}
 
 
-def _build(seed):
-    return models.MLP(64, hidden=HIDDEN, num_classes=10, rngs=nnx.Rngs(params=seed, hardware=seed + 1))
+def _build(seed, hidden=HIDDEN):
+    return models.MLP(64, hidden=hidden, num_classes=10, rngs=nnx.Rngs(params=seed, hardware=seed + 1))
 
 
 def _kernels(model):
@@ -128,13 +133,13 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
     st = settings(quick)
     S = samples or st["samples"]
     rs = StudyRun("sparse_crossbars", out, quick=quick, seed=seed, samples=S,
-                  dataset="digits", model=f"mlp{(64, *HIDDEN, 10)}", progress=progress)
+                  dataset="digits", model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
     train = data_lib.load_dataset("digits", split="train")
     test = data_lib.load_dataset("digits", split="test")
     x, y = test.x[:st["max_test"]], test.y[:st["max_test"]]
     hws = hardware_configs()
     cfg_names = st["configs"]
-    build = lambda: _build(seed)  # noqa: E731
+    build = lambda: _build(seed, st["hidden"])  # noqa: E731
 
     def dense():
         m = build()
@@ -190,8 +195,8 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
         nnx.update(m, nnx.state(variants[best](), nnx.Param))
         normalize_scales(m)
         params = nnx.as_pure(nnx.state(m, nnx.Param))
-        kmask = {"layers": {i: {k: (k == "kernel") for k in params["layers"][i]}
-                            for i in params["layers"]}}
+        kmask = jax.tree_util.tree_map_with_path(
+            lambda path, _: str(getattr(path[-1], "key", path[-1])) == "kernel", params)
         masks = nnx.as_pure(pruning.prune_model(m, "magnitude", TILE, TILE, 0.0))
         for i, layer in enumerate(m.layers):
             masks["layers"][i]["kernel"] = layer.kernel[...] != 0
@@ -237,7 +242,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
     header = ["variant", "sparsity", "compression", "crossbars dense", "crossbars sparse", "ideal acc"]
     for c in cfg_names[1:]:
         header += [f"{c} acc", f"{c} std", f"{c} loss"]
-    md = (f"# Sparse DNNs on non-ideal crossbars (DATE 2022), digits, MLP 64-256-256-10, "
+    md = (f"# Sparse DNNs on non-ideal crossbars (DATE 2022), digits, MLP {(64, *st['hidden'], 10)}, "
           f"{TILE}x{TILE} tiles\n\nSamples per stochastic cell: {S}; hidden-layer sparsity "
           f"{st['sparsity']}; most compressed crossbar-pruned model: {best}.\n\n"
           + md_table(header, rows))

@@ -1,0 +1,210 @@
+"""Seed study 2: D.U.B. pruning for ADC efficiency (Ibrayev, Garg, Chakraborty, Roy,
+arXiv 2403.13082), at laptop scale on the offline digits.
+
+Model: ``MLP(64, hidden, 10)`` (full: hidden (256, 256); quick: (64, 64)) on the
+``"dub_adc_2024"`` tiling, T = 64 rows x 16 columns (``ROWS`` x ``COLS``). Variants:
+
+* ``dense``: trained digitally;
+* ``magnitude``: per-layer unstructured magnitude pruning to ``sparsity``,
+  fine-tuned with masks fixed (the plain-pruning baseline);
+* ``dub``: from ``dense``, training with ``lam * sum_tiles Var_+(H(columns))``
+  (``pruning.model_dub_regularizer``, H the Hoyer-square, one-sided variance),
+  then magnitude pruning to ``sparsity`` to create the zeros, the D.U.B.
+  projection (``prune_model(..., "dub")``: each tile's sparsity snapped to
+  ``L_k = 1 - 2^-k`` and every column of the tile pruned to it), fine-tuned
+  with masks fixed.
+
+Measured per variant: accuracy on ``"ideal"`` and on ``"adc8"``
+(``presets.get("dub_adc_2024")``: 4 one-bit slices, 8-bit ADC; deterministic,
+1 sample), ADC energy per inference with ``crossjax.energy.model_adc_energy``
+(per-tile bits, Walden law ``E = e_step 2^b``; improvement = dense / pruned),
+column balance = mean over tiles of the variance of the non-zero counts of the
+tile's real columns (of the trained weights, and of the D.U.B. masks:
+``mask_column_balance``; a kept weight can stay exactly 0 in fine-tuning when it
+feeds a dead ReLU unit, so the weight count can be lower than the mask's), and
+the histogram of tile levels k reached.
+"""
+from __future__ import annotations
+
+import numpy as np
+from flax import nnx
+
+from crossjax import data as data_lib
+from crossjax import energy, models, montecarlo, presets, pruning
+from crossjax.paper_studies.harness import StudyRun, md_table, train_masked
+
+ROWS, COLS = 64, 16
+LAM = 3e-3
+
+
+def settings(quick: bool) -> dict:
+    if quick:
+        return dict(hidden=(64, 64), train_steps=300, reg_steps=100, finetune_steps=60,
+                    sparsity=0.75, samples=1)
+    return dict(hidden=(256, 256), train_steps=1500, reg_steps=600, finetune_steps=300,
+                sparsity=0.75, samples=1)
+
+
+def column_balance(W, rows=ROWS, cols=COLS) -> float:
+    """Mean over tiles of the (population) variance of the non-zero counts of the tile's real columns."""
+    W = np.asarray(W)
+    K, N = W.shape
+    Kt, Nt = -(-K // rows), -(-N // cols)
+    nz = np.zeros((Kt * rows, Nt * cols))
+    nz[:K, :N] = W != 0
+    counts = nz.reshape(Kt, rows, Nt, cols).sum(1)                  # (Kt, Nt, C)
+    real = np.zeros(Nt * cols, bool)
+    real[:N] = True
+    real = real.reshape(Nt, cols)
+    out = []
+    for b in range(Nt):   # at most a few column blocks; vectorised over row tiles
+        c = counts[:, b, real[b]]
+        out.append(c.var(axis=-1))
+    return float(np.mean(np.concatenate(out)))
+
+
+def tile_levels(model) -> list[int]:
+    """k per tile of every layer: the largest k with every column <= T 2^-k non-zeros."""
+    levels = []
+    for layer in model.layers:
+        W = np.asarray(layer.kernel[...])
+        nz_max = _max_column_nonzeros(W)
+        k = np.floor(np.log2(ROWS / np.maximum(nz_max, 1))).astype(int)
+        levels += k.ravel().tolist()
+    return levels
+
+
+def _column_counts(W):
+    """Non-zero counts of the real columns of every tile (flat)."""
+    W = np.asarray(W)
+    K, N = W.shape
+    Kt, Nt = -(-K // ROWS), -(-N // COLS)
+    nz = np.zeros((Kt * ROWS, Nt * COLS))
+    nz[:K, :N] = W != 0
+    real = np.zeros(Nt * COLS, bool)
+    real[:N] = True
+    return nz.reshape(Kt, ROWS, Nt * COLS).sum(1)[:, real].ravel()
+
+
+def _max_column_nonzeros(W):
+    K, N = W.shape
+    Kt, Nt = -(-K // ROWS), -(-N // COLS)
+    nz = np.zeros((Kt * ROWS, Nt * COLS))
+    nz[:K, :N] = W != 0
+    return nz.reshape(Kt, ROWS, Nt, COLS).sum(1).max(-1)            # (Kt, Nt)
+
+
+def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
+    """Run (or resume) the study into ``out``; returns the results dict."""
+    st = settings(quick)
+    rs = StudyRun("dub_adc", out, quick=quick, seed=seed, samples=samples or st["samples"],
+                  dataset="digits", model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
+    train = data_lib.load_dataset("digits", split="train")
+    test = data_lib.load_dataset("digits", split="test")
+    x, y = test.x, test.y
+    hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
+           "adc8": presets.get("dub_adc_2024")}
+
+    def build():
+        return models.MLP(64, hidden=st["hidden"], num_classes=10,
+                          rngs=nnx.Rngs(params=seed, hardware=seed + 1))
+
+    cache = {}
+
+    def get(variant, make):
+        if variant not in cache:
+            cache[variant] = rs.model(variant, build, make)
+        return cache[variant]
+
+    def dense_make():
+        m = build()
+        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
+        return m
+
+    def from_dense():
+        m = build()
+        nnx.update(m, nnx.state(get("dense", dense_make), nnx.Param))
+        return m
+
+    def magnitude_make():
+        m = from_dense()
+        masks = pruning.prune_model(m, "magnitude", ROWS, COLS, st["sparsity"])
+        train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
+                     masks=masks)
+        return m
+
+    def dub_make():
+        m = from_dense()
+        reg = lambda p: LAM * pruning.model_dub_regularizer(p, ROWS, COLS)  # noqa: E731
+        train_masked(m, train, steps=st["reg_steps"], learning_rate=1e-3, seed=seed + 2,
+                     regularizer=reg)
+        pruning.apply_model_masks(m, pruning.prune_model(m, "magnitude", ROWS, COLS, st["sparsity"]))
+        masks = pruning.prune_model(m, "dub", ROWS, COLS)
+        kernel_masks = [np.asarray(k) for k in pruning.crossbar_kernels(masks).values()]
+        structural["mask_column_balance"] = float(np.mean([column_balance(k) for k in kernel_masks]))
+        lv = [int(v) for k in kernel_masks for v in np.floor(np.log2(
+            ROWS / np.maximum(_max_column_nonzeros(k), 1))).ravel()]
+        structural["mask_levels"] = {str(k): lv.count(k) for k in sorted(set(lv))}
+        structural["mask_column_counts"] = sorted({int(c) for k in kernel_masks
+                                                   for c in _column_counts(k)})
+        train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 3,
+                     masks=masks)
+        return m
+
+    structural = {}
+    makers = {"dense": dense_make, "magnitude": magnitude_make, "dub": dub_make}
+    for v, make in makers.items():
+        fn = (lambda v=v, make=make: get(v, make))
+        if rs.results["digital"] is None and v == "dense":
+            rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(fn(), x, y)}
+            rs.save()
+        if v not in rs.results["variants"]:
+            m = fn()
+            kernels = pruning.crossbar_kernels(nnx.state(m, nnx.Param))
+            e = energy.model_adc_energy(kernels, ROWS, COLS)
+            levels = tile_levels(m)
+            rs.results["variants"][v] = {
+                "crossbars": pruning.model_report(m, ROWS, COLS)["total"],
+                "energy": {"dense_J": e["dense"], "pruned_J": e["pruned"],
+                           "improvement": e["improvement"]},
+                "column_balance": float(np.mean([column_balance(layer.kernel[...])
+                                                 for layer in m.layers])),
+                "levels": {str(k): levels.count(k) for k in sorted(set(levels))},
+                "digital_accuracy": montecarlo.digital_accuracy(m, x, y)}
+            if v == "dub":
+                rs.results["variants"][v].update(structural)
+            rs.save()
+        for c, hw in hws.items():
+            rs.cell(v, c, hw, fn, x, y)
+
+    rows = []
+    d_ideal = rs.mean("dense", "ideal")
+    for v in makers:
+        r = rs.results["variants"][v]
+        rows.append([v, float(r["crossbars"]["sparsity"]), rs.mean(v, "ideal"),
+                     d_ideal - rs.mean(v, "ideal"), rs.mean(v, "adc8"),
+                     float(r["energy"]["improvement"]), r["column_balance"],
+                     " ".join(f"k{k}:{n}" for k, n in r["levels"].items())])
+    md = (f"# D.U.B. pruning for ADC efficiency, digits, MLP {(64, *st['hidden'], 10)}, "
+          f"{ROWS}x{COLS} tiles\n\nlambda = {LAM}, sparsity before snapping {st['sparsity']}; "
+          f"energy: Walden law, per-tile ADC bits.\n\n"
+          + md_table(["variant", "sparsity", "ideal acc", "drop vs dense", "adc8 acc",
+                      "ADC energy improvement", "column-count variance", "tile levels"], rows))
+    _plot(rs, list(makers))
+    return rs.finish(md)
+
+
+def _plot(rs, variants):
+    import os
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for v in variants:
+        ax.scatter(rs.results["variants"][v]["energy"]["improvement"], rs.mean(v, "ideal"), label=v)
+    ax.set_xlabel("ADC energy improvement (x)")
+    ax.set_ylabel("test accuracy (ideal)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(rs.out, "accuracy_vs_energy.png"), dpi=100)
+    plt.close(fig)

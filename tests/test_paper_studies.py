@@ -1,0 +1,80 @@
+"""The three seed studies in quick mode: schema, resume, and the D.U.B. invariants."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from crossjax import paper_studies
+from crossjax.paper_studies import dub_adc
+
+STAT_KEYS = {"mean", "std", "min", "max", "p05", "p50", "p95"}
+
+
+def _check_schema(out, res):
+    with open(os.path.join(out, "results.json")) as f:
+        doc = json.load(f)
+    assert doc == json.loads(json.dumps(res))
+    assert 0.0 <= doc["digital"]["accuracy"] <= 1.0
+    names = [c["name"] for c in doc["configs"]]
+    assert len(set(names)) == len(names)
+    assert any(n.endswith("@ideal") for n in names)
+    for c in doc["configs"]:
+        assert set(c["accuracy"]) >= STAT_KEYS and c["samples"] >= 1 and isinstance(c["hardware"], dict)
+        assert 0.0 <= c["accuracy"]["min"] <= c["accuracy"]["mean"] <= c["accuracy"]["max"] <= 1.0
+    assert set(doc["meta"]) >= {"seed", "dataset", "model", "versions", "seconds"}
+    assert doc["meta"]["complete"]
+    assert os.path.getsize(os.path.join(out, "report.md")) > 100
+    assert any(f.endswith(".png") for f in os.listdir(out))
+    return doc
+
+
+def _rerun_skips(name, out):
+    again = paper_studies.run(name, out, quick=True, progress=False)
+    assert again["meta"]["computed"] == 0
+    with pytest.raises(ValueError, match="other arguments"):
+        paper_studies.run(name, out, quick=True, seed=1, progress=False)
+
+
+def test_unknown_study_raises(tmp_path):
+    with pytest.raises(ValueError, match="unknown study"):
+        paper_studies.run("nope", tmp_path)
+    with pytest.raises(ValueError, match="samples"):
+        paper_studies.run("dub_adc", tmp_path, samples=0)
+
+
+@pytest.mark.slow
+def test_sparse_crossbars_quick(tmp_path):
+    res = paper_studies.run("sparse_crossbars", tmp_path, quick=True, progress=False)
+    doc = _check_schema(tmp_path, res)
+    best = doc["most_compressed"]
+    assert best in ("xcs", "xrs")
+    for v in ("dense", "cf", "xcs", "xrs", f"{best}+rearranged", f"{best}+wct"):
+        assert f"{v}@ideal" in {c["name"] for c in doc["configs"]}
+    # the rearrangement is undone digitally: same network function
+    assert doc["variants"][f"{best}+rearranged"]["max_logit_change"] < 1e-3
+    assert doc["variants"]["xcs"]["crossbars"]["sparsity"] > 0.3
+    _rerun_skips("sparse_crossbars", tmp_path)
+
+
+def test_dub_adc_quick_levels_and_balance(tmp_path):
+    res = paper_studies.run("dub_adc", tmp_path, quick=True, progress=False)
+    doc = _check_schema(tmp_path, res)
+    dub = doc["variants"]["dub"]
+    # masks: every real column of a tile keeps exactly T 2^-k weights (sparsity 1 - 2^-k)
+    assert dub["mask_column_balance"] == 0.0
+    T = dub_adc.ROWS
+    for c in dub["mask_column_counts"]:
+        k = np.log2(T / c)
+        assert k == int(k), c
+    assert all(int(k) >= 1 for k in dub["mask_levels"])
+    assert dub["column_balance"] < doc["variants"]["magnitude"]["column_balance"]
+    assert doc["variants"]["dub"]["energy"]["improvement"] > 1.0
+    assert doc["variants"]["magnitude"]["column_balance"] > doc["variants"]["dub"]["column_balance"]
+    _rerun_skips("dub_adc", tmp_path)
+
+
+def test_tile_dse_not_implemented_says_so(tmp_path):
+    assert set(paper_studies.RUNNERS) == {"sparse_crossbars", "dub_adc", "tile_dse"}
+    with pytest.raises(NotImplementedError, match="tile_dse"):
+        paper_studies.run("tile_dse", tmp_path, quick=True)
