@@ -18,8 +18,13 @@ import time
 def _add_study_arguments(p: argparse.ArgumentParser) -> None:
     from crossjax import study
     p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots)")
+    from crossjax import paper_studies
+    names = (*study.preset_names(), *paper_studies.RUNNERS)
     p.add_argument("--preset", default="default",
-                   help=f"study preset, one of {', '.join(study.preset_names())} (default: default)")
+                   help=f"study preset, one of {', '.join(names)} (default: default); "
+                        f"{', '.join(paper_studies.RUNNERS)} rerun the seed papers' studies")
+    p.add_argument("--quick", action="store_true",
+                   help="laptop-scale run of a paper-study preset (small model, few samples)")
     p.add_argument("--config", help="TOML file overriding the preset (see crossjax.study.spec_from_toml)")
     p.add_argument("--samples", type=int, help="Monte Carlo samples per stochastic config")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data order and samples")
@@ -54,8 +59,23 @@ def study_spec_from_args(args: argparse.Namespace):
     return spec.replace(**kw) if kw else spec
 
 
+def _run_paper_study(args: argparse.Namespace) -> int:
+    from crossjax import paper_studies
+    t0 = time.perf_counter()
+    results = paper_studies.run(args.preset, args.out, quick=args.quick, seed=args.seed,
+                                samples=args.samples, progress=not args.quiet)
+    for c in results["configs"]:
+        a = c["accuracy"]
+        print(f"{c['name']:>28s}: {100 * a['mean']:6.2f} +- {100 * a['std']:5.2f} % "
+              f"({c['samples']} samples)")
+    print(f"wrote {args.out}/results.json, report.md ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
 def _run_study(args: argparse.Namespace) -> int:
-    from crossjax import study
+    from crossjax import paper_studies, study
+    if args.preset in paper_studies.RUNNERS:
+        return _run_paper_study(args)
     t0 = time.perf_counter()
     spec = study_spec_from_args(args)
     results = study.run_study(spec, args.out, seed=args.seed, data_dir=args.data_dir,

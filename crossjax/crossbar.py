@@ -173,7 +173,10 @@ def _tile_currents(v, state, config, key, method):
     if config.device.read_noise is not None:
         s = devices.read_noise_std(state.g, config.device)
         var = jnp.einsum("...kr,pknrc->...pknc", vt * vt, s * s)
-        i = i + jnp.sqrt(var) * jax.random.normal(key, i.shape, i.dtype)
+        # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
+        positive = var > 0
+        std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+        i = i + std * jax.random.normal(key, i.shape, i.dtype)
     return i
 
 

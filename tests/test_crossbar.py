@@ -171,3 +171,17 @@ def test_presets_and_serialization():
     assert _rel(crossbar.analog_matmul(x, W, presets.get("ideal")), x @ W) < 1e-10
     y = crossbar.analog_matmul(x, W, presets.get("rram"), jax.random.key(0))
     assert np.all(np.isfinite(y)) and 1e-3 < _rel(y, x @ W) < 2.0
+
+
+def test_read_noise_gradient_finite_with_zero_input_tile():
+    """A tile whose inputs are all zero (ReLU, padding) has zero read-noise variance;
+    the gradient through the noise amplitude must stay finite there."""
+    from crossjax.hardware import HardwareConfig
+
+    cfg = HardwareConfig().set(device__read_noise__sigma=0.05)
+    W = jax.random.normal(jax.random.key(0), (8, 4)) * 0.1
+    x = jnp.concatenate([jnp.zeros((3, 4)), jnp.ones((3, 4)) * 0.5], axis=1)  # first 4 rows silent
+    cfg = cfg.replace(array=cfg.array.replace(rows=4, cols=4))
+    g = jax.grad(lambda W: crossbar.analog_matmul(x, W, cfg, jax.random.key(1)).sum())(W)
+    assert bool(jnp.all(jnp.isfinite(g)))
+    assert float(jnp.abs(g).sum()) > 0

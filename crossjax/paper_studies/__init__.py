@@ -4,24 +4,18 @@
 writes ``out/results.json`` (schema of shared/DESIGN.md plus study sections),
 ``out/report.md`` and PNG plots, and resumes a killed run. See
 :mod:`.sparse_crossbars` (Bhattacharjee et al., DATE 2022), :mod:`.dub_adc`
-(Ibrayev et al., arXiv 2403.13082); ``tile_dse`` (Lammie et al., ISCAS 2022) is
-registered but not implemented yet (``MISSING``).
+(Ibrayev et al., arXiv 2403.13082). The tile-size x dense/sparse mapping
+exploration of Lammie et al. (ISCAS 2022) is not written yet.
 """
 from __future__ import annotations
 
 import importlib
 
-_MODULES = {"sparse_crossbars": "sparse_crossbars", "dub_adc": "dub_adc", "tile_dse": "tile_dse"}
-#: Studies whose runner is not written yet (calling them raises NotImplementedError).
-MISSING = ("tile_dse",)
+_MODULES = {"sparse_crossbars": "sparse_crossbars", "dub_adc": "dub_adc"}
 
 
 def _runner(module):
     def call(out, *, quick=False, seed=0, samples=None, progress=True):
-        if module in MISSING:
-            raise NotImplementedError(
-                f"paper study {module!r} (tile size x dense/sparse mapping DSE) is not "
-                f"implemented yet; run 'sparse_crossbars' or 'dub_adc'")
         mod = importlib.import_module(f"crossjax.paper_studies.{module}")
         return mod.run(out, quick=quick, seed=seed, samples=samples, progress=progress)
     call.__name__ = f"run_{module}"
