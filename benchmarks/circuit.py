@@ -155,6 +155,17 @@ def _run(quick: bool) -> dict:
     ns = np.array([s["n"] for s in scaling if s["n"] >= 64], float)
     ts = np.array([s["seconds"] for s in scaling if s["n"] >= 64])
     out["scaling"] = {"rows": scaling, "exponent": float(np.polyfit(np.log(ns), np.log(ts), 1)[0])}
+    out["ratios"] = {
+        "geff_128_speedup_vs_scipy_splu": out["geff_128"]["speedup"],
+        "inputs256_128_speedup_vs_scipy_splu": out["inputs256_128"]["speedup"],
+        **{f"value_and_grad_over_forward_{k}": v["ratio"] for k, v in vg.items()},
+        "vmap64_speedup_vs_loop": out["vmap64_64"]["speedup"],
+        "geff_time_exponent": out["scaling"]["exponent"],
+    }
+    out["checks"] = {  # exact solve vs scipy's sparse direct solve of the full nodal system
+        "geff_128_matches_scipy": out["geff_128"]["max_rel_diff"] < 1e-9,
+        "inputs256_matches_scipy": out["inputs256_128"]["max_rel_diff"] < 1e-9,
+    }
     return out
 
 

@@ -101,6 +101,13 @@ def run(quick: bool = False) -> dict:
             "mem_one_sample_mib": _compiled_mib(one, Wm, xm, keys[0]),
         }
     out["peak_rss_mib"] = peak_rss_mib()
+    out["ratios"] = {
+        "matmul_ir_drop_vs_digital": out["matmul"]["ratio_analog_vs_digital"],
+        "matmul_ir_drop_adc8_vs_digital": out["matmul"]["ratio_analog_adc8_vs_digital"],
+        **{f"mc_vmap_speedup_{k}": v["speedup_vmap_vs_loop"] for k, v in out["monte_carlo"].items()},
+    }
+    # (vmap == loop is asserted above for every case; a mismatch crashes the run)
+    out["checks"] = {"ir_drop_changes_result": out["matmul"]["relative_ir_drop_error"] > 1e-4}
     return out
 
 
