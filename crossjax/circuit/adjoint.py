@@ -1,4 +1,4 @@
-"""Implicit (adjoint) gradients of the crossbar currents, never through iterations.
+"""Implicit (adjoint) gradients of the crossbar currents by CG, never through iterations.
 
 The column currents are a short-circuit transfer admittance of a reciprocal
 resistor network, ``I_out = -Y_port[sink, driver] V``, and
@@ -20,7 +20,6 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from . import iterative
-from .sweep import sweep_cell_currents
 from .parasitics import Parasitics
 from .wires import cell_voltages, column_segment_currents, row_segment_currents
 
@@ -30,24 +29,17 @@ def flip(X):
     return jnp.swapaxes(X[..., ::-1, ::-1], -1, -2)
 
 
-def _cell_currents(G, V, p, direct):
-    if direct:
-        return sweep_cell_currents(G, V, p)
-    return iterative.cell_currents(G, V, p)[0]
-
-
-def gradients(G, V, p, ybar, I=None, *, direct=False):
+def gradients(G, V, p, ybar, I=None):
     """Cotangents ``(dG, dV, dp)`` for ``G`` (N, R, C), ``V`` (N, B, R), output cotangent ``ybar`` (N, B, C).
 
-    ``I`` are the forward cell currents (N, B, R, C) if already known. The
-    forward and adjoint circuits are solved by the direct sweep
-    (``direct=True``, :func:`.sweep.sweep_cell_currents`) or by CG.
+    ``I`` are the forward cell currents (N, B, R, C) if already known; the
+    forward and adjoint circuits are solved by CG (:mod:`.iterative`).
     """
     if I is None:
-        I = _cell_currents(G, V, p, direct)
+        I = iterative.cell_currents(G, V, p)[0]
     pt = p.transposed()
     Vt = ybar[..., ::-1]
-    It = _cell_currents(flip(G), Vt, pt, direct)
+    It = iterative.cell_currents(flip(G), Vt, pt)[0]
     Ut = cell_voltages(It, Vt, pt)
     dV = jnp.sum(It, -2)[..., ::-1]
     Ia = flip(It)          # adjoint cell currents, sink-view orientation (col -> row)

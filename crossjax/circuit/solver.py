@@ -12,13 +12,14 @@ Two exact regimes (``method``):
 * ``"auto"``: ``"iterative"`` when there are fewer than ``max(8, R // 4)``
   input vectors per conductance sample, else ``"direct"``.
 
-Gradients (w.r.t. ``G``, ``V`` and each resistance) use the adjoint formulas
-of :mod:`.adjoint` through ``jax.custom_vjp``: the forward and adjoint circuits
-are re-solved directly (:func:`.sweep.sweep_cell_currents`, for ``"direct"``
-and ``effective_conductance``; with more inputs than rows the ``G_eff`` adjoint
-with R right-hand sides is used) or by CG (``"iterative"``, reusing the
-forward cell currents). Nothing is backpropagated through iterations or the
-sweep. Forward-mode (``jvp``/``jacfwd``) is not supported.
+Gradients (w.r.t. ``G``, ``V`` and each resistance) use the adjoint circuit
+through ``jax.custom_vjp``: for ``"direct"`` and ``effective_conductance`` the
+forward sweep keeps its block-end anchors and one upward pass walks the
+forward and adjoint circuits together (:func:`.sweep.sweep_gradients`; with
+more inputs than rows the ``G_eff`` adjoint with R unit inputs is used); for
+``"iterative"`` the adjoint circuit is solved by CG (:mod:`.adjoint`), reusing
+the forward cell currents. Nothing is backpropagated through iterations or
+the sweep. Forward-mode (``jvp``/``jacfwd``) is not supported.
 
 Validation (``ValueError`` naming the argument): shapes and dtypes always;
 negative or non-finite ``G``, ``V`` and resistances only when the values are
@@ -34,8 +35,7 @@ import numpy as np
 
 from . import adjoint, iterative
 from .parasitics import FIELDS, Parasitics, check_parasitics
-from .sweep import sweep_effective_conductance
-from .wires import column_voltage, row_drop
+from .sweep import sweep_effective_conductance, sweep_gradients, sweep_node_voltages, sweep_with_anchors
 
 METHODS = ("auto", "direct", "iterative")
 
@@ -97,23 +97,28 @@ def _sweep(G, p):
 
 
 # ---------------------------------------------------------------- G_eff
+def _sweep_anchored(G, p):
+    Geff, anchors = sweep_with_anchors(G, p)
+    return jnp.where(_ideal(p), G, Geff), anchors
+
+
+def _unit_inputs(G):
+    return jnp.eye(G.shape[-2], dtype=G.dtype)
+
+
 @jax.custom_vjp
 def _geff(G, p):
     return _sweep(G, p)
 
 
 def _geff_fwd(G, p):
-    return _sweep(G, p), (G, p)
+    Geff, anchors = _sweep_anchored(G, p)
+    return Geff, (G, p, anchors)
 
 
 def _geff_bwd(res, Gbar):
-    G, p = res
-    R, C = G.shape[-2:]
-    batch = G.shape[:-2]
-    Gf = G.reshape((-1, R, C))
-    eye = jnp.broadcast_to(jnp.eye(R, dtype=G.dtype), (Gf.shape[0], R, R))
-    dG, _, dp = adjoint.gradients(Gf, eye, p, Gbar.reshape((-1, R, C)), direct=True)
-    return dG.reshape(batch + (R, C)), dp
+    G, p, anchors = res
+    return sweep_gradients(G, p, anchors, _unit_inputs(G), Gbar)
 
 
 _geff.defvjp(_geff_fwd, _geff_bwd)
@@ -142,24 +147,24 @@ def _currents(method, G, V, p):
 
 def _currents_fwd(method, G, V, p):
     if method == "direct":
-        Geff = _sweep(G, p)
-        return V @ Geff, (G, V, p, Geff)
+        Geff, anchors = _sweep_anchored(G, p)
+        return V @ Geff, (G, V, p, (Geff, anchors))
     I, _, _ = iterative.cell_currents(G, V, p)
     return jnp.where(_ideal(p), V @ G, jnp.sum(I, -2)), (G, V, p, I)
 
 
 def _currents_bwd(method, res, ybar):
     G, V, p, X = res
-    R = G.shape[-2]
-    if method == "direct" and V.shape[-2] > R:
-        # More inputs than rows: differentiate G_eff instead (R adjoint right-hand sides).
-        Gbar = jnp.swapaxes(V, -1, -2) @ ybar
-        eye = jnp.broadcast_to(jnp.eye(R, dtype=G.dtype), G.shape[:-2] + (R, R))
-        dG, _, dp = adjoint.gradients(G, eye, p, Gbar, direct=True)
-        return dG, ybar @ jnp.swapaxes(X, -1, -2), dp
-    if method == "direct":
-        return adjoint.gradients(G, V, p, ybar, direct=True)
-    return adjoint.gradients(G, V, p, ybar, X)
+    if method == "iterative":
+        return adjoint.gradients(G, V, p, ybar, X)
+    Geff, anchors = X
+    dV = ybar @ jnp.swapaxes(Geff, -1, -2)
+    if V.shape[-2] > G.shape[-2]:
+        # More inputs than rows: differentiate G_eff instead (R unit inputs).
+        dG, dp = sweep_gradients(G, p, anchors, _unit_inputs(G), jnp.swapaxes(V, -1, -2) @ ybar)
+    else:
+        dG, dp = sweep_gradients(G, p, anchors, V, ybar)
+    return dG, dV, dp
 
 
 _currents.defvjp(_currents_fwd, _currents_bwd)
@@ -211,9 +216,7 @@ def solve(G, V, parasitics: Parasitics, *, method: str = "auto"):
 def _node_voltages_jit(G, V, p):
     R, C = G.shape[-2:]
     Gb, Vb, batch, B, vector = _broadcast(G, V)
-    I, _, _ = iterative.cell_currents(Gb, Vb, p)
-    v_row = Vb[..., :, None] - row_drop(I, p)
-    v_col = column_voltage(I, p)
+    v_row, v_col = sweep_node_voltages(Gb, p, Vb)
     shape = batch + (B, R, C)
     v_row, v_col = v_row.reshape(shape), v_col.reshape(shape)
     if vector:
@@ -224,10 +227,9 @@ def _node_voltages_jit(G, V, p):
 def node_voltages(G, V, parasitics: Parasitics):
     """Row-node and column-node voltages ``(v_row, v_col)`` (V), each (..., [B,] R, C).
 
-    The cell voltage is ``v_row - v_col``. Solved by :mod:`.iterative` to the
-    residual of an exact solve; meant for inspection and plots, not
-    differentiable (reverse mode through the CG loop is refused by JAX): use
-    :func:`solve` or :func:`effective_conductance` for gradients.
+    The cell voltage is ``v_row - v_col``. Exact: the direct sweep followed by
+    its upward pass (:func:`.sweep.sweep_node_voltages`). Meant for inspection
+    and plots; use :func:`solve` or :func:`effective_conductance` for gradients.
     """
     G, V, p = _prepare(G, parasitics, V)
     return _node_voltages_jit(G, V, p)

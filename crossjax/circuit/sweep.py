@@ -1,119 +1,211 @@
-"""Direct effective conductance by a row-by-row Kron reduction toward the sinks.
+"""Exact effective conductance by a transfer sweep down the column wires, and its adjoint.
 
-Row ``i`` alone (driver, ``r_source``, row wire, cells) seen from its column
-nodes ``c`` is a Norton source injecting ``Y_row (V[i] 1 - c)`` with the
-resistance-form admittance
+Rows are added one at a time from the top (the open end of the column wires)
+toward the sinks. Everything above the column nodes of row ``i`` is a Norton
+equivalent ``J - c @ Y`` (amperes into the column nodes at voltages ``c``). Adding
+row ``i`` (:mod:`.ladder`) gives ``Y' = Y + Y_row``, ``J' = J + v_i a``; the
+column-wire segment ``r`` below it (``r_wire_col``, plus ``r_sink`` after the
+last row) maps ``Y <- Y' (1 + r Y')^-1``, ``J <- J' (1 + r Y')^-1``.
 
-    Y_row = s (1 + s P_row s)^-1 s,  s = sqrt(G[i]),
-    P_row[j, j'] = r_source + r_wire_row * (min(j, j') + 1)   (ohms).
+That Riccati recursion is linear in a fractional representation ``Y = N D^-1``:
 
-Everything above the column nodes of row ``i`` is a Norton equivalent
-``J - Y c`` with ``J = A^T V``. Adding row ``i`` gives ``Y' = Y + Y_row`` and
-``A'[i] = Y_row 1``; passing through the column-wire segment ``r`` (``r_wire_col``,
-plus ``r_sink`` after the last row) maps
+    N <- N + Y_row D,        D <- D + r N          (one C x C matmul per row)
 
-    Y <- (1 + r Y')^-1 Y',   A^T <- (1 + r Y')^-1 A'^T      (SPD Cholesky solves).
+and the Norton currents telescope, ``J D = sum_i v_i a_i^T D_i``. Every
+``SWEEP_BLOCK`` rows the representation is brought back to ``(Y, 1)`` by one LU
+solve with ``D`` (which also maps the accumulated rows of ``G_eff``), so ``D``
+stays well conditioned (it is a product of ``1 + r Y'``, eigenvalues >= 1). After
+the last row the sinks sit at 0 V and ``G_eff`` is the accumulated matrix:
+``I = V @ G_eff`` exactly (no 1/r anywhere; zero resistances and conductances are
+fine). ``Y_row D`` costs ``O(b C^2)`` in the ladder's blocked semiseparable
+form (:func:`.ladder.port_response`), so a sweep is about ``R`` such products
+plus ``R/k`` LU solves with ``C + R`` right-hand sides; memory ``O(C^2 + R C)``.
 
-After the last row the sinks sit at 0 V, so the column currents are
-``I = V @ A``: ``G_eff = A`` exactly (no 1/r anywhere, zero resistances and
-zero conductances are fine). Cost about 6-8 R*C^3 flops, memory O(C^2 + R*C).
+The block ends keep ``(Y, G_eff so far)`` as anchors. From them an upward pass
+recovers the column-node voltages of any excitation exactly: below row ``i`` the
+column current is ``i_down = J - c_below @ Y`` at a block end, and inside a block
+
+    c_i = c_below + r_i i_down,   U_i = v_i t + Phi_i^T c_i,   i_down <- i_down - g * U_i,
+
+which gives the cell voltages ``U``, the cell currents and every wire current
+(used by :func:`sweep_gradients` and :func:`sweep_node_voltages`).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
-from jax.lax.linalg import triangular_solve
+
+from .ladder import RowLadders, port_response, row_ladders
+from .parasitics import Parasitics
+
+SWEEP_BLOCK = {32: 16, 64: 32}  # rows between renormalizations, by float width
 
 
-def _sym(Y):
-    return 0.5 * (Y + jnp.swapaxes(Y, -1, -2))
+class Anchors(NamedTuple):
+    """Block-end state of the sweep: ``Y`` (nb, ..., C, C) siemens and ``A`` (nb, ..., Rp, C) siemens."""
+
+    Y: jax.Array
+    A: jax.Array
 
 
-def _inverse_cholesky_factor(M, B):
-    """``L^-1 B`` with ``L L^T = M`` (Cholesky; ``M`` SPD with eigenvalues >= 1)."""
-    L = jnp.linalg.cholesky(M)
-    return triangular_solve(L, B, left_side=True, lower=True)
+class _Layout(NamedTuple):
+    pad: int       # zero rows added above row 0 (no current flows there)
+    k: int         # rows per block
+    nb: int        # blocks
+    ladders: RowLadders  # fields (nb, k, ..., C) [block: (nb, k, ..., nbc, nbc)]
+    r: jax.Array   # (nb, k) column-wire resistance below each row, ohms
 
 
-def row_admittance(g, p):
-    """Norton admittance ``Y_row`` (S), (..., C, C), of one driven row with conductances ``g`` (..., C).
+def _layout(G, p, block=None) -> _Layout:
+    R = G.shape[-2]
+    k = min(R, block or SWEEP_BLOCK[jnp.finfo(G.dtype).bits])
+    pad = (-R) % k
+    batch_ndim = G.ndim - 2
+    Gp = jnp.pad(G, [(0, 0)] * batch_ndim + [(pad, 0), (0, 0)])
+    nb = (R + pad) // k
+    lad = row_ladders(Gp, p)
 
-    ``Y_row = W^T W`` with ``W = L^-1 diag(s)``, ``L L^T = 1 + s P_row s``.
-    """
-    C = g.shape[-1]
-    j = jnp.arange(C)
-    P = p.r_source + p.r_wire_row * (jnp.minimum(j[:, None], j[None, :]) + 1).astype(g.dtype)
-    s = jnp.sqrt(g)
-    eye = jnp.eye(C, dtype=g.dtype)
-    K = eye + s[..., :, None] * P * s[..., None, :]
-    W = _inverse_cholesky_factor(K, s[..., None, :] * eye)
-    return jnp.swapaxes(W, -1, -2) @ W
+    def blocks(x):  # rows axis (position batch_ndim) -> leading (nb, k)
+        x = jnp.moveaxis(x, batch_ndim, 0)
+        return x.reshape((nb, k) + x.shape[1:])
+
+    r = jnp.full((R + pad,), jnp.asarray(p.r_wire_col, G.dtype)).at[-1].add(jnp.asarray(p.r_sink, G.dtype))
+    return _Layout(pad, k, nb, RowLadders(*map(blocks, lad)), r.reshape(nb, k))
+
+
+def _sweep(G, p, keep):
+    R, C = G.shape[-2:]
+    lay = _layout(G, p)
+    batch = G.shape[:-2]
+    dtype = G.dtype
+    eye = jnp.broadcast_to(jnp.eye(C, dtype=dtype), batch + (C, C))
+
+    def level(carry, xs):
+        N, D = carry
+        row, r = xs
+        N = N - row.g[..., :, None] * port_response(row, D)      # N + Y_row D
+        a_row = jnp.einsum("...c,...cd->...d", row.a, D)
+        return (N, D + r * N), a_row
+
+    def block(carry, xs):
+        Y, A = carry
+        rows, r, b = xs
+        (N, D), a_rows = jax.lax.scan(level, (Y, eye), (rows, r))
+        A = jax.lax.dynamic_update_slice_in_dim(A, jnp.moveaxis(a_rows, 0, -2), b * lay.k, axis=-2)
+        X = jnp.linalg.solve(jnp.swapaxes(D, -1, -2), jnp.swapaxes(jnp.concatenate([N, A], -2), -1, -2))
+        X = jnp.swapaxes(X, -1, -2)                     # [N; A] D^-1
+        Y = 0.5 * (X[..., :C, :] + jnp.swapaxes(X[..., :C, :], -1, -2))
+        A = X[..., C:, :]
+        return (Y, A), (Anchors(Y, A) if keep else None)
+
+    init = (jnp.zeros(batch + (C, C), dtype), jnp.zeros(batch + (R + lay.pad, C), dtype))
+    (_, A), anchors = jax.lax.scan(block, init, (lay.ladders, lay.r, jnp.arange(lay.nb)))
+    return A[..., lay.pad:, :], anchors
 
 
 def sweep_effective_conductance(G, p):
     """``G_eff`` (S), (..., R, C), of conductances ``G`` (..., R, C) under parasitics ``p``."""
-    R, C = G.shape[-2:]
-    dtype = G.dtype
-    batch = G.shape[:-2]
-    eye = jnp.eye(C, dtype=dtype)
-    r_col = jnp.asarray(p.r_wire_col, dtype)
-    r_steps = jnp.full((R,), r_col, dtype).at[-1].add(jnp.asarray(p.r_sink, dtype))
-    rows = jnp.arange(R)
-
-    def step(carry, xs):
-        Y, A = carry
-        g, r, i = xs
-        Yr = row_admittance(g, p)
-        Yp = Y + Yr
-        A = A + (rows == i).astype(dtype)[:, None] * jnp.sum(Yr, -1)[..., None, :]
-        Linv = _inverse_cholesky_factor(eye + r * Yp, jnp.broadcast_to(eye, Yp.shape))
-        Minv = jnp.swapaxes(Linv, -1, -2) @ Linv          # (1 + r Y')^-1, symmetric
-        Y = _sym(Minv @ Yp)
-        A = A @ Minv
-        return (Y, A), None
-
-    init = (jnp.zeros(batch + (C, C), dtype), jnp.zeros(batch + (R, C), dtype))
-    (_, A), _ = jax.lax.scan(step, init, (jnp.moveaxis(G, -2, 0), r_steps, rows))
-    return A
+    return _sweep(G, p, keep=False)[0]
 
 
-def sweep_cell_currents(G, V, p):
-    """Cell currents ``I`` (A), (..., B, R, C), for ``G`` (..., R, C) and inputs ``V`` (..., B, R).
+def sweep_with_anchors(G, p):
+    """``(G_eff, anchors)``; the anchors let :func:`sweep_gradients` skip a second sweep."""
+    return _sweep(G, p, keep=True)
 
-    The same Kron-reduction sweep carrying the Norton currents ``J`` (..., B, C)
-    of the actual inputs, storing each level's ``Y_row``, ``Y'`` and
-    ``(1 + r Y')^-1``; a reverse sweep then recovers the column-node voltages
-    from the sink upward (``c_R = 0``):
 
-        i_down = (1 + r Y')^-1 (J' - Y' c_(i+1)),   c_i = c_(i+1) + r i_down,
-        I[i] = Y_row (V[i] 1 - c_i).
+def _up_pass(G, p, anchors, V, sink, reduce, acc):
+    """Walk from the sinks to the top, yielding every row's cell voltages.
 
-    Exact (direct) like :func:`sweep_effective_conductance`; memory O(R*C^2 + R*B*C).
+    ``V`` (..., B, R) driver voltages, ``sink`` (..., B, C) sink-terminal voltages.
+    ``reduce(acc, (U, I, i_down, c), row)`` -> ``(acc, out)`` sees each row's cell
+    voltages ``U``, cell currents ``I``, the column current ``i_down`` in the
+    segment below it and the column-node voltages ``c``, each (..., C, B)
+    (columns first). Returns ``(acc, outs)`` with ``outs`` stacked over the rows
+    of ``G``, top to bottom.
     """
+    lay = _layout(G, p)
+    Vt = jnp.swapaxes(jnp.pad(V, [(0, 0)] * (V.ndim - 1) + [(lay.pad, 0)]), -1, -2)   # (..., Rp, B)
+    v_rows = jnp.moveaxis(Vt, -2, 0).reshape((lay.nb, lay.k) + Vt.shape[:-2] + Vt.shape[-1:])
+
+    def level(carry, xs):
+        c, i_down, acc = carry
+        row, r, v, index = xs
+        c = c + r * i_down
+        U = row.t[..., :, None] * v[..., None, :] + port_response(row, c)
+        I = row.g[..., :, None] * U
+        acc, out = reduce(acc, (U, I, i_down, c), index)
+        return (c, i_down - I, acc), out
+
+    def block(carry, xs):
+        c, acc = carry
+        rows, r, v, Y, A, b = xs
+        i_down = jnp.swapaxes(A, -1, -2) @ Vt - Y @ c
+        index = b * lay.k + jnp.arange(lay.k) - lay.pad   # row of G (negative: padding)
+        (c, _, acc), outs = jax.lax.scan(level, (c, i_down, acc), (rows, r, v, index), reverse=True)
+        return (c, acc), outs
+
+    xs = (lay.ladders, lay.r, v_rows, anchors.Y, anchors.A, jnp.arange(lay.nb))
+    (_, acc), outs = jax.lax.scan(block, (jnp.swapaxes(sink, -1, -2), acc), xs, reverse=True)
+    outs = jax.tree.map(lambda o: o.reshape((lay.nb * lay.k,) + o.shape[2:])[lay.pad:], outs)
+    return acc, outs
+
+
+def _revcumsum(x, axis):
+    return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis), axis)
+
+
+def sweep_gradients(G, p, anchors, V, ybar):
+    """Cotangents ``(dG, dp)`` of ``L = sum(ybar * (V @ G_eff))`` by the adjoint circuit.
+
+    ``V`` (..., B, R), ``ybar`` (..., B, C); ``anchors`` from :func:`sweep_with_anchors`.
+    The forward circuit (drivers at ``V``, sinks at 0 V) and the adjoint circuit
+    (drivers grounded, sinks at ``ybar``) are walked up together:
+
+        dL/dG[i, j] = -sum_b U_b[i, j] Lambda_b[i, j]        (cell voltages)
+        dL/dr       = +sum_b sum_(segments of r) i_b iadj_b  (wire currents, same orientation)
+    """
+    B = V.shape[-2]
     R, C = G.shape[-2:]
-    dtype = G.dtype
-    eye = jnp.eye(C, dtype=dtype)
-    r_col = jnp.asarray(p.r_wire_col, dtype)
-    r_steps = jnp.full((R,), r_col, dtype).at[-1].add(jnp.asarray(p.r_sink, dtype))
-    Vr = jnp.moveaxis(V, -1, 0)                          # (R, ..., B)
+    lead = jnp.broadcast_shapes(G.shape[:-2], V.shape[:-2], ybar.shape[:-2])
+    V = jnp.broadcast_to(V, lead + V.shape[-2:])
+    ybar = jnp.broadcast_to(ybar, lead + ybar.shape[-2:])
+    Vs = jnp.concatenate([V, jnp.zeros_like(V)], -2)
+    sinks = jnp.concatenate([jnp.zeros_like(ybar), ybar], -2)
 
-    def down(carry, xs):
-        Y, J = carry
-        g, r, v = xs
-        Yr = row_admittance(g, p)
-        Yp = Y + Yr
-        Jp = J + v[..., :, None] * jnp.sum(Yr, -1)[..., None, :]
-        Linv = _inverse_cholesky_factor(eye + r * Yp, jnp.broadcast_to(eye, Yp.shape))
-        Minv = jnp.swapaxes(Linv, -1, -2) @ Linv
-        return (_sym(Minv @ Yp), Jp @ Minv), (Yr, Yp, Minv, Jp)
+    def reduce(acc, level, index):
+        U, I, i_down, _ = level                    # (..., C, 2B): forward | adjoint
+        Tf, Ta = _revcumsum(I[..., :B], -2), _revcumsum(I[..., B:], -2)
+        col = jnp.sum(i_down[..., :B] * i_down[..., B:])
+        acc = Parasitics(
+            r_wire_row=acc.r_wire_row + jnp.sum(Tf * Ta),
+            r_wire_col=acc.r_wire_col + col,
+            r_source=acc.r_source + jnp.sum(Tf[..., 0, :] * Ta[..., 0, :]),
+            r_sink=acc.r_sink + jnp.where(index == R - 1, col, 0),
+        )
+        return acc, -jnp.sum(U[..., :B] * U[..., B:], axis=-1)
 
-    init = (jnp.zeros(G.shape[:-2] + (C, C), dtype), jnp.zeros(V.shape[:-1] + (C,), dtype))
-    _, levels = jax.lax.scan(down, init, (jnp.moveaxis(G, -2, 0), r_steps, Vr))
+    zero = jnp.zeros((), G.dtype)
+    dp, dG = _up_pass(G, p, anchors, Vs, sinks, reduce, Parasitics(zero, zero, zero, zero))
+    dG = jnp.moveaxis(dG, 0, -2)                       # (..., R, C)
+    extra = dG.ndim - G.ndim
+    if extra:  # G was broadcast against V's batch dims
+        dG = jnp.sum(dG, axis=tuple(range(extra)))
+    for i, (n, m) in enumerate(zip(dG.shape[:-2], G.shape[:-2])):
+        if m == 1 and n != 1:
+            dG = jnp.sum(dG, axis=i, keepdims=True)
+    return dG, dp
 
-    def up(c, xs):
-        Yr, Yp, Minv, Jp, r, v = xs
-        c = c + r * ((Jp - c @ Yp) @ Minv)
-        return c, (v[..., :, None] - c) @ Yr
 
-    _, I = jax.lax.scan(up, jnp.zeros(V.shape[:-1] + (C,), dtype), (*levels, r_steps, Vr), reverse=True)
-    return jnp.moveaxis(I, 0, -2)
+def sweep_node_voltages(G, p, V):
+    """Row- and column-node voltages ``(v_row, v_col)`` (V), each (..., B, R, C), for inputs ``V`` (..., B, R)."""
+    _, anchors = sweep_with_anchors(G, p)
+    sink = jnp.zeros(V.shape[:-1] + (G.shape[-1],), G.dtype)
+
+    def keep(acc, level, index):
+        U, _, _, c = level
+        return acc, (U + c, c)
+
+    _, (v_row, v_col) = _up_pass(G, p, anchors, V, sink, keep, ())   # (R, ..., C, B)
+    return jnp.moveaxis(v_row, (0, -1), (-2, -3)), jnp.moveaxis(v_col, (0, -1), (-2, -3))

@@ -1,0 +1,127 @@
+"""One driven row of the crossbar as a resistive ladder, seen from its column nodes.
+
+Row ``i`` is a ladder: the driver at ``v`` (volts), ``r_source + r_wire_row``
+to row node 0, ``r_wire_row`` between row nodes ``j-1`` and ``j``, an open far
+end, and a shunt cell ``g_j`` (siemens) from row node ``j`` to column node
+``c_j``. Its response to the column-node voltages ``c`` is linear::
+
+    row-node voltages     u = v t + Z (g * c)
+    cell voltages         U = u - c = v t + Phi^T c
+    currents into column nodes  g * U = v a - Y_row c,   a = g * t,   Y_row = -diag(g) Phi^T
+
+with ``Z`` (ohms) the row-node impedance matrix of the ladder with the driver
+and column nodes grounded. ``Z`` is semiseparable: with the admittance looking
+right into node ``m``, ``y_m = g_m + y_(m+1) / (1 + r_wire_row y_(m+1))``, and
+the impedance looking left through the segment into node ``j``,
+``z_0 = r_source + r_wire_row``, ``z_j = r_wire_row + z_(j-1) / (1 + g_(j-1) z_(j-1))``,
+
+    Z_jj = z_j / (1 + z_j (g_j + y'_j)),   y'_j = y_(j+1) / (1 + r_wire_row y_(j+1)),
+    Z_jk = Z_min(j,k),min(j,k) exp(-|s_j - s_k|),   s_k = -sum_(m<=k) log(1 + r_wire_row y_m),
+
+and the driver transfer is ``t_j = exp(s_j - s_0) / (1 + z_0 (g_0 + y'_0))``.
+Nothing divides by a resistance, so zero wires and zero conductances are exact
+(``Z = 0``, ``t = 1``, ``Y_row = diag(g)``); the diagonal ``Phi_jj = -(1 + z_j y'_j) /
+(1 + z_j (g_j + y'_j))`` is formed without cancellation.
+
+``exp(-|s_j - s_k|)`` is built in ``O(C)`` exponentials without overflow: with
+blocks of ``LADDER_BLOCK`` columns starting at ``f_J``, it is
+``exp(f_J - s_j) exp(s_k - f_K) exp(f_K - f_J)`` for ``j <= k``, each factor
+bounded by the decay inside one block.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+LADDER_BLOCK = 16  # columns per exponent-scaling block of the semiseparable Z
+
+
+class RowLadders(NamedTuple):
+    """Per-row ladder vectors, each ``(..., R, C)``; ``block`` scale factors ``(..., R, nb, nb)``."""
+
+    g: jax.Array      # cell conductances, S
+    a: jax.Array      # g * t: column currents per volt on the driver, columns grounded, S
+    t: jax.Array      # driver -> row-node voltage transfer, 1
+    zd: jax.Array     # Z_jj, ohms
+    diag: jax.Array   # Phi_jj (negative), 1
+    grow: jax.Array   # exp(f_J - s_j) >= 1
+    decay: jax.Array  # exp(s_k - f_K) <= 1
+    block: jax.Array  # exp(f_K - f_J) for J <= K, else 0
+
+
+def _scan_columns(f, init, xs, reverse=False):
+    """``lax.scan`` over the last axis of every array in ``xs`` (columns of a row)."""
+    moved = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), xs)
+    _, ys = jax.lax.scan(f, init, moved, reverse=reverse)
+    return jax.tree.map(lambda y: jnp.moveaxis(y, 0, -1), ys)
+
+
+def row_ladders(G, p) -> RowLadders:
+    """Ladder vectors of every row of ``G`` (..., R, C) under the row parasitics of ``p``."""
+    dtype = G.dtype
+    rw = jnp.asarray(p.r_wire_row, dtype)
+    C = G.shape[-1]
+
+    def right(y, g):  # y = admittance looking right into the next node
+        through = y / (1 + rw * y)
+        return g + through, through
+
+    y_through = _scan_columns(right, jnp.zeros(G.shape[:-1], dtype), G, reverse=True)
+
+    def left(z, g):  # z = impedance looking left through the segment into this node
+        return rw + z / (1 + g * z), z
+
+    z_left = _scan_columns(left, jnp.zeros(G.shape[:-1], dtype) + jnp.asarray(p.r_source, dtype) + rw, G)
+    den = 1 + z_left * (G + y_through)
+    s = jnp.cumsum(-jnp.log1p(rw * (G + y_through)), axis=-1)
+    t = jnp.exp(s - s[..., :1]) / den[..., :1]
+
+    b = min(LADDER_BLOCK, C)
+    nb = -(-C // b)
+    pad = nb * b - C
+    s_pad = jnp.concatenate([s, jnp.broadcast_to(s[..., -1:], s.shape[:-1] + (pad,))], -1) if pad else s
+    f = s_pad[..., ::b]                                              # block starts (..., nb)
+    f_col = jnp.repeat(f, b, axis=-1)[..., :C]
+    J = jnp.arange(nb)
+    upper = J[:, None] <= J[None, :]
+    block = jnp.where(upper, jnp.exp(jnp.where(upper, f[..., None, :] - f[..., :, None], 0)), 0)
+    return RowLadders(
+        g=G, a=G * t, t=t, zd=z_left / den, diag=-(1 + z_left * y_through) / den,
+        grow=jnp.exp(f_col - s), decay=jnp.exp(s - f_col), block=block,
+    )
+
+
+def port_response(row: RowLadders, c):
+    """Cell voltages (V) of one row with its driver grounded and column nodes at ``c``.
+
+    ``c`` is (..., C, M): M excitations of the row's C column nodes (volts);
+    returns ``Phi^T c`` (..., C, M), i.e. ``diag * c + Z_off (g * c)`` with the
+    diagonal ``Phi_jj`` and the off-diagonal ladder impedances ``Z``. The row's
+    admittance acts as ``Y_row @ X = -g * port_response(row, X)``.
+
+    ``Z`` is applied in its blocked semiseparable form, ``O(LADDER_BLOCK * C * M)``
+    flops: dense ``b x b`` blocks on the diagonal, and rank-one couplings
+    ``Z_jk = (zd grow)_j decay_k block_JK`` (``j`` in block J < K, symmetric below).
+    """
+    C, M = c.shape[-2:]
+    b = min(LADDER_BLOCK, C)
+    nb = row.block.shape[-1]
+    pad = nb * b - C
+
+    def blocks(v):
+        return jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, pad)]).reshape(v.shape[:-1] + (nb, b))
+
+    zg, decay = blocks(row.zd * row.grow), blocks(row.decay)
+    X = row.g[..., :, None] * c
+    X = jnp.pad(X, [(0, 0)] * (X.ndim - 2) + [(0, pad), (0, 0)]).reshape(X.shape[:-2] + (nb, b, M))
+    i = jnp.arange(b)
+    upper = zg[..., :, None] * decay[..., None, :]                    # Z_jk, j < k in one block
+    Z_in = jnp.where(i[:, None] < i[None, :], upper, jnp.where(i[:, None] > i[None, :], jnp.swapaxes(upper, -1, -2), 0))
+    J = jnp.arange(nb)
+    cross = jnp.where(J[:, None] < J[None, :], row.block, 0)          # block_JK, J < K
+    below = cross @ jnp.einsum("...Kk,...KkM->...KM", decay, X)       # sum_(K > J)
+    above = jnp.swapaxes(cross, -1, -2) @ jnp.einsum("...Kk,...KkM->...KM", zg, X)  # sum_(K < J)
+    out = Z_in @ X + zg[..., None] * below[..., :, None, :] + decay[..., None] * above[..., :, None, :]
+    return row.diag[..., :, None] * c + out.reshape(X.shape[:-3] + (nb * b, M))[..., :C, :]
