@@ -206,6 +206,76 @@ def test_node_voltages_satisfy_kirchhoff():
     np.testing.assert_allclose(V - v_row[:, 0], I_cell.sum(1) * (p.r_source + p.r_wire_row), rtol=1e-9)
 
 
+def _dense_row_ladder(g, p):
+    """Row-node impedance ``Z`` and driver transfer ``t`` of one row by a dense inverse (needs r > 0)."""
+    C = len(g)
+    M = np.diag(np.asarray(g, np.float64))
+    for j in range(C - 1):
+        a = 1.0 / p.r_wire_row
+        M[j, j] += a
+        M[j + 1, j + 1] += a
+        M[j, j + 1] -= a
+        M[j + 1, j] -= a
+    g_drive = 1.0 / (p.r_source + p.r_wire_row)
+    M[0, 0] += g_drive
+    Z = np.linalg.inv(M)
+    return Z, Z[:, 0] * g_drive
+
+
+@pytest.mark.parametrize("C,r_row,g_range", [(1, 2.0, (1e-6, 1e-3)), (13, 2.0, (1e-7, 1e-3)),
+                                             (40, 3.0, (1e-6, 1e-3)), (150, 100.0, (2e-2, 5e-2))])
+def test_row_ladder_matches_dense_nodal_inverse(C, r_row, g_range):
+    """The blocked semiseparable ladder (exp-scaled per block) against a dense inverse; the last
+    case decays by ~e^-250 along the row, where unscaled factors exp(+-s) overflow float32."""
+    from crossjax.circuit.ladder import port_response, row_ladders
+
+    rng = np.random.default_rng(C)
+    g = rng.uniform(*g_range, C)
+    p = Parasitics(r_wire_row=r_row, r_source=7.0)
+    Z, t = _dense_row_ladder(g, p)
+    phi_t = Z * g[None, :] - np.eye(C)              # cell voltages per column-node volt
+    c = rng.normal(size=(C, 3))
+    for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+        lad = row_ladders(jnp.asarray(g[None, :], dtype), p)
+        row = jax.tree.map(lambda x: x[0], lad)
+        out = np.asarray(port_response(row, jnp.asarray(c, dtype)))
+        assert np.all(np.isfinite(out))
+        assert rel_err(out, phi_t @ c) <= tol
+        assert rel_err(row.t, t) <= tol
+        assert rel_err(row.a, g * t) <= tol
+
+
+@pytest.mark.parametrize("dtype,R", [(np.float64, 37), (np.float32, 37), (np.float64, 70)])
+def test_multi_block_sweep_and_gradients(dtype, R):
+    """Several renormalization blocks with zero-row padding on top: values against the sparse
+    reference, gradients of the one-pass adjoint against the independent CG adjoint."""
+    rng = np.random.default_rng(R)
+    C, B = 6, 4
+    G = 10 ** rng.uniform(-5, -2.7, (R, C))
+    V = rng.uniform(-0.5, 0.5, (B, R))
+    p = Parasitics(r_wire_row=1.5, r_wire_col=2.0, r_source=15.0, r_sink=25.0)
+    ref = np.stack([mna_currents(G, v, p) for v in V])
+    out = solve(G.astype(dtype), V.astype(dtype), p, method="direct")
+    assert rel_err(out, ref) <= (1e-10 if dtype == np.float64 else 1e-4)
+    if dtype != np.float64:
+        return
+    w = jnp.asarray(rng.normal(size=(B, C)))
+
+    def loss(G, V, p, method):
+        return jnp.sum(w * solve(G, V, p, method=method))
+
+    gd = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(G), jnp.asarray(V), p, "direct")
+    gi = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(G), jnp.asarray(V), p, "iterative")
+    for a, b in zip(jax.tree.leaves(gd), jax.tree.leaves(gi)):
+        assert rel_err(a, b) <= 1e-9
+    Wg = jnp.asarray(rng.normal(size=(R, C)))
+    ge = jax.grad(lambda G, p: jnp.sum(Wg * effective_conductance(G, p)), argnums=(0, 1))(jnp.asarray(G), p)
+    eye = jnp.eye(R)
+    gc = jax.grad(lambda G, p: jnp.sum(Wg * solve(G, eye, p, method="iterative")), argnums=(0, 1))(jnp.asarray(G), p)
+    for a, b in zip(jax.tree.leaves(ge), jax.tree.leaves(gc)):
+        assert rel_err(a, b) <= 1e-9
+
+
 # --------------------------------------------------------------------------- gradients
 def _fd(f, x, h):
     return (f(x + h) - f(x - h)) / (2 * h)
