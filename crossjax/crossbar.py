@@ -149,6 +149,65 @@ def effective_weights(state: CrossbarState, config: HardwareConfig | None = None
 
 
 # ----------------------------------------------------------------------------- matmul
+def _readout(a, state, config):
+    """Tile columns ``(..., Nt, Cp)`` -> the columns that are read out, ``(..., M)``.
+
+    Without reference columns every read-out column is an output: ``M = N``
+    (the padding columns of the last tile are dropped, so nothing is computed for
+    them). With the offset scheme's reference column the tiles are kept,
+    ``M = Nt * Cp``.
+    """
+    a = a.reshape(a.shape[:-2] + (-1,))
+    return a if config.mapping.reference_columns else a[..., : state.out_features]
+
+
+def _tile_products(v, m, K, rows):
+    """``sum_r v[..., t*R + r] m[p, t, r, :]`` per row tile: ``(..., K)`` x ``(P, Kt, R, M)`` -> ``(..., P, Kt, M)``.
+
+    Only the ``K`` real rows are multiplied: the full tiles in one einsum and the
+    partial last tile (``K - (Kt-1) R`` rows) in a second, instead of zero padding.
+    """
+    kt = m.shape[1]
+    full = (kt - 1) * rows if K % rows else kt * rows
+    parts = []
+    if full:
+        vt = v[..., :full].reshape(v.shape[:-1] + (full // rows, rows))
+        parts.append(jnp.einsum("...kr,pkrm->...pkm", vt, m[:, : full // rows]))
+    if full < K:
+        parts.append(jnp.einsum("...r,prm->...pm", v[..., full:], m[:, -1, : K - full])[..., None, :])
+    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-2)
+
+
+def _tile_currents(v, state, config, key, method):
+    """Per-tile read-out column currents ``(S, ..., P, Kt, M)`` for voltages ``v`` ``(S, ..., K)`` (see :func:`_readout`)."""
+    K, rows = state.in_features, config.array.rows
+
+    def per_row(g):  # (P, Kt, Nt, R, Cp) -> (P, Kt, R, M)
+        return _readout(jnp.moveaxis(g, -2, 2), state, config)
+
+    if method is None:
+        i = _tile_products(v, per_row(state.g_eff), K, rows)
+    else:  # per-input circuit solve (few inputs per conductance sample)
+        from crossjax import circuit
+
+        vt = _tile_inputs(v, K, rows)  # (S, ..., Kt, R)
+        lead = vt.shape[:-2]
+        kt, r = vt.shape[-2:]
+        vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
+        vb = vb[None, :, None]  # (1, Kt, 1, B, R)
+        i = circuit.solve(state.g, vb, config.array.parasitics, method=method)  # (P, Kt, Nt, B, Cp)
+        i = _readout(jnp.moveaxis(i, -2, 0), state, config)  # (B, P, Kt, M)
+        i = i.reshape(lead + i.shape[1:])
+    if config.device.read_noise is not None:
+        s = devices.read_noise_std(state.g, config.device)
+        var = _tile_products(v * v, per_row(s * s), K, rows)
+        # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
+        positive = var > 0
+        std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+        i = i + std * jax.random.normal(key, i.shape, i.dtype)
+    return i
+
+
 def _tile_inputs(v, K, rows):
     """``(..., K)`` -> ``(..., Kt, R)`` with zero padding."""
     kt = -(-K // rows)
@@ -156,28 +215,14 @@ def _tile_inputs(v, K, rows):
     return v.reshape(v.shape[:-1] + (kt, rows))
 
 
-def _tile_currents(v, state, config, key, method):
-    """Per-tile column currents ``(S, ..., P, Kt, Nt, Cp)`` for voltages ``v`` ``(S, ..., K)``."""
-    vt = _tile_inputs(v, state.in_features, config.array.rows)  # (S, ..., Kt, R)
-    if method is None:
-        i = jnp.einsum("...kr,pknrc->...pknc", vt, state.g_eff)
-    else:  # per-input circuit solve (few inputs per conductance sample)
-        from crossjax import circuit
-
-        lead = vt.shape[:-2]
-        kt, r = vt.shape[-2:]
-        vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
-        vb = vb[None, :, None]  # (1, Kt, 1, B, R)
-        i = circuit.solve(state.g, vb, config.array.parasitics, method=method)  # (P, Kt, Nt, B, Cp)
-        i = jnp.moveaxis(i, -2, 0).reshape(lead + i.shape[:3] + i.shape[-1:])
-    if config.device.read_noise is not None:
-        s = devices.read_noise_std(state.g, config.device)
-        var = jnp.einsum("...kr,pknrc->...pknc", vt * vt, s * s)
-        # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
-        positive = var > 0
-        std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-        i = i + std * jax.random.normal(key, i.shape, i.dtype)
-    return i
+def _adc_bits(state, config):
+    """ADC bits broadcast to the read-out columns (an int, or ``(M,)`` for per-column bits)."""
+    bits = config.adc.bits
+    if np.ndim(bits) == 0:
+        return bits
+    nt = state.g_eff.shape[2]
+    cp = state.g_eff.shape[-1]
+    return _readout(jnp.broadcast_to(jnp.asarray(bits), (nt, cp)), state, config)
 
 
 def _needs_columns(config):
@@ -193,12 +238,16 @@ def _apply(x, state, config, key, method):
         xq = jnp.tensordot(jnp.asarray(coef, v.dtype), v, axes=1) * (x_range / dac.v_read)
         return xq @ state.w_eff
     v, coef, x_range = converters.apply_dac(x, dac)
-    i = _tile_currents(v, state, config, key, method)  # (S, ..., P, Kt, Nt, Cp)
+    i = _tile_currents(v, state, config, key, method)  # (S, ..., P, Kt, M)
     if config.adc.bits is not None:
-        i = converters.adc_quantize(i, state.adc_range, config.adc.bits)
+        i = converters.adc_quantize(i, _readout(state.adc_range, state, config), _adc_bits(state, config))
     i = jnp.tensordot(jnp.asarray(coef, i.dtype), i, axes=1)  # bit-serial shift-add
-    y = mapping.recombine(i, config.mapping, axis=-4).sum(axis=-3)  # (..., Nt, C)
-    y = y.reshape(y.shape[:-2] + (-1,))[..., : state.out_features]
+    if config.mapping.reference_columns:
+        i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (..., P, Kt, Nt, Cp)
+        y = mapping.recombine(i, config.mapping, axis=-4).sum(axis=-3)  # (..., Nt, C)
+        y = y.reshape(y.shape[:-2] + (-1,))[..., : state.out_features]
+    else:
+        y = mapping.recombine(i, config.mapping, axis=-3).sum(axis=-2)  # (..., N)
     return y * state.w_max * x_range * _scale(config)
 
 
@@ -246,8 +295,17 @@ def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, per
 def _calibrate(x, state, config, key, q):
     v, _, _ = converters.apply_dac(x, config.dac)
     i = _tile_currents(v, state, config, key, None)
-    i = i.reshape((-1,) + i.shape[-4:])
-    return state.replace(adc_range=converters.percentile_full_scale(i, q, axis=0))
+    i = i.reshape((-1,) + i.shape[-3:])
+    full_scale = converters.percentile_full_scale(i, q, axis=0)  # (P, Kt, M)
+    return state.replace(adc_range=_physical(full_scale, state, config))
+
+
+def _physical(a, state, config):
+    """Inverse of :func:`_readout` on the last axis: ``(..., M)`` -> ``(..., Nt, Cp)`` (unread columns get 1)."""
+    nt, cp = state.g_eff.shape[2], state.g_eff.shape[-1]
+    if not config.mapping.reference_columns:
+        a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, nt * cp - a.shape[-1])], constant_values=1.0)
+    return a.reshape(a.shape[:-1] + (nt, cp))
 
 
 def analog_matmul(x, W, config: HardwareConfig, key=None):
@@ -292,8 +350,8 @@ def _analog_matmul(x, W, config, key):
         if config.adc.range == "calibrated":
             v, _, _ = converters.apply_dac(x, config.dac)
             i = _tile_currents(v, state, config, k_read, "iterative" if per_input else None)
-            i = jax.lax.stop_gradient(i.reshape((-1,) + i.shape[-4:]))
-            adc_range = converters.percentile_full_scale(i, config.adc.percentile, axis=0)
+            i = jax.lax.stop_gradient(i.reshape((-1,) + i.shape[-3:]))
+            adc_range = _physical(converters.percentile_full_scale(i, config.adc.percentile, axis=0), state, config)
         elif config.adc.range == "max" and per_input:
             adc_range = _initial_adc_range(jax.lax.stop_gradient(g), config)  # ideal-wire bound
         else:

@@ -81,7 +81,8 @@ def test_per_column_adc_bits_and_calibration():
     # percentile 100 calibration: no current exceeds the full scale (no clipping)
     v, _, _ = converters.apply_dac(x, cfg.dac)
     i = crossbar._tile_currents(v, state, cfg, jax.random.key(0), None)
-    assert np.all(np.abs(np.asarray(i)) <= np.asarray(state.adc_range) * (1 + 1e-12))
+    full_scale = crossbar._readout(state.adc_range, state, cfg)   # (P, Kt, N): the read-out columns
+    assert np.all(np.abs(np.asarray(i)) <= np.asarray(full_scale) * (1 + 1e-12))
 
 
 def test_bad_converter_config():
