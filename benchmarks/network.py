@@ -16,6 +16,11 @@ Every figure is a ratio against a baseline timed in the same process:
 - scaling of programming time and memory with tile size, of vmapped sampling
   with the number of samples and of the forward pass with batch size, with
   fitted exponents (slope of log time vs log size).
+- ``study_seconds`` (full mode only): wall time of the whole default
+  ``crossjax study`` (MLP on the offline digits) in a fresh process.
+
+``--quick`` (CI) shrinks every size (:data:`SIZES`) so the run takes about a
+minute on 2 CPU cores, most of it compilation.
 
 Correctness checks (``checks``), which fail the run, compare optimized results
 with unoptimized references: the ideal crossbar against the digital model, and
@@ -25,6 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -83,10 +92,26 @@ def _train_steps(model, hardware, lr=1e-3):
     return step
 
 
+SIZES = {  # quick (CI) vs full
+    True: dict(width=0.0625, batch=4, repeats=5, mc_samples=2, mlp_hidden=(128,), vmap_samples=8,
+               tiles=(16, 64), samples=(1, 8), batches=(4, 16)),
+    False: dict(width=0.25, batch=32, repeats=5, mc_samples=16, mlp_hidden=(256, 256), vmap_samples=64,
+                tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512)),
+}
+
+
+def _study_seconds() -> float:
+    """Wall time of ``crossjax study`` (default preset) in a fresh process."""
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "crossjax.cli", "study", "--out", out, "--quiet", "--no-plots"],
+                       check=True, capture_output=True, env=dict(os.environ))
+        return time.perf_counter() - t0
+
+
 def run(quick: bool = False) -> dict:
-    width = 0.125 if quick else 0.25
-    batch = 8 if quick else 32
-    repeats = 3 if quick else 5
+    size = SIZES[quick]
+    width, batch, repeats = size["width"], size["batch"], size["repeats"]
     hw = presets.get("rram")
     key = jax.random.key(0)
     x = jax.random.normal(key, (batch, 32, 32, 3), jnp.float32)
@@ -114,7 +139,7 @@ def run(quick: bool = False) -> dict:
     checks["ideal_crossbar_equals_digital"] = err < 1e-4  # float32 over ~10 layers
 
     # -- Monte Carlo samples/s through the library entry point ----------------
-    S = 4 if quick else 16
+    S = size["mc_samples"]
     keys = jax.random.split(key, S)
     montecarlo.evaluate(model, hw, keys, np.asarray(x), np.asarray(y), batch_size=batch, progress=False)
     t0 = time.perf_counter()
@@ -135,7 +160,7 @@ def run(quick: bool = False) -> dict:
     ratios["train_vs_digital"] = t_astep["median"] / t_dstep["median"]
 
     # -- vmap over samples vs a Python loop (MLP on digits-sized inputs) -------
-    mlp = models.MLP(64, hidden=(256, 256), num_classes=10, rngs=nnx.Rngs(0))
+    mlp = models.MLP(64, hidden=size["mlp_hidden"], num_classes=10, rngs=nnx.Rngs(0))
     mstate, _, mprog, mana = _forward_fns(mlp, hw)
     xm = jax.random.normal(key, (256, 64), jnp.float32)
 
@@ -144,7 +169,7 @@ def run(quick: bool = False) -> dict:
         return mana(mstate, mprog(mstate, hw, k), hw, k, xm)
 
     many = jax.jit(jax.vmap(one))
-    S_v = 16 if quick else 64
+    S_v = size["vmap_samples"]
     vkeys = jax.random.split(jax.random.key(2), S_v)
     t_vmap = timeit(lambda: many(vkeys), repeats=repeats)
     t_loop = timeit(lambda: [one(k) for k in vkeys], repeats=repeats)
@@ -156,7 +181,7 @@ def run(quick: bool = False) -> dict:
 
     # -- scaling -----------------------------------------------------------------
     scaling = {}
-    tiles = (16, 32, 64) if quick else (16, 32, 64, 128, 256)
+    tiles = size["tiles"]
     W = jax.random.normal(key, (256, 256), jnp.float32) * 0.1
     from crossjax import crossbar
 
@@ -167,19 +192,21 @@ def run(quick: bool = False) -> dict:
         t_tiles.append(timeit(lambda: f(W, cfg, key), repeats=repeats)["median"])
     scaling["program_256x256_vs_tile"] = {"tile": list(tiles), "seconds": t_tiles,
                                           "exponent": _slope(tiles, t_tiles)}
-    samples = (1, 4, 16) if quick else (1, 4, 16, 64, 256)
+    samples = size["samples"]
     t_s = []
     for s in samples:
         ks = jax.random.split(key, s)
         t_s.append(timeit(lambda: many(ks), repeats=repeats)["median"])
     scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": _slope(samples, t_s)}
-    batches = (8, 32, 128) if quick else (8, 32, 128, 512)
+    batches = size["batches"]
     t_b = []
     for b in batches:
         xb = jax.random.normal(key, (b, 32, 32, 3), jnp.float32)
         t_b.append(timeit(lambda: analog(state, prog, hw, key, xb), repeats=repeats)["median"])
     scaling["vgg11_analog_batch"] = {"batch": list(batches), "seconds": t_b, "exponent": _slope(batches, t_b)}
 
+    if not quick:
+        out["study_seconds"] = _study_seconds()
     out.update(ratios=ratios, checks=checks, timings=timings, scaling=scaling, peak_rss_mib=peak_rss_mib())
     return out
 

@@ -25,6 +25,7 @@ Checks (``ValueError`` naming the argument) run eagerly on concrete inputs; unde
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -114,16 +115,31 @@ def _initial_adc_range(g_eff, config):
     return config.dac.v_read * jnp.sum(jnp.abs(g_eff), axis=-2)
 
 
-@jax.jit
-def _program(W, config, key):
-    K, N = W.shape
+def _write(W, config, key):
+    """Map ``W`` ``(K, N)`` to tiles and program the devices: ``(g, w_max)``."""
     u, w_max = mapping.map_weights(W, config.mapping, config.array.rows, config.array.cols)
-    g = devices.program_conductances(u, config.device, key)
-    g_eff = _effective_conductance(g, config)
+    return devices.program_conductances(u, config.device, key), w_max
+
+
+def _state(g, g_eff, w_max, config, K, N):
     return CrossbarState(
         g=g, g_eff=g_eff, w_eff=_fold_weights(g_eff, w_max, config, K, N), w_max=w_max,
         adc_range=_initial_adc_range(g_eff, config), in_features=K, out_features=N,
     )
+
+
+@jax.jit
+def _program(W, config, key):
+    K, N = W.shape
+    g, w_max = _write(W, config, key)
+    return _state(g, _effective_conductance(g, config), w_max, config, K, N)
+
+
+def _check_program_args(W, config, key, name="W"):
+    _check_array(name, W, 2)
+    if W.ndim != 2:
+        raise ValueError(f"{name} must have shape (K, N), got {W.shape}; vmap over extra axes.")
+    _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
 
 
 def program(W, config: HardwareConfig, key=None) -> CrossbarState:
@@ -133,13 +149,54 @@ def program(W, config: HardwareConfig, key=None) -> CrossbarState:
     ``key`` may be ``None`` only when ``config.program_is_stochastic`` is false.
     """
     _check_config(config)
-    _check_array("W", W, 2)
-    if W.ndim != 2:
-        raise ValueError(f"W must have shape (K, N), got {W.shape}; vmap over extra axes.")
-    _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
+    _check_program_args(W, config, key)
     if key is None:
         key = jax.random.key(0)  # unused: nothing stochastic
     return _program(_as_float(W), config, key)
+
+
+def program_many(Ws, config: HardwareConfig, keys) -> list[CrossbarState]:
+    """Program several weight matrices (e.g. every layer of a model) with one circuit solve.
+
+    ``Ws[i]`` is ``(K_i, N_i)``, or ``(G_i, K_i, N_i)`` for ``G_i`` independent
+    matrices (grouped convolutions, programmed with ``jax.random.split(keys[i], G_i)``).
+    Equal to ``[program(W, config, k) for W, k in zip(Ws, keys)]``, but the tiles
+    of all matrices share one batched ``G_eff`` sweep (one compilation, one
+    sequence of batched linear algebra instead of one per matrix).
+    """
+    _check_config(config)
+    if len(Ws) != len(keys):
+        raise ValueError(f"Ws and keys must have the same length, got {len(Ws)} and {len(keys)}.")
+    for i, (W, k) in enumerate(zip(Ws, keys)):
+        _check_array(f"Ws[{i}]", W, 2)
+        if W.ndim not in (2, 3):
+            raise ValueError(f"Ws[{i}] must have shape (K, N) or (G, K, N), got {W.shape}.")
+        _check_key(k, config.program_is_stochastic, "config has write-time non-idealities")
+    keys = [jax.random.key(0) if k is None else k for k in keys]
+    return _program_many([_as_float(W) for W in Ws], config, keys)
+
+
+@jax.jit
+def _program_many(Ws, config, keys):
+    written = []
+    for W, key in zip(Ws, keys):  # static: one entry per layer
+        if W.ndim == 2:
+            written.append(_write(W, config, key))
+        else:
+            written.append(jax.vmap(_write, in_axes=(0, None, 0))(W, config, jax.random.split(key, W.shape[0])))
+    tile = written[0][0].shape[-2:]
+    flat = jnp.concatenate([g.reshape((-1,) + tile) for g, _ in written])
+    flat_eff = _effective_conductance(flat, config)
+    sizes = np.cumsum([g.size // math.prod(tile) for g, _ in written])[:-1]
+    states = []
+    for W, (g, w_max), g_eff in zip(Ws, written, jnp.split(flat_eff, sizes)):
+        K, N = W.shape[-2:]
+        g_eff = g_eff.reshape(g.shape)
+        if W.ndim == 2:
+            states.append(_state(g, g_eff, w_max, config, K, N))
+        else:
+            states.append(jax.vmap(_state, in_axes=(0, 0, 0, None, None, None))(g, g_eff, w_max, config, K, N))
+    return states
 
 
 def effective_weights(state: CrossbarState, config: HardwareConfig | None = None):
@@ -204,7 +261,7 @@ def _tile_currents(v, state, config, key, method):
         # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
         positive = var > 0
         std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-        i = i + std * jax.random.normal(key, i.shape, i.dtype)
+        i = i + std * devices.draw(jax.random.normal, key, i.shape, i.dtype)
     return i
 
 

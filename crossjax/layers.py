@@ -396,8 +396,9 @@ def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:
 def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     """Program every crossbar layer: a pure function of (weights, hardware, key).
 
-    Layer ``i`` (see :func:`crossbar_layers`) is programmed with
-    ``crossbar.program(W_i, hardware, jax.random.fold_in(key, i))``. Returns an
+    Layer ``i`` (see :func:`crossbar_layers`) is programmed as by
+    ``crossbar.program(W_i, hardware, jax.random.fold_in(key, i))``, all layers'
+    tiles in one batched circuit solve (``crossbar.program_many``). Returns an
     ``nnx.State`` of :class:`CrossbarVariable` (install it with
     :func:`load_program`); the model is not modified, so
     ``jax.vmap(lambda k: program_model(model, hw, k))(keys)`` gives Monte Carlo samples.
@@ -408,10 +409,9 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     layers = crossbar_layers(model)
     if not layers:
         raise ValueError("model: has no CrossbarLinear/CrossbarConv layers to program")
-    flat = []
-    for i, (path, layer) in enumerate(layers):
-        state = layer.program(hardware, jax.random.fold_in(key, i))
-        flat.append(((*path, "crossbar_state"), CrossbarVariable(state)))
+    keys = [jax.random.fold_in(key, i) for i in range(len(layers))]
+    states = _kernels().program_many([layer.crossbar_weights() for _, layer in layers], hardware, keys)
+    flat = [((*path, "crossbar_state"), CrossbarVariable(state)) for (path, _), state in zip(layers, states)]
     return nnx.from_flat_state(flat)
 
 
