@@ -47,6 +47,8 @@ class CrossbarState:
       w_eff: effective digital weights ``(K, N)`` (what the hardware computes, linear part).
       w_max: weight scale, scalar or ``(N,)``.
       adc_range: ADC full scale per tile column ``(P, Kt, Nt, Cp)`` amperes, or ``None`` (no ADC).
+      column_index: sparse layout only (``mapping.layout="sparse"``): the output held by
+        compacted column ``j`` of row block ``a``, ``(Kt, Nt*C)``, -1 for an empty slot.
       in_features, out_features: ``K``, ``N`` (static).
     """
 
@@ -55,6 +57,7 @@ class CrossbarState:
     w_eff: jax.Array
     w_max: jax.Array
     adc_range: jax.Array | None
+    column_index: jax.Array | None = None
     in_features: int = struct.field(pytree_node=False, default=0)
     out_features: int = struct.field(pytree_node=False, default=0)
 
@@ -98,9 +101,15 @@ def _scale(config):
     return 1.0 / ((config.device.g_max - config.device.g_min) * config.dac.v_read)
 
 
-def _fold_weights(g_eff, w_max, config, K, N):
-    w = mapping.unmap_tiles(g_eff, w_max, config.mapping, K, N)
-    return w / (config.device.g_max - config.device.g_min)
+def _fold_weights(g_eff, w_max, config, K, N, column_index=None):
+    scale = 1.0 / (config.device.g_max - config.device.g_min)
+    if column_index is None:
+        return mapping.unmap_tiles(g_eff, w_max, config.mapping, K, N) * scale
+    kt, nt = g_eff.shape[1:3]
+    rows, cols = config.array.rows, config.array.cols
+    packed = mapping.unmap_tiles(g_eff, w_max, config.mapping, kt * rows, nt * cols)   # (Kt*R, Nt*C)
+    w = mapping.scatter_rows(packed.reshape(kt, rows, nt * cols), column_index, N)
+    return w.reshape(kt * rows, N)[:K] * scale
 
 
 def _initial_adc_range(g_eff, config):
@@ -116,23 +125,33 @@ def _initial_adc_range(g_eff, config):
 
 
 def _write(W, config, key):
-    """Map ``W`` ``(K, N)`` to tiles and program the devices: ``(g, w_max)``."""
-    u, w_max = mapping.map_weights(W, config.mapping, config.array.rows, config.array.cols)
-    return devices.program_conductances(u, config.device, key), w_max
+    """Map ``W`` ``(K, N)`` to tiles and program the devices: ``(g, w_max, column_index)``.
+
+    With ``mapping.layout="sparse"`` the tiles hold the compacted columns
+    (``mapping.compact_columns``) and ``column_index`` maps them back; else it is ``None``.
+    """
+    rows, cols = config.array.rows, config.array.cols
+    index = None
+    if config.mapping.layout == "sparse":
+        packed = mapping.compact_columns(W, rows, cols)
+        index = packed.column_index
+        W = mapping.untile_weights(packed.tiles, packed.tiles.shape[0] * rows, packed.tiles.shape[1] * cols)
+    u, w_max = mapping.map_weights(W, config.mapping, rows, cols)
+    return devices.program_conductances(u, config.device, key), w_max, index
 
 
-def _state(g, g_eff, w_max, config, K, N):
+def _state(g, g_eff, w_max, index, config, K, N):
     return CrossbarState(
-        g=g, g_eff=g_eff, w_eff=_fold_weights(g_eff, w_max, config, K, N), w_max=w_max,
-        adc_range=_initial_adc_range(g_eff, config), in_features=K, out_features=N,
+        g=g, g_eff=g_eff, w_eff=_fold_weights(g_eff, w_max, config, K, N, index), w_max=w_max,
+        adc_range=_initial_adc_range(g_eff, config), column_index=index, in_features=K, out_features=N,
     )
 
 
 @jax.jit
 def _program(W, config, key):
     K, N = W.shape
-    g, w_max = _write(W, config, key)
-    return _state(g, _effective_conductance(g, config), w_max, config, K, N)
+    g, w_max, index = _write(W, config, key)
+    return _state(g, _effective_conductance(g, config), w_max, index, config, K, N)
 
 
 def _check_program_args(W, config, key, name="W"):
@@ -185,17 +204,18 @@ def _program_many(Ws, config, keys):
         else:
             written.append(jax.vmap(_write, in_axes=(0, None, 0))(W, config, jax.random.split(key, W.shape[0])))
     tile = written[0][0].shape[-2:]
-    flat = jnp.concatenate([g.reshape((-1,) + tile) for g, _ in written])
+    flat = jnp.concatenate([g.reshape((-1,) + tile) for g, _, _ in written])
     flat_eff = _effective_conductance(flat, config)
-    sizes = np.cumsum([g.size // math.prod(tile) for g, _ in written])[:-1]
+    sizes = np.cumsum([g.size // math.prod(tile) for g, _, _ in written])[:-1]
     states = []
-    for W, (g, w_max), g_eff in zip(Ws, written, jnp.split(flat_eff, sizes)):
+    for W, (g, w_max, index), g_eff in zip(Ws, written, jnp.split(flat_eff, sizes)):
         K, N = W.shape[-2:]
         g_eff = g_eff.reshape(g.shape)
         if W.ndim == 2:
-            states.append(_state(g, g_eff, w_max, config, K, N))
+            states.append(_state(g, g_eff, w_max, index, config, K, N))
         else:
-            states.append(jax.vmap(_state, in_axes=(0, 0, 0, None, None, None))(g, g_eff, w_max, config, K, N))
+            states.append(jax.vmap(_state, in_axes=(0, 0, 0, 0, None, None, None))(
+                g, g_eff, w_max, index, config, K, N))
     return states
 
 
@@ -209,13 +229,15 @@ def effective_weights(state: CrossbarState, config: HardwareConfig | None = None
 def _readout(a, state, config):
     """Tile columns ``(..., Nt, Cp)`` -> the columns that are read out, ``(..., M)``.
 
-    Without reference columns every read-out column is an output: ``M = N``
-    (the padding columns of the last tile are dropped, so nothing is computed for
-    them). With the offset scheme's reference column the tiles are kept,
-    ``M = Nt * Cp``.
+    In the dense layout without reference columns every read-out column is an
+    output: ``M = N`` (the padding columns of the last tile are dropped, so
+    nothing is computed for them). With the offset scheme's reference column or
+    the sparse layout's packed columns the tiles are kept, ``M = Nt * Cp``.
     """
     a = a.reshape(a.shape[:-2] + (-1,))
-    return a if config.mapping.reference_columns else a[..., : state.out_features]
+    if config.mapping.reference_columns or state.column_index is not None:
+        return a
+    return a[..., : state.out_features]
 
 
 def _tile_products(v, m, K, rows):
@@ -301,10 +323,14 @@ def _apply(x, state, config, key, method):
     i = jnp.tensordot(jnp.asarray(coef, i.dtype), i, axes=1)  # bit-serial shift-add
     if config.mapping.reference_columns:
         i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (..., P, Kt, Nt, Cp)
-        y = mapping.recombine(i, config.mapping, axis=-4).sum(axis=-3)  # (..., Nt, C)
-        y = y.reshape(y.shape[:-2] + (-1,))[..., : state.out_features]
+        i = mapping.recombine(i, config.mapping, axis=-4)  # (..., Kt, Nt, C)
+        i = i.reshape(i.shape[:-2] + (-1,))
     else:
-        y = mapping.recombine(i, config.mapping, axis=-3).sum(axis=-2)  # (..., N)
+        i = mapping.recombine(i, config.mapping, axis=-3)  # (..., Kt, M)
+    if state.column_index is not None:  # sparse layout: packed columns back in place
+        y = mapping.scatter_outputs(i, state.column_index, state.out_features)
+    else:
+        y = i.sum(axis=-2)[..., : state.out_features]
     return y * state.w_max * x_range * _scale(config)
 
 
@@ -360,7 +386,7 @@ def _calibrate(x, state, config, key, q):
 def _physical(a, state, config):
     """Inverse of :func:`_readout` on the last axis: ``(..., M)`` -> ``(..., Nt, Cp)`` (unread columns get 1)."""
     nt, cp = state.g_eff.shape[2], state.g_eff.shape[-1]
-    if not config.mapping.reference_columns:
+    if a.shape[-1] < nt * cp:  # the dense layout's unread padding columns
         a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, nt * cp - a.shape[-1])], constant_values=1.0)
     return a.reshape(a.shape[:-1] + (nt, cp))
 
@@ -399,10 +425,10 @@ def _analog_matmul(x, W, config, key):
 
             method = circuit.choose_method(config.array.rows, max(1, x.size // K))
         per_input = method == "iterative"
-    u, w_max = mapping.map_weights(W, config.mapping, config.array.rows, config.array.cols)
-    g = devices.program_conductances(u, config.device, k_prog)
+    g, w_max, index = _write(W, config, k_prog)
     g_eff = g if per_input else _effective_conductance(g, config)
-    state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, in_features=K, out_features=N)
+    state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, column_index=index,
+                          in_features=K, out_features=N)
     if config.adc.bits is not None:
         if config.adc.range == "calibrated":
             v, _, _ = converters.apply_dac(x, config.dac)
@@ -415,5 +441,5 @@ def _analog_matmul(x, W, config, key):
             adc_range = _initial_adc_range(g_eff, config)
         state = state.replace(adc_range=adc_range)
     if not _needs_columns(config) and not per_input:
-        state = state.replace(w_eff=_fold_weights(g_eff, w_max, config, K, N))
+        state = state.replace(w_eff=_fold_weights(g_eff, w_max, config, K, N, index))
     return _apply(x, state, config, k_read, "iterative" if per_input else None)

@@ -37,6 +37,7 @@ from crossjax.converters import ste_round
 
 SCHEMES = ("differential", "offset")
 WEIGHT_SCALES = ("layer", "column")
+LAYOUTS = ("dense", "sparse")
 
 
 @struct.dataclass
@@ -50,6 +51,11 @@ class MappingConfig:
         ``None``: from ``W`` as ``weight_scale`` says.
       slice_bits: bits per cell for quantized weights (``None``: continuous). static.
       slices: cells (bit slices) per weight magnitude. static.
+      layout: ``"dense"`` (every tile of the ``(Kt, Nt)`` grid is a crossbar, zero
+        weights included) or ``"sparse"`` (per row block, the crossbar columns
+        holding a non-zero weight are packed in order into ``ceil(nnz / C)``
+        crossbars; all-zero columns and tiles are not programmed and the outputs
+        are put back in order digitally, :func:`compact_columns`). static.
     """
 
     scheme: str = struct.field(pytree_node=False, default="differential")
@@ -57,6 +63,7 @@ class MappingConfig:
     w_max: float | None = None
     slice_bits: int | None = struct.field(pytree_node=False, default=None)
     slices: int = struct.field(pytree_node=False, default=1)
+    layout: str = struct.field(pytree_node=False, default="dense")
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -74,6 +81,10 @@ class MappingConfig:
             raise ValueError("mapping.slices > 1 needs mapping.slice_bits (bits per cell).")
         if self.scheme == "offset" and self.slices > 1:
             raise ValueError("mapping.slices > 1 needs mapping.scheme='differential'.")
+        chk.choice("mapping.layout", self.layout, LAYOUTS)
+        if self.layout == "sparse" and self.weight_scale != "layer":
+            raise ValueError("mapping.layout='sparse' packs columns of different outputs into one "
+                             "crossbar; it needs mapping.weight_scale='layer'.")
 
     @property
     def n_arrays(self) -> int:
@@ -167,6 +178,60 @@ def map_weights(W, mapping: MappingConfig, rows: int, cols: int):
                 d = d + (qv - qs) / Q / coef[0]
             arrays.append(d)
     return jnp.stack(arrays), w_max
+
+
+@struct.dataclass
+class Compaction:
+    """Sparse-mapping layout of one layer.
+
+    tiles: (Kt, Nt, R, C) compacted crossbars; row block ``a`` uses tiles
+        ``[a, :tiles_used[a]]``, the rest are all zero (static shapes for jit).
+    column_index: (Kt, Nt*C) int32: the output n held by compacted column j of
+        row block a, or -1 for an empty slot.
+    tiles_used: (Kt,) crossbars per row block = ceil(nnz_cols[a] / C).
+    """
+    tiles: jnp.ndarray
+    column_index: jnp.ndarray
+    tiles_used: jnp.ndarray
+
+
+def compact_columns(W, rows: int, cols: int) -> Compaction:
+    """Sparse mapping of ``W`` (K, N): within each row block (the tiles sharing the
+    inputs ``x[a*R:(a+1)*R]``), skip the all-zero crossbar columns and pack the rest,
+    in order, into ``ceil(nnz_cols[a] / C)`` crossbars."""
+    K, N = W.shape
+    Kt, Nt = tile_counts(K, N, rows, cols)
+    T = tile_weights(W, rows, cols)                                # (Kt, Nt, R, C)
+    blocks = T.transpose(0, 2, 1, 3).reshape(Kt, rows, Nt * cols)  # row block a: (R, Nt*C)
+    nonempty = (blocks != 0).any(axis=1)                           # (Kt, Nt*C)
+    order = jnp.argsort(~nonempty, axis=1, stable=True)            # non-empty first, in order
+    packed = jnp.take_along_axis(blocks, order[:, None, :], axis=2)
+    keep = jnp.take_along_axis(nonempty, order, axis=1)
+    packed = jnp.where(keep[:, None, :], packed, 0)
+    index = jnp.where(keep, order, -1).astype(jnp.int32)
+    tiles = packed.reshape(Kt, rows, Nt, cols).transpose(0, 2, 1, 3)
+    used = -(-nonempty.sum(1) // cols)
+    return Compaction(tiles=tiles, column_index=index, tiles_used=used.astype(jnp.int32))
+
+
+def scatter_outputs(partials, column_index, N: int):
+    """Undo the compaction digitally: ``y[..., n] = sum_{a,j: index[a,j]=n} partials[..., a, j]``.
+
+    ``partials`` (..., Kt, Nt*C): per-row-block column outputs of the compacted
+    crossbars; empty slots (index -1) are dropped. Returns (..., N).
+    """
+    idx = jnp.where(column_index < 0, N, column_index).ravel()
+    flat = partials.reshape(*partials.shape[:-2], -1)
+    out = jnp.zeros((*partials.shape[:-2], N + 1), partials.dtype)
+    return out.at[..., idx].add(flat)[..., :N]
+
+
+def scatter_rows(blocks, column_index, N: int):
+    """Compacted weights back in place: ``(Kt, R, Nt*C)`` -> ``(Kt, R, N)`` (row blocks kept apart)."""
+    def one(block, index):
+        idx = jnp.where(index < 0, N, index)
+        return jnp.zeros((block.shape[0], N + 1), block.dtype).at[:, idx].add(block)[:, :N]
+    return jax.vmap(one)(blocks, column_index)
 
 
 def column_difference(a, mapping: MappingConfig):

@@ -245,7 +245,7 @@ def test_row_ladder_matches_dense_nodal_inverse(C, r_row, g_range):
         assert rel_err(row.a, g * t) <= tol
 
 
-@pytest.mark.parametrize("dtype,R", [(np.float64, 37), (np.float32, 37), (np.float64, 70)])
+@pytest.mark.parametrize("dtype,R", [(np.float64, 37), (np.float32, 37)])
 def test_multi_block_sweep_and_gradients(dtype, R):
     """Several renormalization blocks with zero-row padding on top: values against the sparse
     reference, gradients of the one-pass adjoint against the independent CG adjoint."""

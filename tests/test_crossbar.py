@@ -185,3 +185,77 @@ def test_read_noise_gradient_finite_with_zero_input_tile():
     g = jax.grad(lambda W: crossbar.analog_matmul(x, W, cfg, jax.random.key(1)).sum())(W)
     assert bool(jnp.all(jnp.isfinite(g)))
     assert float(jnp.abs(g).sum()) > 0
+
+
+# --------------------------------------------------------------------------- sparse layout, many matrices
+def _column_pruned(seed, K, N, R, C, sparsity=0.6):
+    from crossjax import pruning
+
+    rng = np.random.default_rng(seed)
+    W = jnp.asarray(rng.normal(size=(K, N)))
+    return W * pruning.crossbar_column_mask(W, R, C, sparsity), jnp.asarray(rng.uniform(-1, 1, (5, K)))
+
+
+@pytest.mark.parametrize("scheme", ["differential", "offset"])
+def test_sparse_layout_is_exact_and_packs_columns(scheme):
+    from crossjax import pruning
+
+    K, N, R, C = 40, 37, 16, 8
+    W, x = _column_pruned(0, K, N, R, C)
+    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "mapping.layout": "sparse",
+                                "mapping.scheme": scheme})
+    state = crossbar.program(W, cfg)
+    comp = pruning.compact_columns(W, R, C)
+    np.testing.assert_array_equal(state.column_index, comp.column_index)
+    assert _rel(state.w_eff, W) < 1e-12
+    assert _rel(crossbar.matmul(x, state, cfg), x @ W) < 1e-10
+    adc = cfg.set({"adc.bits": 40})   # the per-column path: per-tile currents scattered back
+    assert _rel(crossbar.matmul(x, crossbar.program(W, adc), adc), x @ W) < 1e-10
+    assert _rel(crossbar.analog_matmul(x, W, adc), x @ W) < 1e-10
+    # Only ceil(nnz/C) crossbars per row block are read: rewriting the unused tiles changes nothing.
+    used = np.asarray(comp.tiles_used)
+    assert used.sum() == int(pruning.crossbar_report(W, R, C).tiles_sparse) < state.g.shape[1] * state.g.shape[2]
+    unused = np.arange(state.g.shape[2])[None, :] >= used[:, None]            # (Kt, Nt)
+    fixed = adc.set({"adc.range": "fixed", "adc.i_max": 1.0})
+    state = crossbar.program(W, fixed)
+    junk = jnp.where(unused[None, :, :, None, None], 7e-5, state.g_eff)
+    np.testing.assert_allclose(crossbar.matmul(x, state.replace(g_eff=junk), fixed),
+                               crossbar.matmul(x, state, fixed), rtol=1e-12)
+
+
+def test_sparse_layout_changes_ir_drop_not_the_ideal_result():
+    K, N, R, C = 64, 48, 32, 16
+    W, x = _column_pruned(1, K, N, R, C, 0.5)
+    wires = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES})
+    y_dense = crossbar.analog_matmul(x, W, wires)
+    y_sparse = crossbar.analog_matmul(x, W, wires.set({"mapping.layout": "sparse"}))
+    # packing the non-empty columns next to each other moves them along the wires
+    assert 1e-6 < _rel(y_sparse, y_dense) < 0.2 and _rel(y_sparse, x @ W) < 0.2
+
+
+def test_program_many_equals_program_per_matrix():
+    rng = np.random.default_rng(5)
+    cfg = HardwareConfig().set({"array.rows": 8, "array.cols": 4, "array.parasitics": WIRES,
+                                "device.write_noise": WriteNoise(0.05), "adc.bits": 6})
+    Ws = [jnp.asarray(rng.normal(size=(13, 6))), jnp.asarray(rng.normal(size=(2, 9, 5))), jnp.asarray(rng.normal(size=(4, 4)))]
+    keys = list(jax.random.split(jax.random.key(2), 3))
+    many = crossbar.program_many(Ws, cfg, keys)
+    one = [crossbar.program(Ws[0], cfg, keys[0]),
+           jax.vmap(crossbar.program, in_axes=(0, None, 0))(Ws[1], cfg, jax.random.split(keys[1], 2)),
+           crossbar.program(Ws[2], cfg, keys[2])]
+    for a, b in zip(many, one):
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_allclose(u, v, rtol=1e-12)
+    with pytest.raises(ValueError, match="same length"):
+        crossbar.program_many(Ws, cfg, keys[:2])
+    with pytest.raises(ValueError, match=r"Ws\[1\]"):
+        crossbar.program_many([Ws[0], jnp.ones((2, 2, 3, 3))], cfg, keys[:2])
+    with pytest.raises(ValueError, match="key is None"):
+        crossbar.program_many(Ws[:1], cfg, [None])
+
+
+def test_sparse_layout_needs_layer_scale():
+    with pytest.raises(ValueError, match="mapping.weight_scale='layer'"):
+        HardwareConfig().set({"mapping.layout": "sparse", "mapping.weight_scale": "column"})
+    with pytest.raises(ValueError, match="mapping.layout"):
+        HardwareConfig().set({"mapping.layout": "packed"})

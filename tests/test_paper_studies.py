@@ -49,7 +49,7 @@ def test_sparse_crossbars_quick(tmp_path):
     doc = _check_schema(tmp_path, res)
     best = doc["most_compressed"]
     assert best in ("xcs", "xrs")
-    for v in ("dense", "cf", "xcs", "xrs", f"{best}+rearranged", f"{best}+wct"):
+    for v in ("dense", "cf", "xcs", "xrs", f"{best}+rearranged", f"{best}+wct", f"{best}+ft"):
         assert f"{v}@ideal" in {c["name"] for c in doc["configs"]}
     # the rearrangement is undone digitally: same network function
     assert doc["variants"][f"{best}+rearranged"]["max_logit_change"] < 1e-3
@@ -74,7 +74,29 @@ def test_dub_adc_quick_levels_and_balance(tmp_path):
     _rerun_skips("dub_adc", tmp_path)
 
 
-def test_registry_lists_the_written_studies():
-    assert set(paper_studies.RUNNERS) == {"sparse_crossbars", "dub_adc"}
+def test_registry_lists_the_three_studies():
+    assert set(paper_studies.RUNNERS) == {"sparse_crossbars", "dub_adc", "tile_dse"}
     with pytest.raises(ValueError, match="unknown study"):
-        paper_studies.run("tile_dse", "unused")
+        paper_studies.run("tile_sweep", "unused")
+
+
+def test_tile_dse_quick(tmp_path):
+    from crossjax.paper_studies import tile_dse
+
+    res = paper_studies.run("tile_dse", tmp_path, quick=True, progress=False)
+    doc = _check_schema(tmp_path, res)
+    st = tile_dse.settings(True)
+    for T in st["tiles"]:
+        dense, packed = doc["variants"][f"xcs/dense/T{T}"], doc["variants"][f"xcs/sparse/T{T}"]
+        # the sparse mapping needs fewer crossbars (where a row block spans several) and fewer
+        # conversions for the same (pruned) network
+        assert packed["crossbars"] <= dense["crossbars"] == dense["crossbars_dense"]
+        assert (packed["crossbars"] < dense["crossbars"]) == (T < st["hidden"][0])
+        assert packed["adc_conversions"] < dense["adc_conversions"]
+        assert packed["adc_energy_J"] < dense["adc_energy_J"]
+        # both mappings are exact on an ideal crossbar: identical predictions
+        cells = {c["name"]: c for c in doc["configs"]}
+        assert cells[f"xcs/sparse/T{T}@ideal"]["values"] == cells[f"xcs/dense/T{T}@ideal"]["values"]
+        for c in ("dse", "dse+wires"):
+            assert cells[f"xcs/sparse/T{T}@{c}"]["samples"] == st["samples"]
+    _rerun_skips("tile_dse", tmp_path)

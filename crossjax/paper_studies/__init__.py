@@ -4,14 +4,14 @@
 writes ``out/results.json`` (schema of shared/DESIGN.md plus study sections),
 ``out/report.md`` and PNG plots, and resumes a killed run. See
 :mod:`.sparse_crossbars` (Bhattacharjee et al., DATE 2022), :mod:`.dub_adc`
-(Ibrayev et al., arXiv 2403.13082). The tile-size x dense/sparse mapping
-exploration of Lammie et al. (ISCAS 2022) is not written yet.
+(Ibrayev et al., arXiv 2403.13082) and :mod:`.tile_dse` (tile size x dense/sparse
+mapping, Lammie et al., ISCAS 2022).
 """
 from __future__ import annotations
 
 import importlib
 
-_MODULES = {"sparse_crossbars": "sparse_crossbars", "dub_adc": "dub_adc"}
+_MODULES = {"sparse_crossbars": "sparse_crossbars", "dub_adc": "dub_adc", "tile_dse": "tile_dse"}
 
 
 def _runner(module):

@@ -29,7 +29,9 @@ x 6 variants x 2 configs) needs an accelerator to finish in minutes. Steps:
    exactly) and **WCT** (each layer rescaled to ``max|W| = 1``, which changes
    no prediction of a ReLU network; fine-tuning with
    ``add_weight_constraint(strength, threshold)``, masks fixed; evaluated with
-   the mapping scale pinned, ``mapping.w_max = 1``).
+   the mapping scale pinned, ``mapping.w_max = 1``), with a control ``+ft``: the
+   same fine-tuning (steps, seed, masks) without the constraint, so the effect
+   of the constraint is separated from that of more training.
 
 Accuracy loss of a variant = its ideal accuracy - its accuracy under the config.
 """
@@ -205,8 +207,20 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
                      seed=seed + 2, masks=masks, pre=(tx,))
         return m
 
+    def finetuned():  # control of WCT: the same rescaling and fine-tuning without the constraint
+        m = build()
+        nnx.update(m, nnx.state(variants[best](), nnx.Param))
+        normalize_scales(m)
+        masks = nnx.as_pure(pruning.prune_model(m, "magnitude", TILE, TILE, 0.0))
+        for i, layer in enumerate(m.layers):
+            masks["layers"][i]["kernel"] = layer.kernel[...] != 0
+        train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3,
+                     seed=seed + 2, masks=masks)
+        return m
+
     mit = {f"{best}+rearranged": lazy(f"{best}+rearranged", rearranged),
-           f"{best}+wct": lazy(f"{best}+wct", wct)}
+           f"{best}+wct": lazy(f"{best}+wct", wct),
+           f"{best}+ft": lazy(f"{best}+ft", finetuned)}
     for v, fn in mit.items():
         if v not in rs.results["variants"]:
             m = fn()

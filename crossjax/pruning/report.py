@@ -18,6 +18,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import struct
 
+from crossjax import mapping
+from crossjax.mapping import Compaction, scatter_outputs
 from crossjax.pruning._layout import check_matrix, check_tile_size, grid, tile
 
 __all__ = ["CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs",
@@ -71,51 +73,12 @@ def crossbar_report(W, rows, cols, mask=None):
         compression=Kt * Nt / jnp.maximum(tiles_sparse, 1))
 
 
-@struct.dataclass
-class Compaction:
-    """Sparse-mapping layout of one layer.
-
-    tiles: (Kt, Nt, R, C) compacted crossbars; row block ``a`` uses tiles
-        ``[a, :tiles_used[a]]``, the rest are all zero (static shapes for jit).
-    column_index: (Kt, Nt*C) int32: the output n held by compacted column j of
-        row block a, or -1 for an empty slot.
-    tiles_used: (Kt,) crossbars per row block = ceil(nnz_cols[a] / C).
-    """
-    tiles: jnp.ndarray
-    column_index: jnp.ndarray
-    tiles_used: jnp.ndarray
-
-
-def compact_columns(W, rows, cols):
-    """Sparse mapping of ``W`` (K, N): skip all-zero crossbar columns, compact the rest (module doc)."""
+def compact_columns(W, rows, cols) -> Compaction:
+    """Sparse mapping of ``W`` (K, N): skip all-zero crossbar columns, compact the rest (module doc;
+    :func:`crossjax.mapping.compact_columns`, which the crossbar kernels use for ``layout="sparse"``)."""
     check_matrix(W)
     check_tile_size(rows, cols)
-    W = jnp.asarray(W)
-    K, N = W.shape
-    Kt, Nt = grid(K, N, rows, cols)
-    T = tile(W, rows, cols)                                        # (Kt, Nt, R, C)
-    blocks = T.transpose(0, 2, 1, 3).reshape(Kt, rows, Nt * cols)  # row block a: (R, Nt*C)
-    nonempty = (blocks != 0).any(axis=1)                           # (Kt, Nt*C)
-    order = jnp.argsort(~nonempty, axis=1, stable=True)            # non-empty first, in order
-    packed = jnp.take_along_axis(blocks, order[:, None, :], axis=2)
-    keep = jnp.take_along_axis(nonempty, order, axis=1)
-    packed = jnp.where(keep[:, None, :], packed, 0)
-    index = jnp.where(keep, order, -1).astype(jnp.int32)
-    tiles = packed.reshape(Kt, rows, Nt, cols).transpose(0, 2, 1, 3)
-    used = -(-nonempty.sum(1) // cols)
-    return Compaction(tiles=tiles, column_index=index, tiles_used=used.astype(jnp.int32))
-
-
-def scatter_outputs(partials, column_index, N):
-    """Undo the compaction digitally: ``y[..., n] = sum_{a,j: index[a,j]=n} partials[..., a, j]``.
-
-    ``partials`` (..., Kt, Nt*C): per-row-block column outputs of the compacted
-    crossbars; empty slots (index -1) are dropped. Returns (..., N).
-    """
-    idx = jnp.where(column_index < 0, N, column_index).ravel()
-    flat = partials.reshape(*partials.shape[:-2], -1)
-    out = jnp.zeros((*partials.shape[:-2], N + 1), partials.dtype)
-    return out.at[..., idx].add(flat)[..., :N]
+    return mapping.compact_columns(jnp.asarray(W), rows, cols)
 
 
 def compacted_matmul(x, compaction, N):

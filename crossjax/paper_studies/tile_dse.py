@@ -1,0 +1,183 @@
+"""Seed study 3: dense vs sparse mapping and tile size on tiled RRAM (Lammie et al., ISCAS 2022,
+arXiv 2201.06703), at laptop scale on the offline digits.
+
+Model: ``MLP(64, hidden, 10)`` (full: hidden (256, 256), tiles 16..256; quick:
+hidden (64, 64), tiles 16..64). For every tile size ``T`` (``T x T`` crossbars):
+
+1. ``dense``: the digitally trained network (trained once);
+2. ``xcs``: the dense network with ``sparsity`` of its hidden layers' crossbar
+   columns removed at this tile size (``pruning.crossbar_column_mask``: whole
+   ``T``-row column segments, the structure a sparse mapping can skip),
+   fine-tuned with the masks fixed (pruned weights stay exactly 0);
+3. mappings (``mapping.layout``): ``dense`` programs every tile of the grid,
+   zeros included; ``sparse`` skips the all-zero crossbar columns and packs the
+   rest, per row block, into ``ceil(nnz / T)`` crossbars, undone digitally
+   (PAPERS.md: the paper's exact definition is not known; this is the
+   column-compaction scheme of ``crossjax.pruning.report``).
+
+Every (variant, mapping, T) cell is evaluated on ``"ideal"`` (exact ``x @ W``),
+``"dse"`` (``presets.get("dse_iscas22")`` at tile ``T``: 1T1R, no IR drop,
+32 levels, 10 % device-to-device variation of R_on/R_off, 1 % stuck devices,
+8-bit ADC at the column's full scale) and ``"dse+wires"`` (the same passive,
+with 1 Ohm wire segments and the exact IR-drop solve), with ``samples`` Monte
+Carlo samples per stochastic cell. Costs per cell: crossbars (dense or sparse
+count), ADC conversions per inference (both arrays of the differential pair;
+the sparse mapping converts only non-empty columns) and ADC energy (Walden
+law at the preset's 8 bits, ``crossjax.energy``).
+
+Accuracy loss of a cell = its ideal accuracy - its accuracy under the config.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from flax import nnx
+
+from crossjax import circuit, energy, models, montecarlo, presets, pruning
+from crossjax import data as data_lib
+from crossjax.paper_studies.harness import StudyRun, md_table, train_masked
+
+CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
+ADC_CONVERSIONS = 2  # each array of the differential pair has its own ADC (crossbar kernels' default)
+
+
+def settings(quick: bool) -> dict:
+    """Training/pruning settings of the full and quick runs."""
+    if quick:
+        return dict(hidden=(64, 64), tiles=(16, 32, 64), train_steps=300, finetune_steps=60,
+                    sparsity=0.5, samples=2, max_test=450)
+    return dict(hidden=(256, 256), tiles=(16, 32, 64, 128, 256), train_steps=1500, finetune_steps=300,
+                sparsity=0.5, samples=32, max_test=None)
+
+
+def hardware_configs(tile: int, mapping: str) -> dict:
+    """The named configs of one cell (see the module docstring)."""
+    base = presets.get("dse_iscas22").set({"array.rows": tile, "array.cols": tile, "mapping.layout": mapping})
+    wires = circuit.Parasitics(r_wire_row=1.0, r_wire_col=1.0)
+    ideal = presets.get("ideal").set({"array.rows": tile, "array.cols": tile, "mapping.layout": mapping})
+    return {"ideal": ideal, "dse": base, "dse+wires": base.set({"array.parasitics": wires})}
+
+
+def xcs_masks(model, tile: int, sparsity: float):
+    """Pure mask tree: crossbar-column (XCS) masks of the hidden layers at ``tile``, the output layer kept."""
+    masks = nnx.as_pure(pruning.prune_model(model, "magnitude", tile, tile, 0.0))
+    for i, layer in enumerate(model.layers[:-1]):
+        masks["layers"][i]["kernel"] = pruning.crossbar_column_mask(layer.kernel[...], tile, tile, sparsity)
+    return masks
+
+
+def costs(model, tile: int, mapping: str) -> dict:
+    """Crossbars, ADC conversions and ADC energy per inference of ``model`` mapped at ``tile``."""
+    report = pruning.model_report(model, tile, tile)["total"]
+    kernels = pruning.crossbar_kernels(nnx.state(model, nnx.Param))
+    sparse = mapping == "sparse"
+    conversions = sum(int(energy.layer_conversions(np.asarray(k), tile, tile, 1, ADC_CONVERSIONS, sparse))
+                      for k in kernels.values())
+    e = energy.model_adc_energy(kernels, tile, tile, per="dense", conversions_per_column=ADC_CONVERSIONS,
+                                skip_empty_columns=sparse)
+    return {"crossbars": int(report["tiles_sparse"] if sparse else report["tiles_dense"]),
+            "crossbars_dense": int(report["tiles_dense"]), "sparsity": float(report["sparsity"]),
+            "adc_conversions": conversions, "adc_energy_J": e["pruned"]}
+
+
+def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
+    """Run (or resume) the study into ``out``; returns the results dict."""
+    st = settings(quick)
+    S = samples or st["samples"]
+    rs = StudyRun("tile_dse", out, quick=quick, seed=seed, samples=S,
+                  dataset="digits", model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
+    train = data_lib.load_dataset("digits", split="train")
+    test = data_lib.load_dataset("digits", split="test")
+    x, y = test.x[:st["max_test"]], test.y[:st["max_test"]]
+
+    def build():
+        return models.MLP(64, hidden=st["hidden"], num_classes=10, rngs=nnx.Rngs(params=seed, hardware=seed + 1))
+
+    cache = {}
+
+    def get(variant, make):
+        if variant not in cache:
+            cache[variant] = rs.model(variant, build, make)
+        return cache[variant]
+
+    def dense_make():
+        m = build()
+        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
+        return m
+
+    dense = lambda: get("dense", dense_make)  # noqa: E731
+    if rs.results["digital"] is None:
+        rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
+        rs.save()
+
+    def xcs_make(tile):
+        def make():
+            m = build()
+            nnx.update(m, nnx.state(dense(), nnx.Param))
+            train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
+                         masks=xcs_masks(m, tile, st["sparsity"]))
+            return m
+        return make
+
+    names = tuple(hardware_configs(st["tiles"][0], "dense"))
+    for tile in st["tiles"]:
+        variants = {"dense": dense, "xcs": lambda tile=tile: get(f"xcs{tile}", xcs_make(tile))}
+        for v, mapping in CELLS:
+            cell = f"{v}/{mapping}/T{tile}"
+            if cell not in rs.results["variants"]:
+                rs.results["variants"][cell] = {"variant": v, "mapping": mapping, "tile": tile,
+                                                **costs(variants[v](), tile, mapping)}
+                rs.save()
+            for c, hw in hardware_configs(tile, mapping).items():
+                rs.cell(cell, c, hw, variants[v], x, y)
+
+    rows = []
+    for tile in st["tiles"]:
+        for v, mapping in CELLS:
+            cell = f"{v}/{mapping}/T{tile}"
+            info = rs.results["variants"][cell]
+            ideal = rs.mean(cell, "ideal")
+            row = [tile, v, mapping, info["sparsity"], info["crossbars"], info["adc_conversions"],
+                   info["adc_energy_J"] * 1e12, ideal]
+            for c in names[1:]:
+                a = rs._cells[f"{cell}@{c}"]["accuracy"]
+                row += [a["mean"], a["std"], ideal - a["mean"]]
+            rows.append(row)
+    header = ["T", "variant", "mapping", "sparsity", "crossbars", "ADC conversions", "ADC energy (pJ)", "ideal acc"]
+    for c in names[1:]:
+        header += [f"{c} acc", f"{c} std", f"{c} loss"]
+    md = (f"# Dense vs sparse mapping and tile size (ISCAS 2022), digits, MLP {(64, *st['hidden'], 10)}\n\n"
+          f"Samples per stochastic cell: {S}; XCS sparsity of the hidden layers {st['sparsity']}; "
+          f"configs: `dse` = preset dse_iscas22 at each tile size, `dse+wires` = the same with 1 Ohm wire "
+          f"segments (exact IR drop).\n\n" + md_table(header, rows))
+    _plot(rs, st["tiles"], names[1:])
+    return rs.finish(md)
+
+
+def _plot(rs, tiles, configs):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(configs) + 1, figsize=(4 * (len(configs) + 1), 3.6))
+    for ax, c in zip(axes, configs):
+        for v, mapping in CELLS:
+            acc = [rs._cells[f"{v}/{mapping}/T{t}@{c}"]["accuracy"] for t in tiles]
+            ax.errorbar(tiles, [a["mean"] for a in acc], yerr=[a["std"] for a in acc], marker="o",
+                        capsize=3, label=f"{v}, {mapping} mapping")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("tile size T")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(c)
+    axes[0].legend(fontsize=8)
+    ax = axes[-1]
+    for v, mapping in CELLS:
+        ax.plot(tiles, [rs.results["variants"][f"{v}/{mapping}/T{t}"]["crossbars"] for t in tiles],
+                marker="o", label=f"{v}, {mapping}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("tile size T")
+    ax.set_ylabel("crossbars")
+    fig.tight_layout()
+    fig.savefig(os.path.join(rs.out, "tile_dse.png"), dpi=100)
+    plt.close(fig)
