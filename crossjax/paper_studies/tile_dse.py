@@ -2,7 +2,7 @@
 arXiv 2201.06703), at laptop scale on the offline digits.
 
 Model: ``MLP(64, hidden, 10)`` (full: hidden (256, 256), tiles 16..256; quick:
-hidden (64, 64), tiles 16..64). For every tile size ``T`` (``T x T`` crossbars):
+hidden (64, 64), tiles 16 and 64). For every tile size ``T`` (``T x T`` crossbars):
 
 1. ``dense``: the digitally trained network (trained once);
 2. ``xcs``: the dense network with ``sparsity`` of its hidden layers' crossbar
@@ -45,7 +45,7 @@ ADC_CONVERSIONS = 2  # each array of the differential pair has its own ADC (cros
 def settings(quick: bool) -> dict:
     """Training/pruning settings of the full and quick runs."""
     if quick:
-        return dict(hidden=(64, 64), tiles=(16, 32, 64), train_steps=300, finetune_steps=60,
+        return dict(hidden=(64, 64), tiles=(16, 64), train_steps=300, finetune_steps=60,
                     sparsity=0.5, samples=2, max_test=450)
     return dict(hidden=(256, 256), tiles=(16, 32, 64, 128, 256), train_steps=1500, finetune_steps=300,
                 sparsity=0.5, samples=32, max_test=None)
