@@ -17,7 +17,10 @@ where ``crossbar`` depends on the layer's mode:
 ``"hardware"``
     ``crossbar.matmul(x, state, hardware, key)`` on a *programmed* state held in
     the layer's :class:`CrossbarVariable` (written by :func:`load_program`);
-    the key only drives read noise.
+    the key only drives read noise. With ``adc.range="calibrated"`` the ADC full
+    scales come from data: :func:`calibrate_model` runs a calibration batch
+    through the programmed model, each layer setting its ranges
+    (``crossbar.calibrate_adc``) from the inputs it actually receives.
 
 Biases (and batch norm in :mod:`crossjax.models`) stay digital.
 
@@ -59,6 +62,7 @@ __all__ = [
     "program_model",
     "load_program",
     "clear_program",
+    "calibrate_model",
 ]
 
 MODES = ("digital", "train", "hardware")
@@ -98,6 +102,7 @@ class _CrossbarLayer(nnx.Module):
 
     def _init_crossbar(self, rngs):
         self.mode = "digital"
+        self.calibrating = False
         self.hardware = HardwareVariable(None)
         self.crossbar_state = CrossbarVariable(None)
         self.rngs = _hardware_stream(rngs)
@@ -163,6 +168,13 @@ class _CrossbarLayer(nnx.Module):
                 f"{type(self).__name__} is in 'hardware' mode but not programmed: call "
                 "crossjax.layers.load_program(model, program_model(model, hardware, key))"
             )
+        if self.calibrating and config.adc.bits is not None and config.adc.range == "calibrated":
+            if G == 1:
+                state = crossbar.calibrate_adc(x, state, config, key)
+            else:
+                state = jax.vmap(crossbar.calibrate_adc, in_axes=(-2, 0, None, 0))(
+                    x, state, config, jax.random.split(key, G))
+            self.crossbar_state.set_value(state)
         if G == 1:
             return crossbar.matmul(x, state, config, key)
         keys = jax.random.split(key, G)
@@ -426,6 +438,30 @@ def load_program(model: nnx.Module, state: nnx.State) -> nnx.Module:
             "program it with program_model(model, ...) for this model"
         )
     nnx.update(model, state)
+    return model
+
+
+def calibrate_model(model: nnx.Module, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> nnx.Module:
+    """Set the ADC full scales of a programmed model from the calibration inputs ``x`` (in place).
+
+    The model runs once on ``x`` in ``"hardware"`` mode; every crossbar layer whose
+    config has ``adc.bits`` and ``adc.range="calibrated"`` first replaces its
+    state's ranges by the ``adc.percentile`` of ``|I|`` over its own inputs
+    (``crossbar.calibrate_adc``), so each layer is calibrated on what the
+    already calibrated layers before it deliver, as an ADC calibrated on the
+    chip would be. Other layers are unchanged. Returns ``model``.
+    """
+    layers = crossbar_layers(model)
+    for path, layer in layers:
+        if layer.mode != "hardware" or layer.crossbar_state.get_value() is None:
+            raise ValueError(f"calibrate_model: layer {'/'.join(map(str, path))} must be programmed and in "
+                             "'hardware' mode: load_program(model, program_model(...)) and set_mode first")
+        layer.calibrating = True
+    try:
+        model(x, rngs=rngs)
+    finally:
+        for _, layer in layers:
+            layer.calibrating = False
     return model
 
 

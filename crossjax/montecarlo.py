@@ -6,6 +6,9 @@ One Monte Carlo sample ``s`` with key ``k_s`` is
     logits_s = model_hardware(x_batch; state_s, read key fold_in(fold_in(k_s, 1), batch))
 
 and the accuracy of sample ``s`` is the fraction of ``argmax(logits_s) == y``.
+With ``adc.range="calibrated"`` each sample's ADC full scales are then set once
+from ``calibration_x`` (``layers.calibrate_model``, read key
+``fold_in(k_s, 2)``), before any evaluation batch.
 :func:`evaluate` splits the model with ``nnx.split`` and ``jax.vmap``-s these
 two pure functions over the keys; the samples axis is sharded over a 1-D
 ``jax.sharding.Mesh`` (axis ``"samples"``, default: all ``jax.devices()``) with
@@ -56,7 +59,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from crossjax import layers
 
-__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample"]
+__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample", "needs_calibration"]
 
 AXIS = "samples"
 
@@ -112,9 +115,26 @@ def _forward_fn(graphdef):
     return forward
 
 
+def _calibrate_fn(graphdef):
+    def calibrate(state, program, hardware, key, x):
+        model = nnx.merge(graphdef, state)
+        model.eval()
+        layers.load_program(model, program)
+        layers.set_mode(model, "hardware", hardware)
+        layers.calibrate_model(model, x, rngs=nnx.Rngs(hardware=jax.random.fold_in(key, 2)))
+        return nnx.state(model, layers.CrossbarVariable)
+
+    return calibrate
+
+
+def needs_calibration(hardware) -> bool:
+    """Whether ``hardware`` has an ADC whose full scale is calibrated from data."""
+    return hardware.adc.bits is not None and hardware.adc.range == "calibrated"
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(graphdef, sharded):
-    """Jitted, vmapped (program, forward) for one model structure and sharding.
+    """Jitted, vmapped (program, forward, calibrate) for one model structure and sharding.
 
     Cached so that evaluating many hardware configs of the same model (a study's
     sweep over noise strengths, wire resistances) reuses one compilation when
@@ -124,7 +144,10 @@ def _compiled(graphdef, sharded):
     forward = jax.jit(
         jax.vmap(_forward_fn(graphdef), in_axes=(None, 0, None, 0, None, None)), out_shardings=sharded
     )
-    return program, forward
+    calibrate = jax.jit(
+        jax.vmap(_calibrate_fn(graphdef), in_axes=(None, 0, None, 0, None)), out_shardings=sharded
+    )
+    return program, forward, calibrate
 
 
 def _tree_bytes(tree) -> int:
@@ -197,6 +220,7 @@ def evaluate(
     memory_budget: int | None = None,
     return_logits: bool = False,
     progress: bool = True,
+    calibration_x=None,
 ) -> dict:
     """Accuracy of ``model`` on ``(x, y)`` for each of ``S = len(keys)`` hardware samples.
 
@@ -215,6 +239,9 @@ def evaluate(
         :func:`bytes_per_sample`.
       return_logits: also return the logits ``(S, n, classes)``.
       progress: show a tqdm bar over chunks x batches.
+      calibration_x: inputs ``(m, ...)`` that set the ADC full scales of every
+        sample when ``hardware.adc.range == "calibrated"`` (required then; use
+        training data, not the evaluation set).
 
     Returns:
       ``{"accuracy": (S,) np.ndarray, "chunk_size": int, "bytes_per_sample": int}``
@@ -227,6 +254,9 @@ def evaluate(
     if not layers.crossbar_layers(model):
         raise ValueError("model: has no crossbar layers to evaluate on hardware")
     layers._check_hardware(hardware)
+    if needs_calibration(hardware) and calibration_x is None:
+        raise ValueError("hardware.adc.range='calibrated' needs calibration data: pass calibration_x "
+                         "(e.g. a batch of training inputs)")
     S = keys.shape[0]
     mesh = sample_mesh() if mesh is None else mesh
     if len(mesh.axis_names) != 1:
@@ -253,7 +283,9 @@ def evaluate(
     chunk_size = min(chunk_size, S + (-S) % n_dev)
     chunk_size = max(n_dev, chunk_size - chunk_size % n_dev)
 
-    program, forward = _compiled(graphdef, sharded)
+    program, forward, calibrate = _compiled(graphdef, sharded)
+    if needs_calibration(hardware):
+        calibration_x = jax.device_put(np.asarray(calibration_x), replicated)
 
     batches = _batches(n, batch_size)
     n_chunks = -(-S // chunk_size)
@@ -269,6 +301,8 @@ def evaluate(
             k = jnp.concatenate([k, jnp.repeat(k[-1:], chunk_size - (hi - lo), axis=0)], axis=0)
         k = jax.device_put(k, sharded)
         prog = program(state, hardware, k)
+        if needs_calibration(hardware):
+            prog = calibrate(state, prog, hardware, k, calibration_x)
         chunk_logits = []
         for b, (start, size) in enumerate(batches):
             xb = jax.device_put(_pad_batch(x, start, size, batch_size), replicated)

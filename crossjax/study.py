@@ -360,10 +360,15 @@ def _write_results(out: str, results: dict) -> None:
     ckpt.atomic_write_text(os.path.join(out, RESULTS), json.dumps(results, indent=1) + "\n")
 
 
-def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False) -> np.ndarray:
+CALIBRATION_EXAMPLES = 256  # training inputs that set calibrated ADC ranges (adc.range="calibrated")
+
+
+def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
+                 calibration_x=None) -> np.ndarray:
     from crossjax import montecarlo
     res = montecarlo.evaluate(model, hw, keys, x, y, batch_size=spec.eval_batch_size,
-                              chunk_size=spec.chunk_size, progress=progress)
+                              chunk_size=spec.chunk_size, progress=progress,
+                              calibration_x=calibration_x)
     return np.asarray(res["accuracy"], dtype=np.float64).reshape(-1)
 
 
@@ -427,6 +432,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         flush()
 
     # 2. Monte Carlo per hardware config, skipping finished ones
+    x_cal = train_ds.x[:CALIBRATION_EXAMPLES]   # sets calibrated ADC ranges (training data)
     done = {c["name"] for c in results["configs"]}
     for case in spec.configs:
         if case.name in done:
@@ -434,7 +440,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         t0 = time.perf_counter()
         samples = case.samples or (spec.samples if is_stochastic(case.hardware) else 1)
         accs = _monte_carlo(model, case.hardware, config_keys(seed, case.name, samples),
-                            x_test, y_test, spec, progress)
+                            x_test, y_test, spec, progress, x_cal)
         results["configs"].append({
             "name": case.name, "samples": int(samples), "accuracy": summarize(accs),
             "per_sample": accs.tolist(),
@@ -449,7 +455,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         samples = case.samples or spec.samples
         keys = config_keys(seed + 1, "finetune/" + case.name, samples)
         t0 = time.perf_counter()
-        before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress)
+        before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal)
         tuned = nnx.clone(model)
         fr = training.finetune(tuned, train_ds, ft.train, case.hardware,
                                checkpoint_path=os.path.join(out, FINETUNE_CKPT),
@@ -458,7 +464,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         # Monte Carlo evaluation sees exactly the model structure it saw before
         evaluated = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
         nnx.update(evaluated, nnx.state(tuned, nnx.Param))
-        after = _monte_carlo(evaluated, case.hardware, keys, x_test, y_test, spec, progress)
+        after = _monte_carlo(evaluated, case.hardware, keys, x_test, y_test, spec, progress, x_cal)
         digital_after = float(montecarlo.digital_accuracy(evaluated, x_test, y_test,
                                                           spec.eval_batch_size))
         results["finetune"] = {

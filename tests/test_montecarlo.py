@@ -135,3 +135,30 @@ def test_sharded_over_4_host_devices_equals_unsharded(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OK" in out.stdout
+
+
+def test_calibrated_adc_ranges_from_calibration_data(setup):
+    mlp, x, y = setup
+    cal = NOISY.set({"adc.bits": 6, "adc.range": "calibrated", "adc.percentile": 100.0})
+    keys = jax.random.split(jax.random.key(3), 2)
+    x_cal = np.random.RandomState(1).rand(24, 64)
+    with pytest.raises(ValueError, match="calibration_x"):
+        montecarlo.evaluate(mlp, cal, keys, x, y, progress=False)
+    res = montecarlo.evaluate(mlp, cal, keys, x, y, batch_size=20, progress=False, return_logits=True,
+                              calibration_x=x_cal)
+    # by hand: program sample 1, calibrate every layer in turn on x_cal (read key fold_in(k, 2)), evaluate
+    model = nnx.clone(mlp)
+    layers.set_mode(model, "hardware", cal)
+    layers.load_program(model, layers.program_model(model, cal, jax.random.fold_in(keys[1], 0)))
+    first = layers.crossbar_layers(model)[0][1]
+    uncalibrated = first.crossbar_state.get_value().adc_range
+    layers.calibrate_model(model, jnp.asarray(x_cal), rngs=nnx.Rngs(hardware=jax.random.fold_in(keys[1], 2)))
+    calibrated = first.crossbar_state.get_value().adc_range
+    assert not np.allclose(calibrated, uncalibrated)
+    manual = model(jnp.asarray(x[20:40]), rngs=nnx.Rngs(hardware=jax.random.fold_in(jax.random.fold_in(keys[1], 1), 1)))
+    np.testing.assert_allclose(res["logits"][1, 20:40], manual, rtol=1e-9, atol=1e-12)
+    # the calibrated 6-bit ADC loses less than one set to the worst-case column current
+    worst = montecarlo.evaluate(mlp, cal.set({"adc.range": "max"}), keys, x, y, batch_size=20, progress=False)
+    assert res["accuracy"].mean() >= worst["accuracy"].mean()
+    with pytest.raises(ValueError, match="hardware' mode"):
+        layers.calibrate_model(nnx.clone(mlp), jnp.asarray(x_cal))

@@ -155,11 +155,13 @@ class StudyRun:
     def has(self, cell: str) -> bool:
         return cell in self._cells
 
-    def cell(self, variant: str, config: str, hardware, model_fn, x, y, samples: int | None = None):
+    def cell(self, variant: str, config: str, hardware, model_fn, x, y, samples: int | None = None,
+             calibration_x=None):
         """Evaluate (or read back) cell ``variant@config``; returns its record.
 
         ``model_fn()`` is called only when the cell must be computed.
-        Deterministic hardware runs 1 sample.
+        Deterministic hardware runs 1 sample. ``calibration_x`` (training inputs)
+        sets calibrated ADC ranges (``adc.range="calibrated"``).
         """
         name = f"{variant}@{config}"
         if name in self._cells:
@@ -170,7 +172,7 @@ class StudyRun:
         keys = study_lib.config_keys(self.seed, name, S)
         t = time.perf_counter()
         acc = montecarlo.evaluate(model_fn(), hardware, keys, x, y, batch_size=512,
-                                  progress=False)["accuracy"]
+                                  progress=False, calibration_x=calibration_x)["accuracy"]
         acc = np.asarray(acc, np.float64).reshape(-1)
         rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
                "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
