@@ -1,10 +1,10 @@
 """crossjax: differentiable simulation of DNNs on analog resistive crossbar arrays.
 
-Importing crossjax limits OpenBLAS (which serves JAX's CPU Cholesky and
-triangular solves, the core of the exact IR-drop solve) to one thread: the
-solves are many small (C x C) factorizations, batched by XLA, and OpenBLAS
+Importing crossjax limits OpenBLAS (which serves JAX's CPU LU factorizations
+and triangular solves; the exact IR-drop solve uses one every 32 rows) to one
+thread: they are many small (C x C) problems, batched by XLA, and OpenBLAS
 threads competing with XLA's own thread pool made them 30-100x slower on a
-2-core machine (0.2 s vs 20 s to program a 256x256 layer with wires).
+2-core machine.
 Set ``OPENBLAS_NUM_THREADS`` yourself before importing to override.
 """
 import os as _os

@@ -1,6 +1,5 @@
 """Tests of crossjax.study / report / cli: tiny studies on the offline digits."""
 import json
-import os
 
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@ Shapes: ``G`` (..., R, C) siemens; ``V`` (R,) or (..., B, R) volts; currents
 
 Two exact regimes (``method``):
 
-* ``"direct"``: form ``G_eff`` once by the Kron-reduction sweep
+* ``"direct"``: form ``G_eff`` once by the transfer sweep down the column wires
   (:mod:`.sweep`), then ``V @ G_eff``; best with many inputs per array.
 * ``"iterative"``: preconditioned CG on the cell-current form per input
   (:mod:`.iterative`) to the residual of an exact solve; best with few inputs.
@@ -127,7 +127,7 @@ _geff.defvjp(_geff_fwd, _geff_bwd)
 def effective_conductance(G, parasitics: Parasitics):
     """Effective conductance ``G_eff`` (S), (..., R, C), with ``solve(G, V, p) == V @ G_eff``.
 
-    Exact Kron-reduction sweep (:mod:`.sweep`); all resistances zero gives ``G``.
+    Exact transfer sweep (:mod:`.sweep`); all resistances zero gives ``G``.
     """
     G, _, p = _prepare(G, parasitics)
     return _geff_jit(G, p)

@@ -29,9 +29,8 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
-from crossjax import data as data_lib
-from crossjax import energy, models, montecarlo, presets, pruning
-from crossjax.paper_studies.harness import StudyRun, md_table, train_masked
+from crossjax import energy, montecarlo, presets, pruning
+from crossjax.paper_studies.harness import digits_study, md_table, train_masked
 
 ROWS, COLS = 64, 16
 LAM = 3e-3
@@ -97,33 +96,15 @@ def _max_column_nonzeros(W):
 def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict."""
     st = settings(quick)
-    rs = StudyRun("dub_adc", out, quick=quick, seed=seed, samples=samples or st["samples"],
-                  dataset="digits", model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
-    train = data_lib.load_dataset("digits", split="train")
-    test = data_lib.load_dataset("digits", split="test")
-    x, y = test.x, test.y
+    ds = digits_study("dub_adc", out, st, quick=quick, seed=seed, samples=samples or st["samples"],
+                      progress=progress)
+    rs, train, x, y = ds.run, ds.train, ds.x, ds.y
     hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
            "adc8": presets.get("dub_adc_2024")}
 
-    def build():
-        return models.MLP(64, hidden=st["hidden"], num_classes=10,
-                          rngs=nnx.Rngs(params=seed, hardware=seed + 1))
-
-    cache = {}
-
-    def get(variant, make):
-        if variant not in cache:
-            cache[variant] = rs.model(variant, build, make)
-        return cache[variant]
-
-    def dense_make():
-        m = build()
-        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
-        return m
-
     def from_dense():
-        m = build()
-        nnx.update(m, nnx.state(get("dense", dense_make), nnx.Param))
+        m = ds.build()
+        nnx.update(m, nnx.state(ds.dense(), nnx.Param))
         return m
 
     def magnitude_make():
@@ -152,12 +133,9 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
         return m
 
     structural = {}
-    makers = {"dense": dense_make, "magnitude": magnitude_make, "dub": dub_make}
+    makers = {"dense": None, "magnitude": magnitude_make, "dub": dub_make}
     for v, make in makers.items():
-        fn = (lambda v=v, make=make: get(v, make))
-        if rs.results["digital"] is None and v == "dense":
-            rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(fn(), x, y)}
-            rs.save()
+        fn = ds.dense if make is None else (lambda v=v, make=make: ds.variant(v, make))
         if v not in rs.results["variants"]:
             m = fn()
             kernels = pruning.crossbar_kernels(nnx.state(m, nnx.Param))

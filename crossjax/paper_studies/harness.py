@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,8 @@ from crossjax import data as data_lib
 from crossjax import montecarlo, pruning
 from crossjax import study as study_lib
 
-__all__ = ["StudyRun", "train_masked", "save_params", "load_params", "md_table"]
+__all__ = ["StudyRun", "DigitsStudy", "digits_study", "train_masked", "save_params", "load_params",
+           "md_table"]
 
 
 def save_params(path: str, model: nnx.Module) -> None:
@@ -133,6 +135,7 @@ class StudyRun:
         self._previous = float(self.results["meta"].get("seconds", 0.0))
         self.results["meta"]["computed"] = 0
         self._cells = {c["name"]: c for c in self.results["configs"]}
+        self._models = {}
 
     # ------------------------------------------------------------------ persistence
     def save(self) -> None:
@@ -142,14 +145,19 @@ class StudyRun:
                                                      indent=1) + "\n")
 
     def model(self, variant: str, build, make):
-        """The model of ``variant``: loaded from ``model_<variant>.npz`` into ``build()``,
-        else ``make()`` (which returns the trained model) and saved."""
+        """The model of ``variant``: held from an earlier call of this run, else loaded
+        from ``model_<variant>.npz`` into ``build()``, else ``make()`` (which returns
+        the trained model) and saved."""
+        if variant in self._models:
+            return self._models[variant]
         path = os.path.join(self.out, f"model_{variant}.npz")
         if os.path.exists(path):
-            return load_params(path, build())
-        m = make()
-        save_params(path, m)
-        self.results["meta"]["computed"] += 1
+            m = load_params(path, build())
+        else:
+            m = make()
+            save_params(path, m)
+            self.results["meta"]["computed"] += 1
+        self._models[variant] = m
         return m
 
     def has(self, cell: str) -> bool:
@@ -193,6 +201,55 @@ class StudyRun:
         self.results["meta"]["complete"] = True
         self.save()
         return self.results
+
+
+class DigitsStudy(NamedTuple):
+    """What every offline-digits seed study starts from (:func:`digits_study`)."""
+
+    run: "StudyRun"
+    train: data_lib.Dataset
+    x: np.ndarray          # test inputs (the first ``max_test``)
+    y: np.ndarray          # test labels
+    build: Callable[[], nnx.Module]   # a fresh MLP(64, hidden, 10)
+    dense: Callable[[], nnx.Module]   # the digitally trained MLP (variant "dense", trained once)
+    variant: Callable[[str, Callable[[], nnx.Module]], nnx.Module]   # rs.model(name, build, make)
+
+
+def digits_study(study: str, out, st: dict, *, quick: bool, seed: int, samples: int,
+                 progress: bool) -> DigitsStudy:
+    """A :class:`StudyRun` on the offline digits with an ``MLP(64, st["hidden"], 10)``.
+
+    ``st`` (the study's settings) gives ``hidden``, ``train_steps`` (Adam 3e-3,
+    cosine decay, data seed ``seed``) and optionally ``max_test``. Records the
+    dense model's digital accuracy on first use.
+    """
+    rs = StudyRun(study, out, quick=quick, seed=seed, samples=samples, dataset="digits",
+                  model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
+    train = data_lib.load_dataset("digits", split="train")
+    test = data_lib.load_dataset("digits", split="test")
+    n = st.get("max_test")
+
+    def build():
+        from crossjax import models
+        return models.MLP(64, hidden=st["hidden"], num_classes=10,
+                          rngs=nnx.Rngs(params=seed, hardware=seed + 1))
+
+    def variant(name, make):
+        return rs.model(name, build, make)
+
+    def dense_make():
+        m = build()
+        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
+        return m
+
+    def dense():
+        return variant("dense", dense_make)
+
+    x, y = test.x[:n], test.y[:n]
+    if rs.results["digital"] is None:
+        rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
+        rs.save()
+    return DigitsStudy(rs, train, x, y, build, dense, variant)
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -42,10 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from crossjax import data as data_lib
-from crossjax import mitigation, models, montecarlo, presets, pruning
+from crossjax import mitigation, presets, pruning
 from crossjax.devices import WriteNoise
-from crossjax.paper_studies.harness import StudyRun, md_table, train_masked
+from crossjax.paper_studies.harness import digits_study, md_table, train_masked
 
 HIDDEN = (256, 256)
 TILE = 64
@@ -69,10 +68,6 @@ def hardware_configs() -> dict:
     return {"ideal": presets.get("ideal"), "ir_drop": noisy,
             "ir_drop_r10": noisy.set({"array.parasitics.r_wire_row": 10.0,
                                       "array.parasitics.r_wire_col": 10.0})}
-
-
-def _build(seed, hidden=HIDDEN):
-    return models.MLP(64, hidden=hidden, num_classes=10, rngs=nnx.Rngs(params=seed, hardware=seed + 1))
 
 
 def _kernels(model):
@@ -134,34 +129,15 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict."""
     st = settings(quick)
     S = samples or st["samples"]
-    rs = StudyRun("sparse_crossbars", out, quick=quick, seed=seed, samples=S,
-                  dataset="digits", model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
-    train = data_lib.load_dataset("digits", split="train")
-    test = data_lib.load_dataset("digits", split="test")
-    x, y = test.x[:st["max_test"]], test.y[:st["max_test"]]
+    ds = digits_study("sparse_crossbars", out, st, quick=quick, seed=seed, samples=S, progress=progress)
+    rs, train, x, y, build = ds.run, ds.train, ds.x, ds.y, ds.build
     hws = hardware_configs()
     cfg_names = st["configs"]
-    build = lambda: _build(seed, st["hidden"])  # noqa: E731
-
-    def dense():
-        m = build()
-        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
-        return m
-
-    cache = {}
-
-    def get(variant, make):
-        if variant not in cache:
-            cache[variant] = rs.model(variant, build, make)
-        return cache[variant]
 
     def lazy(variant, make):
-        return lambda: get(variant, make)
+        return lambda: ds.variant(variant, make)
 
-    dense_fn = lazy("dense", dense)
-    if rs.results["digital"] is None:
-        rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense_fn(), x, y)}
-        rs.save()
+    dense_fn = ds.dense
 
     def pruned(method):
         def make():

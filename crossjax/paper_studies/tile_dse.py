@@ -38,9 +38,8 @@ import os
 import numpy as np
 from flax import nnx
 
-from crossjax import circuit, energy, models, montecarlo, presets, pruning
-from crossjax import data as data_lib
-from crossjax.paper_studies.harness import StudyRun, md_table, train_masked
+from crossjax import circuit, energy, presets, pruning
+from crossjax.paper_studies.harness import digits_study, md_table, train_masked
 
 CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
 CALIBRATION = 256  # training inputs that calibrate the ADC ranges
@@ -91,36 +90,13 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict."""
     st = settings(quick)
     S = samples or st["samples"]
-    rs = StudyRun("tile_dse", out, quick=quick, seed=seed, samples=S,
-                  dataset="digits", model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
-    train = data_lib.load_dataset("digits", split="train")
-    test = data_lib.load_dataset("digits", split="test")
-    x, y = test.x[:st["max_test"]], test.y[:st["max_test"]]
-
-    def build():
-        return models.MLP(64, hidden=st["hidden"], num_classes=10, rngs=nnx.Rngs(params=seed, hardware=seed + 1))
-
-    cache = {}
-
-    def get(variant, make):
-        if variant not in cache:
-            cache[variant] = rs.model(variant, build, make)
-        return cache[variant]
-
-    def dense_make():
-        m = build()
-        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
-        return m
-
-    dense = lambda: get("dense", dense_make)  # noqa: E731
-    if rs.results["digital"] is None:
-        rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
-        rs.save()
+    ds = digits_study("tile_dse", out, st, quick=quick, seed=seed, samples=S, progress=progress)
+    rs, train, x, y = ds.run, ds.train, ds.x, ds.y
 
     def xcs_make(tile):
         def make():
-            m = build()
-            nnx.update(m, nnx.state(dense(), nnx.Param))
+            m = ds.build()
+            nnx.update(m, nnx.state(ds.dense(), nnx.Param))
             train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
                          masks=xcs_masks(m, tile, st["sparsity"]))
             return m
@@ -128,7 +104,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
 
     names = tuple(hardware_configs(st["tiles"][0], "dense"))
     for tile in st["tiles"]:
-        variants = {"dense": dense, "xcs": lambda tile=tile: get(f"xcs{tile}", xcs_make(tile))}
+        variants = {"dense": ds.dense, "xcs": lambda tile=tile: ds.variant(f"xcs{tile}", xcs_make(tile))}
         for v, mapping in CELLS:
             cell = f"{v}/{mapping}/T{tile}"
             if cell not in rs.results["variants"]:
