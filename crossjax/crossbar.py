@@ -15,7 +15,10 @@ the differential pair). :func:`program` does all the per-weight work once and
 folds the linear part into ``effective_weights`` ``(K, N)``,
 ``W_eff = recombine(G_eff) * w_max / (g_max - g_min)``, so that without ADC and
 read noise :func:`matmul` is a single ``x_q @ W_eff``; otherwise it is one
-batched einsum over all tiles followed by the per-column ADC. No Python loops
+batched einsum over the real rows and read-out columns of all tiles (a second
+one for a partial last row tile) followed by the per-column ADC. With
+``mapping.layout="sparse"`` the tiles hold packed non-empty columns and the
+outputs are scattered back digitally. No Python loops
 over tiles, samples or inputs; ``jax.vmap(program, in_axes=(None, None, 0))``
 gives Monte Carlo samples.
 
@@ -154,13 +157,6 @@ def _program(W, config, key):
     return _state(g, _effective_conductance(g, config), w_max, index, config, K, N)
 
 
-def _check_program_args(W, config, key, name="W"):
-    _check_array(name, W, 2)
-    if W.ndim != 2:
-        raise ValueError(f"{name} must have shape (K, N), got {W.shape}; vmap over extra axes.")
-    _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
-
-
 def program(W, config: HardwareConfig, key=None) -> CrossbarState:
     """Map ``W`` ``(K, N)`` to tiles, program the devices (write-time non-idealities from ``key``)
     and prepare the per-tile ``G_eff`` (exact circuit solve, once).
@@ -168,7 +164,10 @@ def program(W, config: HardwareConfig, key=None) -> CrossbarState:
     ``key`` may be ``None`` only when ``config.program_is_stochastic`` is false.
     """
     _check_config(config)
-    _check_program_args(W, config, key)
+    _check_array("W", W, 2)
+    if W.ndim != 2:
+        raise ValueError(f"W must have shape (K, N), got {W.shape}; vmap over extra axes.")
+    _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
     if key is None:
         key = jax.random.key(0)  # unused: nothing stochastic
     return _program(_as_float(W), config, key)
