@@ -51,29 +51,26 @@ class RowLadders(NamedTuple):
     block: jax.Array  # exp(f_K - f_J) for J <= K, else 0
 
 
-def _scan_columns(f, init, xs, reverse=False):
-    """``lax.scan`` over the last axis of every array in ``xs`` (columns of a row)."""
-    moved = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), xs)
-    _, ys = jax.lax.scan(f, init, moved, reverse=reverse)
-    return jax.tree.map(lambda y: jnp.moveaxis(y, 0, -1), ys)
-
-
 def row_ladders(G, p) -> RowLadders:
     """Ladder vectors of every row of ``G`` (..., R, C) under the row parasitics of ``p``."""
     dtype = G.dtype
     rw = jnp.asarray(p.r_wire_row, dtype)
     C = G.shape[-1]
 
-    def right(y, g):  # y = admittance looking right into the next node
+    def step(carry, g):
+        # one scan walks both ways: column C-1-j from the open end (y: admittance looking
+        # right into the next node) and column j from the driver (z: impedance looking
+        # left through the segment into this node)
+        y, z = carry
+        g_right, g_left = g
         through = y / (1 + rw * y)
-        return g + through, through
+        return (g_right + through, rw + z / (1 + g_left * z)), (through, z)
 
-    y_through = _scan_columns(right, jnp.zeros(G.shape[:-1], dtype), G, reverse=True)
-
-    def left(z, g):  # z = impedance looking left through the segment into this node
-        return rw + z / (1 + g * z), z
-
-    z_left = _scan_columns(left, jnp.zeros(G.shape[:-1], dtype) + jnp.asarray(p.r_source, dtype) + rw, G)
+    cols = jnp.moveaxis(G, -1, 0)
+    zero = jnp.zeros(G.shape[:-1], dtype)
+    _, (through, z_left) = jax.lax.scan(step, (zero, zero + jnp.asarray(p.r_source, dtype) + rw),
+                                        (cols[::-1], cols))
+    y_through, z_left = jnp.moveaxis(through[::-1], 0, -1), jnp.moveaxis(z_left, 0, -1)
     den = 1 + z_left * (G + y_through)
     s = jnp.cumsum(-jnp.log1p(rw * (G + y_through)), axis=-1)
     t = jnp.exp(s - s[..., :1]) / den[..., :1]

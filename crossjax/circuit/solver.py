@@ -121,7 +121,7 @@ def _geff_fwd(G, p):
 
 def _geff_bwd(res, Gbar):
     G, p, anchors = res
-    return sweep_gradients(G, p, anchors, _unit_inputs(G), Gbar)
+    return sweep_gradients(G, anchors, _unit_inputs(G), Gbar)
 
 
 _geff.defvjp(_geff_fwd, _geff_bwd)
@@ -164,9 +164,9 @@ def _currents_bwd(method, res, ybar):
     dV = ybar @ jnp.swapaxes(Geff, -1, -2)
     if V.shape[-2] > G.shape[-2]:
         # More inputs than rows: differentiate G_eff instead (R unit inputs).
-        dG, dp = sweep_gradients(G, p, anchors, _unit_inputs(G), jnp.swapaxes(V, -1, -2) @ ybar)
+        dG, dp = sweep_gradients(G, anchors, _unit_inputs(G), jnp.swapaxes(V, -1, -2) @ ybar)
     else:
-        dG, dp = sweep_gradients(G, p, anchors, V, ybar)
+        dG, dp = sweep_gradients(G, anchors, V, ybar)
     return dG, dV, dp
 
 

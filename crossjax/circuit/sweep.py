@@ -44,10 +44,17 @@ SWEEP_BLOCK = 32  # rows between renormalizations (float32 stays within 1e-6 at 
 
 
 class Anchors(NamedTuple):
-    """Block-end state of the sweep: ``Y`` (nb, ..., C, C) siemens and ``A`` (nb, ..., Rp, C) siemens."""
+    """What the upward pass needs from the sweep.
+
+    ``Y`` (nb, ..., C, C) and ``A`` (nb, ..., Rp, C), siemens: the Norton
+    admittance and the ``G_eff`` rows so far at every block end; ``ladders`` and
+    ``r``: the row ladders and column-wire resistances in blocks (:class:`_Layout`).
+    """
 
     Y: jax.Array
     A: jax.Array
+    ladders: RowLadders
+    r: jax.Array
 
 
 class _Layout(NamedTuple):
@@ -58,13 +65,18 @@ class _Layout(NamedTuple):
     r: jax.Array   # (nb, k) column-wire resistance below each row, ohms
 
 
-def _layout(G, p) -> _Layout:
-    R = G.shape[-2]
+def _blocking(R: int) -> tuple[int, int, int]:
+    """``(pad, k, nb)``: zero rows on top, rows per block, blocks."""
     k = min(R, SWEEP_BLOCK)
     pad = (-R) % k
+    return pad, k, (R + pad) // k
+
+
+def _layout(G, p) -> _Layout:
+    R = G.shape[-2]
+    pad, k, nb = _blocking(R)
     batch_ndim = G.ndim - 2
     Gp = jnp.pad(G, [(0, 0)] * batch_ndim + [(pad, 0), (0, 0)])
-    nb = (R + pad) // k
     lad = row_ladders(Gp, p)
 
     def blocks(x):  # rows axis (position batch_ndim) -> leading (nb, k)
@@ -98,11 +110,11 @@ def _sweep(G, p, keep):
         X = jnp.swapaxes(X, -1, -2)                     # [N; A] D^-1
         Y = 0.5 * (X[..., :C, :] + jnp.swapaxes(X[..., :C, :], -1, -2))
         A = X[..., C:, :]
-        return (Y, A), (Anchors(Y, A) if keep else None)
+        return (Y, A), ((Y, A) if keep else None)
 
     init = (jnp.zeros(batch + (C, C), dtype), jnp.zeros(batch + (R + lay.pad, C), dtype))
-    (_, A), anchors = jax.lax.scan(block, init, (lay.ladders, lay.r, jnp.arange(lay.nb)))
-    return A[..., lay.pad:, :], anchors
+    (_, A), ends = jax.lax.scan(block, init, (lay.ladders, lay.r, jnp.arange(lay.nb)))
+    return A[..., lay.pad:, :], (Anchors(*ends, lay.ladders, lay.r) if keep else None)
 
 
 def sweep_effective_conductance(G, p):
@@ -115,7 +127,7 @@ def sweep_with_anchors(G, p):
     return _sweep(G, p, keep=True)
 
 
-def _up_pass(G, p, anchors, V, sink, reduce, acc):
+def _up_pass(anchors, V, sink, reduce, acc):
     """Walk from the sinks to the top, yielding every row's cell voltages.
 
     ``V`` (..., B, R) driver voltages, ``sink`` (..., B, C) sink-terminal voltages.
@@ -125,9 +137,9 @@ def _up_pass(G, p, anchors, V, sink, reduce, acc):
     (columns first). Returns ``(acc, outs)`` with ``outs`` stacked over the rows
     of ``G``, top to bottom.
     """
-    lay = _layout(G, p)
-    Vt = jnp.swapaxes(jnp.pad(V, [(0, 0)] * (V.ndim - 1) + [(lay.pad, 0)]), -1, -2)   # (..., Rp, B)
-    v_rows = jnp.moveaxis(Vt, -2, 0).reshape((lay.nb, lay.k) + Vt.shape[:-2] + Vt.shape[-1:])
+    pad, k, nb = _blocking(V.shape[-1])
+    Vt = jnp.swapaxes(jnp.pad(V, [(0, 0)] * (V.ndim - 1) + [(pad, 0)]), -1, -2)   # (..., Rp, B)
+    v_rows = jnp.moveaxis(Vt, -2, 0).reshape((nb, k) + Vt.shape[:-2] + Vt.shape[-1:])
 
     def level(carry, xs):
         c, i_down, acc = carry
@@ -142,13 +154,13 @@ def _up_pass(G, p, anchors, V, sink, reduce, acc):
         c, acc = carry
         rows, r, v, Y, A, b = xs
         i_down = jnp.swapaxes(A, -1, -2) @ Vt - Y @ c
-        index = b * lay.k + jnp.arange(lay.k) - lay.pad   # row of G (negative: padding)
+        index = b * k + jnp.arange(k) - pad   # row of G (negative: padding)
         (c, _, acc), outs = jax.lax.scan(level, (c, i_down, acc), (rows, r, v, index), reverse=True)
         return (c, acc), outs
 
-    xs = (lay.ladders, lay.r, v_rows, anchors.Y, anchors.A, jnp.arange(lay.nb))
+    xs = (anchors.ladders, anchors.r, v_rows, anchors.Y, anchors.A, jnp.arange(nb))
     (_, acc), outs = jax.lax.scan(block, (jnp.swapaxes(sink, -1, -2), acc), xs, reverse=True)
-    outs = jax.tree.map(lambda o: o.reshape((lay.nb * lay.k,) + o.shape[2:])[lay.pad:], outs)
+    outs = jax.tree.map(lambda o: o.reshape((nb * k,) + o.shape[2:])[pad:], outs)
     return acc, outs
 
 
@@ -156,7 +168,7 @@ def _revcumsum(x, axis):
     return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis), axis)
 
 
-def sweep_gradients(G, p, anchors, V, ybar):
+def sweep_gradients(G, anchors, V, ybar):
     """Cotangents ``(dG, dp)`` of ``L = sum(ybar * (V @ G_eff))`` by the adjoint circuit.
 
     ``V`` (..., B, R), ``ybar`` (..., B, C); ``anchors`` from :func:`sweep_with_anchors`.
@@ -187,7 +199,7 @@ def sweep_gradients(G, p, anchors, V, ybar):
         return acc, -jnp.sum(U[..., :B] * U[..., B:], axis=-1)
 
     zero = jnp.zeros((), G.dtype)
-    dp, dG = _up_pass(G, p, anchors, Vs, sinks, reduce, Parasitics(zero, zero, zero, zero))
+    dp, dG = _up_pass(anchors, Vs, sinks, reduce, Parasitics(zero, zero, zero, zero))
     dG = jnp.moveaxis(dG, 0, -2)                       # (..., R, C)
     extra = dG.ndim - G.ndim
     if extra:  # G was broadcast against V's batch dims
@@ -207,5 +219,5 @@ def sweep_node_voltages(G, p, V):
         U, _, _, c = level
         return acc, (U + c, c)
 
-    _, (v_row, v_col) = _up_pass(G, p, anchors, V, sink, keep, ())   # (R, ..., C, B)
+    _, (v_row, v_col) = _up_pass(anchors, V, sink, keep, ())   # (R, ..., C, B)
     return jnp.moveaxis(v_row, (0, -1), (-2, -3)), jnp.moveaxis(v_col, (0, -1), (-2, -3))
