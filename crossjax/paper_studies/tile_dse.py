@@ -2,7 +2,8 @@
 arXiv 2201.06703), at laptop scale on the offline digits.
 
 Model: ``MLP(64, hidden, 10)`` (full: hidden (256, 256), tiles 16..256; quick:
-hidden (64, 64), tiles 16 and 64). For every tile size ``T`` (``T x T`` crossbars):
+hidden (64, 64), tiles 16 and 64, configs ``ideal`` and ``dse+wires``). For
+every tile size ``T`` (``T x T`` crossbars):
 
 1. ``dense``: the digitally trained network (trained once);
 2. ``xcs``: the dense network with ``sparsity`` of its hidden layers' crossbar
@@ -50,9 +51,9 @@ def settings(quick: bool) -> dict:
     """Training/pruning settings of the full and quick runs."""
     if quick:
         return dict(hidden=(64, 64), tiles=(16, 64), train_steps=300, finetune_steps=60,
-                    sparsity=0.5, samples=2, max_test=450)
+                    sparsity=0.5, samples=2, max_test=450, configs=("ideal", "dse+wires"))
     return dict(hidden=(256, 256), tiles=(16, 32, 64, 128, 256), train_steps=1500, finetune_steps=300,
-                sparsity=0.5, samples=32, max_test=None)
+                sparsity=0.5, samples=32, max_test=None, configs=("ideal", "dse", "dse+wires"))
 
 
 def hardware_configs(tile: int, mapping: str) -> dict:
@@ -102,7 +103,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
             return m
         return make
 
-    names = tuple(hardware_configs(st["tiles"][0], "dense"))
+    names = st["configs"]
     for tile in st["tiles"]:
         variants = {"dense": ds.dense, "xcs": lambda tile=tile: ds.variant(f"xcs{tile}", xcs_make(tile))}
         for v, mapping in CELLS:
@@ -111,8 +112,9 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
                 rs.results["variants"][cell] = {"variant": v, "mapping": mapping, "tile": tile,
                                                 **costs(variants[v](), tile, mapping)}
                 rs.save()
-            for c, hw in hardware_configs(tile, mapping).items():
-                rs.cell(cell, c, hw, variants[v], x, y, calibration_x=train.x[:CALIBRATION])
+            hws = hardware_configs(tile, mapping)
+            for c in names:
+                rs.cell(cell, c, hws[c], variants[v], x, y, calibration_x=train.x[:CALIBRATION])
 
     rows = []
     for tile in st["tiles"]:
