@@ -9,7 +9,7 @@ last row) maps ``Y <- Y' (1 + r Y')^-1``, ``J <- J' (1 + r Y')^-1``.
 
 That Riccati recursion is linear in a fractional representation ``Y = N D^-1``:
 
-    N <- N + Y_row D,        D <- D + r N          (one C x C matmul per row)
+    N <- N + Y_row D,        D <- D + r N          (one application of Y_row per row)
 
 and the Norton currents telescope, ``J D = sum_i v_i a_i^T D_i``. Every
 ``SWEEP_BLOCK`` rows the representation is brought back to ``(Y, 1)`` by one LU
