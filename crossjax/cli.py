@@ -63,7 +63,8 @@ def _run_paper_study(args: argparse.Namespace) -> int:
     from crossjax import paper_studies
     t0 = time.perf_counter()
     results = paper_studies.run(args.preset, args.out, quick=args.quick, seed=args.seed,
-                                samples=args.samples, progress=not args.quiet)
+                                samples=args.samples, progress=not args.quiet,
+                                dataset=args.dataset or "digits", data_dir=args.data_dir)
     for c in results["configs"]:
         a = c["accuracy"]
         print(f"{c['name']:>28s}: {100 * a['mean']:6.2f} +- {100 * a['std']:5.2f} % "

@@ -15,9 +15,10 @@ _MODULES = {"sparse_crossbars": "sparse_crossbars", "dub_adc": "dub_adc", "tile_
 
 
 def _runner(module):
-    def call(out, *, quick=False, seed=0, samples=None, progress=True):
+    def call(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None):
         mod = importlib.import_module(f"crossjax.paper_studies.{module}")
-        return mod.run(out, quick=quick, seed=seed, samples=samples, progress=progress)
+        return mod.run(out, quick=quick, seed=seed, samples=samples, progress=progress,
+                       dataset=dataset, data_dir=data_dir)
     call.__name__ = f"run_{module}"
     call.__doc__ = f"Run :mod:`crossjax.paper_studies.{module}` (lazy import)."
     return call
@@ -27,10 +28,19 @@ RUNNERS = {name: _runner(mod) for name, mod in _MODULES.items()}
 
 
 def run(name: str, out, *, quick: bool = False, seed: int = 0, samples: int | None = None,
-        progress: bool = True) -> dict:
-    """Run (or resume) seed study ``name`` into directory ``out``; returns its results dict."""
+        progress: bool = True, dataset: str = "digits", data_dir: str | None = None) -> dict:
+    """Run (or resume) seed study ``name`` into directory ``out``; returns its results dict.
+
+    ``dataset``: ``"digits"`` (offline, an MLP), ``"mnist"`` or ``"cifar10"`` /
+    ``"cifar100"`` (VGG11, the papers' scale; prepared with tfds in ``data_dir``).
+    """
+    from crossjax.paper_studies.tasks import DATASETS
+
     if name not in RUNNERS:
         raise ValueError(f"run: unknown study {name!r}; choose one of {sorted(RUNNERS)}")
     if samples is not None and (not isinstance(samples, int) or samples < 1):
         raise ValueError(f"run: samples={samples!r} must be an integer >= 1 (or None for the default)")
-    return RUNNERS[name](out, quick=quick, seed=seed, samples=samples, progress=progress)
+    if dataset not in DATASETS:
+        raise ValueError(f"run: dataset={dataset!r}; choose one of {DATASETS}")
+    return RUNNERS[name](out, quick=quick, seed=seed, samples=samples, progress=progress,
+                         dataset=dataset, data_dir=data_dir)

@@ -1,7 +1,9 @@
 """Seed study 2: D.U.B. pruning for ADC efficiency (Ibrayev, Garg, Chakraborty, Roy,
-arXiv 2403.13082), at laptop scale on the offline digits.
+arXiv 2403.13082), at laptop scale on the offline digits, at the paper's scale on CIFAR.
 
-Model: ``MLP(64, hidden, 10)`` (full: hidden (256, 256); quick: (64, 64)) on the
+Network (:mod:`.tasks`): ``MLP(64, hidden, 10)`` on digits (full: hidden (256,
+256); quick: (64, 64)), VGG11 on CIFAR-10/100 (``dataset=``; conv layers count
+one conversion per output position in the energy), on the
 ``"dub_adc_2024"`` tiling, T = 64 rows x 16 columns (``ROWS`` x ``COLS``). Variants:
 
 * ``dense``: trained digitally;
@@ -30,13 +32,21 @@ import numpy as np
 from flax import nnx
 
 from crossjax import energy, montecarlo, presets, pruning
-from crossjax.paper_studies.harness import digits_study, md_table, train_masked
+from crossjax.paper_studies import tasks
+from crossjax.paper_studies.harness import md_table, setup, train_masked
 
 ROWS, COLS = 64, 16
 LAM = 3e-3
 
 
-def settings(quick: bool) -> dict:
+def settings(quick: bool, dataset: str = "digits") -> dict:
+    """Training/pruning settings of the full and quick runs (CIFAR: VGG11, see :mod:`.tasks`)."""
+    if dataset.startswith("cifar"):
+        if quick:
+            return dict(width=0.0625, train_steps=60, reg_steps=20, finetune_steps=10, batch_size=32,
+                        sparsity=0.75, samples=1, max_test=64)
+        return dict(width=1.0, train_steps=20000, reg_steps=4000, finetune_steps=4000, batch_size=128,
+                    learning_rate=1e-3, sparsity=0.75, samples=1)
     if quick:
         return dict(hidden=(64, 64), train_steps=300, reg_steps=100, finetune_steps=60,
                     sparsity=0.75, samples=1)
@@ -65,9 +75,8 @@ def column_balance(W, rows=ROWS, cols=COLS) -> float:
 def tile_levels(model) -> list[int]:
     """k per tile of every layer: the largest k with every column <= T 2^-k non-zeros."""
     levels = []
-    for layer in model.layers:
-        W = np.asarray(layer.kernel[...])
-        nz_max = _max_column_nonzeros(W)
+    for W in tasks.kernels(model):
+        nz_max = _max_column_nonzeros(np.asarray(W))
         k = np.floor(np.log2(ROWS / np.maximum(nz_max, 1))).astype(int)
         levels += k.ravel().tolist()
     return levels
@@ -93,35 +102,31 @@ def _max_column_nonzeros(W):
     return nz.reshape(Kt, ROWS, Nt, COLS).sum(1).max(-1)            # (Kt, Nt)
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
+def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict."""
-    st = settings(quick)
-    ds = digits_study("dub_adc", out, st, quick=quick, seed=seed, samples=samples or st["samples"],
-                      progress=progress)
+    st = settings(quick, dataset)
+    ds = setup("dub_adc", out, st, quick=quick, seed=seed, samples=samples or st["samples"],
+               progress=progress, dataset=dataset, data_dir=data_dir)
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
+    batch = st.get("batch_size", 64)
     hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
            "adc8": presets.get("dub_adc_2024")}
 
-    def from_dense():
-        m = ds.build()
-        nnx.update(m, nnx.state(ds.dense(), nnx.Param))
-        return m
-
     def magnitude_make():
-        m = from_dense()
+        m = nnx.clone(ds.dense())
         masks = pruning.prune_model(m, "magnitude", ROWS, COLS, st["sparsity"])
         train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
-                     masks=masks)
+                     batch_size=batch, masks=masks)
         return m
 
     def dub_make():
-        m = from_dense()
+        m = nnx.clone(ds.dense())
         reg = lambda p: LAM * pruning.model_dub_regularizer(p, ROWS, COLS)  # noqa: E731
         train_masked(m, train, steps=st["reg_steps"], learning_rate=1e-3, seed=seed + 2,
-                     regularizer=reg)
+                     batch_size=batch, regularizer=reg)
         pruning.apply_model_masks(m, pruning.prune_model(m, "magnitude", ROWS, COLS, st["sparsity"]))
         masks = pruning.prune_model(m, "dub", ROWS, COLS)
-        kernel_masks = [np.asarray(k) for k in pruning.crossbar_kernels(masks).values()]
+        kernel_masks = [np.asarray(pruning.flatten_kernel(k)) for k in pruning.crossbar_kernels(masks).values()]
         structural["mask_column_balance"] = float(np.mean([column_balance(k) for k in kernel_masks]))
         lv = [int(v) for k in kernel_masks for v in np.floor(np.log2(
             ROWS / np.maximum(_max_column_nonzeros(k), 1))).ravel()]
@@ -129,7 +134,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
         structural["mask_column_counts"] = sorted({int(c) for k in kernel_masks
                                                    for c in _column_counts(k)})
         train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 3,
-                     masks=masks)
+                     batch_size=batch, masks=masks)
         return m
 
     structural = {}
@@ -139,14 +144,13 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
         if v not in rs.results["variants"]:
             m = fn()
             kernels = pruning.crossbar_kernels(nnx.state(m, nnx.Param))
-            e = energy.model_adc_energy(kernels, ROWS, COLS)
+            e = energy.model_adc_energy(kernels, ROWS, COLS, tasks.positions(m, ds.task.input_hw))
             levels = tile_levels(m)
             rs.results["variants"][v] = {
                 "crossbars": pruning.model_report(m, ROWS, COLS)["total"],
                 "energy": {"dense_J": e["dense"], "pruned_J": e["pruned"],
                            "improvement": e["improvement"]},
-                "column_balance": float(np.mean([column_balance(layer.kernel[...])
-                                                 for layer in m.layers])),
+                "column_balance": float(np.mean([column_balance(W) for W in tasks.kernels(m)])),
                 "levels": {str(k): levels.count(k) for k in sorted(set(levels))},
                 "digital_accuracy": montecarlo.digital_accuracy(m, x, y)}
             if v == "dub":
@@ -163,7 +167,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
                      d_ideal - rs.mean(v, "ideal"), rs.mean(v, "adc8"),
                      float(r["energy"]["improvement"]), r["column_balance"],
                      " ".join(f"k{k}:{n}" for k, n in r["levels"].items())])
-    md = (f"# D.U.B. pruning for ADC efficiency, digits, MLP {(64, *st['hidden'], 10)}, "
+    md = (f"# D.U.B. pruning for ADC efficiency, {dataset}, {ds.task.model}, "
           f"{ROWS}x{COLS} tiles\n\nlambda = {LAM}, sparsity before snapping {st['sparsity']}; "
           f"energy: Walden law, per-tile ADC bits.\n\n"
           + md_table(["variant", "sparsity", "ideal acc", "drop vs dense", "adc8 acc",

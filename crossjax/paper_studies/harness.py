@@ -27,7 +27,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,21 +40,26 @@ from crossjax import data as data_lib
 from crossjax import montecarlo, pruning
 from crossjax import study as study_lib
 
-__all__ = ["StudyRun", "DigitsStudy", "digits_study", "train_masked", "save_params", "load_params",
-           "md_table"]
+if TYPE_CHECKING:
+    from crossjax.paper_studies import tasks
+
+__all__ = ["StudyRun", "Setup", "setup", "train_masked", "save_params", "load_params", "md_table"]
+
+
+WEIGHTS = (nnx.Param, nnx.BatchStat)  # what a trained network is: parameters and batch-norm statistics
 
 
 def save_params(path: str, model: nnx.Module) -> None:
-    """Write the ``nnx.Param`` leaves of ``model`` to ``path`` (npz, atomically)."""
-    leaves = jax.tree.leaves(nnx.as_pure(nnx.state(model, nnx.Param)))
+    """Write the parameters and batch-norm statistics of ``model`` to ``path`` (npz, atomically)."""
+    leaves = jax.tree.leaves(nnx.as_pure(nnx.state(model, WEIGHTS)))
     tmp = path + ".tmp.npz"
     np.savez(tmp, *[np.asarray(x) for x in leaves])
     os.replace(tmp, path)
 
 
 def load_params(path: str, model: nnx.Module) -> nnx.Module:
-    """Load parameters saved by :func:`save_params` into ``model`` (same architecture); returns it."""
-    state = nnx.state(model, nnx.Param)
+    """Load weights saved by :func:`save_params` into ``model`` (same architecture); returns it."""
+    state = nnx.state(model, WEIGHTS)
     pure = nnx.as_pure(state)
     treedef = jax.tree.structure(pure)
     with np.load(path) as f:
@@ -203,53 +208,59 @@ class StudyRun:
         return self.results
 
 
-class DigitsStudy(NamedTuple):
-    """What every offline-digits seed study starts from (:func:`digits_study`)."""
+class Setup(NamedTuple):
+    """What every seed study starts from (:func:`setup`)."""
 
     run: "StudyRun"
-    train: data_lib.Dataset
+    task: "tasks.Task"
     x: np.ndarray          # test inputs (the first ``max_test``)
     y: np.ndarray          # test labels
-    build: Callable[[], nnx.Module]   # a fresh MLP(64, hidden, 10)
-    dense: Callable[[], nnx.Module]   # the digitally trained MLP (variant "dense", trained once)
+    dense: Callable[[], nnx.Module]   # the digitally trained network (variant "dense", trained once)
     variant: Callable[[str, Callable[[], nnx.Module]], nnx.Module]   # rs.model(name, build, make)
 
+    @property
+    def train(self):
+        return self.task.train
 
-def digits_study(study: str, out, st: dict, *, quick: bool, seed: int, samples: int,
-                 progress: bool) -> DigitsStudy:
-    """A :class:`StudyRun` on the offline digits with an ``MLP(64, st["hidden"], 10)``.
+    @property
+    def build(self):
+        return self.task.build
 
-    ``st`` (the study's settings) gives ``hidden``, ``train_steps`` (Adam 3e-3,
-    cosine decay, data seed ``seed``) and optionally ``max_test``. Records the
-    dense model's digital accuracy on first use.
+
+def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, progress: bool,
+          dataset: str = "digits", data_dir: str | None = None) -> Setup:
+    """A :class:`StudyRun` on ``dataset`` (:mod:`.tasks`: an MLP on digits/MNIST, VGG11 on CIFAR).
+
+    ``st`` (the study's settings) gives the network (``hidden`` or ``width``),
+    ``train_steps`` (Adam ``learning_rate``, default 3e-3, cosine decay, data
+    seed ``seed``, ``batch_size`` default 64) and optionally ``max_test``.
+    Records the dense network's digital accuracy on first use.
     """
-    rs = StudyRun(study, out, quick=quick, seed=seed, samples=samples, dataset="digits",
-                  model=f"mlp{(64, *st['hidden'], 10)}", progress=progress)
-    train = data_lib.load_dataset("digits", split="train")
-    test = data_lib.load_dataset("digits", split="test")
-    n = st.get("max_test")
+    from crossjax.paper_studies import tasks
 
-    def build():
-        from crossjax import models
-        return models.MLP(64, hidden=st["hidden"], num_classes=10,
-                          rngs=nnx.Rngs(params=seed, hardware=seed + 1))
+    task = tasks.load(dataset, st, seed, data_dir)
+    rs = StudyRun(study, out, quick=quick, seed=seed, samples=samples, dataset=dataset,
+                  model=task.model, progress=progress,
+                  extra=None if dataset == "digits" else {"dataset": dataset})
 
     def variant(name, make):
-        return rs.model(name, build, make)
+        return rs.model(name, task.build, make)
 
     def dense_make():
-        m = build()
-        train_masked(m, train, steps=st["train_steps"], learning_rate=3e-3, seed=seed)
+        m = task.build()
+        train_masked(m, task.train, steps=st["train_steps"], learning_rate=st.get("learning_rate", 3e-3),
+                     batch_size=st.get("batch_size", 64), seed=seed)
         return m
 
     def dense():
         return variant("dense", dense_make)
 
-    x, y = test.x[:n], test.y[:n]
+    n = st.get("max_test")
+    x, y = task.test.x[:n], task.test.y[:n]
     if rs.results["digital"] is None:
         rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
         rs.save()
-    return DigitsStudy(rs, train, x, y, build, dense, variant)
+    return Setup(rs, task, x, y, dense, variant)
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

@@ -1,9 +1,10 @@
 """Seed study 3: dense vs sparse mapping and tile size on tiled RRAM (Lammie et al., ISCAS 2022,
-arXiv 2201.06703), at laptop scale on the offline digits.
+arXiv 2201.06703), at laptop scale on the offline digits, at the paper's scale on CIFAR.
 
-Model: ``MLP(64, hidden, 10)`` (full: hidden (256, 256), tiles 16..256; quick:
-hidden (64, 64), tiles 16 and 64, configs ``ideal`` and ``dse+wires``). For
-every tile size ``T`` (``T x T`` crossbars):
+Network (:mod:`.tasks`): ``MLP(64, hidden, 10)`` on digits (full: hidden (256,
+256), tiles 16..256; quick: hidden (64, 64), tiles 16 and 64, configs ``ideal``
+and ``dse+wires``), VGG11 on CIFAR-10/100 (``dataset=``; full width, where the
+data is prepared). For every tile size ``T`` (``T x T`` crossbars):
 
 1. ``dense``: the digitally trained network (trained once);
 2. ``xcs``: the dense network with ``sparsity`` of its hidden layers' crossbar
@@ -36,19 +37,26 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 from flax import nnx
 
 from crossjax import circuit, energy, presets, pruning
-from crossjax.paper_studies.harness import digits_study, md_table, train_masked
+from crossjax.paper_studies import tasks
+from crossjax.paper_studies.harness import md_table, setup, train_masked
 
 CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
 CALIBRATION = 256  # training inputs that calibrate the ADC ranges
 ADC_CONVERSIONS = 2  # each array of the differential pair has its own ADC (crossbar kernels' default)
 
 
-def settings(quick: bool) -> dict:
-    """Training/pruning settings of the full and quick runs."""
+def settings(quick: bool, dataset: str = "digits") -> dict:
+    """Training/pruning settings of the full and quick runs (CIFAR: VGG11, see :mod:`.tasks`)."""
+    if dataset.startswith("cifar"):
+        if quick:
+            return dict(width=0.0625, tiles=(16, 64), train_steps=60, finetune_steps=10, batch_size=32,
+                        sparsity=0.5, samples=2, max_test=64, configs=("ideal", "dse+wires"))
+        return dict(width=1.0, tiles=(16, 32, 64, 128, 256), train_steps=20000, finetune_steps=2000,
+                    batch_size=128, learning_rate=1e-3, sparsity=0.5, samples=32, max_test=None,
+                    configs=("ideal", "dse", "dse+wires"))
     if quick:
         return dict(hidden=(64, 64), tiles=(16, 64), train_steps=300, finetune_steps=60,
                     sparsity=0.5, samples=2, max_test=450, configs=("ideal", "dse+wires"))
@@ -65,41 +73,36 @@ def hardware_configs(tile: int, mapping: str) -> dict:
     return {"ideal": ideal, "dse": base, "dse+wires": base.set({"array.parasitics": wires})}
 
 
-def xcs_masks(model, tile: int, sparsity: float):
-    """Pure mask tree: crossbar-column (XCS) masks of the hidden layers at ``tile``, the output layer kept."""
-    masks = nnx.as_pure(pruning.prune_model(model, "magnitude", tile, tile, 0.0))
-    for i, layer in enumerate(model.layers[:-1]):
-        masks["layers"][i]["kernel"] = pruning.crossbar_column_mask(layer.kernel[...], tile, tile, sparsity)
-    return masks
-
-
-def costs(model, tile: int, mapping: str) -> dict:
-    """Crossbars, ADC conversions and ADC energy per inference of ``model`` mapped at ``tile``."""
+def costs(model, tile: int, mapping: str, input_hw: int = 1) -> dict:
+    """Crossbars, ADC conversions and ADC energy per inference of ``model`` mapped at ``tile``
+    (conv layers convert once per output position of an ``input_hw``-sided image)."""
     report = pruning.model_report(model, tile, tile)["total"]
     kernels = pruning.crossbar_kernels(nnx.state(model, nnx.Param))
+    vectors = tasks.positions(model, input_hw)
     sparse = mapping == "sparse"
-    conversions = sum(int(energy.layer_conversions(np.asarray(k), tile, tile, 1, ADC_CONVERSIONS, sparse))
-                      for k in kernels.values())
-    e = energy.model_adc_energy(kernels, tile, tile, per="dense", conversions_per_column=ADC_CONVERSIONS,
+    conversions = sum(int(energy.layer_conversions(pruning.flatten_kernel(k), tile, tile, vectors.get(name, 1),
+                                                   ADC_CONVERSIONS, sparse)) for name, k in kernels.items())
+    e = energy.model_adc_energy(kernels, tile, tile, vectors, per="dense", conversions_per_column=ADC_CONVERSIONS,
                                 skip_empty_columns=sparse)
     return {"crossbars": int(report["tiles_sparse"] if sparse else report["tiles_dense"]),
             "crossbars_dense": int(report["tiles_dense"]), "sparsity": float(report["sparsity"]),
             "adc_conversions": conversions, "adc_energy_J": e["pruned"]}
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
+def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict."""
-    st = settings(quick)
+    st = settings(quick, dataset)
     S = samples or st["samples"]
-    ds = digits_study("tile_dse", out, st, quick=quick, seed=seed, samples=S, progress=progress)
+    ds = setup("tile_dse", out, st, quick=quick, seed=seed, samples=S, progress=progress,
+               dataset=dataset, data_dir=data_dir)
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
 
     def xcs_make(tile):
         def make():
-            m = ds.build()
-            nnx.update(m, nnx.state(ds.dense(), nnx.Param))
+            m = nnx.clone(ds.dense())
             train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
-                         masks=xcs_masks(m, tile, st["sparsity"]))
+                         batch_size=st.get("batch_size", 64),
+                         masks=tasks.structured_masks(m, "xcs", st["sparsity"], tile))
             return m
         return make
 
@@ -110,7 +113,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
             cell = f"{v}/{mapping}/T{tile}"
             if cell not in rs.results["variants"]:
                 rs.results["variants"][cell] = {"variant": v, "mapping": mapping, "tile": tile,
-                                                **costs(variants[v](), tile, mapping)}
+                                                **costs(variants[v](), tile, mapping, ds.task.input_hw)}
                 rs.save()
             hws = hardware_configs(tile, mapping)
             for c in names:
@@ -131,7 +134,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True) -> dict:
     header = ["T", "variant", "mapping", "sparsity", "crossbars", "ADC conversions", "ADC energy (pJ)", "ideal acc"]
     for c in names[1:]:
         header += [f"{c} acc", f"{c} std", f"{c} loss"]
-    md = (f"# Dense vs sparse mapping and tile size (ISCAS 2022), digits, MLP {(64, *st['hidden'], 10)}\n\n"
+    md = (f"# Dense vs sparse mapping and tile size (ISCAS 2022), {dataset}, {ds.task.model}\n\n"
           f"Samples per stochastic cell: {S}; XCS sparsity of the hidden layers {st['sparsity']}; "
           f"configs: `dse` = preset dse_iscas22 at each tile size (ADC ranges calibrated on {CALIBRATION} "
           f"training inputs), `dse+wires` = the same with 1 Ohm wire segments (exact IR drop).\n\n"
