@@ -1,6 +1,5 @@
 """Network surgery of the seed studies on MLP and VGG (crossjax.paper_studies.tasks), and a
 seed study on (mocked) CIFAR-10 with VGG11."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
