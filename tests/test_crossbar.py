@@ -223,7 +223,7 @@ def test_sparse_layout_is_exact_and_packs_columns(scheme):
                                crossbar.matmul(x, state, fixed), rtol=1e-12)
 
 
-def test_sparse_layout_changes_ir_drop_not_the_ideal_result():
+def test_sparse_layout_changes_ir_drop():
     K, N, R, C = 64, 48, 32, 16
     W, x = _column_pruned(1, K, N, R, C, 0.5)
     wires = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES})

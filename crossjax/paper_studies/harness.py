@@ -222,10 +222,6 @@ class Setup(NamedTuple):
     def train(self):
         return self.task.train
 
-    @property
-    def build(self):
-        return self.task.build
-
 
 def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, progress: bool,
           dataset: str = "digits", data_dir: str | None = None) -> Setup:
