@@ -158,6 +158,16 @@ def apply_dac(x, dac: DACConfig):
     return v * dac.v_read, tuple(coef), x_range
 
 
+def dac_equivalent(x, dac: DACConfig):
+    """The input value the DAC applies, in the units of ``x``: ``x_range * sum_s coef_s v_s / v_read``
+    (``x`` itself for an ideal DAC). A crossbar without ADC or read noise computes ``dac_equivalent(x) @ W_eff``.
+    """
+    if dac.bits is None:
+        return x
+    v, coef, x_range = apply_dac(x, dac)
+    return jnp.tensordot(jnp.asarray(coef, v.dtype), v, axes=1) * (x_range / dac.v_read)
+
+
 def adc_quantize(current, full_scale, bits):
     """Two's-complement ADC: ``clip(round(I/step), -2**(b-1), 2**(b-1)-1) * step``, ``step = i_fs / 2**(b-1)``.
 

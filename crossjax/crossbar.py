@@ -282,7 +282,7 @@ def _tile_currents(v, state, config, key, method):
         # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
         positive = var > 0
         std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-        i = i + std * devices.draw(jax.random.normal, key, i.shape, i.dtype)
+        i = i + std * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
     return i
 
 
@@ -307,15 +307,22 @@ def _needs_columns(config):
     return config.adc.bits is not None or config.device.read_noise is not None
 
 
+def is_linear(config: HardwareConfig) -> bool:
+    """Whether a programmed crossbar computes ``q(x) @ effective_weights(state)`` with an
+    elementwise input quantizer ``q = converters.dac_equivalent`` (``q(0) = 0``).
+
+    True without ADC and read noise and with an ideal or fixed-range DAC (a ``"max"``
+    range depends on the whole input vector). Write-time effects and IR drop are in
+    ``effective_weights``. A layer may then apply them in any linear form: a
+    convolution layer uses its effective kernel directly instead of unfolding patches.
+    """
+    return not _needs_columns(config) and (config.dac.bits is None or config.dac.range == "fixed")
+
+
 def _apply(x, state, config, key, method):
-    dac = config.dac
     if not _needs_columns(config) and method is None:
-        if dac.bits is None:
-            return x @ state.w_eff
-        v, coef, x_range = converters.apply_dac(x, dac)
-        xq = jnp.tensordot(jnp.asarray(coef, v.dtype), v, axes=1) * (x_range / dac.v_read)
-        return xq @ state.w_eff
-    v, coef, x_range = converters.apply_dac(x, dac)
+        return converters.dac_equivalent(x, config.dac) @ state.w_eff
+    v, coef, x_range = converters.apply_dac(x, config.dac)
     i = _tile_currents(v, state, config, key, method)  # (S, ..., P, Kt, M)
     if config.adc.bits is not None:
         i = converters.adc_quantize(i, _readout(state.adc_range, state, config), _adc_bits(state, config))

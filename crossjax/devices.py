@@ -36,10 +36,12 @@ import jax.numpy as jnp
 from flax import struct
 
 from crossjax import config_checks as chk
+from crossjax import counter_rng
 from crossjax.converters import ste_round
 
 WRITE_NOISE_KINDS = ("gaussian", "proportional", "lognormal")
 READ_NOISE_KINDS = ("gaussian", "proportional")
+READ_NOISE_GENERATORS = ("counter", "threefry")
 
 
 @struct.dataclass
@@ -119,10 +121,16 @@ class Drift:
 
 @struct.dataclass
 class ReadNoise:
-    """Read noise resampled per read, strength ``sigma`` (dimensionless); ``kind`` static."""
+    """Read noise resampled per read, strength ``sigma`` (dimensionless); ``kind`` static.
+
+    ``generator`` (static) draws the per-read normals: ``"counter"`` (default) is
+    :mod:`crossjax.counter_rng`, about 3x cheaper than ``"threefry"``
+    (``jax.random.normal``), which it matches in distribution, not in values.
+    """
 
     sigma: float = 0.0
     kind: str = struct.field(pytree_node=False, default="proportional")
+    generator: str = struct.field(pytree_node=False, default="counter")
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -132,6 +140,7 @@ class ReadNoise:
         j = include_jax
         chk.non_negative("device.read_noise.sigma", self.sigma, j)
         chk.choice("device.read_noise.kind", self.kind, READ_NOISE_KINDS)
+        chk.choice("device.read_noise.generator", self.generator, READ_NOISE_GENERATORS)
 
 
 @struct.dataclass
@@ -240,6 +249,12 @@ def program_conductances(u, device: DeviceConfig, key):
         g = jnp.where(r < st.p_min, jnp.asarray(g_min, dtype), g)
         g = jnp.where((r >= st.p_min) & (r < st.p_min + st.p_max), jnp.asarray(g_max, dtype), g)
     return g
+
+
+def read_noise_normal(key, shape, dtype, device: DeviceConfig):
+    """Standard normals ``(shape)`` for read noise, from ``device.read_noise.generator``."""
+    sample = counter_rng.normal if device.read_noise.generator == "counter" else jax.random.normal
+    return draw(sample, key, shape, dtype)
 
 
 def read_noise_std(g, device: DeviceConfig):

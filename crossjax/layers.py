@@ -32,6 +32,11 @@ With ``G = feature_group_count > 1`` each group is its own crossbar matrix
 ``(Cin/G*kh*kw, Cout/G)``; the groups are stacked on a leading axis and
 programmed / evaluated with ``jax.vmap`` (one batched call, no Python loop).
 
+Without ADC and read noise (``crossbar.is_linear``) a crossbar is linear in
+the DAC's output, so a convolution runs as ``conv(q(x), W_eff)`` with the
+effective weights folded back into a kernel: the same result (and, in train
+mode, the same sample and gradient) without unfolding patches.
+
 Whole-model programming is a pure function :func:`program_model` of
 ``(weights, hardware, key)``; crossbar layer ``i`` (in ``nnx.iter_graph``
 order) uses ``jax.random.fold_in(key, i)``, so ``jax.vmap`` over keys gives
@@ -147,6 +152,15 @@ class _CrossbarLayer(nnx.Module):
             )
         return hw
 
+    def _programmed_state(self):
+        state = self.crossbar_state.get_value()
+        if state is None:
+            raise ValueError(
+                f"{type(self).__name__} is in 'hardware' mode but not programmed: call "
+                "crossjax.layers.load_program(model, program_model(model, hardware, key))"
+            )
+        return state
+
     def _matmul(self, x: jax.Array, rngs) -> jax.Array:
         """``x (..., G, K/G)`` or ``(..., K)`` through the crossbar in the current mode."""
         crossbar = _kernels()
@@ -162,12 +176,7 @@ class _CrossbarLayer(nnx.Module):
                 x, W, config, keys
             )
             return y
-        state = self.crossbar_state.get_value()
-        if state is None:
-            raise ValueError(
-                f"{type(self).__name__} is in 'hardware' mode but not programmed: call "
-                "crossjax.layers.load_program(model, program_model(model, hardware, key))"
-            )
+        state = self._programmed_state()
         if self.calibrating and config.adc.bits is not None and config.adc.range == "calibrated":
             if G == 1:
                 state = crossbar.calibrate_adc(x, state, config, key)
@@ -320,6 +329,53 @@ class CrossbarConv(_CrossbarLayer):
         # output channels come in G consecutive blocks of Cout/G
         return W.reshape(cg * kh * kw, G, cout // G).transpose(1, 0, 2)
 
+    def _conv(self, x, kernel):
+        dtype = jnp.result_type(x, kernel)
+        return jax.lax.conv_general_dilated(
+            x.astype(dtype),
+            kernel.astype(dtype),
+            window_strides=self.strides,
+            padding=self.padding,
+            rhs_dilation=self.kernel_dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            feature_group_count=self.feature_group_count,
+        )
+
+    def _linear_kernel(self, x, rngs):
+        """The effective kernel when the crossbar is linear (``crossbar.is_linear``), else ``None``.
+
+        Hardware mode: the programmed state's ``W_eff``. Train mode: a fresh sample,
+        drawn as ``crossbar.analog_matmul`` draws it (``fold_in(key, 0)`` per group),
+        when that would form ``G_eff`` (not the per-input ``"iterative"`` regime).
+        """
+        crossbar = _kernels()
+        config = self._config()
+        if not crossbar.is_linear(config):
+            return None
+        if self.mode == "hardware":
+            return self._kernel_of(self._programmed_state().w_eff)
+        if config.array.parasitics is not None:
+            method = config.method
+            if method == "auto":
+                from crossjax import circuit
+
+                out = jax.eval_shape(lambda: self._conv(x, self.kernel[...]))
+                method = circuit.choose_method(config.array.rows, max(1, out.size // self.out_features))
+            if method == "iterative":
+                return None
+        key, W = self._key(rngs), self.crossbar_weights()
+        if self.groups == 1:
+            return self._kernel_of(crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.random.split(key, self.groups), 0)
+        return self._kernel_of(jax.vmap(crossbar.program, in_axes=(0, None, 0))(W, config, keys).w_eff)
+
+    def _kernel_of(self, w) -> jax.Array:
+        """Crossbar weights ``(K, Cout)`` or ``(G, K/G, Cout/G)`` as an HWIO kernel (inverse of :meth:`crossbar_weights`)."""
+        kh, kw, cg, cout = self.kernel[...].shape
+        if self.feature_group_count > 1:
+            w = w.transpose(1, 0, 2).reshape(cg * kh * kw, cout)
+        return w.reshape(cg, kh, kw, cout).transpose(1, 2, 0, 3)
+
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         """``x (B, H, W, in_features) -> (B, H', W', out_features)``."""
         if x.ndim != 4 or x.shape[-1] != self.in_features:
@@ -327,16 +383,13 @@ class CrossbarConv(_CrossbarLayer):
                 f"x: expected NHWC input (B, H, W, {self.in_features}), got shape {x.shape}"
             )
         if self.mode == "digital":
-            dtype = jnp.result_type(x, self.kernel[...])
-            y = jax.lax.conv_general_dilated(
-                x.astype(dtype),
-                self.kernel[...].astype(dtype),
-                window_strides=self.strides,
-                padding=self.padding,
-                rhs_dilation=self.kernel_dilation,
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                feature_group_count=self.feature_group_count,
-            )
+            y = self._conv(x, self.kernel[...])
+        elif (kernel := self._linear_kernel(x, rngs)) is not None:
+            # no ADC, no read noise: the crossbar is q(patches) @ W_eff with an
+            # elementwise DAC q (q(0) = 0), i.e. a convolution of q(x) with W_eff's kernel
+            from crossjax.converters import dac_equivalent
+
+            y = self._conv(dac_equivalent(x, self._config().dac), kernel)
         else:
             patches = jax.lax.conv_general_dilated_patches(
                 x,

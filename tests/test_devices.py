@@ -69,11 +69,13 @@ def test_drift_power_law():
     assert abs(nu_d.std() - nu_std) < 5 * nu_std / np.sqrt(2 * N_DEV)
 
 
-@pytest.mark.parametrize("kind", ["proportional", "gaussian"])
-def test_read_noise_per_read(kind):
+@pytest.mark.parametrize("kind,generator", [("proportional", "counter"), ("gaussian", "counter"),
+                                            ("proportional", "threefry")])
+def test_read_noise_per_read(kind, generator):
     """One input row at v_read reads each device of a column: I = v_read * (G + delta)."""
     sigma = 0.04
-    cfg = HardwareConfig().set({"device.read_noise": ReadNoise(sigma=sigma, kind=kind), "array.rows": 1,
+    cfg = HardwareConfig().set({"device.read_noise": ReadNoise(sigma=sigma, kind=kind, generator=generator),
+                                "array.rows": 1,
                                 "array.cols": 64})
     K, N = 1, 64
     W = jnp.full((K, N), 0.5)  # w_max = 0.5: u+ = 1 (G+ = g_max), u- = 0 (G- = g_min)
@@ -116,6 +118,8 @@ def test_bad_device_config():
         WriteNoise(sigma=-0.1)
     with pytest.raises(ValueError, match="device.read_noise.sigma"):
         ReadNoise(sigma=float("nan"))
+    with pytest.raises(ValueError, match="device.read_noise.generator"):
+        ReadNoise(sigma=0.01, generator="philox")
     with pytest.raises(ValueError, match="device.stuck"):
         StuckAt(p_min=0.6, p_max=0.6)
     with pytest.raises(ValueError, match="device.levels"):

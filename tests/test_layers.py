@@ -183,3 +183,88 @@ def test_errors_name_the_problem():
         layers.CrossbarConv(6, 4, 3, padding="FULL", rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="NHWC"):
         layers.CrossbarConv(6, 4, 3, rngs=nnx.Rngs(0))(jnp.ones((2, 8, 8, 5)))
+
+
+LINEAR = hardware.HardwareConfig().set(
+    {
+        "array.rows": 16,
+        "array.cols": 8,
+        "array.parasitics.r_wire_row": 2.0,
+        "array.parasitics.r_wire_col": 2.0,
+        "device.write_noise.sigma": 0.05,
+        "device.stuck.p_min": 0.02,
+        "dac.bits": 5,
+        "dac.x_max": 1.5,
+    }
+)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_linear_hardware_equals_patches_through_kernels(case, layout):
+    """Without ADC and read noise a programmed conv runs as conv(q(x), W_eff): the same as
+    unfolding patches and calling crossbar.matmul on the layer's own programmed state."""
+    hw = LINEAR.set({"mapping.layout": layout})
+    assert crossbar.is_linear(hw) and not crossbar.is_linear(hw.set({"dac.range": "max"}))
+    conv = layers.CrossbarConv(
+        case["cin"], case["cout"], case["k"], strides=case["strides"], padding=case["padding"],
+        kernel_dilation=case["dilation"], feature_group_count=case["groups"],
+        param_dtype=jnp.float64, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0),
+    )
+    x = 0.7 * jax.random.normal(jax.random.key(2), (2, 11, 10, case["cin"]))
+    _program(conv, hw, key=3)
+    y = conv(x)
+    patches = jax.lax.conv_general_dilated_patches(
+        x, filter_shape=conv.kernel_size, window_strides=conv.strides, padding=conv.padding,
+        rhs_dilation=conv.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    state, G = conv.crossbar_state.get_value(), case["groups"]
+    if G == 1:
+        ref = crossbar.matmul(patches, state, hw)
+    else:
+        p = patches.reshape(*patches.shape[:-1], G, patches.shape[-1] // G)
+        ref = jax.vmap(crossbar.matmul, in_axes=(-2, 0, None), out_axes=-2)(p, state, hw)
+        ref = ref.reshape(*ref.shape[:-2], case["cout"])
+    ref = ref + conv.bias[...]
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+    # and the non-idealities are really there: the result is not the digital conv
+    layers.set_mode(conv, "digital")
+    assert np.abs(np.asarray(conv(x) - y)).max() > 1e-3 * np.abs(np.asarray(y)).max()
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[2]])
+def test_conv_linear_train_mode_equals_patches_value_and_gradient(case):
+    """Train mode draws the same fresh sample as crossbar.analog_matmul on the patches,
+    and its gradient w.r.t. the kernel (through programming and the IR-drop solve) agrees."""
+    conv = layers.CrossbarConv(
+        case["cin"], case["cout"], case["k"], strides=case["strides"], padding=case["padding"],
+        kernel_dilation=case["dilation"], feature_group_count=case["groups"], use_bias=False,
+        param_dtype=jnp.float64, rngs=nnx.Rngs(0),
+    )
+    layers.set_mode(conv, "train", LINEAR)
+    x = 0.7 * jax.random.normal(jax.random.key(2), (2, 9, 8, case["cin"]))
+    key, G = jax.random.key(11), case["groups"]
+
+    def fast(m):
+        return m(x, rngs=nnx.Rngs(hardware=key))
+
+    def patches_path(m):
+        W = m.crossbar_weights()
+        p = jax.lax.conv_general_dilated_patches(
+            x, filter_shape=m.kernel_size, window_strides=m.strides, padding=m.padding,
+            rhs_dilation=m.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        k = nnx.Rngs(hardware=key)["hardware"]()  # the key the layer draws from the same stream
+        if G == 1:
+            return crossbar.analog_matmul(p, W, LINEAR, k)
+        p = p.reshape(*p.shape[:-1], G, p.shape[-1] // G)
+        y = jax.vmap(crossbar.analog_matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
+            p, W, LINEAR, jax.random.split(k, G))
+        return y.reshape(*y.shape[:-2], case["cout"])
+
+    assert conv._linear_kernel(x, nnx.Rngs(hardware=key)) is not None  # the kernel path is taken
+    w = jax.random.normal(jax.random.key(4), fast(conv).shape)
+    y, g = nnx.value_and_grad(lambda m: jnp.sum(w * fast(m)))(conv)
+    y_ref, g_ref = nnx.value_and_grad(lambda m: jnp.sum(w * patches_path(m)))(conv)
+    g, g_ref = g["kernel"][...], g_ref["kernel"][...]
+    np.testing.assert_allclose(y, y_ref, rtol=1e-10)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-9, atol=1e-9 * np.abs(g_ref).max())
+    assert np.abs(np.asarray(g)).max() > 0
