@@ -29,7 +29,9 @@ pass; clipping passes zero gradient outside the range.
 """
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +42,16 @@ from crossjax import config_checks as chk
 
 DAC_RANGES = ("fixed", "max")
 ADC_RANGES = ("fixed", "max", "calibrated")
+
+
+def shift_add(a, coef, axis: int = 0):
+    """``sum_k coef[k] * a[k]`` along ``axis`` for a static tuple ``coef`` (bit slices, array pairs).
+
+    Written as a sum of slices, not a contraction, so XLA fuses it with the
+    elementwise converter and noise work around it (one pass over the data).
+    """
+    terms = (c * jax.lax.index_in_dim(a, k, axis, keepdims=False) for k, c in enumerate(coef))
+    return functools.reduce(operator.add, terms)
 
 
 def ste_round(x):
@@ -165,7 +177,7 @@ def dac_equivalent(x, dac: DACConfig):
     if dac.bits is None:
         return x
     v, coef, x_range = apply_dac(x, dac)
-    return jnp.tensordot(jnp.asarray(coef, v.dtype), v, axes=1) * (x_range / dac.v_read)
+    return shift_add(v, coef) * (x_range / dac.v_read)
 
 
 def adc_quantize(current, full_scale, bits):

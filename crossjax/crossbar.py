@@ -7,6 +7,7 @@ Data path (DESIGN.md), for ``W`` ``(K, N)`` on ``R x C`` tiles::
     G_eff  = effective_conductance(G, wires)      exact IR drop       crossjax.circuit
     V_s    = DAC(x) slice s                       volts               crossjax.converters
     I      = V_s @ G_eff  (+ read noise)          amperes, per tile column
+                                                  (I+ - I- per pair column with mapping.subtract="analog")
     I_q    = ADC(I)                               per tile column, full scale per column
     y      = sum_s coef_s sum_p coef_p sum_Kt I_q * w_max * x_range / ((g_max - g_min) * v_read)
 
@@ -49,7 +50,8 @@ class CrossbarState:
       g_eff: effective conductances with IR drop, same shape (``g`` for ideal wires).
       w_eff: effective digital weights ``(K, N)`` (what the hardware computes, linear part).
       w_max: weight scale, scalar or ``(N,)``.
-      adc_range: ADC full scale per tile column ``(P, Kt, Nt, Cp)`` amperes, or ``None`` (no ADC).
+      adc_range: ADC full scale per read-out tile column ``(P_read, Kt, Nt, Cp)`` amperes, or ``None``
+        (no ADC); ``P_read = mapping.read_arrays`` (``P``, or ``P / 2`` with analog pair subtraction).
       column_index: sparse layout only (``mapping.layout="sparse"``): the output held by
         compacted column ``j`` of row block ``a``, ``(Kt, Nt*C)``, -1 for an empty slot.
       in_features, out_features: ``K``, ``N`` (static).
@@ -121,10 +123,10 @@ def _initial_adc_range(g_eff, config):
         return None
     shape = g_eff.shape[:-2] + g_eff.shape[-1:]
     if adc.range == "fixed":
-        return jnp.full(shape, adc.i_max, g_eff.dtype)
+        return jnp.full((config.mapping.read_arrays,) + shape[1:], adc.i_max, g_eff.dtype)
     # "max" (and the default of "calibrated" until calibrate_adc is called):
     # the largest current the column can carry, all inputs at +-v_read.
-    return config.dac.v_read * jnp.sum(jnp.abs(g_eff), axis=-2)
+    return config.dac.v_read * jnp.sum(jnp.abs(mapping.subtract_pairs(g_eff, config.mapping)), axis=-2)
 
 
 def _write(W, config, key):
@@ -257,11 +259,11 @@ def _tile_products(v, m, K, rows):
 
 
 def _tile_currents(v, state, config, key, method):
-    """Per-tile read-out column currents ``(S, ..., P, Kt, M)`` for voltages ``v`` ``(S, ..., K)`` (see :func:`_readout`)."""
+    """Per-tile read-out column currents ``(S, ..., P_read, Kt, M)`` for voltages ``v`` ``(S, ..., K)`` (see :func:`_readout`)."""
     K, rows = state.in_features, config.array.rows
 
-    def per_row(g):  # (P, Kt, Nt, R, Cp) -> (P, Kt, R, M)
-        return _readout(jnp.moveaxis(g, -2, 2), state, config)
+    def per_row(g, variance=False):  # (P, Kt, Nt, R, Cp) -> (P_read, Kt, R, M), P_read = mapping.read_arrays
+        return _readout(jnp.moveaxis(mapping.subtract_pairs(g, config.mapping, 0, variance), -2, 2), state, config)
 
     if method is None:
         i = _tile_products(v, per_row(state.g_eff), K, rows)
@@ -274,11 +276,11 @@ def _tile_currents(v, state, config, key, method):
         vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
         vb = vb[None, :, None]  # (1, Kt, 1, B, R)
         i = circuit.solve(state.g, vb, config.array.parasitics, method=method)  # (P, Kt, Nt, B, Cp)
-        i = _readout(jnp.moveaxis(i, -2, 0), state, config)  # (B, P, Kt, M)
+        i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
         i = i.reshape(lead + i.shape[1:])
     if config.device.read_noise is not None:
         s = devices.read_noise_std(state.g, config.device)
-        var = _tile_products(v * v, per_row(s * s), K, rows)
+        var = _tile_products(v * v, per_row(s * s, variance=True), K, rows)
         # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
         positive = var > 0
         std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
@@ -326,13 +328,13 @@ def _apply(x, state, config, key, method):
     i = _tile_currents(v, state, config, key, method)  # (S, ..., P, Kt, M)
     if config.adc.bits is not None:
         i = converters.adc_quantize(i, _readout(state.adc_range, state, config), _adc_bits(state, config))
-    i = jnp.tensordot(jnp.asarray(coef, i.dtype), i, axes=1)  # bit-serial shift-add
+    i = converters.shift_add(i, coef)  # bit-serial shift-add
     if config.mapping.reference_columns:
         i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (..., P, Kt, Nt, Cp)
-        i = mapping.recombine(i, config.mapping, axis=-4)  # (..., Kt, Nt, C)
+        i = mapping.recombine(i, config.mapping, axis=-4, read=True)  # (..., Kt, Nt, C)
         i = i.reshape(i.shape[:-2] + (-1,))
     else:
-        i = mapping.recombine(i, config.mapping, axis=-3)  # (..., Kt, M)
+        i = mapping.recombine(i, config.mapping, axis=-3, read=True)  # (..., Kt, M)
     if state.column_index is not None:  # sparse layout: packed columns back in place
         y = mapping.scatter_outputs(i, state.column_index, state.out_features)
     else:

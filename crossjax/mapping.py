@@ -33,11 +33,12 @@ import jax.numpy as jnp
 from flax import struct
 
 from crossjax import config_checks as chk
-from crossjax.converters import ste_round
+from crossjax.converters import shift_add, ste_round
 
 SCHEMES = ("differential", "offset")
 WEIGHT_SCALES = ("layer", "column")
 LAYOUTS = ("dense", "sparse")
+SUBTRACTIONS = ("digital", "analog")
 
 
 @struct.dataclass
@@ -56,6 +57,14 @@ class MappingConfig:
         holding a non-zero weight are packed in order into ``ceil(nnz / C)``
         crossbars; all-zero columns and tiles are not programmed and the outputs
         are put back in order digitally, :func:`compact_columns`). static.
+      subtract: where a differential pair's column currents are subtracted.
+        ``"digital"``: each array's columns have their own ADC conversion and the
+        converted values are subtracted (:func:`recombine`). ``"analog"``: the two
+        currents ``I+ - I-`` are subtracted before one conversion per pair column
+        (a current mirror at the column, as in CrossSim's balanced core
+        subtracting in the array): half the ADC conversions, and the read noise
+        of both devices lands in one converted current. Needs
+        ``scheme="differential"``. static.
     """
 
     scheme: str = struct.field(pytree_node=False, default="differential")
@@ -64,6 +73,7 @@ class MappingConfig:
     slice_bits: int | None = struct.field(pytree_node=False, default=None)
     slices: int = struct.field(pytree_node=False, default=1)
     layout: str = struct.field(pytree_node=False, default="dense")
+    subtract: str = struct.field(pytree_node=False, default="digital")
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -82,6 +92,10 @@ class MappingConfig:
         if self.scheme == "offset" and self.slices > 1:
             raise ValueError("mapping.slices > 1 needs mapping.scheme='differential'.")
         chk.choice("mapping.layout", self.layout, LAYOUTS)
+        chk.choice("mapping.subtract", self.subtract, SUBTRACTIONS)
+        if self.subtract == "analog" and self.scheme != "differential":
+            raise ValueError("mapping.subtract='analog' subtracts a differential pair's currents; "
+                             "it needs mapping.scheme='differential' (or use subtract='digital').")
         if self.layout == "sparse" and self.weight_scale != "layer":
             raise ValueError("mapping.layout='sparse' packs columns of different outputs into one "
                              "crossbar; it needs mapping.weight_scale='layer'.")
@@ -93,6 +107,17 @@ class MappingConfig:
     @property
     def reference_columns(self) -> int:
         return 1 if self.scheme == "offset" else 0
+
+    @property
+    def read_arrays(self) -> int:
+        """Arrays whose column currents are converted separately: ``n_arrays``, or the
+        ``slices`` pair differences with ``subtract="analog"``."""
+        return self.slices if self.subtract == "analog" else self.n_arrays
+
+    def read_coefficients(self) -> tuple[float, ...]:
+        """Recombination coefficients of the ``read_arrays`` converted currents."""
+        c = self.coefficients()
+        return c[: self.slices] if self.subtract == "analog" else c
 
     def coefficients(self) -> tuple[float, ...]:
         """Recombination coefficients ``coef`` (length ``n_arrays``)."""
@@ -241,12 +266,25 @@ def column_difference(a, mapping: MappingConfig):
     return a
 
 
-def recombine(a, mapping: MappingConfig, axis: int):
-    """``sum_p coef[p] * column_difference(a_p)`` over the array axis ``axis`` of ``a``."""
-    coef = jnp.asarray(mapping.coefficients(), a.dtype)
-    a = column_difference(a, mapping)
-    a = jnp.moveaxis(a, axis, -1)
-    return a @ coef
+def recombine(a, mapping: MappingConfig, axis: int, read: bool = False):
+    """``sum_p coef[p] * column_difference(a_p)`` over the array axis ``axis`` of ``a``.
+
+    ``read=True``: ``a`` holds the ``read_arrays`` converted currents (:func:`subtract_pairs`).
+    """
+    coef = mapping.read_coefficients() if read else mapping.coefficients()
+    return shift_add(column_difference(a, mapping), coef, axis)
+
+
+def subtract_pairs(a, mapping: MappingConfig, axis: int = 0, variance: bool = False):
+    """The arrays' column quantities ``a`` (``n_arrays`` along ``axis``) as read out:
+    with ``subtract="analog"`` the pair differences ``a+ - a-`` (``variance=True``: the
+    sums ``a+ + a-`` of independent variances), else ``a`` unchanged."""
+    if mapping.subtract != "analog":
+        return a
+    h = mapping.slices
+    plus = jax.lax.slice_in_dim(a, 0, h, axis=axis)
+    minus = jax.lax.slice_in_dim(a, h, 2 * h, axis=axis)
+    return plus + minus if variance else plus - minus
 
 
 def unmap_tiles(u, w_max, mapping: MappingConfig, K: int, N: int):

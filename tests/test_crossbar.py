@@ -259,3 +259,66 @@ def test_sparse_layout_needs_layer_scale():
         HardwareConfig().set({"mapping.layout": "sparse", "mapping.weight_scale": "column"})
     with pytest.raises(ValueError, match="mapping.layout"):
         HardwareConfig().set({"mapping.layout": "packed"})
+
+
+@pytest.mark.parametrize("slices", [1, 2])
+def test_analog_pair_subtraction_equals_independent_reference(slices):
+    """mapping.subtract="analog": one ADC per pair column converts I+ - I- (full scale
+    v_read * sum |G+_eff - G-_eff|), computed here tile by tile from the state's G_eff."""
+    rng = np.random.default_rng(3)
+    K, N, R, C, bits = 20, 11, 8, 4, 5
+    W, x = rng.normal(size=(K, N)), rng.normal(size=(6, K))
+    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES, "adc.bits": bits,
+                                "mapping.subtract": "analog", "dac.x_max": 2.5})
+    if slices > 1:
+        cfg = cfg.set({"mapping.slice_bits": 2, "mapping.slices": slices})
+    state = crossbar.program(jnp.asarray(W), cfg)
+    assert state.adc_range.shape == (slices, 3, 3, C)  # one ADC per pair column, not 2 * slices
+    d = cfg.device
+    ge = np.asarray(state.g_eff)  # (2 slices, Kt, Nt, R, C): [G+ slices, G- slices]
+    coef = cfg.mapping.coefficients()[:slices]
+    Vp = np.zeros((6, 3 * R))
+    Vp[:, :K] = x / 2.5 * cfg.dac.v_read  # ideal DAC: linear, unclipped
+    half = 2 ** (bits - 1)
+    y = np.zeros((6, 3 * C))
+    for k in range(slices):
+        for a in range(3):
+            for b in range(3):
+                g = ge[k, a, b] - ge[slices + k, a, b]
+                step = cfg.dac.v_read * np.abs(g).sum(axis=0) / half
+                i = Vp[:, a * R:(a + 1) * R] @ g
+                y[:, b * C:(b + 1) * C] += coef[k] * np.clip(np.round(i / step), -half, half - 1) * step
+    y = y[:, :N] * float(state.w_max) * 2.5 / ((d.g_max - d.g_min) * cfg.dac.v_read)
+    got = crossbar.matmul(jnp.asarray(x), state, cfg)
+    assert _rel(got, y) < 1e-10
+    # the ideal-converter limit is the same hardware: without the ADC both readouts agree
+    no_adc = cfg.set({"adc.bits": None})
+    np.testing.assert_allclose(crossbar.matmul(jnp.asarray(x), state, no_adc),
+                               crossbar.matmul(jnp.asarray(x), state, no_adc.set({"mapping.subtract": "digital"})),
+                               rtol=1e-10, atol=1e-12)
+    assert _rel(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cfg), y) < 1e-10
+
+
+def test_analog_pair_subtraction_read_noise_and_calibration():
+    """Read noise of both devices in one converted current: var = v_read^2 (s+^2 + s-^2)."""
+    sigma, n = 0.04, 4096
+    cfg = HardwareConfig().set({"device.read_noise": ReadNoise(sigma=sigma), "array.rows": 1, "array.cols": 64,
+                                "mapping.subtract": "analog"})
+    d = cfg.device
+    state = crossbar.program(jnp.full((1, 64), 0.5), cfg)  # G+ = g_max, G- = g_min
+    y = jax.vmap(lambda k: crossbar.matmul(jnp.ones((1,)), state, cfg, k))(jax.random.split(jax.random.key(4), n))
+    y = np.asarray(y).ravel()
+    std = np.hypot(sigma * d.g_max, sigma * d.g_min) / (d.g_max - d.g_min) * 0.5
+    assert abs(y.mean() - 0.5) < 5 * std / np.sqrt(y.size)
+    assert abs(y.std() - std) < 5 * std / np.sqrt(2 * y.size)
+    cal = cfg.set({"adc.bits": 6, "adc.range": "calibrated"})
+    st = crossbar.calibrate_adc(jnp.ones((8, 1)), crossbar.program(jnp.full((1, 64), 0.5), cal), cal, jax.random.key(5))
+    assert st.adc_range.shape == (1, 1, 1, 64)
+    assert np.all(np.asarray(st.adc_range) > 0)
+
+
+def test_analog_pair_subtraction_needs_differential_pair():
+    with pytest.raises(ValueError, match="mapping.subtract"):
+        HardwareConfig().set({"mapping.scheme": "offset", "mapping.subtract": "analog"})
+    with pytest.raises(ValueError, match="mapping.subtract"):
+        HardwareConfig().set({"mapping.subtract": "current"})

@@ -45,7 +45,9 @@ from crossjax.paper_studies.harness import md_table, setup, train_masked
 
 CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
 CALIBRATION = 256  # training inputs that calibrate the ADC ranges
-ADC_CONVERSIONS = 2  # each array of the differential pair has its own ADC (crossbar kernels' default)
+# conversions per crossbar column: each array of the differential pair has its own ADC
+# (the preset's mapping.subtract="digital"; "analog" pair subtraction would make it 1)
+ADC_CONVERSIONS = presets.get("dse_iscas22").mapping.read_arrays
 
 
 def settings(quick: bool, dataset: str = "digits") -> dict:
