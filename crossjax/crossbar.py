@@ -325,7 +325,7 @@ def _apply(x, state, config, key, method):
     if not _needs_columns(config) and method is None:
         return converters.dac_equivalent(x, config.dac) @ state.w_eff
     v, coef, x_range = converters.apply_dac(x, config.dac)
-    i = _tile_currents(v, state, config, key, method)  # (S, ..., P, Kt, M)
+    i = _tile_currents(v, state, config, key, method)  # (S, ..., P_read, Kt, M)
     if config.adc.bits is not None:
         i = converters.adc_quantize(i, _readout(state.adc_range, state, config), _adc_bits(state, config))
     i = converters.shift_add(i, coef)  # bit-serial shift-add
