@@ -15,7 +15,8 @@ With ideal devices and converters ``y == x @ W`` (the ``g_min`` offsets cancel i
 the differential pair). :func:`program` does all the per-weight work once and
 folds the linear part into ``effective_weights`` ``(K, N)``,
 ``W_eff = recombine(G_eff) * w_max / (g_max - g_min)``, so that without ADC and
-read noise :func:`matmul` is a single ``x_q @ W_eff``; otherwise it is one
+read noise :func:`matmul` is a single ``x_q @ W_eff`` (with read noise but no ADC, plus
+one Gaussian per output whose variance is a second matmul); otherwise it is one
 batched einsum over the real rows and read-out columns of all tiles (a second
 one for a partial last row tile) followed by the per-column ADC. With
 ``mapping.layout="sparse"`` the tiles hold packed non-empty columns and the
@@ -106,15 +107,20 @@ def _scale(config):
     return 1.0 / ((config.device.g_max - config.device.g_min) * config.dac.v_read)
 
 
+def _untile(a, K, N, column_index=None):
+    """Per-cell quantities ``(Kt, Nt, R, C)`` -> ``(K, N)`` in the weights' layout (sparse: scattered back)."""
+    if column_index is None:
+        return mapping.untile_weights(a, K, N)
+    kt, nt, rows, cols = a.shape
+    packed = mapping.untile_weights(a, kt * rows, nt * cols)  # (Kt*R, Nt*C)
+    return mapping.scatter_rows(packed.reshape(kt, rows, nt * cols), column_index, N).reshape(kt * rows, N)[:K]
+
+
 def _fold_weights(g_eff, w_max, config, K, N, column_index=None):
     scale = 1.0 / (config.device.g_max - config.device.g_min)
     if column_index is None:
         return mapping.unmap_tiles(g_eff, w_max, config.mapping, K, N) * scale
-    kt, nt = g_eff.shape[1:3]
-    rows, cols = config.array.rows, config.array.cols
-    packed = mapping.unmap_tiles(g_eff, w_max, config.mapping, kt * rows, nt * cols)   # (Kt*R, Nt*C)
-    w = mapping.scatter_rows(packed.reshape(kt, rows, nt * cols), column_index, N)
-    return w.reshape(kt * rows, N)[:K] * scale
+    return _untile(mapping.recombine(g_eff, config.mapping, axis=0), K, N, column_index) * w_max * scale
 
 
 def _initial_adc_range(g_eff, config):
@@ -325,6 +331,8 @@ def _apply(x, state, config, key, method):
     if not _needs_columns(config) and method is None:
         return converters.dac_equivalent(x, config.dac) @ state.w_eff
     v, coef, x_range = converters.apply_dac(x, config.dac)
+    if _sums_read_noise(config, method):
+        return _apply_summed_read_noise(x, v, coef, x_range, state, config, key)
     i = _tile_currents(v, state, config, key, method)  # (S, ..., P_read, Kt, M)
     if config.adc.bits is not None:
         i = converters.adc_quantize(i, _readout(state.adc_range, state, config), _adc_bits(state, config))
@@ -340,6 +348,35 @@ def _apply(x, state, config, key, method):
     else:
         y = i.sum(axis=-2)[..., : state.out_features]
     return y * state.w_max * x_range * _scale(config)
+
+
+def _sums_read_noise(config, method):
+    """Read noise without per-tile conversion, on ``G_eff``: see :func:`_apply_summed_read_noise`."""
+    return config.adc.bits is None and method is None and not config.mapping.reference_columns
+
+
+def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
+    """Read noise without an ADC: nothing is converted per tile, so the independent
+    Gaussian read noise of every tile, array and input slice adds up to one Gaussian per
+    output, exactly (a sum of independent normals is normal)::
+
+        y = q(x) @ W_eff + sqrt(sum_s coef_s^2 v_s^2 @ S2) * z * w_max x_range / ((g_max - g_min) v_read)
+
+    with ``S2 = untile(sum_p c_p^2 s_p^2)`` (A^2/V^2 per weight; ``c_p`` the pair / bit-slice
+    coefficients, ``s_p`` the cells' read-noise std) and one ``z ~ N(0, 1)`` per output
+    instead of one per tile output. Same distribution as the per-tile path; not for
+    the offset scheme, whose shared reference column correlates the outputs.
+    """
+    K, N = state.in_features, state.out_features
+    s = devices.read_noise_std(state.g, config.device)
+    c2 = tuple(c * c for c in config.mapping.coefficients())
+    s2 = _untile(converters.shift_add(s * s, c2), K, N, state.column_index)  # (K, N)
+    var = converters.shift_add((v * v) @ s2, tuple(c * c for c in coef))  # (..., N), A^2
+    positive = var > 0  # sqrt with a finite gradient where no input reaches an output
+    std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+    noise = std * devices.read_noise_normal(key, std.shape, std.dtype, config.device)
+    y = converters.dac_equivalent(x, config.dac) @ state.w_eff
+    return y + noise * state.w_max * x_range * _scale(config)
 
 
 @functools.partial(jax.jit, static_argnames=("method",))
@@ -448,6 +485,6 @@ def _analog_matmul(x, W, config, key):
         else:
             adc_range = _initial_adc_range(g_eff, config)
         state = state.replace(adc_range=adc_range)
-    if not _needs_columns(config) and not per_input:
+    if not per_input and (not _needs_columns(config) or _sums_read_noise(config, None)):
         state = state.replace(w_eff=_fold_weights(g_eff, w_max, config, K, N, index))
     return _apply(x, state, config, k_read, "iterative" if per_input else None)

@@ -24,7 +24,8 @@ conductance fluctuates independently by ``delta ~ N(0, s^2)`` with
 ``s = sigma * G`` (``"proportional"``) or ``s = sigma * (g_max - g_min)``
 (``"gaussian"``), so a column current ``I_j = sum_i V_i (G_ij + delta_ij)`` gets
 Gaussian noise of variance ``sum_i V_i^2 s_ij^2`` (A^2), which is how
-``crossbar.matmul`` samples it (exact for ideal wires; with wire resistance the
+``crossbar.matmul`` samples it (per tile column before an ADC; without an ADC
+the independent terms of all tiles of an output are summed into one Gaussian) (exact for ideal wires; with wire resistance the
 same cell variances are applied through the ideal-wire sum, a first-order model).
 """
 from __future__ import annotations

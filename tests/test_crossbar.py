@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from crossjax import circuit, crossbar, presets
+from crossjax import circuit, converters, crossbar, presets
 from crossjax.devices import Drift, RangeVariation, ReadNoise, StuckAt, WriteNoise
 from crossjax.hardware import HardwareConfig
 
@@ -173,18 +173,22 @@ def test_presets_and_serialization():
     assert np.all(np.isfinite(y)) and 1e-3 < _rel(y, x @ W) < 2.0
 
 
-def test_read_noise_gradient_finite_with_zero_input_tile():
+@pytest.mark.parametrize("adc_bits", [None, 8])
+def test_read_noise_gradient_finite_with_zero_input_tile(adc_bits):
     """A tile whose inputs are all zero (ReLU, padding) has zero read-noise variance;
-    the gradient through the noise amplitude must stay finite there."""
+    the gradient through the noise amplitude must stay finite there (per-tile noise with
+    an ADC; without one the summed noise, where a silent output has zero variance)."""
     from crossjax.hardware import HardwareConfig
 
-    cfg = HardwareConfig().set(device__read_noise__sigma=0.05)
+    cfg = HardwareConfig().set(device__read_noise__sigma=0.05, adc__bits=adc_bits)
     W = jax.random.normal(jax.random.key(0), (8, 4)) * 0.1
     x = jnp.concatenate([jnp.zeros((3, 4)), jnp.ones((3, 4)) * 0.5], axis=1)  # first 4 rows silent
     cfg = cfg.replace(array=cfg.array.replace(rows=4, cols=4))
     g = jax.grad(lambda W: crossbar.analog_matmul(x, W, cfg, jax.random.key(1)).sum())(W)
     assert bool(jnp.all(jnp.isfinite(g)))
     assert float(jnp.abs(g).sum()) > 0
+    g = jax.grad(lambda x: crossbar.analog_matmul(x, W, cfg, jax.random.key(1)).sum())(jnp.zeros((2, 8)))
+    assert bool(jnp.all(jnp.isfinite(g)))  # no input at all: zero variance everywhere
 
 
 # --------------------------------------------------------------------------- sparse layout, many matrices
@@ -322,3 +326,56 @@ def test_analog_pair_subtraction_needs_differential_pair():
         HardwareConfig().set({"mapping.scheme": "offset", "mapping.subtract": "analog"})
     with pytest.raises(ValueError, match="mapping.subtract"):
         HardwareConfig().set({"mapping.subtract": "current"})
+
+
+@pytest.mark.parametrize("layout,subtract", [("dense", "digital"), ("sparse", "analog")])
+def test_read_noise_without_adc_is_one_gaussian_per_output(layout, subtract):
+    """No ADC: the per-cell read noise of all tiles, arrays and input slices sums to one
+    Gaussian per output. Mean and std per output match the cell-by-cell formula
+    std(y_m) = sqrt(sum_s coef_s^2 sum_p c_p^2 sum_k v_sk^2 s_pkm^2) * w_max x_max / ((g_max - g_min) v_read),
+    computed here from the programmed cells."""
+    rng = np.random.default_rng(5)
+    K, N, R, C = 20, 6, 8, 4
+    W = rng.normal(size=(K, N))
+    W[:, 2] = 0.0  # an empty column (packed away in the sparse layout)
+    x = rng.uniform(-1, 1, size=(K,))
+    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES,
+                                "device.read_noise": ReadNoise(0.05), "device.write_noise": WriteNoise(0.05),
+                                "mapping.slice_bits": 2, "mapping.slices": 2, "mapping.layout": layout,
+                                "mapping.subtract": subtract, "dac.bits": 6, "dac.slice_bits": 3})
+    state = crossbar.program(jnp.asarray(W), cfg, jax.random.key(0))
+    n = 20000
+    y = np.asarray(jax.vmap(lambda k: crossbar.matmul(jnp.asarray(x), state, cfg, k))(
+        jax.random.split(jax.random.key(1), n)))
+    # the independent per-cell formula
+    d, m = cfg.device, cfg.mapping
+    v, coef, x_range = converters.apply_dac(jnp.asarray(x), cfg.dac)
+    v = np.asarray(v)
+    s2 = (0.05 * np.asarray(state.g)) ** 2  # (P, Kt, Nt, R, C), proportional read noise
+    var_cells = sum(c * c * s2[p] for p, c in enumerate(m.coefficients()))  # (Kt, Nt, R, C)
+    kt, nt = var_cells.shape[:2]
+    cells = var_cells.transpose(0, 2, 1, 3).reshape(kt * R, nt * C)  # packed / tiled layout
+    if layout == "sparse":
+        idx = np.asarray(state.column_index)
+        full = np.zeros((kt * R, N))
+        for a in range(kt):
+            for j in range(nt * C):
+                if idx[a, j] >= 0:
+                    full[a * R:(a + 1) * R, idx[a, j]] += cells[a * R:(a + 1) * R, j]
+        cells = full
+    cells = cells[:K, :N]
+    var = sum(c * c * (v[s] ** 2) @ cells for s, c in enumerate(coef))
+    std = np.sqrt(var) * float(state.w_max) * float(x_range) / ((d.g_max - d.g_min) * cfg.dac.v_read)
+    mean = np.asarray(crossbar.matmul(jnp.asarray(x), state, cfg.set({"device.read_noise": None})))
+    if layout == "sparse":  # the empty column has no cells to read (dense: its g_min cells are noisy)
+        assert std[2] == 0 and np.all(y[:, 2] == mean[2])
+    live = std > 0
+    std, mean, y = std[live], mean[live], y[:, live]
+    np.testing.assert_array_less(np.abs(y.mean(0) - mean), 5 * std / np.sqrt(n))
+    np.testing.assert_array_less(np.abs(y.std(0) / std - 1), 5 / np.sqrt(2 * n))
+    # and the same distribution as the per-tile path (forced by a 24-bit ADC, ~exact)
+    fine = cfg.set({"adc.bits": 24})
+    fstate = crossbar.program(jnp.asarray(W), fine, jax.random.key(0))
+    yt = np.asarray(jax.vmap(lambda k: crossbar.matmul(jnp.asarray(x), fstate, fine, k))(
+        jax.random.split(jax.random.key(2), n)))
+    np.testing.assert_array_less(np.abs(yt[:, live].std(0) / std - 1), 5 / np.sqrt(2 * n) + 1e-3)
