@@ -287,11 +287,15 @@ def _tile_currents(v, state, config, key, method):
     if config.device.read_noise is not None:
         s = devices.read_noise_std(state.g, config.device)
         var = _tile_products(v * v, per_row(s * s, variance=True), K, rows)
-        # sqrt with a finite gradient where a tile sees no input (var == 0: ReLU zeros, padding)
-        positive = var > 0
-        std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-        i = i + std * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
+        i = i + _noise_std(var) * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
     return i
+
+
+def _noise_std(var):
+    """``sqrt(var)`` with a finite gradient where ``var == 0`` (no input reaches the column:
+    ReLU zeros, padding rows, empty packed columns)."""
+    positive = var > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
 
 
 def _tile_inputs(v, K, rows):
@@ -372,9 +376,7 @@ def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
     c2 = tuple(c * c for c in config.mapping.coefficients())
     s2 = _untile(converters.shift_add(s * s, c2), K, N, state.column_index)  # (K, N)
     var = converters.shift_add((v * v) @ s2, tuple(c * c for c in coef))  # (..., N), A^2
-    positive = var > 0  # sqrt with a finite gradient where no input reaches an output
-    std = jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-    noise = std * devices.read_noise_normal(key, std.shape, std.dtype, config.device)
+    noise = _noise_std(var) * devices.read_noise_normal(key, var.shape, var.dtype, config.device)
     y = converters.dac_equivalent(x, config.dac) @ state.w_eff
     return y + noise * state.w_max * x_range * _scale(config)
 
