@@ -367,6 +367,13 @@ def test_broadcasting_jit_and_vmap():
             np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-18)
     jitted = jax.jit(lambda G, V, p: solve(G, V, p, method="iterative"))
     np.testing.assert_allclose(jitted(G, V2, p), np.matmul(V2, Geff), rtol=1e-10)
+    # gradients through several batch axes (flattened inside) equal per-array ones
+    Wt = rng.normal(size=G.shape)
+    grad = jax.grad(lambda g: jnp.sum(effective_conductance(g, p) * Wt))(G)
+    for a in range(2):
+        for t in range(3):
+            ga = jax.grad(lambda g: jnp.sum(effective_conductance(g, p) * Wt[a, t]))(G[a, t])
+            np.testing.assert_allclose(grad[a, t], ga, rtol=1e-10)
     vm = jax.vmap(lambda g: effective_conductance(g, p))(G.reshape(6, 6, 5))
     np.testing.assert_allclose(vm, Geff.reshape(6, 6, 5), rtol=1e-12)
     # vmap over parasitics (resistance sweep without recompiling)

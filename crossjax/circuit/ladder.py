@@ -114,11 +114,13 @@ def port_response(row: RowLadders, c):
     X = row.g[..., :, None] * c
     X = jnp.pad(X, [(0, 0)] * (X.ndim - 2) + [(0, pad), (0, 0)]).reshape(X.shape[:-2] + (nb, b, M))
     i = jnp.arange(b)
-    upper = zg[..., :, None] * decay[..., None, :]                    # Z_jk, j < k in one block
-    Z_in = jnp.where(i[:, None] < i[None, :], upper, jnp.where(i[:, None] > i[None, :], jnp.swapaxes(upper, -1, -2), 0))
+    # masks as multiplications: a select over the sliced ladder vectors cost XLA CPU more than the product
+    strict = (i[:, None] < i[None, :]).astype(c.dtype)                # j < k in one block
+    Z_in = strict * (zg[..., :, None] * decay[..., None, :]) + strict.T * (decay[..., :, None] * zg[..., None, :])
     J = jnp.arange(nb)
     cross = jnp.where(J[:, None] < J[None, :], row.block, 0)          # block_JK, J < K
-    below = cross @ jnp.einsum("...Kk,...KkM->...KM", decay, X)       # sum_(K > J)
-    above = jnp.swapaxes(cross, -1, -2) @ jnp.einsum("...Kk,...KkM->...KM", zg, X)  # sum_(K < J)
+    # batched vector-matrix products as fused multiply-sums (XLA CPU runs tiny dots one by one)
+    below = jnp.sum(cross[..., :, :, None] * jnp.sum(decay[..., None] * X, -2)[..., None, :, :], -2)  # sum_(K > J)
+    above = jnp.sum(cross[..., :, :, None] * jnp.sum(zg[..., None] * X, -2)[..., :, None, :], -3)    # sum_(K < J)
     out = Z_in @ X + zg[..., None] * below[..., :, None, :] + decay[..., None] * above[..., :, None, :]
     return row.diag[..., :, None] * c + out.reshape(X.shape[:-3] + (nb * b, M))[..., :C, :]

@@ -98,7 +98,7 @@ def _sweep(G, p, keep):
         N, D = carry
         row, r = xs
         N = N - row.g[..., :, None] * port_response(row, D)      # N + Y_row D
-        a_row = jnp.einsum("...c,...cd->...d", row.a, D)
+        a_row = jnp.sum(row.a[..., :, None] * D, -2)
         return (N, D + r * N), a_row
 
     def block(carry, xs):
@@ -196,7 +196,8 @@ def sweep_gradients(G, anchors, V, ybar):
             r_source=acc.r_source + jnp.sum(Tf[..., 0, :] * Ta[..., 0, :]),
             r_sink=acc.r_sink + jnp.where(index == R - 1, col, 0),
         )
-        return acc, -jnp.sum(U[..., :B] * U[..., B:], axis=-1)
+        U2 = U.reshape(U.shape[:-1] + (2, B))     # forward | adjoint without slicing copies
+        return acc, -jnp.sum(U2[..., 0, :] * U2[..., 1, :], axis=-1)
 
     zero = jnp.zeros((), G.dtype)
     dp, dG = _up_pass(anchors, Vs, sinks, reduce, Parasitics(zero, zero, zero, zero))
