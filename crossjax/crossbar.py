@@ -248,24 +248,24 @@ def _readout(a, state, config):
 
 
 def _tile_products(v, m, K, rows):
-    """``sum_r v[..., t*R + r] m[p, t, r, :]`` per row tile: ``(..., K)`` x ``(P, Kt, R, M)`` -> ``(..., P, Kt, M)``.
+    """``sum_r v[..., t*R + r] m[p, t, r, :]`` per row tile: ``(..., K)`` x ``(P, Kt, R, M)`` -> ``(Kt, ..., P, M)``.
 
-    Only the ``K`` real rows are multiplied: the full tiles in one einsum and the
-    partial last tile (``K - (Kt-1) R`` rows) in a second, instead of zero padding.
+    The row tile leads: that is the layout of the batched product, so neither the
+    per-tile currents nor their gradient is transposed (a transpose of every tile
+    output cost more than the product). The partial last tile's padding inputs are
+    zero (``_tile_inputs``), so its padding rows add nothing.
     """
-    kt = m.shape[1]
-    full = (kt - 1) * rows if K % rows else kt * rows
-    parts = []
-    if full:
-        vt = v[..., :full].reshape(v.shape[:-1] + (full // rows, rows))
-        parts.append(jnp.einsum("...kr,pkrm->...pkm", vt, m[:, : full // rows]))
-    if full < K:
-        parts.append(jnp.einsum("...r,prm->...pm", v[..., full:], m[:, -1, : K - full])[..., None, :])
-    return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-2)
+    return jnp.einsum("...kr,pkrm->k...pm", _tile_inputs(v, K, rows), m)
+
+
+def _tiles_last(i):
+    """Per-tile currents ``(Kt, ..., P, M)`` -> ``(..., P, Kt, M)`` (the ``adc_range`` layout)."""
+    return jnp.moveaxis(i, 0, -2)
 
 
 def _tile_currents(v, state, config, key, method):
-    """Per-tile read-out column currents ``(S, ..., P_read, Kt, M)`` for voltages ``v`` ``(S, ..., K)`` (see :func:`_readout`)."""
+    """Per-tile read-out column currents ``(Kt, S, ..., P_read, M)`` for voltages ``v`` ``(S, ..., K)``
+    (row tile leading, see :func:`_tile_products`; columns: :func:`_readout`)."""
     K, rows = state.in_features, config.array.rows
 
     def per_row(g, variance=False):  # (P, Kt, Nt, R, Cp) -> (P_read, Kt, R, M), P_read = mapping.read_arrays
@@ -283,7 +283,7 @@ def _tile_currents(v, state, config, key, method):
         vb = vb[None, :, None]  # (1, Kt, 1, B, R)
         i = circuit.solve(state.g, vb, config.array.parasitics, method=method)  # (P, Kt, Nt, B, Cp)
         i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
-        i = i.reshape(lead + i.shape[1:])
+        i = jnp.moveaxis(i, -2, 0).reshape((kt,) + lead + i.shape[1:2] + i.shape[-1:])
     if config.device.read_noise is not None:
         s = devices.read_noise_std(state.g, config.device)
         var = _tile_products(v * v, per_row(s * s, variance=True), K, rows)
@@ -337,20 +337,22 @@ def _apply(x, state, config, key, method):
     v, coef, x_range = converters.apply_dac(x, config.dac)
     if _sums_read_noise(config, method):
         return _apply_summed_read_noise(x, v, coef, x_range, state, config, key)
-    i = _tile_currents(v, state, config, key, method)  # (S, ..., P_read, Kt, M)
+    i = _tile_currents(v, state, config, key, method)  # (Kt, S, ..., P_read, M)
     if config.adc.bits is not None:
-        i = converters.adc_quantize(i, _readout(state.adc_range, state, config), _adc_bits(state, config))
-    i = converters.shift_add(i, coef)  # bit-serial shift-add
+        full_scale = jnp.moveaxis(_readout(state.adc_range, state, config), 1, 0)  # (Kt, P_read, M)
+        full_scale = full_scale.reshape(full_scale.shape[:1] + (1,) * (i.ndim - 3) + full_scale.shape[1:])
+        i = converters.adc_quantize(i, full_scale, _adc_bits(state, config))
+    i = converters.shift_add(i, coef, axis=1)  # bit-serial shift-add
     if config.mapping.reference_columns:
-        i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (..., P, Kt, Nt, Cp)
-        i = mapping.recombine(i, config.mapping, axis=-4, read=True)  # (..., Kt, Nt, C)
+        i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (Kt, ..., P, Nt, Cp)
+        i = mapping.recombine(i, config.mapping, axis=-3, read=True)  # (Kt, ..., Nt, C)
         i = i.reshape(i.shape[:-2] + (-1,))
     else:
-        i = mapping.recombine(i, config.mapping, axis=-3, read=True)  # (..., Kt, M)
+        i = mapping.recombine(i, config.mapping, axis=-2, read=True)  # (Kt, ..., M)
     if state.column_index is not None:  # sparse layout: packed columns back in place
-        y = mapping.scatter_outputs(i, state.column_index, state.out_features)
+        y = mapping.scatter_outputs(jnp.moveaxis(i, 0, -2), state.column_index, state.out_features)
     else:
-        y = i.sum(axis=-2)[..., : state.out_features]
+        y = i.sum(axis=0)[..., : state.out_features]
     return y * state.w_max * x_range * _scale(config)
 
 
@@ -424,7 +426,7 @@ def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, per
 @jax.jit
 def _calibrate(x, state, config, key, q):
     v, _, _ = converters.apply_dac(x, config.dac)
-    i = _tile_currents(v, state, config, key, None)
+    i = _tiles_last(_tile_currents(v, state, config, key, None))
     i = i.reshape((-1,) + i.shape[-3:])
     full_scale = converters.percentile_full_scale(i, q, axis=0)  # (P, Kt, M)
     return state.replace(adc_range=_physical(full_scale, state, config))
@@ -479,7 +481,7 @@ def _analog_matmul(x, W, config, key):
     if config.adc.bits is not None:
         if config.adc.range == "calibrated":
             v, _, _ = converters.apply_dac(x, config.dac)
-            i = _tile_currents(v, state, config, k_read, "iterative" if per_input else None)
+            i = _tiles_last(_tile_currents(v, state, config, k_read, "iterative" if per_input else None))
             i = jax.lax.stop_gradient(i.reshape((-1,) + i.shape[-3:]))
             adc_range = _physical(converters.percentile_full_scale(i, config.adc.percentile, axis=0), state, config)
         elif config.adc.range == "max" and per_input:

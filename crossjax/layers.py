@@ -24,9 +24,9 @@ where ``crossbar`` depends on the layer's mode:
 
 Biases (and batch norm in :mod:`crossjax.models`) stay digital.
 
-Convolutions are evaluated as patches x tiles: the input is unfolded with
-``jax.lax.conv_general_dilated_patches`` (features channel-major,
-``(Cin, kh, kw)``), and the kernel ``(kh, kw, Cin/G, Cout)`` is flattened as
+Convolutions are evaluated as patches x tiles: the input is unfolded
+(:func:`unfold_patches`, the values of ``jax.lax.conv_general_dilated_patches``:
+features channel-major, ``(Cin, kh, kw)``), and the kernel ``(kh, kw, Cin/G, Cout)`` is flattened as
 ``W = kernel.transpose(2, 0, 1, 3).reshape(Cin/G*kh*kw, Cout)`` per group.
 With ``G = feature_group_count > 1`` each group is its own crossbar matrix
 ``(Cin/G*kh*kw, Cout/G)``; the groups are stacked on a leading axis and
@@ -270,6 +270,28 @@ def _padding(padding):
     return pads
 
 
+def unfold_patches(x, kernel_size, strides, padding, dilation):
+    """im2col: ``x (B, H, W, C) -> (B, H', W', C*kh*kw)``, features channel-major ``(C, kh, kw)``.
+
+    The values of ``jax.lax.conv_general_dilated_patches`` (NHWC), built from
+    ``kh*kw`` strided slices of the padded input (a static loop over kernel
+    taps) so that the gradient is a sum of padded slices. The gradient of
+    ``conv_general_dilated_patches`` is a convolution with a one-hot kernel that
+    costs ``(C*kh*kw)^2`` per output pixel: 9x the layer's own convolution for a
+    3x3 kernel with as many output as input channels.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
+    H, W = x.shape[1:3]
+    window = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    pads = jax.lax.padtype_to_pads((H, W), window, (sh, sw), padding) if isinstance(padding, str) else padding
+    xp = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
+    Ho = (xp.shape[1] - window[0]) // sh + 1
+    Wo = (xp.shape[2] - window[1]) // sw + 1
+    taps = [xp[:, i * dh: i * dh + sh * (Ho - 1) + 1: sh, j * dw: j * dw + sw * (Wo - 1) + 1: sw, :]
+            for i in range(kh) for j in range(kw)]
+    return jnp.stack(taps, axis=-1).reshape(x.shape[0], Ho, Wo, x.shape[-1] * kh * kw)
+
+
 class CrossbarConv(_CrossbarLayer):
     """2-D convolution (NHWC) evaluated as im2col patches x crossbar tiles.
 
@@ -391,14 +413,7 @@ class CrossbarConv(_CrossbarLayer):
 
             y = self._conv(dac_equivalent(x, self._config().dac), kernel)
         else:
-            patches = jax.lax.conv_general_dilated_patches(
-                x,
-                filter_shape=self.kernel_size,
-                window_strides=self.strides,
-                padding=self.padding,
-                rhs_dilation=self.kernel_dilation,
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            )
+            patches = unfold_patches(x, self.kernel_size, self.strides, self.padding, self.kernel_dilation)
             G = self.feature_group_count
             if G == 1:
                 y = self._matmul(patches, rngs)

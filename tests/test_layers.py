@@ -65,6 +65,31 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("case", CONV_CASES + [dict(cin=2, cout=2, k=3, strides=2, padding="SAME_LOWER",
+                                                     dilation=1, groups=1)])
+def test_unfold_patches_equals_lax_patches_and_its_gradient(case):
+    """The slicing im2col equals jax.lax.conv_general_dilated_patches, values and VJP."""
+    conv = layers.CrossbarConv(case["cin"], case["cout"], case["k"], strides=case["strides"],
+                               padding=case["padding"], kernel_dilation=case["dilation"],
+                               feature_group_count=case["groups"], rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(5), (2, 11, 10, case["cin"]), jnp.float64)
+
+    def ours(x):
+        return layers.unfold_patches(x, conv.kernel_size, conv.strides, conv.padding, conv.kernel_dilation)
+
+    def lax_patches(x):
+        return jax.lax.conv_general_dilated_patches(
+            x, filter_shape=conv.kernel_size, window_strides=conv.strides, padding=conv.padding,
+            rhs_dilation=conv.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    y, vjp = jax.vjp(ours, x)
+    y_ref, vjp_ref = jax.vjp(lax_patches, x)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    ct = jax.random.normal(jax.random.key(6), y.shape, jnp.float64)
+    np.testing.assert_allclose(vjp(ct)[0], vjp_ref(ct)[0], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_hardware_ideal_equals_digital(case):
     conv = layers.CrossbarConv(
