@@ -14,7 +14,10 @@ Every figure is a ratio against a baseline timed in the same process:
   non-idealities and the exact per-tile ``G_eff``) over one analog forward batch.
 - ``train_vs_digital``: a non-ideality-aware training step (fresh noise and the
   exact IR-drop solve in the loop, gradients by implicit differentiation) over a
-  digital training step.
+  digital training step. Full mode adds ``train_ir_drop_write_vs_digital``: the
+  same with the exact IR drop and the write-time effects only (no read noise,
+  no ADC), and both at batch 128 (``..._batch128``): the circuit's cost per step
+  does not grow with the batch.
 - ``vmap_vs_loop``: ``S`` Monte Carlo samples (program + forward) vmapped in one
   jitted call over the same jitted function called ``S`` times in a Python loop.
 - scaling of programming time and memory with tile size, of vmapped sampling
@@ -98,9 +101,10 @@ def _train_steps(model, hardware, lr=1e-3):
 
 SIZES = {  # quick (CI) vs full
     True: dict(width=0.0625, batch=4, repeats=5, mc_samples=2, mlp_hidden=(128,), vmap_samples=8,
-               tiles=(16, 64), samples=(1, 8), batches=(4, 8)),
+               tiles=(16, 64), samples=(1, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False),
     False: dict(width=0.25, batch=32, repeats=5, mc_samples=16, mlp_hidden=(256, 256), vmap_samples=64,
-                tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512)),
+                tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512),
+                train_batches=(32, 128), train_ir_drop_write=True),
 }
 
 
@@ -161,12 +165,21 @@ def run(quick: bool = False) -> dict:
     tmodel = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
     step = _train_steps(tmodel, hw)
     opt = nnx.Optimizer(tmodel, optax.sgd(1e-3), wrt=nnx.Param)
-    layers.set_mode(tmodel, "digital")
-    t_dstep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
-    layers.set_mode(tmodel, "train", hw)
-    t_astep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
-    timings.update(train_step_digital=t_dstep, train_step_hardware=t_astep)
-    ratios["train_vs_digital"] = t_astep["median"] / t_dstep["median"]
+    for b in size["train_batches"]:
+        xt = jax.random.normal(key, (b, 32, 32, 3), jnp.float32)
+        yt = jax.random.randint(jax.random.key(1), (b,), 0, 10)
+        suffix = "" if b == batch else f"_batch{b}"
+        layers.set_mode(tmodel, "digital")
+        t_dstep = timeit(lambda: step(tmodel, opt, xt, yt, key), repeats=repeats)
+        layers.set_mode(tmodel, "train", hw)
+        t_astep = timeit(lambda: step(tmodel, opt, xt, yt, key), repeats=repeats)
+        timings.update({f"train_step_digital{suffix}": t_dstep, f"train_step_hardware{suffix}": t_astep})
+        ratios[f"train_vs_digital{suffix}"] = t_astep["median"] / t_dstep["median"]
+        if size["train_ir_drop_write"]:  # IR drop and the write-time effects, no per-read effects
+            layers.set_mode(tmodel, "train", fixed)
+            t_fstep = timeit(lambda: step(tmodel, opt, xt, yt, key), repeats=repeats)
+            timings[f"train_step_ir_drop_write{suffix}"] = t_fstep
+            ratios[f"train_ir_drop_write_vs_digital{suffix}"] = t_fstep["median"] / t_dstep["median"]
 
     # -- vmap over samples vs a Python loop (MLP on digits-sized inputs) -------
     mlp = models.MLP(64, hidden=size["mlp_hidden"], num_classes=10, rngs=nnx.Rngs(0))

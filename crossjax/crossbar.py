@@ -17,8 +17,10 @@ folds the linear part into ``effective_weights`` ``(K, N)``,
 ``W_eff = recombine(G_eff) * w_max / (g_max - g_min)``, so that without ADC and
 read noise :func:`matmul` is a single ``x_q @ W_eff`` (with read noise but no ADC, plus
 one Gaussian per output whose variance is a second matmul); otherwise it is one
-batched einsum over the real rows and read-out columns of all tiles (a second
-one for a partial last row tile) followed by the per-column ADC. With
+batched einsum over the read-out columns of all tiles, with the row tile as the
+leading axis of its result (the product's own layout: neither the per-tile
+currents nor their gradient is transposed), followed by the per-column ADC and
+a sum over the row tiles. With
 ``mapping.layout="sparse"`` the tiles hold packed non-empty columns and the
 outputs are scattered back digitally. No Python loops
 over tiles, samples or inputs; ``jax.vmap(program, in_axes=(None, None, 0))``
