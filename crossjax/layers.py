@@ -26,7 +26,8 @@ Biases (and batch norm in :mod:`crossjax.models`) stay digital.
 
 Convolutions are evaluated as patches x tiles: the input is unfolded
 (:func:`unfold_patches`, the values of ``jax.lax.conv_general_dilated_patches``:
-features channel-major, ``(Cin, kh, kw)``), and the kernel ``(kh, kw, Cin/G, Cout)`` is flattened as
+features channel-major, ``(Cin, kh, kw)``), and the kernel
+``(kh, kw, Cin/G, Cout)`` is flattened as
 ``W = kernel.transpose(2, 0, 1, 3).reshape(Cin/G*kh*kw, Cout)`` per group.
 With ``G = feature_group_count > 1`` each group is its own crossbar matrix
 ``(Cin/G*kh*kw, Cout/G)``; the groups are stacked on a leading axis and
