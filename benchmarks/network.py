@@ -20,9 +20,12 @@ Every figure is a ratio against a baseline timed in the same process:
   does not grow with the batch.
 - ``vmap_vs_loop``: ``S`` Monte Carlo samples (program + forward) vmapped in one
   jitted call over the same jitted function called ``S`` times in a Python loop.
-- scaling of programming time and memory with tile size, of vmapped sampling
-  with the number of samples and of the forward pass with batch size, with
-  fitted exponents (slope of log time vs log size).
+- ``montecarlo``: samples/s of ``montecarlo.evaluate`` on VGG11 and the bytes
+  per sample its chunks were sized by; full mode adds XLA's compiled figure
+  (``bytes_per_sample(..., exact=True)``).
+- scaling of programming time with tile size, of vmapped sampling (time and
+  XLA's compiled memory) with the number of samples and of the forward pass
+  with batch size, with fitted exponents (slope of log time vs log size).
 - ``study_seconds`` (full mode only): wall time of the whole default
   ``crossjax study`` (MLP on the offline digits) in a fresh process.
 
@@ -57,6 +60,16 @@ from crossjax.hardware import HardwareConfig
 def _slope(xs, ys) -> float:
     """Least-squares slope of log(y) vs log(x): the empirical scaling exponent."""
     return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
+
+
+def _compiled_bytes(compiled) -> float:
+    """XLA's temporary + output bytes of a compiled function (nan where the
+    backend has no memory analysis)."""
+    try:
+        m = compiled.memory_analysis()
+        return float(m.temp_size_in_bytes + m.output_size_in_bytes)
+    except (AttributeError, NotImplementedError, TypeError):
+        return float("nan")
 
 
 def _forward_fns(model, hardware):
@@ -101,7 +114,7 @@ def _train_steps(model, hardware, lr=1e-3):
 
 SIZES = {  # quick (CI) vs full
     True: dict(width=0.0625, batch=4, repeats=5, mc_samples=2, mlp_hidden=(128,), vmap_samples=8,
-               tiles=(16, 64), samples=(1, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False),
+               tiles=(16, 64), samples=(1, 4, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False),
     False: dict(width=0.25, batch=32, repeats=5, mc_samples=16, mlp_hidden=(256, 256), vmap_samples=64,
                 tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512),
                 train_batches=(32, 128), train_ir_drop_write=True),
@@ -159,7 +172,9 @@ def run(quick: bool = False) -> dict:
     res = montecarlo.evaluate(model, hw, keys, np.asarray(x), np.asarray(y), batch_size=batch, progress=False)
     t_mc = time.perf_counter() - t0
     out["montecarlo"] = {"samples": S, "seconds": t_mc, "samples_per_s": S / t_mc,
-                         "bytes_per_sample": int(res["bytes_per_sample"])}
+                         "chunk_size": int(res["chunk_size"]), "bytes_per_sample": int(res["bytes_per_sample"])}
+    if not quick:  # one more compilation of the network: the figure XLA allocates
+        out["montecarlo"]["bytes_per_sample_xla"] = montecarlo.bytes_per_sample(model, hw, x, exact=True)
 
     # -- training step with IR drop in the loop vs digital ---------------------
     tmodel = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
@@ -215,11 +230,15 @@ def run(quick: bool = False) -> dict:
     scaling["program_256x256_vs_tile"] = {"tile": list(tiles), "seconds": t_tiles,
                                           "exponent": _slope(tiles, t_tiles)}
     samples = size["samples"]
-    t_s = []
+    t_s, mem_s = [], []
     for s in samples:
         ks = jax.random.split(key, s)
-        t_s.append(timeit(lambda: many(ks), repeats=repeats)["median"])
-    scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": _slope(samples, t_s)}
+        compiled = many.lower(ks).compile()
+        t_s.append(timeit(lambda: compiled(ks), repeats=repeats)["median"])
+        mem_s.append(_compiled_bytes(compiled))
+    scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": _slope(samples, t_s),
+                              "xla_bytes": mem_s, "memory_exponent": _slope(samples, mem_s),
+                              "xla_bytes_per_sample": (mem_s[-1] - mem_s[0]) / (samples[-1] - samples[0])}
     batches = size["batches"]
     t_b = []
     for b in batches:

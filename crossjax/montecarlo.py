@@ -17,8 +17,9 @@ programmed once and its state reused for every data batch (a Python loop over
 *batches*, never over samples). When the programmed states and activations of
 all samples would not fit in memory, the samples are processed in chunks
 (``chunk_size`` samples at a time, a multiple of the device count) chosen from
-an estimate of the bytes one sample needs (programmed state + every
-intermediate array of the traced forward pass of one batch).
+the bytes one sample needs (:func:`bytes_per_sample`: a traced estimate, and
+XLA's compiled memory analysis of one sample when the estimate says memory is
+tight).
 
 Results do not depend on sharding or chunking: sample ``s`` always uses key
 ``keys[s]``.
@@ -32,7 +33,8 @@ Run the same script on every host::
                                           # cluster environment (SLURM, TPU pods, ...)
                                           # or pass coordinator_address=, num_processes=,
                                           # process_id= explicitly
-    from jax.sharding import Mesh
+    from jax.extend import core as jex_core
+from jax.sharding import Mesh
     mesh = Mesh(np.array(jax.devices()), ("samples",))   # global: every host's devices
     res = montecarlo.evaluate(model, hw, keys, x, y, mesh=mesh)
 
@@ -55,6 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.extend import core as jex_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from crossjax import layers
@@ -154,32 +157,91 @@ def _tree_bytes(tree) -> int:
     return int(sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree)))
 
 
-def _jaxpr_bytes(jaxpr) -> int:
-    total = 0
-    for eqn in jaxpr.eqns:
+def _var_bytes(v) -> int:
+    aval = getattr(v, "aval", None)
+    try:
+        return math.prod(aval.shape) * np.dtype(aval.dtype).itemsize
+    except (AttributeError, TypeError):  # tokens, key types
+        return 0
+
+
+def _sub_jaxprs(eqn):
+    """The jaxprs an equation runs (pjit, custom_jvp/vjp, scan and while bodies, cond branches)."""
+    for p in eqn.params.values():
+        for q in p if isinstance(p, (tuple, list)) else (p,):
+            if isinstance(q, jex_core.ClosedJaxpr):
+                yield q.jaxpr
+            elif isinstance(q, jex_core.Jaxpr):
+                yield q
+
+
+def _peak_bytes(jaxpr) -> int:
+    """Peak bytes of the arrays ``jaxpr`` creates, if each is freed after its last use.
+
+    Walks the equations in order keeping the live intermediates; an equation
+    that runs a sub-jaxpr adds that jaxpr's own peak while it runs (a scan body
+    once: XLA reuses the body's buffers across iterations). The inputs are not
+    counted. An upper bound on what XLA allocates, which further fuses
+    elementwise chains so that most of them never exist in memory.
+    """
+    last_use = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.invars:
+            if isinstance(v, jex_core.Var):
+                last_use[v] = i
+    for v in jaxpr.outvars:
+        if isinstance(v, jex_core.Var):
+            last_use[v] = len(jaxpr.eqns)
+    live, peak, size = 0, 0, {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        out = sum(_var_bytes(v) for v in eqn.outvars)
+        inner = max((_peak_bytes(sub) for sub in _sub_jaxprs(eqn)), default=0)
+        peak = max(peak, live + inner + out)
         for v in eqn.outvars:
-            aval = getattr(v, "aval", None)
-            if hasattr(aval, "shape") and hasattr(aval, "dtype"):
-                try:
-                    total += math.prod(aval.shape) * np.dtype(aval.dtype).itemsize
-                except TypeError:  # key types
-                    pass
-        for p in eqn.params.values():
-            sub = getattr(p, "jaxpr", None)
-            if sub is not None and hasattr(sub, "eqns"):
-                total += _jaxpr_bytes(sub)
-    return total
+            if last_use.get(v, -1) > i:
+                size[v] = _var_bytes(v)
+                live += size[v]
+        for v in {v for v in eqn.invars if isinstance(v, jex_core.Var)}:
+            if v in size and last_use[v] == i:
+                live -= size.pop(v)
+    return peak
 
 
-def bytes_per_sample(model: nnx.Module, hardware, x_batch) -> int:
-    """Estimated bytes one Monte Carlo sample needs: its programmed state plus
-    every intermediate of one forward pass over ``x_batch`` (an upper bound:
-    XLA reuses buffers). Traced only, nothing is computed."""
+def bytes_per_sample(model: nnx.Module, hardware, x_batch, *, exact: bool = False) -> int:
+    """Bytes one Monte Carlo sample needs: its programmed state plus the larger
+    of the working memory of programming it and of one forward pass over
+    ``x_batch``. The weights and data, shared by all samples, are not counted.
+
+    ``exact=False`` traces only (nothing is compiled or run): the peak of live
+    arrays in the traced jaxprs (:func:`_peak_bytes`), which ignores XLA's
+    fusion and buffer scheduling. Measured against XLA on CPU it is within
+    0.25x-1.35x of the compiled figure (VGG11, ResNet18, MLP; 2 to 125 MiB per
+    sample), so it is a guide, not a bound.
+
+    ``exact=True`` compiles one sample's program and forward and reads XLA's
+    memory analysis (output + temporary buffers): the fixed overhead of a
+    compiled function is included, so ``S`` vmapped samples need at most ``S``
+    times this. Backends without a memory analysis fall back to the trace.
+    """
     graphdef, state = nnx.split(model)
     key = jax.random.key(0)
-    prog = jax.eval_shape(_program_fn(graphdef), state, hardware, key)
-    jaxpr = jax.make_jaxpr(_forward_fn(graphdef))(state, prog, hardware, key, 0, x_batch)
-    return _tree_bytes(prog) + _jaxpr_bytes(jaxpr.jaxpr)
+    program, forward = _program_fn(graphdef), _forward_fn(graphdef)
+    program_jaxpr, prog = jax.make_jaxpr(program, return_shape=True)(state, hardware, key)
+    if exact:
+        try:
+            mp = jax.jit(program).lower(state, hardware, key).compile().memory_analysis()
+            mf = jax.jit(forward).lower(state, prog, hardware, key, 0, x_batch).compile().memory_analysis()
+            return int(mp.output_size_in_bytes + max(mp.temp_size_in_bytes, mf.temp_size_in_bytes)
+                       + mf.output_size_in_bytes)
+        except (AttributeError, NotImplementedError, TypeError):  # no memory analysis on this backend
+            pass
+    forward_jaxpr = jax.make_jaxpr(forward)(state, prog, hardware, key, 0, x_batch)
+    return _tree_bytes(prog) + max(_peak_bytes(program_jaxpr.jaxpr), _peak_bytes(forward_jaxpr.jaxpr))
+
+
+# A chunk is sized from the traced estimate alone when this multiple of it fits
+# (the trace is within 1.35x of XLA's figure); otherwise from the compiled one.
+TRACE_MARGIN = 2
 
 
 def _to_host(a) -> np.ndarray:
@@ -236,7 +298,8 @@ def evaluate(
       chunk_size: samples evaluated at once (a multiple of the mesh size);
         default: as many as fit ``memory_budget`` (default: 60 % of free
         accelerator memory, 50 % of free host memory on CPU) by
-        :func:`bytes_per_sample`.
+        :func:`bytes_per_sample`: all ``S`` when twice the traced estimate
+        fits, else by the compiled (``exact=True``) figure.
       return_logits: also return the logits ``(S, n, classes)``.
       progress: show a tqdm bar over chunks x batches.
       calibration_x: inputs ``(m, ...)`` that set the ADC full scales of every
@@ -245,7 +308,8 @@ def evaluate(
 
     Returns:
       ``{"accuracy": (S,) np.ndarray, "chunk_size": int, "bytes_per_sample": int}``
-      and ``"logits"`` when asked.
+      (the figure the chunk was sized by, traced or compiled) and ``"logits"``
+      when asked.
     """
     _check_data(x, y, batch_size)
     keys = jnp.asarray(keys)
@@ -277,6 +341,8 @@ def evaluate(
     per_sample = bytes_per_sample(model, hardware, x[:batch_size])
     if chunk_size is None:
         budget = _memory_budget(mesh.devices.flat[0]) * n_dev if memory_budget is None else int(memory_budget)
+        if TRACE_MARGIN * per_sample * (S + (-S) % n_dev) > budget:  # tight: ask XLA
+            per_sample = bytes_per_sample(model, hardware, x[:batch_size], exact=True)
         chunk_size = max(1, budget // max(per_sample, 1))
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
