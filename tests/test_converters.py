@@ -31,6 +31,38 @@ def test_adc_error_bound_and_ste():
     np.testing.assert_allclose(g, np.ones(101), rtol=1e-15)
 
 
+def _adc_by_autodiff(i, fs, bits):
+    """The straight-through ADC written for autodiff: identity gradient where the
+    rounded code is in range, the clipped code (no gradient to ``i``) outside."""
+    half = 2.0 ** (jnp.asarray(bits, dtype=i.dtype) - 1)
+    step = fs / half
+    u = i / step
+    r = jax.lax.stop_gradient(jnp.round(u))
+    inside = (r >= -half) & (r <= half - 1)
+    code = jnp.where(inside, u + jax.lax.stop_gradient(r - u), jax.lax.stop_gradient(jnp.clip(r, -half, half - 1)))
+    return code * step
+
+
+@pytest.mark.parametrize("fs_shape,bits", [((), 4), ((1, 6), 3), ((5, 1, 6), np.array([2, 3, 4, 5, 6, 8])), ((5, 7, 1), 5)])
+def test_adc_gradients_equal_the_straight_through_reference(fs_shape, bits):
+    """Custom VJP of ``adc_quantize`` (the full-scale cotangent as one einsum) against
+    autodiff of the same straight-through definition, including clipped currents and
+    a broadcast full scale."""
+    rng = np.random.default_rng(4)
+    i = jnp.asarray(rng.normal(scale=2e-5, size=(5, 7, 6)))
+    fs = jnp.asarray(rng.uniform(1e-5, 3e-5, size=fs_shape))
+    w = jnp.asarray(rng.normal(size=i.shape))
+    loss = lambda f: (lambda i, fs: jnp.sum(w * f(i, fs, bits)))
+    np.testing.assert_array_equal(converters.adc_quantize(i, fs, bits), _adc_by_autodiff(i, fs, bits))
+    got = jax.grad(loss(converters.adc_quantize), argnums=(0, 1))(i, fs)
+    ref = jax.grad(loss(_adc_by_autodiff), argnums=(0, 1))(i, fs)
+    assert got[1].shape == fs.shape
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+    clipped = np.abs(np.asarray(i)) > np.asarray(jnp.broadcast_to(fs, i.shape)) * 1.3  # past half a step
+    assert clipped.any() and np.all(np.asarray(got[0])[clipped] == 0)  # no gradient where the ADC saturates
+
+
 def test_dac_levels_and_clipping():
     x = jnp.linspace(-2, 2, 2001)
     v, coef, rng = converters.apply_dac(x, DACConfig(bits=4, v_read=0.3, x_max=1.5))
