@@ -114,7 +114,7 @@ def _train_steps(model, hardware, lr=1e-3):
 
 SIZES = {  # quick (CI) vs full
     True: dict(width=0.0625, batch=4, repeats=5, mc_samples=2, mlp_hidden=(128,), vmap_samples=8,
-               tiles=(16, 64), samples=(1, 4, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False),
+               tiles=(16, 64), samples=(1, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False),
     False: dict(width=0.25, batch=32, repeats=5, mc_samples=16, mlp_hidden=(256, 256), vmap_samples=64,
                 tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512),
                 train_batches=(32, 128), train_ir_drop_write=True),

@@ -276,10 +276,13 @@ def _tile_products(v, m, K, rows):
     return i.reshape((kt,) + lead + (p, n))
 
 
+@jax.custom_vjp
 def _sum_row_tiles(i):
     """``sum_k i[k]`` over the leading row-tile axis by pairwise halving (``ceil(log2 Kt)``
     elementwise adds of contiguous halves, which XLA fuses with the converters that
-    produce ``i``): XLA CPU's reduce over a leading axis ran 7-15x slower."""
+    produce ``i``): XLA CPU's reduce over a leading axis ran 7-15x slower. The
+    gradient is the cotangent broadcast over the row tiles (autodiff of the halving
+    would pad every half back to full size)."""
     while i.shape[0] > 1:  # static: log2(Kt) levels
         h = i.shape[0] // 2
         odd = i[2 * h:]
@@ -287,6 +290,17 @@ def _sum_row_tiles(i):
         if odd.shape[0]:
             i = i.at[0].add(odd[0])
     return i[0]
+
+
+def _sum_row_tiles_fwd(i):
+    return _sum_row_tiles(i), jnp.zeros((i.shape[0], 0), i.dtype)  # the tile count, as a shape
+
+
+def _sum_row_tiles_bwd(tiles, ct):
+    return (jnp.broadcast_to(ct, tiles.shape[:1] + ct.shape),)
+
+
+_sum_row_tiles.defvjp(_sum_row_tiles_fwd, _sum_row_tiles_bwd)
 
 
 def _tiles_last(i):

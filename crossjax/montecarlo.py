@@ -181,8 +181,9 @@ def _peak_bytes(jaxpr) -> int:
     Walks the equations in order keeping the live intermediates; an equation
     that runs a sub-jaxpr adds that jaxpr's own peak while it runs (a scan body
     once: XLA reuses the body's buffers across iterations). The inputs are not
-    counted. An upper bound on what XLA allocates, which further fuses
-    elementwise chains so that most of them never exist in memory.
+    counted. An estimate of what XLA allocates, not a bound: XLA fuses most
+    elementwise chains so that their arrays never exist, but its buffer
+    schedule may keep arrays alive longer than their last use.
     """
     last_use = {}
     for i, eqn in enumerate(jaxpr.eqns):
@@ -214,14 +215,14 @@ def bytes_per_sample(model: nnx.Module, hardware, x_batch, *, exact: bool = Fals
 
     ``exact=False`` traces only (nothing is compiled or run): the peak of live
     arrays in the traced jaxprs (:func:`_peak_bytes`), which ignores XLA's
-    fusion and buffer scheduling. Measured against XLA on CPU it is within
-    0.25x-1.35x of the compiled figure (VGG11, ResNet18, MLP; 2 to 125 MiB per
-    sample), so it is a guide, not a bound.
+    fusion and buffer scheduling. On CPU, XLA's compiled figure was 0.22x-1.35x
+    of it (VGG11, ResNet18, MLP; 2 to 134 MiB per sample): a guide, not a bound.
 
     ``exact=True`` compiles one sample's program and forward and reads XLA's
-    memory analysis (output + temporary buffers): the fixed overhead of a
-    compiled function is included, so ``S`` vmapped samples need at most ``S``
-    times this. Backends without a memory analysis fall back to the trace.
+    memory analysis (output + temporary buffers). It includes the fixed overhead
+    of a compiled function: ``S`` vmapped samples needed at most ``S`` times this
+    in every case measured. Backends without a memory analysis fall back to the
+    trace.
     """
     graphdef, state = nnx.split(model)
     key = jax.random.key(0)
@@ -240,7 +241,7 @@ def bytes_per_sample(model: nnx.Module, hardware, x_batch, *, exact: bool = Fals
 
 
 # A chunk is sized from the traced estimate alone when this multiple of it fits
-# (the trace is within 1.35x of XLA's figure); otherwise from the compiled one.
+# (XLA's figure was at most 1.35x the trace); otherwise from the compiled one.
 TRACE_MARGIN = 2
 
 

@@ -400,3 +400,15 @@ def test_tile_products_equal_the_direct_einsum_values_and_gradients(lead, K, row
     np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13)
     for a, b in zip(vjp(ct), vjp_ref(ct)):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("kt", [1, 2, 5, 8])
+def test_sum_row_tiles_values_and_gradient(kt):
+    """Pairwise halving and its broadcast VJP against ``jnp.sum`` over the leading axis."""
+    i = jnp.asarray(np.random.default_rng(5).normal(size=(kt, 3, 2, 4)))
+    ct = jnp.asarray(np.random.default_rng(6).normal(size=(3, 2, 4)))
+    out, vjp = jax.vjp(crossbar._sum_row_tiles, i)
+    ref, vjp_ref = jax.vjp(lambda i: jnp.sum(i, axis=0), i)
+    np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(vjp(ct)[0], vjp_ref(ct)[0])
+    np.testing.assert_allclose(jax.vmap(crossbar._sum_row_tiles, in_axes=1)(i), ref, rtol=1e-14, atol=1e-14)

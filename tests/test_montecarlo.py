@@ -95,7 +95,7 @@ def test_bytes_per_sample_grows_with_the_batch_and_tracks_xla(setup):
     # within the documented band of XLA's figure either way
     for hw, b in ((noise_only, 8), (noise_only, 520), (NOISY, 520)):
         ratio = est[hw, b, False] / est[hw, b, True]
-        assert 1 / 1.35 <= ratio <= 4.0, ratio
+        assert 1 / 1.35 <= ratio <= 1 / 0.22, ratio  # XLA's figure is 0.22-1.35x the trace
 
 
 def test_peak_bytes_frees_arrays_after_their_last_use():
