@@ -208,7 +208,10 @@ def _adc_bwd(residuals, ct):
     r = jnp.round(u)
     inside = (r >= -half) & (r <= half - 1)
     d_step = jnp.where(inside, r - u, jnp.clip(r, -half, half - 1))
-    return jnp.where(inside, ct, 0.0), _sum_products_to(ct, d_step, jnp.shape(step)), jnp.zeros_like(half)
+    ct_current = jnp.where(inside, ct, 0.0)
+    if ct_current.shape != jnp.shape(current):  # a current broadcast against the full scale
+        ct_current = _sum_products_to(ct_current, jnp.ones_like(ct_current), jnp.shape(current))
+    return ct_current, _sum_products_to(ct, d_step, jnp.shape(step)), jnp.zeros_like(half)
 
 
 _adc.defvjp(_adc_fwd, _adc_bwd)

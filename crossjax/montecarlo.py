@@ -33,8 +33,7 @@ Run the same script on every host::
                                           # cluster environment (SLURM, TPU pods, ...)
                                           # or pass coordinator_address=, num_processes=,
                                           # process_id= explicitly
-    from jax.extend import core as jex_core
-from jax.sharding import Mesh
+    from jax.sharding import Mesh
     mesh = Mesh(np.array(jax.devices()), ("samples",))   # global: every host's devices
     res = montecarlo.evaluate(model, hw, keys, x, y, mesh=mesh)
 

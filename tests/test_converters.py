@@ -63,6 +63,16 @@ def test_adc_gradients_equal_the_straight_through_reference(fs_shape, bits):
     assert clipped.any() and np.all(np.asarray(got[0])[clipped] == 0)  # no gradient where the ADC saturates
 
 
+def test_adc_gradient_of_a_current_broadcast_against_the_full_scale():
+    i = jnp.linspace(-3e-5, 3e-5, 7)
+    fs = jnp.asarray([[1e-5], [2e-5], [4e-5]])  # three full scales for the same currents
+    got = jax.grad(lambda i, fs: jnp.sum(converters.adc_quantize(i, fs, 4)), argnums=(0, 1))(i, fs)
+    ref = jax.grad(lambda i, fs: jnp.sum(_adc_by_autodiff(i, fs, 4)), argnums=(0, 1))(i, fs)
+    assert got[0].shape == i.shape and got[1].shape == fs.shape
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(b))))
+
+
 def test_dac_levels_and_clipping():
     x = jnp.linspace(-2, 2, 2001)
     v, coef, rng = converters.apply_dac(x, DACConfig(bits=4, v_read=0.3, x_max=1.5))
