@@ -29,8 +29,8 @@ Every figure is a ratio against a baseline timed in the same process:
 - ``study_seconds`` (full mode only): wall time of the whole default
   ``crossjax study`` (MLP on the offline digits) in a fresh process.
 
-``--quick`` (CI) shrinks every size (:data:`SIZES`) so the run takes about a
-minute on 2 CPU cores, most of it compilation.
+``--quick`` (CI) shrinks every size (:data:`SIZES`) so the run takes about
+two minutes on 2 CPU cores, most of it compilation.
 
 Correctness checks (``checks``), which fail the run, compare optimized results
 with unoptimized references: the ideal crossbar against the digital model, and
