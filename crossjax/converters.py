@@ -211,7 +211,9 @@ def _adc_bwd(residuals, ct):
     ct_current = jnp.where(inside, ct, 0.0)
     if ct_current.shape != jnp.shape(current):  # a current broadcast against the full scale
         ct_current = _sum_products_to(ct_current, jnp.ones_like(ct_current), jnp.shape(current))
-    return ct_current, _sum_products_to(ct, d_step, jnp.shape(step)), jnp.zeros_like(half)
+    ct_step = _sum_products_to(ct, d_step, jnp.shape(step))
+    # each cotangent in its primal's dtype (a float32 current against a float64 full scale)
+    return ct_current.astype(current.dtype), ct_step.astype(step.dtype), jnp.zeros_like(half)
 
 
 _adc.defvjp(_adc_fwd, _adc_bwd)
@@ -227,7 +229,7 @@ def _sum_products_to(a, b, shape):
     letters = [chr(ord("a") + ax) for ax in range(a.ndim)]
     spec = "".join(letters)
     out = jnp.einsum(f"{spec},{spec}->{''.join(letters[ax] for ax in kept)}", a, b)
-    return out.reshape(shape).astype(a.dtype)
+    return out.reshape(shape)
 
 
 def percentile_full_scale(currents, percentile, axis):

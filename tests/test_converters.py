@@ -73,6 +73,16 @@ def test_adc_gradient_of_a_current_broadcast_against_the_full_scale():
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * float(jnp.max(jnp.abs(b))))
 
 
+def test_adc_gradients_keep_each_operands_dtype():
+    i = jnp.linspace(-3e-5, 3e-5, 7, dtype=jnp.float32)
+    fs = jnp.asarray([[1e-5], [2e-5]], jnp.float64)
+    gi, gfs = jax.grad(lambda i, fs: jnp.sum(converters.adc_quantize(i, fs, 4)), argnums=(0, 1))(i, fs)
+    assert gi.dtype == jnp.float32 and gfs.dtype == jnp.float64
+    ri, rfs = jax.grad(lambda i, fs: jnp.sum(_adc_by_autodiff(i, fs, 4)), argnums=(0, 1))(i, fs)
+    np.testing.assert_allclose(gi, ri, rtol=1e-6)
+    np.testing.assert_allclose(gfs, rfs, rtol=1e-6)
+
+
 def test_dac_levels_and_clipping():
     x = jnp.linspace(-2, 2, 2001)
     v, coef, rng = converters.apply_dac(x, DACConfig(bits=4, v_read=0.3, x_max=1.5))
