@@ -75,3 +75,75 @@ def positive_int(name: str, value, *, allow_none: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         hint = " or None to switch it off" if allow_none else ""
         raise ValueError(f"{name} must be a positive integer{hint}, got {value!r}.")
+
+
+# ----------------------------------------------------------------------------- checked mode
+# Under ``jit`` values are tracers and the eager checks above skip them. Inside
+# :func:`checked` the entry points also emit ``checkify`` checks on traced
+# values, so a negative or NaN conductance or resistance becomes an error
+# raised by the compiled function instead of a silent NaN.
+_checked_depth = 0
+
+
+def checking() -> bool:
+    """True while a function runs under :func:`checked` (its trace emits runtime checks)."""
+    return _checked_depth > 0
+
+
+def traced_check(predicate, message: str) -> None:
+    """``checkify.check(predicate, message)`` when checking; a no-op otherwise.
+
+    ``predicate`` is a boolean array (all of it must hold); call this only for
+    traced values (concrete ones are checked eagerly with ``ValueError``).
+    """
+    if checking():
+        from jax.experimental import checkify
+
+        checkify.check(jax.numpy.all(predicate), message)
+
+
+def checked(fn):
+    """``fn`` with the crossjax input checks enforced at run time, under ``jit`` too.
+
+    Traced conductances, voltages and resistances that are negative, NaN or
+    infinite (and circuits beyond the solver's range) raise ``ValueError`` when
+    the function runs, where the plain call would return NaN or garbage. Built
+    on ``jax.experimental.checkify``: ``fn`` may be jitted or contain ``jit``;
+    functions jitted *outside* ``fn`` and traced earlier without checks keep
+    their cached trace (check them through a fresh function).
+
+    Args:
+      fn: any function calling crossjax kernels (``circuit.solve``,
+        ``crossbar.program``, a model's forward, ...).
+
+    Returns:
+      A function with ``fn``'s signature and outputs that raises ``ValueError``
+      naming the failed check.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import checked, circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=1.0)
+      >>> f = checked(jax.jit(lambda G: circuit.effective_conductance(G, p)))
+      >>> f(-jnp.ones((2, 2)))
+      Traceback (most recent call last):
+      ...
+      ValueError: G must be >= 0 siemens and finite (traced value failed the check) ...
+    """
+    from jax.experimental import checkify
+
+    checkified = checkify.checkify(fn, errors=checkify.user_checks)
+
+    def run(*args, **kwargs):
+        global _checked_depth
+        _checked_depth += 1
+        try:
+            err, out = checkified(*args, **kwargs)
+        finally:
+            _checked_depth -= 1
+        message = err.get()
+        if message is not None:
+            raise ValueError(message.split(" (`check` failed")[0] + " (at run time, under crossjax.checked)")
+        return out
+
+    return run

@@ -96,12 +96,21 @@ def _as_float(a):
 
 
 # ----------------------------------------------------------------------------- program
+def _g_bound(config):
+    """A bound on programmed conductances (siemens) for the circuit's range check: twice
+    ``g_max`` covers write noise and range variation; ``None`` when ``g_max`` is traced."""
+    from crossjax import config_checks
+
+    g = config_checks.concrete(config.device.g_max)
+    return None if g is None else 2 * float(g)
+
+
 def _effective_conductance(g, config):
     if config.array.parasitics is None:
         return g
     from crossjax import circuit  # the exact IR-drop solve
 
-    return circuit.effective_conductance(g, config.array.parasitics)
+    return circuit.effective_conductance(g, config.array.parasitics, g_max=_g_bound(config))
 
 
 def _scale(config):
@@ -326,7 +335,8 @@ def _tile_currents(v, state, config, key, method):
         kt, r = vt.shape[-2:]
         vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
         vb = vb[None, :, None]  # (1, Kt, 1, B, R)
-        i = circuit.solve(state.g, vb, config.array.parasitics, method=method)  # (P, Kt, Nt, B, Cp)
+        i = circuit.solve(state.g, vb, config.array.parasitics, method=method,
+                         g_max=_g_bound(config))  # (P, Kt, Nt, B, Cp)
         i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
         i = jnp.moveaxis(i, -2, 0).reshape((kt,) + lead + i.shape[1:2] + i.shape[-1:])
     if config.device.read_noise is not None:

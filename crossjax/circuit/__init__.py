@@ -5,7 +5,7 @@ Public names (``shared/DESIGN.md``): :class:`Parasitics`, :func:`solve`,
 :func:`plot_ir_drop`. Units: siemens, ohms, volts, amperes.
 """
 from .parasitics import Parasitics
-from .solver import METHODS, choose_method, effective_conductance, node_voltages, solve
+from .solver import METHODS, choose_method, effective_conductance, node_voltages, solve, sweep_interval
 from .spice import run_ngspice, to_spice
 
 
@@ -17,4 +17,4 @@ def plot_ir_drop(G, V, parasitics, ax=None):
 
 
 __all__ = ["Parasitics", "solve", "effective_conductance", "node_voltages", "to_spice",
-           "run_ngspice", "plot_ir_drop", "METHODS", "choose_method"]
+           "run_ngspice", "plot_ir_drop", "METHODS", "choose_method", "sweep_interval"]

@@ -35,15 +35,18 @@ concrete (under ``jit`` they are traced and not checked).
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from crossjax import config_checks
+
 from . import adjoint, iterative
+from .ladder import LADDER_BLOCK
 from .parasitics import FIELDS, Parasitics, check_parasitics
-from .sweep import sweep_effective_conductance, sweep_gradients, sweep_node_voltages, sweep_with_anchors
+from .sweep import SWEEP_BLOCK, sweep_effective_conductance, sweep_gradients, sweep_node_voltages, sweep_with_anchors
 
 METHODS = ("auto", "direct", "iterative")
 
@@ -52,31 +55,119 @@ def _concrete(x):
     return not isinstance(x, jax.core.Tracer)
 
 
+def _float_array(x, name):
+    """``x`` as a float32/float64 array; integers are promoted, others rejected."""
+    x = jnp.asarray(x)
+    if x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise ValueError(f"{name} must be real float32 or float64, got dtype {x.dtype}; "
+                         f"convert explicitly (e.g. {name}.real.astype(float) for complex data).")
+    if jnp.issubdtype(x.dtype, jnp.integer):
+        return x.astype(jnp.result_type(float))
+    if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize < 4:
+        raise ValueError(f"{name} must be float32 or float64, got dtype {x.dtype}: the sweep's "
+                         f"renormalization does not hold in half precision; pass {name}.astype(jnp.float32).")
+    return x
+
+
 def _check_G(G):
-    G = jnp.asarray(G)
+    G = _float_array(G, "G")
     if G.ndim < 2:
         raise ValueError(f"G must have shape (..., R, C) with R, C >= 1, got shape {G.shape}; "
                          "pass a conductance matrix in siemens.")
     if G.shape[-1] < 1 or G.shape[-2] < 1:
         raise ValueError(f"G must have at least one row and one column, got shape {G.shape}.")
-    if not jnp.issubdtype(G.dtype, jnp.floating):
-        G = G.astype(jnp.result_type(float))
     if _concrete(G):
         a = np.asarray(G)
         if not np.all(np.isfinite(a)):
             raise ValueError("G must be finite; found NaN or inf conductances.")
         if np.any(a < 0):
             raise ValueError(f"G must be >= 0 siemens, found min {a.min():.3g}; clip conductances at 0.")
+    else:
+        config_checks.traced_check((G >= 0) & jnp.isfinite(G),
+                                   "G must be >= 0 siemens and finite (traced value failed the check)")
     return G
 
 
 def _check_V(V, R):
-    V = jnp.asarray(V)
+    V = _float_array(V, "V")
     if V.ndim < 1 or V.shape[-1] != R:
         raise ValueError(f"V must have shape (R,) or (..., B, R) with R={R} (rows of G), got shape {V.shape}.")
-    if _concrete(V) and not np.all(np.isfinite(np.asarray(V))):
-        raise ValueError("V must be finite; found NaN or inf input voltages.")
+    if _concrete(V):
+        if not np.all(np.isfinite(np.asarray(V))):
+            raise ValueError("V must be finite; found NaN or inf input voltages.")
+    else:
+        config_checks.traced_check(jnp.isfinite(V), "V must be finite (traced value failed the check)")
     return V
+
+
+# Error model of the sweep, fitted on 64x64 arrays against the scipy nodal
+# solve with all four resistances at r (tests/test_circuit_range.py checks it):
+# the fractional form grows by about q = 1 + 0.6 sqrt(kappa) per row between
+# renormalizations, kappa = max(G) * max(r_wire_row, r_wire_col) (terminal
+# resistances alone do not grow it), and the circuit itself loses about
+# 20 kappa ulps. relative error ~ eps (q^k + 20 kappa) for k rows per block.
+_TARGET = {4: 2e-5, 8: 1e-10}   # choose the longest block within this
+_LIMIT = {4: 1e-4, 8: 1e-9}     # beyond this even one-row blocks are refused
+_BLOCKS = (SWEEP_BLOCK, 16, 8, 4, 2, 1)
+
+
+def _error_estimate(kappa, k, dtype):
+    eps = float(jnp.finfo(dtype).eps) / 2
+    return eps * ((1 + 0.6 * np.sqrt(kappa)) ** k + 20 * kappa)
+
+
+def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
+    """Rows between the sweep's renormalizations for this circuit and dtype.
+
+    The stiffness ``kappa = g_max * max(r_wire_row, r_wire_col)`` sets how
+    fast the sweep's fractional form loses precision; the longest block
+    (``SWEEP_BLOCK`` = 32 rows down to 1) whose estimated relative error stays
+    within 2e-5 (float32) / 1e-10 (float64) is used. Physical arrays
+    (``kappa`` <= 0.05, e.g. 10 ohm wires and 100 uS cells ... 5 mS) keep 32.
+
+    Args:
+      G: conductances (..., R, C) (siemens); only its dtype and, when
+        concrete, its maximum are used.
+      parasitics: :class:`Parasitics`; traced resistances give ``SWEEP_BLOCK``.
+      g_max: bound on ``G`` (siemens) for traced ``G``.
+
+    Returns:
+      The block length (a static int).
+
+    Raises:
+      ValueError: ``kappa`` above 83 (float32) or 4.5e5 (float64), where no
+        block length reaches 1e-4 / 1e-9; the message suggests float64 or a
+        physical range.
+    """
+    r = [config_checks.concrete(getattr(parasitics, f)) for f in ("r_wire_row", "r_wire_col")]
+    if g_max is None and _concrete(G):
+        g_max = float(np.max(np.asarray(G))) if G.size else 0.0
+    g = config_checks.concrete(g_max)
+    dtype = jnp.asarray(G).dtype
+    if any(x is None for x in r):
+        return SWEEP_BLOCK
+    if g is None:
+        if not isinstance(G, jax.core.Tracer) or not config_checks.checking():
+            return SWEEP_BLOCK
+        kappa = jnp.max(G) * max(float(r[0]), float(r[1]))
+        bound = 1 + 0.6 * jnp.sqrt(kappa)
+        eps = float(jnp.finfo(dtype).eps) / 2
+        config_checks.traced_check(eps * (bound ** SWEEP_BLOCK + 20 * kappa) <= _LIMIT[dtype.itemsize],
+                                   "the circuit's stiffness max(G) * max(r_wire_row, r_wire_col) is beyond "
+                                   f"what a {dtype} sweep resolves; pass g_max= or use float64")
+        return SWEEP_BLOCK
+    kappa = float(g) * max(float(r[0]), float(r[1]))
+    for k in _BLOCKS:
+        if _error_estimate(kappa, k, dtype) <= _TARGET[dtype.itemsize]:
+            return k
+    if _error_estimate(kappa, 1, dtype) <= _LIMIT[dtype.itemsize]:
+        return 1
+    limit = max(x for x in np.logspace(-3, 7, 2001) if _error_estimate(x, 1, dtype) <= _LIMIT[dtype.itemsize])
+    hint = ("enable float64 (jax.config.update('jax_enable_x64', True)) and pass float64 arrays"
+            if dtype.itemsize == 4 else "check the units (siemens, ohms): real arrays have kappa < 1")
+    raise ValueError(f"G and parasitics: stiffness max(G) * max(r_wire_row, r_wire_col) = {kappa:.3g} is beyond "
+                     f"the exact solve's {dtype} range (kappa <= {limit:.3g}, relative error <= "
+                     f"{_LIMIT[dtype.itemsize]:g}); {hint}.")
 
 
 def _cast(p, dtype):
@@ -92,7 +183,13 @@ def _prepare(G, parasitics, V=None):
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = G.dtype
         G, V = G.astype(dtype), V.astype(dtype)
-    return G, V, _cast(parasitics, G.dtype)
+    p = _cast(parasitics, G.dtype)
+    for f in FIELDS:
+        value = getattr(p, f)
+        if isinstance(value, jax.core.Tracer):
+            config_checks.traced_check((value >= 0) & jnp.isfinite(value),
+                                       f"parasitics.{f} must be >= 0 ohms and finite (traced value failed the check)")
+    return G, V, p
 
 
 def _ideal(p):
@@ -100,13 +197,13 @@ def _ideal(p):
     return (p.r_wire_row == 0) & (p.r_wire_col == 0) & (p.r_source == 0) & (p.r_sink == 0)
 
 
-def _sweep(G, p):
-    return jnp.where(_ideal(p), G, sweep_effective_conductance(G, p))
+def _sweep(G, p, block):
+    return jnp.where(_ideal(p), G, sweep_effective_conductance(G, p, block))
 
 
 # ---------------------------------------------------------------- G_eff
-def _sweep_anchored(G, p):
-    Geff, anchors = sweep_with_anchors(G, p)
+def _sweep_anchored(G, p, block):
+    Geff, anchors = sweep_with_anchors(G, p, block)
     return jnp.where(_ideal(p), G, Geff), anchors
 
 
@@ -140,46 +237,51 @@ def _join(X, n):
     return X.reshape((-1,) + X.shape[2:])[:n]
 
 
-def _sweep_chunked(G, p):
+def _sweep_chunked(G, p, block):
     count, size = _chunks(G)
     if count == 1:
-        return _sweep(G, p)
-    return _join(jax.lax.map(lambda g: _sweep(g, p), _split(G, count, size)), G.shape[0])
+        return _sweep(G, p, block)
+    return _join(jax.lax.map(lambda g: _sweep(g, p, block), _split(G, count, size)), G.shape[0])
 
 
-@jax.custom_batching.custom_vmap
-def _geff_primal(G, p):
-    return _sweep_chunked(G, p)
+@lru_cache(maxsize=None)
+def _geff_primal(block):
+    """The chunked sweep renormalizing every ``block`` rows, with its batching rule."""
+
+    @jax.custom_batching.custom_vmap
+    def primal(G, p):
+        return _sweep_chunked(G, p, block)
+
+    @primal.def_vmap
+    def primal_vmap(axis_size, in_batched, G, p):
+        """Under ``vmap`` (Monte Carlo samples) the mapped axis joins the arrays' axis,
+        so the samples' arrays are swept together in cache-sized chunks instead of
+        with a second batch axis (several times slower on XLA CPU)."""
+        g_batched, p_batched = in_batched
+        if any(jax.tree.leaves(p_batched)):  # a sweep over resistances: one sweep per value
+            in_axes = (0 if g_batched else None, jax.tree.map(lambda b: 0 if b else None, p_batched))
+            return jax.vmap(lambda g, q: _sweep_chunked(g, q, block), in_axes=in_axes)(G, p), True
+        return primal(G.reshape((-1,) + G.shape[2:]), p).reshape(G.shape), True
+
+    return primal
 
 
-@_geff_primal.def_vmap
-def _geff_primal_vmap(axis_size, in_batched, G, p):
-    """Under ``vmap`` (Monte Carlo samples) the mapped axis joins the arrays' axis,
-    so the samples' arrays are swept together in cache-sized chunks instead of
-    with a second batch axis (several times slower on XLA CPU)."""
-    g_batched, p_batched = in_batched
-    if any(jax.tree.leaves(p_batched)):  # a sweep over resistances: one sweep per value
-        in_axes = (0 if g_batched else None, jax.tree.map(lambda b: 0 if b else None, p_batched))
-        return jax.vmap(_sweep_chunked, in_axes=in_axes)(G, p), True
-    return _geff_primal(G.reshape((-1,) + G.shape[2:]), p).reshape(G.shape), True
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _geff(block, G, p):
+    return _geff_primal(block)(G, p)
 
 
-@jax.custom_vjp
-def _geff(G, p):
-    return _geff_primal(G, p)
-
-
-def _geff_fwd(G, p):
+def _geff_fwd(block, G, p):
     count, size = _chunks(G)
     if count == 1:
-        Geff, anchors = _sweep_anchored(G, p)
+        Geff, anchors = _sweep_anchored(G, p, block)
         return Geff, (G, p, anchors)
     Gc = _split(G, count, size)
-    Geff, anchors = jax.lax.map(lambda g: _sweep_anchored(g, p), Gc)
+    Geff, anchors = jax.lax.map(lambda g: _sweep_anchored(g, p, block), Gc)
     return _join(Geff, G.shape[0]), (Gc, p, anchors)
 
 
-def _geff_bwd(res, Gbar):
+def _geff_bwd(block, res, Gbar):
     G, p, anchors = res
     if G.ndim == 3:
         return sweep_gradients(G, anchors, _unit_inputs(G), Gbar)
@@ -192,43 +294,85 @@ def _geff_bwd(res, Gbar):
 _geff.defvjp(_geff_fwd, _geff_bwd)
 
 
-def _geff_flat(G, p):
+def _pad_columns(G):
+    """``G`` widened by zero-conductance columns to a multiple of ``LADDER_BLOCK``.
+
+    A column without cells is electrically inert (no current enters it, and the
+    row wire beyond the last real cell carries none: the far end is open), so
+    the first C columns of the widened array's ``G_eff``, currents and node
+    voltages are exactly the original array's. The sweep then never pads its
+    ladder blocks inside the row loop: XLA CPU (jaxlib 0.10) fused that pad
+    with the blocked product and its multiply-sums into one YNNPACK reduce
+    fusion that segfaulted for single float32 arrays of width 200, 300, 1000
+    (any width above 16 that is not a multiple of it could).
+    """
+    C = G.shape[-1]
+    extra = 0 if C <= LADDER_BLOCK else (-C) % LADDER_BLOCK
+    return jnp.pad(G, [(0, 0)] * (G.ndim - 1) + [(0, extra)]) if extra else G
+
+
+def _geff_flat(G, p, block=SWEEP_BLOCK):
     """``_geff`` over one flattened batch axis: XLA CPU runs the sweep's fused
     products several times slower with several batch axes (3x at
     (2, 9, 1, 64, 64) against (18, 64, 64))."""
-    return _geff(G.reshape((-1,) + G.shape[-2:]), p).reshape(G.shape)
+    C = G.shape[-1]
+    Gp = _pad_columns(G)
+    return _geff(block, Gp.reshape((-1,) + Gp.shape[-2:]), p)[..., :C].reshape(G.shape)
 
 
-def effective_conductance(G, parasitics: Parasitics):
+def effective_conductance(G, parasitics: Parasitics, *, g_max=None):
     """Effective conductance ``G_eff`` (S), (..., R, C), with ``solve(G, V, p) == V @ G_eff``.
 
     Exact transfer sweep (:mod:`.sweep`); all resistances zero gives ``G``.
+
+    Args:
+      G: conductances (..., R, C), siemens, >= 0 (float32 or float64; integers
+        are promoted, float16/complex/bool rejected).
+      parasitics: :class:`Parasitics` (ohms).
+      g_max: optional bound on ``G`` (siemens) used to choose the sweep's
+        renormalization interval when ``G`` is traced (under ``jit``); by
+        default the concrete ``max(G)``, or the float32-safe interval.
+
+    Returns:
+      ``G_eff`` (..., R, C), siemens, in ``G``'s dtype.
+
+    Raises:
+      ValueError: bad shapes/dtypes/values, or a circuit whose stiffness
+        ``max(G) * max(r_wire_row, r_wire_col)`` is beyond what the dtype
+        resolves (:func:`sweep_interval`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics, effective_conductance
+      >>> Geff = effective_conductance(jnp.full((4, 3), 1e-4), Parasitics(r_wire_row=1.0, r_wire_col=1.0))
+      >>> Geff.shape, bool((Geff < 1e-4).all())
+      ((4, 3), True)
     """
     G, _, p = _prepare(G, parasitics)
-    return _geff_jit(G, p)
+    return _geff_jit(G, p, sweep_interval(G, parasitics, g_max))
 
 
-_geff_jit = jax.jit(_geff_flat)
+_geff_jit = jax.jit(_geff_flat, static_argnums=(2,))
 
 
 # ---------------------------------------------------------------- per-input solve
-@partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _currents(method, G, V, p):
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _currents(method, block, G, V, p):
     if method == "direct":
-        return V @ _sweep(G, p)
+        return V @ _sweep(G, p, block)
     I, _, _ = iterative.cell_currents(G, V, p)
     return jnp.where(_ideal(p), V @ G, jnp.sum(I, -2))
 
 
-def _currents_fwd(method, G, V, p):
+def _currents_fwd(method, block, G, V, p):
     if method == "direct":
-        Geff, anchors = _sweep_anchored(G, p)
+        Geff, anchors = _sweep_anchored(G, p, block)
         return V @ Geff, (G, V, p, (Geff, anchors))
     I, _, _ = iterative.cell_currents(G, V, p)
     return jnp.where(_ideal(p), V @ G, jnp.sum(I, -2)), (G, V, p, I)
 
 
-def _currents_bwd(method, res, ybar):
+def _currents_bwd(method, block, res, ybar):
     G, V, p, X = res
     if method == "iterative":
         return adjoint.gradients(G, V, p, ybar, X)
@@ -265,18 +409,21 @@ def choose_method(R: int, inputs_per_sample: int) -> str:
     return "iterative" if inputs_per_sample < ITERATIVE_BELOW else "direct"
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _solve_jit(method, G, V, p):
+@partial(jax.jit, static_argnums=(0, 1))
+def _solve_jit(method, block, G, V, p):
     R, C = G.shape[-2:]
     Gb, Vb, batch, B, vector = _broadcast(G, V)
     if method == "direct" and Gb.shape[0] != int(np.prod(G.shape[:-2], dtype=int)):
         # V carries batch dims G lacks: form G_eff once per G, then broadcast the matmul.
-        return V @ _geff_flat(G, p)
-    out = _currents(method, Gb, Vb, p).reshape(batch + (B, C))
+        return V @ _geff_flat(G, p, block)
+    if method == "direct":
+        out = _currents(method, block, _pad_columns(Gb), Vb, p)[..., :C].reshape(batch + (B, C))
+    else:
+        out = _currents(method, block, Gb, Vb, p).reshape(batch + (B, C))
     return out[..., 0, :] if vector else out
 
 
-def solve(G, V, parasitics: Parasitics, *, method: str = "auto"):
+def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None):
     """Column currents (A) into the sinks: ``V @ G_eff`` with broadcasting.
 
     ``G`` (..., R, C) siemens, ``V`` (R,) or (..., B, R) volts. ``method`` is
@@ -287,14 +434,15 @@ def solve(G, V, parasitics: Parasitics, *, method: str = "auto"):
     G, V, p = _prepare(G, parasitics, V)
     if method == "auto":
         method = choose_method(G.shape[-2], 1 if V.ndim == 1 else V.shape[-2])
-    return _solve_jit(method, G, V, p)
+    return _solve_jit(method, sweep_interval(G, parasitics, g_max), G, V, p)
 
 
-@jax.jit
-def _node_voltages_jit(G, V, p):
+@partial(jax.jit, static_argnums=(0,))
+def _node_voltages_jit(block, G, V, p):
     R, C = G.shape[-2:]
     Gb, Vb, batch, B, vector = _broadcast(G, V)
-    v_row, v_col = sweep_node_voltages(Gb, p, Vb)
+    v_row, v_col = sweep_node_voltages(_pad_columns(Gb), p, Vb, block)
+    v_row, v_col = v_row[..., :C], v_col[..., :C]
     shape = batch + (B, R, C)
     v_row, v_col = v_row.reshape(shape), v_col.reshape(shape)
     if vector:
@@ -310,4 +458,4 @@ def node_voltages(G, V, parasitics: Parasitics):
     and plots; use :func:`solve` or :func:`effective_conductance` for gradients.
     """
     G, V, p = _prepare(G, parasitics, V)
-    return _node_voltages_jit(G, V, p)
+    return _node_voltages_jit(sweep_interval(G, parasitics), G, V, p)

@@ -16,6 +16,16 @@ import tempfile
 
 import numpy as np
 
+from .parasitics import check_parasitics
+
+
+def _real(name, x):
+    """``x`` as float64 NumPy, refusing complex and boolean data instead of dropping parts of it."""
+    a = np.asarray(x)
+    if np.iscomplexobj(a) or a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}; convert explicitly.")
+    return a.astype(np.float64)
+
 
 def _branch(lines, name, a, b, r):
     if r == 0.0:
@@ -30,13 +40,20 @@ def to_spice(G, V, parasitics) -> str:
     ``i(vm<j>)`` (current through the 0 V meter from sink ``j`` to ground) is the
     column current of :func:`crossjax.circuit.solve`.
     """
-    G = np.asarray(G, dtype=np.float64)
-    V = np.asarray(V, dtype=np.float64)
+    G, V = _real("G", G), _real("V", V)
     if G.ndim != 2:
-        raise ValueError(f"G must be one array (R, C) for to_spice, got shape {G.shape}.")
+        raise ValueError(f"G must be a single array (R, C) for to_spice, got shape {G.shape}; "
+                         "write one netlist per array.")
     R, C = G.shape
     if V.shape != (R,):
         raise ValueError(f"V must have shape ({R},) for to_spice, got {V.shape}.")
+    if not np.all(np.isfinite(G)):
+        raise ValueError("G must be finite; found NaN or inf conductances.")
+    if np.any(G < 0):
+        raise ValueError(f"G must be >= 0 siemens, found min {G.min():.3g}; clip conductances at 0.")
+    if not np.all(np.isfinite(V)):
+        raise ValueError("V must be finite; found NaN or inf input voltages.")
+    check_parasitics(parasitics)
     p = {k: float(np.asarray(getattr(parasitics, k))) for k in ("r_wire_row", "r_wire_col", "r_source", "r_sink")}
     lines = [f"* crossjax crossbar {R}x{C}"]
     for i in range(R):

@@ -65,16 +65,16 @@ class _Layout(NamedTuple):
     r: jax.Array   # (nb, k) column-wire resistance below each row, ohms
 
 
-def _blocking(R: int) -> tuple[int, int, int]:
-    """``(pad, k, nb)``: zero rows on top, rows per block, blocks."""
-    k = min(R, SWEEP_BLOCK)
+def _blocking(R: int, block: int = SWEEP_BLOCK) -> tuple[int, int, int]:
+    """``(pad, k, nb)``: zero rows on top, rows per block (at most ``block``), blocks."""
+    k = min(R, block)
     pad = (-R) % k
     return pad, k, (R + pad) // k
 
 
-def _layout(G, p) -> _Layout:
+def _layout(G, p, block) -> _Layout:
     R = G.shape[-2]
-    pad, k, nb = _blocking(R)
+    pad, k, nb = _blocking(R, block)
     batch_ndim = G.ndim - 2
     Gp = jnp.pad(G, [(0, 0)] * batch_ndim + [(pad, 0), (0, 0)])
     lad = row_ladders(Gp, p)
@@ -87,9 +87,9 @@ def _layout(G, p) -> _Layout:
     return _Layout(pad, k, nb, RowLadders(*map(blocks, lad)), r.reshape(nb, k))
 
 
-def _sweep(G, p, keep):
+def _sweep(G, p, keep, block):
     R, C = G.shape[-2:]
-    lay = _layout(G, p)
+    lay = _layout(G, p, block)
     batch = G.shape[:-2]
     dtype = G.dtype
     eye = jnp.broadcast_to(jnp.eye(C, dtype=dtype), batch + (C, C))
@@ -101,7 +101,7 @@ def _sweep(G, p, keep):
         a_row = jnp.sum(row.a[..., :, None] * D, -2)
         return (N, D + r * N), a_row
 
-    def block(carry, xs):
+    def block_step(carry, xs):
         Y, A = carry
         rows, r, b = xs
         (N, D), a_rows = jax.lax.scan(level, (Y, eye), (rows, r))
@@ -113,18 +113,19 @@ def _sweep(G, p, keep):
         return (Y, A), ((Y, A) if keep else None)
 
     init = (jnp.zeros(batch + (C, C), dtype), jnp.zeros(batch + (R + lay.pad, C), dtype))
-    (_, A), ends = jax.lax.scan(block, init, (lay.ladders, lay.r, jnp.arange(lay.nb)))
+    (_, A), ends = jax.lax.scan(block_step, init, (lay.ladders, lay.r, jnp.arange(lay.nb)))
     return A[..., lay.pad:, :], (Anchors(*ends, lay.ladders, lay.r) if keep else None)
 
 
-def sweep_effective_conductance(G, p):
-    """``G_eff`` (S), (..., R, C), of conductances ``G`` (..., R, C) under parasitics ``p``."""
-    return _sweep(G, p, keep=False)[0]
+def sweep_effective_conductance(G, p, block: int = SWEEP_BLOCK):
+    """``G_eff`` (S), (..., R, C), of conductances ``G`` (..., R, C) under parasitics ``p``,
+    renormalizing every ``block`` rows."""
+    return _sweep(G, p, keep=False, block=block)[0]
 
 
-def sweep_with_anchors(G, p):
+def sweep_with_anchors(G, p, block: int = SWEEP_BLOCK):
     """``(G_eff, anchors)``; the anchors let :func:`sweep_gradients` skip a second sweep."""
-    return _sweep(G, p, keep=True)
+    return _sweep(G, p, keep=True, block=block)
 
 
 def _up_pass(anchors, V, sink, reduce, acc):
@@ -137,7 +138,8 @@ def _up_pass(anchors, V, sink, reduce, acc):
     (columns first). Returns ``(acc, outs)`` with ``outs`` stacked over the rows
     of ``G``, top to bottom.
     """
-    pad, k, nb = _blocking(V.shape[-1])
+    nb, k = anchors.r.shape
+    pad = nb * k - V.shape[-1]
     Vt = jnp.swapaxes(jnp.pad(V, [(0, 0)] * (V.ndim - 1) + [(pad, 0)]), -1, -2)   # (..., Rp, B)
     v_rows = jnp.moveaxis(Vt, -2, 0).reshape((nb, k) + Vt.shape[:-2] + Vt.shape[-1:])
 
@@ -211,9 +213,9 @@ def sweep_gradients(G, anchors, V, ybar):
     return dG, dp
 
 
-def sweep_node_voltages(G, p, V):
+def sweep_node_voltages(G, p, V, block: int = SWEEP_BLOCK):
     """Row- and column-node voltages ``(v_row, v_col)`` (V), each (..., B, R, C), for inputs ``V`` (..., B, R)."""
-    _, anchors = sweep_with_anchors(G, p)
+    _, anchors = sweep_with_anchors(G, p, block)
     sink = jnp.zeros(V.shape[:-1] + (G.shape[-1],), G.dtype)
 
     def keep(acc, level, index):
