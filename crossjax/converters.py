@@ -41,6 +41,17 @@ from flax import struct
 from crossjax import config_checks as chk
 
 DAC_RANGES = ("fixed", "max")
+# float32 holds every integer up to 2**24 exactly, float64 up to 2**53: codes,
+# levels and shift-add coefficients beyond that would silently round (and
+# 2**(bits-1) overflows float32 at 129 bits), so every bit count is bounded by
+# the working dtype's: float64 when x64 is enabled, else float32.
+
+
+def max_bits(dtype=None) -> int:
+    """Largest bit count whose integers ``dtype`` represents exactly (24 for float32, 53 for
+    float64); ``None``: JAX's default float (float64 only with ``jax_enable_x64``)."""
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    return jnp.finfo(dtype).nmant + 1
 ADC_RANGES = ("fixed", "max", "calibrated")
 
 
@@ -85,12 +96,16 @@ class DACConfig:
         """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
         j = include_jax
         chk.positive_int("dac.bits", self.bits, allow_none=True)
-        if self.bits is not None and self.bits < 2:
-            raise ValueError(f"dac.bits must be >= 2 (sign + magnitude), got {self.bits}.")
+        if self.bits is not None and not 2 <= self.bits <= max_bits():
+            raise ValueError(f"dac.bits must lie in [2, {max_bits()}] (sign + magnitude; the working dtype "
+                             f"{jnp.result_type(float)} represents integers exactly up to 2**{max_bits()}), "
+                             f"got {self.bits}.")
         chk.positive("dac.v_read", self.v_read, j)
         chk.positive("dac.x_max", self.x_max, j)
         chk.choice("dac.range", self.range, DAC_RANGES)
         chk.positive_int("dac.slice_bits", self.slice_bits, allow_none=True)
+        if self.slice_bits is not None and self.slice_bits > max_bits():
+            raise ValueError(f"dac.slice_bits must be <= {max_bits()}, got {self.slice_bits}.")
         if self.slice_bits is not None and self.bits is None:
             raise ValueError("dac.slice_bits needs dac.bits: set dac.bits or slice_bits=None.")
 
@@ -124,14 +139,46 @@ class ADCConfig:
     def check(self, include_jax: bool = True):
         """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
         j = include_jax
-        b = chk.concrete(self.bits, j)
-        if b is not None and (b.size == 0 or np.any(b < 1) or np.any(b != np.round(b))):
-            raise ValueError(f"adc.bits must be integers >= 1 (or None for no ADC), got {self.bits!r}.")
+        check_bits("adc.bits", self.bits, j)
         chk.choice("adc.range", self.range, ADC_RANGES)
         chk.positive("adc.i_max", self.i_max, j)
-        p = chk.concrete(self.percentile, j)
-        if p is not None and not (0 < p <= 100):
-            raise ValueError(f"adc.percentile must lie in (0, 100], got {self.percentile!r}.")
+        check_percentile("adc.percentile", self.percentile, j)
+
+
+def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
+    """ADC bits: ``None``, an int or an integer array in ``[2, max_bits(dtype)]``; bools and
+    strings are refused.
+
+    One bit of a two's-complement ADC only tells the sign (codes -1 and 0, so
+    every positive current read 0); beyond :func:`max_bits` the codes are not
+    exact in the working dtype (24 for float32, 53 for float64).
+    """
+    if bits is None or isinstance(bits, jax.core.Tracer):
+        return
+    kind = getattr(bits, "dtype", None)
+    if isinstance(bits, (bool, np.bool_, str, bytes)) or (kind is not None and (kind == bool or kind.kind in "USO")):
+        raise ValueError(f"{name} must be an integer (or an integer array, or None for no ADC), got "
+                         f"{bits!r} of type {type(bits).__name__}; write e.g. {name.split('.')[-1]} = 8.")
+    if not isinstance(bits, (int, float, np.integer, np.floating, np.ndarray, jax.Array)):
+        raise ValueError(f"{name} must be an integer, an integer array or None, got {type(bits).__name__}.")
+    b = chk.concrete(bits, include_jax)
+    if b is None:
+        return
+    top = max_bits(dtype)
+    if b.size == 0 or not np.all(np.isfinite(b)) or np.any(b != np.round(b)) or np.any(b < 2) or np.any(b > top):
+        raise ValueError(f"{name} must be integers in [2, {top}] (or None for no ADC), got {bits!r}: 1 bit only "
+                         f"resolves the sign and more than {top} exceed the exact integers of "
+                         f"{jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)}"
+                         + ("; enable float64 for more" if top == 24 else "") + ".")
+
+
+def check_percentile(name: str, value, include_jax: bool = True) -> None:
+    """A calibration percentile in ``(0, 100]``, finite, not a bool or string."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise ValueError(f"{name} must be a number in (0, 100], got {value!r}.")
+    p = chk.concrete(value, include_jax)
+    if p is not None and not (p.size == 1 and np.isfinite(p) and 0 < p <= 100):
+        raise ValueError(f"{name} must lie in (0, 100], got {value!r}; e.g. 99.99.")
 
 
 def apply_dac(x, dac: DACConfig):
@@ -233,6 +280,10 @@ def _sum_products_to(a, b, shape):
 
 
 def percentile_full_scale(currents, percentile, axis):
-    """ADC full scale from data: the ``percentile`` of ``|I|`` over ``axis`` (amperes), floored at tiny."""
+    """ADC full scale from data: the ``percentile`` of ``|I|`` over ``axis`` (amperes), floored at
+    ``tiny * 2**max_bits``."""
     fs = jnp.percentile(jnp.abs(currents), percentile, axis=axis)
-    return jnp.maximum(fs, jnp.finfo(fs.dtype).tiny)
+    # floored so that the ADC step fs / 2**(bits-1) stays a normal number for every
+    # allowed bit count: all-zero calibration data then read 0, not 0/0 = NaN
+    # (XLA CPU flushes subnormal steps to zero)
+    return jnp.maximum(fs, jnp.finfo(fs.dtype).tiny * 2.0 ** max_bits(fs.dtype))

@@ -32,6 +32,7 @@ Checks (``ValueError`` naming the argument) run eagerly on concrete inputs; unde
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 
 import jax
@@ -58,6 +59,9 @@ class CrossbarState:
       column_index: sparse layout only (``mapping.layout="sparse"``): the output held by
         compacted column ``j`` of row block ``a``, ``(Kt, Nt*C)``, -1 for an empty slot.
       in_features, out_features: ``K``, ``N`` (static).
+      programmed_with: what the state depends on of the config it was programmed
+        with (static; :func:`programming_signature`); :func:`matmul` refuses a config
+        that differs there. ``()``: unknown (not checked).
     """
 
     g: jax.Array
@@ -68,6 +72,62 @@ class CrossbarState:
     column_index: jax.Array | None = None
     in_features: int = struct.field(pytree_node=False, default=0)
     out_features: int = struct.field(pytree_node=False, default=0)
+    programmed_with: tuple = struct.field(pytree_node=False, default=())
+
+
+def _leaf_digest(value):
+    if isinstance(value, jax.core.Tracer):
+        return None  # traced: not comparable, not checked
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        a = np.asarray(value)
+        return f"{a.dtype}{a.shape}:" + hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+    return repr(value)
+
+
+def _fields(obj, prefix):
+    import dataclasses
+
+    if obj is None or not dataclasses.is_dataclass(obj):
+        yield prefix, _leaf_digest(obj)
+        return
+    for f in dataclasses.fields(obj):
+        yield from _fields(getattr(obj, f.name), f"{prefix}.{f.name}")
+
+
+def programming_signature(config: HardwareConfig) -> tuple:
+    """``((field, digest), ...)`` of everything a programmed state depends on:
+    the tile geometry and wires, the devices and the weight mapping. The DAC and
+    ADC may change between reads of one state (its ADC full scale is part of the
+    state), and so may the read-time effects ``device.read_noise`` and
+    ``mapping.subtract`` (where the pair is subtracted). Traced values are
+    recorded as ``None`` and not compared."""
+    return tuple(item for item in (*_fields(config.array, "array"), *_fields(config.device, "device"),
+                                   *_fields(config.mapping, "mapping"))
+                 if not item[0].startswith(_READ_TIME))
+
+
+_READ_TIME = ("mapping.subtract", "device.read_noise")
+
+
+def check_state_config(state: CrossbarState, config: HardwareConfig) -> None:
+    """Raise ``ValueError`` when ``state`` was programmed with a config that differs from ``config``
+    in a field the state depends on (:func:`programming_signature`)."""
+    if config.adc.bits is not None and state.adc_range is None:
+        raise ValueError("config has an ADC (adc.bits) but the state was programmed without one, so it has no "
+                         "ADC full scale; program with the ADC configured: crossbar.program(W, config, key).")
+    if (config.adc.bits is not None and not isinstance(state.adc_range, jax.core.Tracer)
+            and state.adc_range.shape[0] != config.mapping.read_arrays):
+        raise ValueError(f"state's ADC full scale has {state.adc_range.shape[0]} read-out arrays but config reads "
+                         f"{config.mapping.read_arrays} (mapping.subtract={config.mapping.subtract!r}); program "
+                         "with the read-out you use, or switch the ADC off to compare subtractions.")
+    if not state.programmed_with:
+        return
+    now = dict(programming_signature(config))
+    differ = [k for k, v in state.programmed_with if k in now and v is not None and now[k] is not None and now[k] != v]
+    if differ or set(now) != {k for k, _ in state.programmed_with}:
+        fields = ", ".join(differ[:6]) + (" ..." if len(differ) > 6 else "") or "the config's structure"
+        raise ValueError(f"state was programmed with another hardware config (differs in {fields}); pass the "
+                         "config it was programmed with, or reprogram: crossbar.program(W, config, key).")
 
 
 # ----------------------------------------------------------------------------- checks
@@ -83,6 +143,15 @@ def _check_array(name, a, ndim_min=1):
     c = chk.concrete(a)
     if c is not None and not np.all(np.isfinite(c)):
         raise ValueError(f"{name} contains NaN or inf; pass finite values.")
+
+
+def _check_dtype_bits(x, config):
+    """Bit counts within what ``x``'s dtype represents exactly (float32 inputs under x64: 24)."""
+    dtype = jnp.result_type(x) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else jnp.result_type(float)
+    converters.check_bits("adc.bits", config.adc.bits, dtype=dtype)
+    if config.dac.bits is not None and config.dac.bits > converters.max_bits(dtype):
+        raise ValueError(f"dac.bits={config.dac.bits} exceeds the exact integers of {dtype} inputs "
+                         f"(<= {converters.max_bits(dtype)}); pass float64 inputs or fewer bits.")
 
 
 def _check_key(key, needed, what):
@@ -189,7 +258,7 @@ def program(W, config: HardwareConfig, key=None) -> CrossbarState:
     _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
     if key is None:
         key = jax.random.key(0)  # unused: nothing stochastic
-    return _program(_as_float(W), config, key)
+    return _program(_as_float(W), config, key).replace(programmed_with=programming_signature(config))
 
 
 def program_many(Ws, config: HardwareConfig, keys) -> list[CrossbarState]:
@@ -209,8 +278,11 @@ def program_many(Ws, config: HardwareConfig, keys) -> list[CrossbarState]:
         if W.ndim not in (2, 3):
             raise ValueError(f"Ws[{i}] must have shape (K, N) or (G, K, N), got {W.shape}.")
         _check_key(k, config.program_is_stochastic, "config has write-time non-idealities")
+    if not Ws:
+        raise ValueError("Ws is empty: pass at least one weight matrix to program_many.")
     keys = [jax.random.key(0) if k is None else k for k in keys]
-    return _program_many([_as_float(W) for W in Ws], config, keys)
+    signature = programming_signature(config)
+    return [s.replace(programmed_with=signature) for s in _program_many([_as_float(W) for W in Ws], config, keys)]
 
 
 @jax.jit
@@ -445,7 +517,12 @@ def _matmul(x, state, config, key, method=None):
 
 def _check_inputs(x, state, config, key):
     _check_config(config)
+    if not isinstance(state, CrossbarState):
+        raise ValueError(f"state must be a crossjax.crossbar.CrossbarState (from crossbar.program), "
+                         f"got {type(state).__name__}.")
+    check_state_config(state, config)
     _check_array("x", x, 1)
+    _check_dtype_bits(x, config)
     if x.shape[-1] != state.in_features:
         raise ValueError(
             f"x has {x.shape[-1]} features in its last axis but the crossbar was programmed with "
@@ -475,6 +552,7 @@ def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, per
     if key is None:
         key = jax.random.key(0)
     q = config.adc.percentile if percentile is None else percentile
+    converters.check_percentile("percentile", q)
     return _calibrate(_as_float(x), state, config, key, q)
 
 

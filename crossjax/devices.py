@@ -39,6 +39,7 @@ from flax import struct
 
 from crossjax import config_checks as chk
 from crossjax import counter_rng
+from crossjax.converters import max_bits as converters_max_bits
 from crossjax.converters import ste_round
 
 WRITE_NOISE_KINDS = ("gaussian", "proportional", "lognormal")
@@ -178,8 +179,10 @@ class DeviceConfig:
                 "swap them or use from_resistance(r_on, r_off) with r_on < r_off."
             )
         chk.positive_int("device.levels", self.levels, allow_none=True)
-        if self.levels is not None and self.levels < 2:
-            raise ValueError(f"device.levels must be >= 2 (or None), got {self.levels}.")
+        top = 2 ** converters_max_bits()
+        if self.levels is not None and not 2 <= self.levels <= top:
+            raise ValueError(f"device.levels must lie in [2, {top}] (or None): the working dtype represents "
+                             f"the level grid exactly up to there, got {self.levels}.")
         for sub in (self.write_noise, self.range_variation, self.stuck, self.drift, self.read_noise):
             if sub is not None:
                 sub.check(include_jax)

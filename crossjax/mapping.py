@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from crossjax import config_checks as chk
-from crossjax.converters import shift_add, ste_round
+from crossjax.converters import max_bits, shift_add, ste_round
 
 SCHEMES = ("differential", "offset")
 WEIGHT_SCALES = ("layer", "column")
@@ -87,6 +87,11 @@ class MappingConfig:
             chk.positive("mapping.w_max", self.w_max, j)
         chk.positive_int("mapping.slice_bits", self.slice_bits, allow_none=True)
         chk.positive_int("mapping.slices", self.slices)
+        top = max_bits()
+        if self.slice_bits is not None and self.slice_bits * self.slices > top:
+            raise ValueError(f"mapping.slice_bits * mapping.slices must be <= {top} (the working dtype "
+                             f"represents the quantized weights exactly up to 2**{top}), got "
+                             f"{self.slice_bits} * {self.slices}.")
         if self.slices > 1 and self.slice_bits is None:
             raise ValueError("mapping.slices > 1 needs mapping.slice_bits (bits per cell).")
         if self.scheme == "offset" and self.slices > 1:
