@@ -140,6 +140,11 @@ def _check_config(config):
 def _check_array(name, a, ndim_min=1):
     if not hasattr(a, "shape") or a.ndim < ndim_min:
         raise ValueError(f"{name} must be an array with at least {ndim_min} dimension(s), got {a!r:.80}.")
+    if 0 in a.shape:
+        raise ValueError(f"{name} has shape {a.shape} with a zero-size axis; pass at least one "
+                         f"{'input vector' if name == 'x' else 'row and column'}.")
+    if jnp.issubdtype(a.dtype, jnp.complexfloating) or a.dtype == jnp.bool_:
+        raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}; convert explicitly.")
     c = chk.concrete(a)
     if c is not None and not np.all(np.isfinite(c)):
         raise ValueError(f"{name} contains NaN or inf; pass finite values.")
@@ -160,8 +165,12 @@ def _check_key(key, needed, what):
 
 
 def _as_float(a):
+    """Real inputs as float32/float64: integers take the default float and half precision
+    becomes float32 (the circuit and converters need at least float32's exact integers)."""
     a = jnp.asarray(a)
-    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.result_type(float))
+    if not jnp.issubdtype(a.dtype, jnp.floating):
+        return a.astype(jnp.result_type(float))
+    return a.astype(jnp.float32) if a.dtype.itemsize < 4 else a
 
 
 # ----------------------------------------------------------------------------- program
@@ -587,6 +596,7 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
     if W.ndim != 2:
         raise ValueError(f"W must have shape (K, N), got {W.shape}.")
     _check_array("x", x, 1)
+    _check_dtype_bits(x, config)
     if x.shape[-1] != W.shape[0]:
         raise ValueError(f"x has {x.shape[-1]} features but W has K={W.shape[0]} rows; pass x of shape (..., {W.shape[0]}).")
     _check_key(key, config.program_is_stochastic or config.read_is_stochastic, "config has stochastic non-idealities")

@@ -36,6 +36,18 @@ def _check_width(width):
         raise ValueError(f"width must be a positive number (channel multiplier), got {width!r}")
 
 
+def _check_image(x, smallest: int, what: str) -> None:
+    """``x`` is ``(B, H, W, C)`` with ``H, W >= smallest``: smaller images pool to nothing
+    (a mean over an empty map is NaN)."""
+    if x.ndim != 4:
+        raise ValueError(f"x must be images (B, H, W, C), got shape {x.shape}.")
+    if x.shape[0] == 0:
+        raise ValueError("x holds 0 images; pass a batch of at least one.")
+    if x.shape[1] < smallest or x.shape[2] < smallest:
+        raise ValueError(f"x is {x.shape[1]}x{x.shape[2]} images but {what} needs at least {smallest}x{smallest}; "
+                         f"resize or pad the images (CIFAR: 32x32), or use models.MLP for small inputs.")
+
+
 class MLP(nnx.Module):
     """Multilayer perceptron: ``flatten -> [CrossbarLinear -> ReLU] * len(hidden) -> CrossbarLinear``."""
 
@@ -113,6 +125,8 @@ class VGG(nnx.Module):
 
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         """``x (B, H, W, C) -> logits (B, num_classes)``; H, W divisible by 32 (CIFAR: 32)."""
+        pools = VGG_CONFIGS[self.config_name].count("M")
+        _check_image(x, 2**pools, f"{self.config_name} ({pools} 2x2 max pools)")
         i = 0
         for v in VGG_CONFIGS[self.config_name]:
             if v == "M":
@@ -187,7 +201,8 @@ class ResNet(nnx.Module):
         self.classifier = CrossbarLinear(c, num_classes, param_dtype=param_dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
-        """``x (B, H, W, C) -> logits (B, num_classes)``."""
+        """``x (B, H, W, C) -> logits (B, num_classes)``; H, W >= 8 (three stride-2 stages)."""
+        _check_image(x, 8, "ResNet (three stride-2 stages)")
         x = nnx.relu(self.stem_bn(self.stem(x, rngs=rngs)))
         for block in self.blocks:
             x = block(x, rngs=rngs)

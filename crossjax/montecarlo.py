@@ -322,6 +322,8 @@ def evaluate(
         raise ValueError("hardware.adc.range='calibrated' needs calibration data: pass calibration_x "
                          "(e.g. a batch of training inputs)")
     S = keys.shape[0]
+    if S == 0:
+        raise ValueError("keys is empty: pass at least one PRNG key (jax.random.split(key, S) with S >= 1).")
     mesh = sample_mesh() if mesh is None else mesh
     if len(mesh.axis_names) != 1:
         raise ValueError(f"mesh must be 1-D (one axis for the samples), got axes {mesh.axis_names}")
@@ -373,6 +375,7 @@ def evaluate(
         for b, (start, size) in enumerate(batches):
             xb = jax.device_put(_pad_batch(x, start, size, batch_size), replicated)
             logits = forward(state, prog, hardware, k, b, xb)
+            _check_finite(_to_host(jnp.all(jnp.isfinite(logits), axis=-1))[: hi - lo, :size], lo, start)
             pred = _to_host(jnp.argmax(logits, axis=-1))[: hi - lo, :size]
             correct[lo:hi] += (pred == y[start : start + size]).sum(axis=1)
             if return_logits:
@@ -388,6 +391,20 @@ def evaluate(
     return out
 
 
+class NonFiniteLogits(ValueError):
+    """The network produced NaN or infinite logits: an accuracy from them would be meaningless."""
+
+
+def _check_finite(finite, sample0, example0):
+    """Raise :class:`NonFiniteLogits` naming the first sample and example whose logits are not finite."""
+    if not finite.all():
+        s, e = np.argwhere(~finite)[0]
+        raise NonFiniteLogits(
+            f"logits are NaN or infinite for Monte Carlo sample {sample0 + s} (example {example0 + e}) and "
+            f"{int((~finite).sum()) - 1} more in this batch; no accuracy is reported. Check the hardware config "
+            "(ADC full scale, device range, wire resistances) or run the forward under crossjax.checked.")
+
+
 def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:
     """Accuracy of ``model`` with every crossbar layer in digital mode (``x @ W``),
     batch norm in eval mode. The model itself is not modified."""
@@ -399,13 +416,15 @@ def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:
         m = nnx.merge(graphdef, state)
         m.eval()
         layers.set_mode(m, "digital")
-        return jnp.argmax(m(xb), axis=-1)
+        logits = m(xb)
+        return jnp.argmax(logits, axis=-1), jnp.all(jnp.isfinite(logits), axis=-1)
 
     x, y = np.asarray(x), np.asarray(y)
     n = x.shape[0]
     batch_size = min(batch_size, n)
     correct = 0
     for start, size in _batches(n, batch_size):
-        pred = np.asarray(predict(state, _pad_batch(x, start, size, batch_size)))[:size]
-        correct += int((pred == y[start : start + size]).sum())
+        pred, finite = predict(state, _pad_batch(x, start, size, batch_size))
+        _check_finite(np.asarray(finite)[None, :size], 0, start)
+        correct += int((np.asarray(pred)[:size] == y[start : start + size]).sum())
     return correct / n

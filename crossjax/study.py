@@ -364,11 +364,14 @@ CALIBRATION_EXAMPLES = 256  # training inputs that set calibrated ADC ranges (ad
 
 
 def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
-                 calibration_x=None) -> np.ndarray:
+                 calibration_x=None, name: str = "?") -> np.ndarray:
     from crossjax import montecarlo
-    res = montecarlo.evaluate(model, hw, keys, x, y, batch_size=spec.eval_batch_size,
-                              chunk_size=spec.chunk_size, progress=progress,
-                              calibration_x=calibration_x)
+    try:
+        res = montecarlo.evaluate(model, hw, keys, x, y, batch_size=spec.eval_batch_size,
+                                  chunk_size=spec.chunk_size, progress=progress,
+                                  calibration_x=calibration_x)
+    except montecarlo.NonFiniteLogits as e:
+        raise montecarlo.NonFiniteLogits(f"config {name!r}: {e}") from None
     return np.asarray(res["accuracy"], dtype=np.float64).reshape(-1)
 
 
@@ -440,7 +443,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         t0 = time.perf_counter()
         samples = case.samples or (spec.samples if is_stochastic(case.hardware) else 1)
         accs = _monte_carlo(model, case.hardware, config_keys(seed, case.name, samples),
-                            x_test, y_test, spec, progress, x_cal)
+                            x_test, y_test, spec, progress, x_cal, name=case.name)
         results["configs"].append({
             "name": case.name, "samples": int(samples), "accuracy": summarize(accs),
             "per_sample": accs.tolist(),
@@ -455,7 +458,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         samples = case.samples or spec.samples
         keys = config_keys(seed + 1, "finetune/" + case.name, samples)
         t0 = time.perf_counter()
-        before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal)
+        before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal,
+                              name="finetune/" + case.name)
         tuned = nnx.clone(model)
         fr = training.finetune(tuned, train_ds, ft.train, case.hardware,
                                checkpoint_path=os.path.join(out, FINETUNE_CKPT),
@@ -464,7 +468,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         # Monte Carlo evaluation sees exactly the model structure it saw before
         evaluated = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
         nnx.update(evaluated, nnx.state(tuned, nnx.Param))
-        after = _monte_carlo(evaluated, case.hardware, keys, x_test, y_test, spec, progress, x_cal)
+        after = _monte_carlo(evaluated, case.hardware, keys, x_test, y_test, spec, progress, x_cal,
+                             name="finetune/" + case.name + " (after)")
         digital_after = float(montecarlo.digital_accuracy(evaluated, x_test, y_test,
                                                           spec.eval_batch_size))
         results["finetune"] = {

@@ -184,8 +184,11 @@ class StudyRun:
             S = 1
         keys = study_lib.config_keys(self.seed, name, S)
         t = time.perf_counter()
-        acc = montecarlo.evaluate(model_fn(), hardware, keys, x, y, batch_size=512,
-                                  progress=False, calibration_x=calibration_x)["accuracy"]
+        try:
+            acc = montecarlo.evaluate(model_fn(), hardware, keys, x, y, batch_size=512,
+                                      progress=False, calibration_x=calibration_x)["accuracy"]
+        except montecarlo.NonFiniteLogits as e:
+            raise montecarlo.NonFiniteLogits(f"config {name!r}: {e}") from None
         acc = np.asarray(acc, np.float64).reshape(-1)
         rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
                "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
