@@ -183,12 +183,26 @@ def _g_bound(config):
     return None if g is None else 2 * float(g)
 
 
-def _effective_conductance(g, config):
+def _sweep_interval(config, dtype) -> int:
+    """The circuit sweep's renormalization interval for ``config`` (concrete values, outside
+    ``jit``; raises ``ValueError`` for wires the dtype cannot resolve, see
+    ``circuit.sweep_interval``). Passed into the jitted kernels as a static argument."""
+    from crossjax import circuit
+
+    if config.array.parasitics is None:
+        return circuit.solver.SWEEP_BLOCK
+    g = _g_bound(config)
+    if g is None:
+        return circuit.solver.SWEEP_BLOCK
+    return circuit.sweep_interval(jnp.zeros((1, 1), dtype), config.array.parasitics, g_max=g)
+
+
+def _effective_conductance(g, config, interval):
     if config.array.parasitics is None:
         return g
     from crossjax import circuit  # the exact IR-drop solve
 
-    return circuit.effective_conductance(g, config.array.parasitics, g_max=_g_bound(config))
+    return circuit.effective_conductance(g, config.array.parasitics, interval=interval)
 
 
 def _scale(config):
@@ -247,11 +261,11 @@ def _state(g, g_eff, w_max, index, config, K, N):
     )
 
 
-@jax.jit
-def _program(W, config, key):
+@functools.partial(jax.jit, static_argnames=("interval",))
+def _program(W, config, key, interval):
     K, N = W.shape
     g, w_max, index = _write(W, config, key)
-    return _state(g, _effective_conductance(g, config), w_max, index, config, K, N)
+    return _state(g, _effective_conductance(g, config, interval), w_max, index, config, K, N)
 
 
 def program(W, config: HardwareConfig, key=None) -> CrossbarState:
@@ -267,7 +281,9 @@ def program(W, config: HardwareConfig, key=None) -> CrossbarState:
     _check_key(key, config.program_is_stochastic, "config has write-time non-idealities")
     if key is None:
         key = jax.random.key(0)  # unused: nothing stochastic
-    return _program(_as_float(W), config, key).replace(programmed_with=programming_signature(config))
+    W = _as_float(W)
+    interval = _sweep_interval(config, W.dtype)
+    return _program(W, config, key, interval=interval).replace(programmed_with=programming_signature(config))
 
 
 def program_many(Ws, config: HardwareConfig, keys) -> list[CrossbarState]:
@@ -291,11 +307,13 @@ def program_many(Ws, config: HardwareConfig, keys) -> list[CrossbarState]:
         raise ValueError("Ws is empty: pass at least one weight matrix to program_many.")
     keys = [jax.random.key(0) if k is None else k for k in keys]
     signature = programming_signature(config)
-    return [s.replace(programmed_with=signature) for s in _program_many([_as_float(W) for W in Ws], config, keys)]
+    Ws = [_as_float(W) for W in Ws]
+    interval = _sweep_interval(config, jnp.result_type(*Ws))
+    return [s.replace(programmed_with=signature) for s in _program_many(Ws, config, keys, interval=interval)]
 
 
-@jax.jit
-def _program_many(Ws, config, keys):
+@functools.partial(jax.jit, static_argnames=("interval",))
+def _program_many(Ws, config, keys, interval):
     written = []
     for W, key in zip(Ws, keys):  # static: one entry per layer
         if W.ndim == 2:
@@ -304,7 +322,7 @@ def _program_many(Ws, config, keys):
             written.append(jax.vmap(_write, in_axes=(0, None, 0))(W, config, jax.random.split(key, W.shape[0])))
     tile = written[0][0].shape[-2:]
     flat = jnp.concatenate([g.reshape((-1,) + tile) for g, _, _ in written])
-    flat_eff = _effective_conductance(flat, config)
+    flat_eff = _effective_conductance(flat, config, interval)
     sizes = np.cumsum([g.size // math.prod(tile) for g, _, _ in written])[:-1]
     states = []
     for W, (g, w_max, index), g_eff in zip(Ws, written, jnp.split(flat_eff, sizes)):
@@ -602,11 +620,12 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
     _check_key(key, config.program_is_stochastic or config.read_is_stochastic, "config has stochastic non-idealities")
     if key is None:
         key = jax.random.key(0)
-    return _analog_matmul(_as_float(x), _as_float(W), config, key)
+    x, W = _as_float(x), _as_float(W)
+    return _analog_matmul(x, W, config, key, interval=_sweep_interval(config, jnp.result_type(x, W)))
 
 
-@jax.jit
-def _analog_matmul(x, W, config, key):
+@functools.partial(jax.jit, static_argnames=("interval",))
+def _analog_matmul(x, W, config, key, interval):
     k_prog, k_read = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     K, N = W.shape
     per_input = False
@@ -618,7 +637,7 @@ def _analog_matmul(x, W, config, key):
             method = circuit.choose_method(config.array.rows, max(1, x.size // K))
         per_input = method == "iterative"
     g, w_max, index = _write(W, config, k_prog)
-    g_eff = g if per_input else _effective_conductance(g, config)
+    g_eff = g if per_input else _effective_conductance(g, config, interval)
     state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, column_index=index,
                           in_features=K, out_features=N)
     if config.adc.bits is not None:

@@ -166,3 +166,15 @@ def test_nan_logits_raise_instead_of_becoming_an_accuracy():
         montecarlo.digital_accuracy(bad, x, y)
     with pytest.raises(ValueError, match="NaN or infinite"):
         montecarlo.evaluate(bad, HardwareConfig(), jax.random.split(jax.random.key(0), 2), x, y, progress=False)
+
+
+def test_crossbar_refuses_wires_beyond_the_dtype_and_shortens_the_sweep():
+    W = jax.random.normal(jax.random.key(0), (40, 8))
+    strong = HardwareConfig().set({"array.parasitics": Parasitics(2e4, 2e4)})   # kappa = 2 g_max r = 4
+    with pytest.raises(ValueError, match="stiffness"):
+        crossbar.program(W.astype(jnp.float32), strong.set({"array.parasitics": Parasitics(1e6, 1e6)}))
+    # inside float64's range: equals the circuit solve of the programmed cells at a short interval
+    from crossjax.circuit import effective_conductance
+    state = crossbar.program(W, strong)
+    ref = effective_conductance(state.g, strong.array.parasitics, interval=1)
+    np.testing.assert_allclose(state.g_eff, ref, rtol=1e-9, atol=1e-20)

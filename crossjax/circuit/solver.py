@@ -320,7 +320,7 @@ def _geff_flat(G, p, block=SWEEP_BLOCK):
     return _geff(block, Gp.reshape((-1,) + Gp.shape[-2:]), p)[..., :C].reshape(G.shape)
 
 
-def effective_conductance(G, parasitics: Parasitics, *, g_max=None):
+def effective_conductance(G, parasitics: Parasitics, *, g_max=None, interval=None):
     """Effective conductance ``G_eff`` (S), (..., R, C), with ``solve(G, V, p) == V @ G_eff``.
 
     Exact transfer sweep (:mod:`.sweep`); all resistances zero gives ``G``.
@@ -332,6 +332,9 @@ def effective_conductance(G, parasitics: Parasitics, *, g_max=None):
       g_max: optional bound on ``G`` (siemens) used to choose the sweep's
         renormalization interval when ``G`` is traced (under ``jit``); by
         default the concrete ``max(G)``, or the float32-safe interval.
+      interval: rows between the sweep's renormalizations, overriding the
+        choice from ``g_max`` (a static int, e.g. from :func:`sweep_interval`
+        computed outside ``jit``).
 
     Returns:
       ``G_eff`` (..., R, C), siemens, in ``G``'s dtype.
@@ -349,7 +352,11 @@ def effective_conductance(G, parasitics: Parasitics, *, g_max=None):
       ((4, 3), True)
     """
     G, _, p = _prepare(G, parasitics)
-    return _geff_jit(G, p, sweep_interval(G, parasitics, g_max))
+    if interval is None:
+        interval = sweep_interval(G, parasitics, g_max)
+    elif not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise ValueError(f"interval must be a positive int (rows between renormalizations), got {interval!r}.")
+    return _geff_jit(G, p, interval)
 
 
 _geff_jit = jax.jit(_geff_flat, static_argnums=(2,))
