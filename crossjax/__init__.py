@@ -28,3 +28,5 @@ _limit_loaded_blas()
 __version__ = "0.1.0"
 
 from crossjax.config_checks import checked  # noqa: E402  (opt-in run-time checks under jit)
+
+__all__ = ["checked", "__version__"]

@@ -11,14 +11,24 @@ A checkpoint is one msgpack file (``flax.serialization``) holding
   (``HardwareConfig.to_dict()``), the data-order seed and anything the caller
   adds (``extra``).
 
+The file is ``{"payload": <msgpack of arrays and meta>, "sha256": <hex>}``:
+the content hash is verified on every read, so flipped or truncated bytes
+raise ``ValueError`` naming the file instead of loading wrong weights, and
+non-finite parameters are refused on restore.
+
 Files are written atomically: the bytes go to a temporary file in the same
 directory, are flushed and fsync'ed, and then ``os.replace`` renames it over
 the target, so a crash leaves either the old or the new checkpoint, never a
-torn one. Restoring is template-based: the live model/optimizer give the tree
+torn one. They get the permissions of any new file (``0666 & ~umask``).
+Restoring is template-based: the live model/optimizer give the tree
 structure, shapes and dtypes, and a mismatch raises ``ValueError``.
+
+:class:`DirectoryLock` keeps two runs from writing one output directory.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -29,7 +39,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, serialization
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -40,6 +56,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path),
                                dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; honour the umask like open()
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -117,18 +134,39 @@ def save_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
         "has_optimizer": optimizer is not None,
         "extra": extra or {},
     }
-    blob = serialization.msgpack_serialize(
-        {"arrays": arrays, "meta": json.dumps(meta)})
+    payload = serialization.msgpack_serialize({"arrays": arrays, "meta": json.dumps(meta)})
+    blob = serialization.msgpack_serialize({"payload": payload, "sha256": hashlib.sha256(payload).hexdigest()})
     atomic_write_bytes(path, blob)
 
 
+def _corrupt(path, why):
+    return ValueError(f"checkpoint {path!r} is corrupt or truncated ({why}); delete it or pass --overwrite "
+                      f"(run_study(overwrite=True)) to start afresh.")
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
-    """Raw contents ``(arrays, meta)`` of a checkpoint file."""
+    """Raw contents ``(arrays, meta)`` of a checkpoint file, its content hash verified.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: the file is corrupt, truncated, of another format version, or
+        its bytes do not match the hash written with them.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"read_checkpoint: no checkpoint at path={path!r}")
     with open(path, "rb") as f:
-        content = serialization.msgpack_restore(f.read())
+        raw = f.read()
+    try:
+        outer = serialization.msgpack_restore(raw)
+    except Exception as e:  # msgpack raises several types on bad bytes
+        raise _corrupt(path, f"unreadable: {type(e).__name__}") from None
+    if not isinstance(outer, dict) or set(outer) != {"payload", "sha256"}:
+        raise _corrupt(path, "not a crossjax checkpoint of format version 2")
+    payload = outer["payload"]
+    if not isinstance(payload, bytes) or hashlib.sha256(payload).hexdigest() != outer["sha256"]:
+        raise _corrupt(path, "content hash mismatch")
+    content = serialization.msgpack_restore(payload)
     meta = json.loads(content["meta"])
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"read_checkpoint: {path!r} has format_version="
@@ -144,6 +182,11 @@ def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
     rebuild with ``HardwareConfig.from_dict``), ``extra``.
     """
     arrays, meta = read_checkpoint(path)
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        if name.startswith("model") and np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+            raise ValueError(f"restore_checkpoint: {os.fspath(path)!r} holds non-finite values in {name!r} "
+                             "(a diverged run?); delete it or pass --overwrite to retrain.")
     nnx.update(model, _unflatten_into("model", nnx.state(model), arrays))
     if optimizer is not None:
         if not meta.get("has_optimizer"):
@@ -151,3 +194,48 @@ def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
                              f"optimizer state; pass optimizer=None")
         nnx.update(optimizer, _unflatten_into("optimizer", nnx.state(optimizer), arrays))
     return meta
+
+
+class DirectoryLock:
+    """Exclusive lock on an output directory (``DIR/.lock``, ``fcntl.flock``), held while
+    a study writes there. A second run fails at once with ``ValueError`` naming the
+    process that holds it; the lock is released when the holder exits, even if killed.
+
+    Example:
+      >>> import tempfile
+      >>> from crossjax.checkpoint import DirectoryLock
+      >>> with DirectoryLock(tempfile.mkdtemp()):
+      ...     pass
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.path = os.path.join(os.fspath(directory), ".lock")
+        self._fd = None
+
+    def __enter__(self) -> "DirectoryLock":
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise ValueError(f"output directory {os.path.dirname(self.path)!r} is in use by {holder}; "
+                             "wait for it to finish or choose another --out.") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {os.uname().nodename}".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import fcntl
+
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

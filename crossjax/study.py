@@ -70,6 +70,19 @@ class HardwareCase:
     hardware: Any
     samples: int | None = None  # None: the study's ``samples`` (1 if deterministic)
 
+    def __post_init__(self):
+        from crossjax.hardware import HardwareConfig
+
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"HardwareCase.name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.hardware, HardwareConfig):
+            raise ValueError(f"config {self.name!r}: hardware must be a HardwareConfig, "
+                             f"got {type(self.hardware).__name__}")
+        if self.samples is not None and (isinstance(self.samples, bool)
+                                         or not isinstance(self.samples, (int, np.integer)) or self.samples < 1):
+            raise ValueError(f"config {self.name!r}: samples={self.samples!r} must be an integer >= 1 "
+                             "(or omitted for the study's samples)")
+
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneSpec:
@@ -106,6 +119,26 @@ class StudySpec:
     chunk_size: int | None = None
 
     def __post_init__(self):
+        def positive_int(name, value, none_ok=False):
+            if value is None and none_ok:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"StudySpec.{name}={value!r} must be an integer >= 1"
+                                 + (" (or None / omitted for all)" if none_ok else ""))
+
+        if not isinstance(self.hidden, tuple) or not all(
+                isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
+            raise ValueError(f"StudySpec.hidden={self.hidden!r} must be a list of positive integers, "
+                             "e.g. hidden = [64] (not the string \"64\")")
+        positive_int("samples", self.samples)
+        positive_int("eval_batch_size", self.eval_batch_size)
+        for name in ("max_train", "max_test", "chunk_size"):
+            positive_int(name, getattr(self, name), none_ok=True)
+        if not isinstance(self.train, training.TrainConfig):
+            raise ValueError(f"StudySpec.train must be a TrainConfig, got {type(self.train).__name__}")
+        if not isinstance(self.configs, tuple) or not all(isinstance(c, HardwareCase) for c in self.configs):
+            raise ValueError(f"StudySpec.configs must be a list of hardware cases ([[configs]] tables in TOML), "
+                             f"got {self.configs!r:.80}")
         if self.dataset not in data_lib.names():
             raise ValueError(f"StudySpec.dataset={self.dataset!r}; choose one of "
                              f"{data_lib.names()}")
@@ -273,30 +306,52 @@ def spec_from_toml(path: str | os.PathLike, base: StudySpec) -> StudySpec:
     optional ``samples`` and ``hardware`` (see :func:`hardware_from_dict`),
     which replaces the preset's config list (include one named ``"ideal"``).
     """
-    with open(path, "rb") as f:
-        doc = tomllib.load(f)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"--config {os.fspath(path)!r} is not valid TOML: {e}") from None
+    try:
+        return _spec_from_doc(doc, base, os.fspath(path))
+    except ValueError as e:
+        raise ValueError(f"--config {os.fspath(path)!r}: {e}") from None
+    except (TypeError, AttributeError) as e:  # a table where a value belongs, or the reverse
+        raise ValueError(f"--config {os.fspath(path)!r}: a key has the wrong type ({e}); see "
+                         "crossjax.study.spec_from_toml for the layout") from None
+
+
+def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
     kw: dict[str, Any] = {}
+    for table in ("train", "finetune"):
+        if table in doc and not isinstance(doc[table], dict) and not (table == "finetune" and doc[table] is False):
+            raise ValueError(f"{table} = {doc[table]!r} must be a table ([{table}])")
     simple = ("dataset", "model", "samples", "eval_batch_size", "max_train",
               "max_test", "chunk_size")
     known = set(simple) | {"hidden", "train", "configs", "finetune"}
     unknown = set(doc) - known
     if unknown:
-        raise ValueError(f"--config {os.fspath(path)!r}: unknown keys {sorted(unknown)}; "
-                         f"known: {sorted(known)}")
+        raise ValueError(f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
     for k in simple:
         if k in doc:
             kw[k] = doc[k]
     if "hidden" in doc:
-        kw["hidden"] = tuple(int(h) for h in doc["hidden"])
+        if not isinstance(doc["hidden"], list):
+            raise ValueError(f"hidden = {doc['hidden']!r} must be a list of integers, e.g. hidden = [64]")
+        kw["hidden"] = tuple(doc["hidden"])
     if "train" in doc:
         kw["train"] = training.TrainConfig.from_dict({**base.train.to_dict(), **doc["train"]})
     if "configs" in doc:
+        if not isinstance(doc["configs"], list) or not all(isinstance(c, dict) for c in doc["configs"]):
+            raise ValueError(f"configs = {doc['configs']!r:.60} must be an array of tables ([[configs]])")
         cases = []
         for i, c in enumerate(doc["configs"]):
             if "name" not in c:
-                raise ValueError(f"--config {os.fspath(path)!r}: configs[{i}] needs a name")
-            cases.append(HardwareCase(str(c["name"]), hardware_from_dict(c.get("hardware", {})),
-                                      c.get("samples")))
+                raise ValueError(f"configs[{i}] needs a name")
+            try:
+                hw = hardware_from_dict(c.get("hardware", {}))
+            except ValueError as e:
+                raise ValueError(f"configs[{i}] ({c['name']!r}).hardware: {e}") from None
+            cases.append(HardwareCase(str(c["name"]), hw, c.get("samples")))
         kw["configs"] = tuple(cases)
     if "finetune" in doc:
         ft = doc["finetune"]
@@ -340,9 +395,42 @@ def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: in
     return factory(num_classes=num_classes, in_channels=int(feature_shape[-1]), rngs=rngs)
 
 
-def _fingerprint(spec: StudySpec, seed: int) -> str:
-    doc = json.dumps({"spec": spec.to_dict(), "seed": seed}, sort_keys=True, default=str)
+def fingerprint(spec: StudySpec, seed: int, data_dir: str | None = None) -> str:
+    """Hash of everything that changes a study's numbers: the whole spec, the seed,
+    the dataset and where it is read from, the float precision and the package
+    version. Every resumable artifact of the study carries it."""
+    import crossjax
+    doc = json.dumps({"spec": spec.to_dict(), "seed": seed,
+                      "data_dir": None if data_dir is None else os.path.abspath(os.fspath(data_dir)),
+                      "x64": bool(jax.config.jax_enable_x64), "crossjax": crossjax.__version__},
+                     sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def check_out_dir(out: str) -> None:
+    """``out`` is (or can be made) a writable directory: ``ValueError`` naming the fix otherwise."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out!r} is a file, not a directory; choose a directory path.")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {out!r} cannot be created ({e.strerror}); choose a writable path.") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out!r} is not writable; choose a writable directory.")
+
+
+def read_results(path: str) -> dict:
+    """A study's ``results.json``: ``ValueError`` naming the file when it is corrupt, truncated or not a study's."""
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path!r} is corrupt or truncated ({e}); delete it or pass --overwrite.") from None
+    if not isinstance(results, dict) or not isinstance(results.get("meta"), dict) \
+            or not isinstance(results.get("configs"), list):
+        raise ValueError(f"{path!r} does not hold a crossjax study's results (a {type(results).__name__} "
+                         "without meta/configs); delete it or pass --overwrite.")
+    return results
 
 
 def _versions() -> dict[str, str]:
@@ -378,32 +466,43 @@ def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
 def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
               data_dir: str | None = None, overwrite: bool = False,
               progress: bool = True, plots: bool = True) -> dict:
-    """Run (or resume) ``spec`` into directory ``out``; returns the results dict."""
+    """Run (or resume) ``spec`` into directory ``out``; returns the results dict.
+
+    The directory is locked while the study runs (a second run into it fails at
+    once); ``results.json`` and the checkpoints are reused only when they carry
+    this study's :func:`fingerprint`, else ``ValueError`` (``overwrite=True``
+    starts afresh).
+    """
+    t_start = time.perf_counter()
+    out = os.fspath(out)
+    check_out_dir(out)
+    with ckpt.DirectoryLock(out):
+        return _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_start)
+
+
+def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_start) -> dict:
     from flax import nnx
     from crossjax import montecarlo
 
-    t_start = time.perf_counter()
-    out = os.fspath(out)
-    os.makedirs(out, exist_ok=True)
-    fingerprint = _fingerprint(spec, seed)
+    fp = fingerprint(spec, seed, data_dir)
     path = os.path.join(out, RESULTS)
     results = None
-    if os.path.exists(path) and not overwrite:
-        with open(path) as f:
-            results = json.load(f)
-        if results.get("meta", {}).get("fingerprint") != fingerprint:
+    if overwrite:
+        for name in (RESULTS, MODEL_CKPT, FINETUNE_CKPT):
+            if os.path.exists(os.path.join(out, name)):
+                os.unlink(os.path.join(out, name))
+    if os.path.exists(path):
+        results = read_results(path)
+        if results["meta"].get("fingerprint") != fp:
             raise ValueError(
                 f"run_study: {path!r} was written by a different study (other preset, "
-                f"config, seed or dataset); choose another --out DIR or pass "
-                f"--overwrite to start afresh")
-    if results is None or overwrite:
-        for name in (RESULTS, MODEL_CKPT, FINETUNE_CKPT):
-            if overwrite and os.path.exists(os.path.join(out, name)):
-                os.unlink(os.path.join(out, name))
+                f"config, seed, dataset, data_dir, precision or version); choose another --out DIR "
+                f"or pass --overwrite to start afresh")
+    if results is None:
         results = {"digital": None, "configs": [], "finetune": None,
                    "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model,
                             "versions": _versions(), "seconds": 0.0,
-                            "fingerprint": fingerprint, "spec": spec.to_dict(),
+                            "fingerprint": fp, "spec": spec.to_dict(),
                             "complete": False}}
     previous_seconds = float(results["meta"].get("seconds", 0.0))
 
@@ -425,7 +524,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
     t0 = time.perf_counter()
     tr = training.train(model, train_ds, spec.train,
                         checkpoint_path=os.path.join(out, MODEL_CKPT),
-                        progress=progress, description="digital training")
+                        progress=progress, description="digital training", fingerprint=fp)
     if results["digital"] is None:
         acc = float(montecarlo.digital_accuracy(model, x_test, y_test, spec.eval_batch_size))
         results["digital"] = {"accuracy": acc, "train_steps": tr.step,
@@ -463,7 +562,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
         tuned = nnx.clone(model)
         fr = training.finetune(tuned, train_ds, ft.train, case.hardware,
                                checkpoint_path=os.path.join(out, FINETUNE_CKPT),
-                               progress=progress, description=f"finetune ({case.name})")
+                               progress=progress, description=f"finetune ({case.name})", fingerprint=fp)
         # evaluate a fresh digital-mode model holding the fine-tuned weights, so the
         # Monte Carlo evaluation sees exactly the model structure it saw before
         evaluated = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)

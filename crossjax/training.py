@@ -139,7 +139,7 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
           optimizer: nnx.Optimizer | None = None, hardware=None,
           checkpoint_path: str | os.PathLike | None = None,
           stop_at: int | None = None, progress: bool = True,
-          description: str = "train") -> TrainResult:
+          description: str = "train", fingerprint: str | None = None) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``config.steps`` steps.
 
     The model's current mode is used as is (set it with
@@ -148,20 +148,19 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
     ``checkpoint_path`` the run resumes from that file when it exists and
     saves to it every ``config.checkpoint_every`` steps and at the end.
     ``stop_at`` ends the run early after that step (saving a checkpoint): it
-    simulates an interruption.
+    simulates an interruption. ``fingerprint`` (e.g. a study's) is stored in the
+    checkpoint; a checkpoint is resumed only when its fingerprint and its
+    training settings (every ``TrainConfig`` field but ``steps`` and
+    ``checkpoint_every``, with no more steps done than ``config.steps``) match,
+    else ``ValueError``.
     """
     if optimizer is None:
         optimizer = new_optimizer(model, config)
     start = 0
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        _check_resumable(checkpoint_path, config, fingerprint)
         meta = ckpt.restore_checkpoint(checkpoint_path, model=model, optimizer=optimizer)
         start = int(meta["step"])
-        saved_seed = meta["extra"].get("data_seed")
-        if saved_seed is not None and saved_seed != config.seed:
-            raise ValueError(f"train: checkpoint {os.fspath(checkpoint_path)!r} was "
-                             f"written with data seed {saved_seed}, not "
-                             f"config.seed={config.seed}; use the same seed or a "
-                             f"new checkpoint_path")
     end = config.steps if stop_at is None else min(int(stop_at), config.steps)
     if end < start:
         end = start
@@ -176,7 +175,7 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
             ckpt.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
                                  step=step, hardware=hardware,
                                  extra={"data_seed": config.seed,
-                                        "train_config": config.to_dict()})
+                                        "train_config": config.to_dict(), "fingerprint": fingerprint})
 
     losses = []
     step = start
@@ -199,6 +198,26 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
         save(step)
     arr = np.asarray(jnp.stack(losses)) if losses else np.zeros((0,))
     return TrainResult(step=step, resumed_from=start, losses=arr)
+
+
+def _check_resumable(path, config: TrainConfig, fingerprint) -> None:
+    """Refuse to resume a checkpoint written by another run (``ValueError`` naming the difference)."""
+    _, meta = ckpt.read_checkpoint(path)
+    extra = meta.get("extra", {})
+    fix = "delete it, pass --overwrite, or use another checkpoint_path / --out"
+    if extra.get("fingerprint") != fingerprint:
+        raise ValueError(f"train: checkpoint {os.fspath(path)!r} was written by another run (fingerprint "
+                         f"{extra.get('fingerprint')!r}, this run {fingerprint!r}); {fix}.")
+    saved = dict(extra.get("train_config") or {})
+    now = config.to_dict()
+    differ = sorted(k for k in set(saved) | set(now)
+                    if k not in ("steps", "checkpoint_every") and saved.get(k) != now.get(k))
+    if differ:
+        raise ValueError(f"train: checkpoint {os.fspath(path)!r} was written with other training settings "
+                         f"({', '.join(f'{k}: {saved.get(k)!r} vs {now.get(k)!r}' for k in differ)}); {fix}.")
+    if int(meta.get("step", 0)) > config.steps:
+        raise ValueError(f"train: checkpoint {os.fspath(path)!r} has already trained {meta['step']} steps, more "
+                         f"than config.steps={config.steps}; {fix}.")
 
 
 def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig,

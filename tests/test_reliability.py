@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from crossjax import crossbar, layers, models, montecarlo, presets
 from crossjax.circuit import Parasitics
-from crossjax.converters import ADCConfig, DACConfig, adc_quantize, max_bits
-from crossjax.devices import DeviceConfig
+from crossjax.converters import ADCConfig, adc_quantize, max_bits
 from crossjax.hardware import HardwareConfig
 from crossjax.mapping import MappingConfig
 

@@ -24,9 +24,11 @@ chain) keeps them exactly 0 for every step.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
+import weakref
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
@@ -49,22 +51,47 @@ __all__ = ["StudyRun", "Setup", "setup", "train_masked", "save_params", "load_pa
 WEIGHTS = (nnx.Param, nnx.BatchStat)  # what a trained network is: parameters and batch-norm statistics
 
 
-def save_params(path: str, model: nnx.Module) -> None:
-    """Write the parameters and batch-norm statistics of ``model`` to ``path`` (npz, atomically)."""
-    leaves = jax.tree.leaves(nnx.as_pure(nnx.state(model, WEIGHTS)))
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, *[np.asarray(x) for x in leaves])
-    os.replace(tmp, path)
+def _digest(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
 
 
-def load_params(path: str, model: nnx.Module) -> nnx.Module:
-    """Load weights saved by :func:`save_params` into ``model`` (same architecture); returns it."""
+def save_params(path: str, model: nnx.Module, fingerprint: str = "") -> None:
+    """Write the parameters and batch-norm statistics of ``model`` to ``path`` (npz, atomically),
+    with the run's ``fingerprint`` and a content hash that :func:`load_params` verifies."""
+    arrays = [np.asarray(x) for x in jax.tree.leaves(nnx.as_pure(nnx.state(model, WEIGHTS)))]
+    buf = io.BytesIO()
+    np.savez(buf, *arrays, fingerprint=np.asarray(fingerprint), sha256=np.asarray(_digest(arrays)))
+    ckpt.atomic_write_bytes(path, buf.getvalue())
+
+
+def load_params(path: str, model: nnx.Module, fingerprint: str = "") -> nnx.Module:
+    """Load weights saved by :func:`save_params` into ``model`` (same architecture); returns it.
+
+    Raises ``ValueError`` naming the file when it was written by another run
+    (``fingerprint``), is corrupt or truncated, or holds non-finite weights.
+    """
     state = nnx.state(model, WEIGHTS)
     pure = nnx.as_pure(state)
     treedef = jax.tree.structure(pure)
-    with np.load(path) as f:
-        leaves = [jnp.asarray(f[f"arr_{i}"]) for i in range(treedef.num_leaves)]
-    nnx.update(model, jax.tree.unflatten(treedef, leaves))
+    fix = "delete it or choose another out directory"
+    try:
+        with np.load(path) as f:
+            arrays = [f[f"arr_{i}"] for i in range(treedef.num_leaves)]
+            saved_fp, digest = str(f["fingerprint"]), str(f["sha256"])
+    except Exception as e:  # zip, pickle and key errors on bad bytes
+        raise ValueError(f"{path!r} is corrupt, truncated or of an older format ({type(e).__name__}); {fix}.") from None
+    if saved_fp != fingerprint:
+        raise ValueError(f"{path!r} was written by a run with other arguments (fingerprint {saved_fp!r}, this "
+                         f"run {fingerprint!r}); {fix}.")
+    if _digest(arrays) != digest:
+        raise ValueError(f"{path!r} is corrupt (content hash mismatch); {fix}.")
+    if not all(np.all(np.isfinite(a)) for a in arrays if np.issubdtype(a.dtype, np.floating)):
+        raise ValueError(f"{path!r} holds non-finite weights (a diverged run?); {fix}.")
+    nnx.update(model, jax.tree.unflatten(treedef, [jnp.asarray(a) for a in arrays]))
     return model
 
 
@@ -116,21 +143,30 @@ class StudyRun:
 
     def __init__(self, study: str, out, *, quick: bool, seed: int, samples: int,
                  dataset: str, model: str, progress: bool = False, extra: dict | None = None):
+        import crossjax
+
         self.out = os.fspath(out)
-        os.makedirs(self.out, exist_ok=True)
+        study_lib.check_out_dir(self.out)
+        # held while this run lives: a second run into the same directory fails at once
+        self._lock = ckpt.DirectoryLock(self.out).__enter__()
+        weakref.finalize(self, self._lock.__exit__)
         self.seed, self.samples, self.progress = seed, samples, progress
         self.t0 = time.perf_counter()
         args = {"study": study, "quick": quick, "seed": seed, "samples": samples,
                 **(extra or {})}
-        fp = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:16]
+        fp = hashlib.sha256(json.dumps({**args, "x64": bool(jax.config.jax_enable_x64),
+                                        "crossjax": crossjax.__version__},
+                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
+        self.fingerprint = fp
         self.path = os.path.join(self.out, study_lib.RESULTS)
         self.results = None
         if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.results = json.load(f)
+            self.results = study_lib.read_results(self.path)
             if self.results.get("meta", {}).get("fingerprint") != fp:
+                self.close()
                 raise ValueError(f"{study}: {self.path!r} was written with other arguments "
-                                 f"(quick, seed or samples); pass another out directory")
+                                 f"(quick, seed, samples, settings, dataset or precision); pass another "
+                                 f"out directory or delete it")
         if self.results is None:
             self.results = {"digital": None, "configs": [], "variants": {},
                             "meta": {"study": study, "seed": seed, "dataset": dataset,
@@ -141,6 +177,10 @@ class StudyRun:
         self.results["meta"]["computed"] = 0
         self._cells = {c["name"]: c for c in self.results["configs"]}
         self._models = {}
+
+    def close(self) -> None:
+        """Release the output directory (also done by :meth:`finish` and when the run is collected)."""
+        self._lock.__exit__()
 
     # ------------------------------------------------------------------ persistence
     def save(self) -> None:
@@ -157,10 +197,10 @@ class StudyRun:
             return self._models[variant]
         path = os.path.join(self.out, f"model_{variant}.npz")
         if os.path.exists(path):
-            m = load_params(path, build())
+            m = load_params(path, build(), self.fingerprint)
         else:
             m = make()
-            save_params(path, m)
+            save_params(path, m, self.fingerprint)
             self.results["meta"]["computed"] += 1
         self._models[variant] = m
         return m
@@ -208,6 +248,7 @@ class StudyRun:
         ckpt.atomic_write_text(os.path.join(self.out, study_lib.REPORT), report_md)
         self.results["meta"]["complete"] = True
         self.save()
+        self.close()
         return self.results
 
 
@@ -240,7 +281,8 @@ def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, pr
     task = tasks.load(dataset, st, seed, data_dir)
     rs = StudyRun(study, out, quick=quick, seed=seed, samples=samples, dataset=dataset,
                   model=task.model, progress=progress,
-                  extra=None if dataset == "digits" else {"dataset": dataset})
+                  extra={"dataset": dataset, "settings": st,
+                         "data_dir": None if data_dir is None else os.path.abspath(data_dir)})
 
     def variant(name, make):
         return rs.model(name, task.build, make)
