@@ -38,7 +38,7 @@ AWKWARD = ["1,1", "1,2", "2,1", "1,17", "17,1", "1,100", "100,1", "1,200", "1,30
            "64,200", "64,100", "64,150,2", "65,65", "96,210", "100,100", "100,120", "128,130", "130,128",
            "150,150", "160,250", "190,190", "200,200", "2,500", "4,700", "1,999", "8,1000", "10,1000,2",
            "47,53", "63,65", "17,17,4", "33,129", "120,300", "3,900"]
-QUICK = ["1,200", "64,200", "1,300", "2,1000", "5,17,3", "200,1", "33,129", "100,100"]
+QUICK = ["1,200", "1,300", "2,1000", "5,17,3", "33,129"]  # the shapes that crashed, a batch, a tall one
 
 
 def _sweep_subprocess(dtype, cases):
@@ -84,7 +84,7 @@ def circuits(draw):
     return G, V, p, dtype
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(circuits())
 def test_property_error_or_exact_never_nan(case):
     G, V, p, dtype = case

@@ -72,6 +72,16 @@ def test_dub_adc_quick_levels_and_balance(tmp_path):
     assert doc["variants"]["dub"]["energy"]["improvement"] > 1.0
     assert doc["variants"]["magnitude"]["column_balance"] > doc["variants"]["dub"]["column_balance"]
     _rerun_skips("dub_adc", tmp_path)
+    # killed after model_dub.npz was written but before its record: the resumed record
+    # still has the mask statistics (they used to be lost with the process)
+    path = tmp_path / "results.json"
+    doc = json.loads(path.read_text())
+    del doc["variants"]["dub"]
+    doc["configs"] = [c for c in doc["configs"] if c["variant"] != "dub"]
+    path.write_text(json.dumps(doc))
+    again = paper_studies.run("dub_adc", tmp_path, quick=True, progress=False)
+    assert again["variants"]["dub"]["mask_column_balance"] == 0.0
+    assert again["variants"]["dub"]["mask_column_counts"] == dub["mask_column_counts"]
 
 
 def test_registry_lists_the_three_studies():

@@ -177,3 +177,22 @@ def test_crossbar_refuses_wires_beyond_the_dtype_and_shortens_the_sweep():
     state = crossbar.program(W, strong)
     ref = effective_conductance(state.g, strong.array.parasitics, interval=1)
     np.testing.assert_allclose(state.g_eff, ref, rtol=1e-9, atol=1e-20)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 70), st.integers(1, 40), st.integers(1, 5), st.sampled_from([(8, 8), (16, 12), (64, 64)]),
+       st.sampled_from(["float32", "float64"]), st.integers(0, 2**16))
+def test_property_ideal_crossbar_is_x_at_W_for_any_shape(K, N, B, tile, dtype, seed):
+    rng = np.random.default_rng(seed)
+    W, x = rng.normal(size=(K, N)).astype(dtype), rng.uniform(-1, 1, (B, K)).astype(dtype)
+    cfg = HardwareConfig().set({"array.rows": tile[0], "array.cols": tile[1]})
+    y = np.asarray(crossbar.matmul(jnp.asarray(x), crossbar.program(jnp.asarray(W), cfg), cfg))
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    assert np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, x.astype(np.float64) @ W.astype(np.float64), rtol=tol, atol=tol * np.abs(W).max() * K)
+    # with wires the answer stays finite and close to x @ W (mild IR drop)
+    wired = cfg.set({"array.parasitics": Parasitics(0.5, 0.5)})
+    yw = np.asarray(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), wired))
+    assert np.all(np.isfinite(yw))
+    np.testing.assert_allclose(yw, x.astype(np.float64) @ W.astype(np.float64), rtol=0.05,
+                               atol=0.05 * np.abs(W).max() * K)

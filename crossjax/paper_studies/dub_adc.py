@@ -133,6 +133,10 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         structural["mask_levels"] = {str(k): lv.count(k) for k in sorted(set(lv))}
         structural["mask_column_counts"] = sorted({int(c) for k in kernel_masks
                                                    for c in _column_counts(k)})
+        # saved before the model file exists: a run killed between the two never
+        # finds the model without its mask statistics
+        rs.results.setdefault("pending", {})["dub"] = dict(structural)
+        rs.save()
         train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 3,
                      batch_size=batch, masks=masks)
         return m
@@ -154,7 +158,11 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                 "levels": {str(k): levels.count(k) for k in sorted(set(levels))},
                 "digital_accuracy": montecarlo.digital_accuracy(m, x, y)}
             if v == "dub":
-                rs.results["variants"][v].update(structural)
+                saved = rs.results.get("pending", {}).get("dub")
+                if saved is None:
+                    raise ValueError(f"dub_adc: {rs.out!r} holds the D.U.B. model but not its mask statistics; "
+                                     "delete model_dub.npz (or the directory) and rerun.")
+                rs.results["variants"][v].update(saved)
             rs.save()
         for c, hw in hws.items():
             rs.cell(v, c, hw, fn, x, y)
