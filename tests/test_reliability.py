@@ -196,3 +196,10 @@ def test_property_ideal_crossbar_is_x_at_W_for_any_shape(K, N, B, tile, dtype, s
     assert np.all(np.isfinite(yw))
     np.testing.assert_allclose(yw, x.astype(np.float64) @ W.astype(np.float64), rtol=0.05,
                                atol=0.05 * np.abs(W).max() * K)
+
+
+def test_state_accepts_the_same_config_moved_to_the_device():
+    cfg = presets.get("rram")
+    state = crossbar.program(jax.random.normal(jax.random.key(1), (40, 7)), cfg, jax.random.key(0))
+    y = crossbar.matmul(jnp.ones((2, 40)), state, jax.device_put(cfg), jax.random.key(1))
+    assert np.all(np.isfinite(np.asarray(y)))

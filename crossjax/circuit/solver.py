@@ -29,9 +29,15 @@ sweep state fits in cache (``CHUNK_BYTES``); under ``jax.vmap`` (Monte Carlo
 samples) a batching rule folds the mapped axis into the arrays' axis instead
 of adding a second one, which XLA CPU runs several times slower.
 
-Validation (``ValueError`` naming the argument): shapes and dtypes always;
-negative or non-finite ``G``, ``V`` and resistances only when the values are
-concrete (under ``jit`` they are traced and not checked).
+Validation (``ValueError`` naming the argument): shapes and dtypes always
+(float16, bool and complex refused); negative or non-finite ``G``, ``V`` and
+resistances when the values are concrete, and under ``jit`` inside
+``crossjax.checked``; circuits stiffer than the dtype resolves
+(:func:`sweep_interval`, which also picks the renormalization interval).
+
+Widths above 16 that are not a multiple of 16 are padded with zero-conductance
+columns (electrically inert, see :func:`_pad_columns`): jaxlib 0.10's YNNPACK
+reduce fusion segfaulted on the padded ladder blocks inside the row loop.
 """
 from __future__ import annotations
 
@@ -101,7 +107,7 @@ def _check_V(V, R):
 
 
 # Error model of the sweep, fitted on 64x64 arrays against the scipy nodal
-# solve with all four resistances at r (tests/test_circuit_range.py checks it):
+# solve with all four resistances at r (tests/test_circuit_robustness.py checks it):
 # the fractional form grows by about q = 1 + 0.6 sqrt(kappa) per row between
 # renormalizations, kappa = max(G) * max(r_wire_row, r_wire_col) (terminal
 # resistances alone do not grow it), and the circuit itself loses about
@@ -122,8 +128,10 @@ def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
     The stiffness ``kappa = g_max * max(r_wire_row, r_wire_col)`` sets how
     fast the sweep's fractional form loses precision; the longest block
     (``SWEEP_BLOCK`` = 32 rows down to 1) whose estimated relative error stays
-    within 2e-5 (float32) / 1e-10 (float64) is used. Physical arrays
-    (``kappa`` <= 0.05, e.g. 10 ohm wires and 100 uS cells ... 5 mS) keep 32.
+    within 2e-5 (float32) / 1e-10 (float64) is used: 32 rows up to
+    ``kappa`` = 0.11 in float32 (0.79 in float64), 16 up to 0.53 (5.1), 8 up
+    to 2.9 (57), one row at the end. Physical arrays (10 ohm wires, 100 uS
+    cells: ``kappa`` = 1e-3) keep 32.
 
     Args:
       G: conductances (..., R, C) (siemens); only its dtype and, when
