@@ -110,9 +110,9 @@ def test_state_accepts_read_time_changes():
 # ----------------------------------------------------------------------------- zero sizes, dtypes
 @pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0)])
 def test_zero_size_weights_are_refused(shape):
-    with pytest.raises(ValueError, match="zero-size"):
+    with pytest.raises(ValueError, match="W has shape .* zero-size axis"):
         crossbar.program(jnp.ones(shape), HardwareConfig())
-    with pytest.raises(ValueError, match="zero-size"):
+    with pytest.raises(ValueError, match=r"Ws\[0\] has shape .* zero-size axis"):
         crossbar.program_many([jnp.ones(shape)], HardwareConfig(), [None])
 
 
@@ -120,7 +120,7 @@ def test_empty_program_many_batch_and_samples_are_refused():
     with pytest.raises(ValueError, match="Ws is empty"):
         crossbar.program_many([], HardwareConfig(), [])
     state = crossbar.program(jnp.ones((5, 3)), HardwareConfig())
-    with pytest.raises(ValueError, match="zero-size"):
+    with pytest.raises(ValueError, match="x has shape .* zero-size axis"):
         crossbar.matmul(jnp.ones((0, 5)), state, HardwareConfig())
     mlp = models.MLP(4, (5,), 3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="keys is empty"):
