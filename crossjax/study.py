@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crossjax import checkpoint as ckpt
+from crossjax import config_checks as chk
 from crossjax import data as data_lib
 from crossjax import training
 
@@ -78,10 +79,7 @@ class HardwareCase:
         if not isinstance(self.hardware, HardwareConfig):
             raise ValueError(f"config {self.name!r}: hardware must be a HardwareConfig, "
                              f"got {type(self.hardware).__name__}")
-        if self.samples is not None and (isinstance(self.samples, bool)
-                                         or not isinstance(self.samples, (int, np.integer)) or self.samples < 1):
-            raise ValueError(f"config {self.name!r}: samples={self.samples!r} must be an integer >= 1 "
-                             "(or omitted for the study's samples)")
+        chk.positive_int(f"config {self.name!r}: samples", self.samples, allow_none=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,21 +117,14 @@ class StudySpec:
     chunk_size: int | None = None
 
     def __post_init__(self):
-        def positive_int(name, value, none_ok=False):
-            if value is None and none_ok:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"StudySpec.{name}={value!r} must be an integer >= 1"
-                                 + (" (or None / omitted for all)" if none_ok else ""))
-
         if not isinstance(self.hidden, tuple) or not all(
                 isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
             raise ValueError(f"StudySpec.hidden={self.hidden!r} must be a list of positive integers, "
                              "e.g. hidden = [64] (not the string \"64\")")
-        positive_int("samples", self.samples)
-        positive_int("eval_batch_size", self.eval_batch_size)
+        chk.positive_int("StudySpec.samples", self.samples)
+        chk.positive_int("StudySpec.eval_batch_size", self.eval_batch_size)
         for name in ("max_train", "max_test", "chunk_size"):
-            positive_int(name, getattr(self, name), none_ok=True)
+            chk.positive_int(f"StudySpec.{name}", getattr(self, name), allow_none=True)
         if not isinstance(self.train, training.TrainConfig):
             raise ValueError(f"StudySpec.train must be a TrainConfig, got {type(self.train).__name__}")
         if not isinstance(self.configs, tuple) or not all(isinstance(c, HardwareCase) for c in self.configs):
@@ -144,8 +135,6 @@ class StudySpec:
                              f"{data_lib.names()}")
         if self.model not in MODELS:
             raise ValueError(f"StudySpec.model={self.model!r}; choose one of {MODELS}")
-        if not isinstance(self.samples, int) or self.samples < 1:
-            raise ValueError(f"StudySpec.samples={self.samples!r} must be an integer >= 1")
         names = [c.name for c in self.configs]
         if len(set(names)) != len(names):
             raise ValueError(f"StudySpec.configs: duplicate config names in {names}")

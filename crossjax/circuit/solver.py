@@ -449,7 +449,9 @@ def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None):
     G, V, p = _prepare(G, parasitics, V)
     if method == "auto":
         method = choose_method(G.shape[-2], 1 if V.ndim == 1 else V.shape[-2])
-    return _solve_jit(method, sweep_interval(G, parasitics, g_max), G, V, p)
+    # the interval (and its range check) concerns the direct sweep; CG has no fractional form to lose
+    block = sweep_interval(G, parasitics, g_max) if method == "direct" else SWEEP_BLOCK
+    return _solve_jit(method, block, G, V, p)
 
 
 @partial(jax.jit, static_argnums=(0,))

@@ -40,6 +40,8 @@ def to_spice(G, V, parasitics) -> str:
     ``i(vm<j>)`` (current through the 0 V meter from sink ``j`` to ground) is the
     column current of :func:`crossjax.circuit.solve`.
     """
+    # NumPy float64 throughout (not the solver's jnp checks): without x64, jnp would round
+    # the netlist's values to float32
     G, V = _real("G", G), _real("V", V)
     if G.ndim != 2:
         raise ValueError(f"G must be a single array (R, C) for to_spice, got shape {G.shape}; "
