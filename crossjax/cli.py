@@ -4,6 +4,10 @@
 [--seed N] [--dataset NAME] [--data-dir D] [--train-steps N] [--overwrite]
 [--no-plots] [--quiet]``
 
+``crossjax data prepare NAME --source PATH [--data-dir D] [--no-verify]``:
+convert a downloaded MNIST/CIFAR archive into the files ``--dataset NAME``
+reads (see :func:`crossjax.data.prepare`; no TensorFlow needed).
+
 Precedence: preset < TOML file < flags. Subcommands are registered in
 ``SUBCOMMANDS`` (name -> (add_arguments, run)), so ``bench`` can be added
 beside ``study``.
@@ -29,7 +33,8 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, help="Monte Carlo samples per stochastic config")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data order and samples")
     p.add_argument("--dataset", help="dataset name (digits, mnist, cifar10, cifar100)")
-    p.add_argument("--data-dir", help="tfds data_dir holding prepared datasets")
+    p.add_argument("--data-dir", help="directory of prepared datasets (`crossjax data prepare` "
+                                     "or tfds); default $TFDS_DATA_DIR or ~/tensorflow_datasets")
     p.add_argument("--train-steps", type=int, help="digital training steps")
     p.add_argument("--chunk-size", type=int, help="Monte Carlo samples per vmapped chunk")
     p.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning step")
@@ -39,9 +44,31 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def preset_names() -> tuple[str, ...]:
+    """Every ``--preset`` name: the study presets, then the paper-study ones."""
+    from crossjax import paper_studies, study
+    return (*study.preset_names(), *paper_studies.RUNNERS)
+
+
+def _check_preset(name: str) -> None:
+    if name not in preset_names():
+        from crossjax import paper_studies, study
+        raise ValueError(
+            f"unknown study preset --preset={name!r}; choose one of "
+            f"{', '.join(preset_names())} (study presets: "
+            f"{', '.join(study.preset_names())}; paper-study presets: "
+            f"{', '.join(paper_studies.RUNNERS)})")
+
+
 def study_spec_from_args(args: argparse.Namespace):
     """The :class:`crossjax.study.StudySpec` that ``args`` describe."""
     from crossjax import study
+    _check_preset(args.preset)
+    if args.preset not in study.preset_names():
+        raise ValueError(f"--preset={args.preset!r} is a paper-study preset, "
+                         f"which has no StudySpec; run it with "
+                         f"crossjax.paper_studies.run({args.preset!r}, out) or "
+                         f"`crossjax study --preset {args.preset} --out DIR`")
     spec = study.get_preset(args.preset)
     if args.config:
         spec = study.spec_from_toml(args.config, spec)
@@ -75,6 +102,7 @@ def _run_paper_study(args: argparse.Namespace) -> int:
 
 def _run_study(args: argparse.Namespace) -> int:
     from crossjax import paper_studies, study
+    _check_preset(args.preset)
     if args.preset in paper_studies.RUNNERS:
         return _run_paper_study(args)
     t0 = time.perf_counter()
@@ -96,9 +124,46 @@ def _run_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_data_arguments(p: argparse.ArgumentParser) -> None:
+    from crossjax import data
+    actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    prep = actions.add_parser(
+        "prepare", help="convert a downloaded MNIST/CIFAR archive for --dataset NAME",
+        description="Convert the official archive you downloaded into "
+                    "DATA_DIR/crossjax/NAME/{train,test}.npz (no TensorFlow). "
+                    "CIFAR: cifar-10-python.tar.gz, cifar-10-binary.tar.gz, "
+                    "cifar-100-python.tar.gz or cifar-100-binary.tar.gz from "
+                    "https://www.cs.toronto.edu/~kriz/cifar.html; MNIST: a "
+                    "directory holding the four idx files (.gz or plain).")
+    prep.add_argument("name", metavar="NAME", help=f"one of {', '.join(data.IMAGE_SHAPES)}")
+    prep.add_argument("--source", required=True,
+                      help="the downloaded archive (CIFAR) or directory of idx files (MNIST)")
+    prep.add_argument("--data-dir", help="where to write (default: $TFDS_DATA_DIR or "
+                                         "~/tensorflow_datasets); pass the same to study")
+    prep.add_argument("--no-verify", action="store_true",
+                      help="skip the MD5 check of official archive names and the "
+                           "official example counts (e.g. for a subset)")
+
+
+def _run_data(args: argparse.Namespace) -> int:
+    import numpy as np
+    from crossjax import data
+    t0 = time.perf_counter()
+    paths = data.prepare(args.name, args.source, args.data_dir, verify=not args.no_verify)
+    for split, path in paths.items():
+        with np.load(path, allow_pickle=False) as z:
+            n = len(z["label"])
+        print(f"{args.name} {split}: {n} examples -> {path}")
+    print(f"prepared {args.name} ({time.perf_counter() - t0:.1f} s); use "
+          f"--dataset {args.name}" + (f" --data-dir {args.data_dir}" if args.data_dir else ""))
+    return 0
+
+
 SUBCOMMANDS = {
     "study": (_add_study_arguments, _run_study,
               "train/load a model, evaluate it on crossbar configs, write a report"),
+    "data": (_add_data_arguments, _run_data,
+             "prepare MNIST/CIFAR from the official archives (crossjax data prepare ...)"),
 }
 
 
