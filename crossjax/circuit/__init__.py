@@ -2,10 +2,14 @@
 
 Public names (``shared/DESIGN.md``): :class:`Parasitics`, :func:`solve`,
 :func:`effective_conductance`, :func:`node_voltages`, :func:`to_spice`,
+:class:`Cell` with :func:`solve_nonlinear` (nonlinear cells, 1T1R),
 :func:`plot_ir_drop`. Units: siemens, ohms, volts, amperes.
 """
+from .cell import IV_FORMS, Cell
+from .nonlinear import NonlinearSolution, NotConverged
 from .parasitics import Parasitics
-from .solver import METHODS, choose_method, effective_conductance, node_voltages, solve, sweep_interval
+from .solver import (METHODS, choose_method, effective_conductance, node_voltages, solve, solve_nonlinear,
+                     sweep_interval)
 from .spice import run_ngspice, to_spice
 
 
@@ -16,5 +20,5 @@ def plot_ir_drop(G, V, parasitics, ax=None):
     return _plot(G, V, parasitics, ax=ax)
 
 
-__all__ = ["Parasitics", "solve", "effective_conductance", "node_voltages", "to_spice",
+__all__ = ["Parasitics", "Cell", "IV_FORMS", "solve", "solve_nonlinear", "NonlinearSolution", "NotConverged", "effective_conductance", "node_voltages", "to_spice",
            "run_ngspice", "plot_ir_drop", "METHODS", "choose_method", "sweep_interval"]

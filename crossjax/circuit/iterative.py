@@ -32,13 +32,29 @@ def cell_currents(G, V, p, *, rtol=None, maxiter=None):
     Leading dims of ``G`` and ``V`` must already agree (no broadcasting here).
     Returns ``(I, iterations, converged)``.
     """
-    R, C = G.shape[-2:]
-    dtype = G.dtype
+    rhs = jnp.broadcast_to(V[..., :, :, None], V.shape + (G.shape[-1],))
+    return solve_cell_form(G[..., None, :, :], rhs, p, rtol=rtol, maxiter=maxiter)
+
+
+def solve_cell_form(G, rhs, p, *, rtol=None, maxiter=None):
+    """Solve ``(diag(1/G) + P) I = rhs`` for cell currents ``I`` (A), (..., R, C).
+
+    ``rhs`` (..., R, C) volts is a voltage per cell (``V[i]`` broadcast along the
+    row for a driven crossbar; a Newton residual for nonlinear cells); ``G``
+    (siemens) broadcasts against it. ``rtol`` may be an array broadcastable to
+    ``rhs.shape[:-2] + (1, 1)`` (one tolerance per system). Zero conductances
+    carry no current (``I = 0``) and need no division.
+
+    Returns:
+      ``(I, iterations, converged)``.
+    """
+    R, C = rhs.shape[-2:]
+    dtype = rhs.dtype
     rtol = default_rtol(dtype) if rtol is None else rtol
     maxiter = 20 * (R + C) + 200 if maxiter is None else maxiter
-    s = jnp.sqrt(G)[..., None, :, :]  # (..., 1, R, C)
-    b = s * V[..., :, :, None]
-    precond = 1.0 + G[..., None, :, :] * wire_operator_diagonal((R, C), p, dtype)
+    s = jnp.sqrt(G)
+    b = s * rhs
+    precond = 1.0 + G * wire_operator_diagonal((R, C), p, dtype)
 
     def matvec(x):
         return x + s * wire_operator(s * x, p)

@@ -49,7 +49,8 @@ import numpy as np
 
 from crossjax import config_checks
 
-from . import adjoint, iterative
+from . import adjoint, iterative, nonlinear
+from .cell import Cell, check_cell, check_monotone
 from .ladder import LADDER_BLOCK
 from .parasitics import FIELDS, Parasitics, check_parasitics
 from .sweep import SWEEP_BLOCK, sweep_effective_conductance, sweep_gradients, sweep_node_voltages, sweep_with_anchors
@@ -438,15 +439,133 @@ def _solve_jit(method, block, G, V, p):
     return out[..., 0, :] if vector else out
 
 
-def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None):
-    """Column currents (A) into the sinks: ``V @ G_eff`` with broadcasting.
+def _series_folded(G, cell):
+    """Linear cells in series with ``r_series``: ``G / (1 + r_series G)`` exactly (unchanged when it is 0)."""
+    rs = config_checks.concrete(cell.r_series)
+    if rs is not None and not np.any(rs):
+        return G
+    return G / (1 + jnp.asarray(cell.r_series, G.dtype) * G)
 
-    ``G`` (..., R, C) siemens, ``V`` (R,) or (..., B, R) volts. ``method`` is
-    ``"auto"``, ``"direct"`` or ``"iterative"`` (see module docstring).
+
+def _span(V):
+    """``max(V, 0) - min(V, 0)`` when ``V`` is concrete (bounds every element voltage), else ``None``."""
+    if not _concrete(V):
+        return None
+    a = np.asarray(V)
+    return float(max(a.max(initial=0.0), 0.0) - min(a.min(initial=0.0), 0.0))
+
+
+def _no_wires(p, cell):
+    """True when all resistances (wires, terminals, series) are concretely zero."""
+    values = [config_checks.concrete(getattr(p, f)) for f in FIELDS] + [config_checks.concrete(cell.r_series)]
+    return all(v is not None and not np.any(v) for v in values)
+
+
+_nonlinear_jit = jax.jit(nonlinear.solve_flat, static_argnums=(4, 5))
+_without_wires_jit = jax.jit(nonlinear.without_wires)
+
+
+def solve_nonlinear(G, V, parasitics: Parasitics, cell: Cell, *, rtol=None, maxiter=nonlinear.MAX_NEWTON):
+    """Exact column currents of a crossbar of nonlinear cells, with the solver's report.
+
+    Newton on Kirchhoff's current law, each step a structured linear crossbar
+    solve (:mod:`.nonlinear`); gradients by implicit differentiation.
+
+    Args:
+      G: small-signal conductances at 0 V (..., R, C), siemens, >= 0.
+      V: input voltages (R,) or (..., B, R), volts.
+      parasitics: :class:`Parasitics` (ohms).
+      cell: :class:`Cell` (any ``iv``; linear cells take one Newton step).
+      rtol: KCL residual relative to ``max|V|`` (default 1e-13 float64, 1e-5 float32).
+      maxiter: Newton steps before giving up.
+
+    Returns:
+      :class:`NonlinearSolution`: ``currents`` (..., [B,] C) amperes, and per
+      input ``converged`` and ``residual``, plus ``newton_steps`` and
+      ``cg_iterations``. Nothing is raised for a failed solve here: check
+      ``converged`` (:func:`solve` raises, or returns NaN under ``jit``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Cell, Parasitics, solve_nonlinear
+      >>> sol = solve_nonlinear(jnp.full((4, 3), 1e-4), jnp.full((4,), 0.3), Parasitics(r_wire_row=2.0),
+      ...                       Cell(iv="sinh", v0=0.25))
+      >>> bool(sol.converged), sol.currents.shape
+      (True, (3,))
+    """
+    G, V, p = _prepare(G, parasitics, V)
+    cell = check_cell(cell, G.shape)
+    check_monotone(cell, _span(V))
+    rtol = nonlinear.default_rtol(G.dtype) if rtol is None else float(rtol)
+    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
+        raise ValueError(f"maxiter must be a positive int (Newton steps), got {maxiter!r}.")
+    vector = V.ndim == 1
+    sol = _nonlinear_jit(G, V[None, :] if vector else V, p, cell, rtol, maxiter)
+    if vector:
+        sol = sol._replace(currents=sol.currents[..., 0, :], converged=sol.converged[..., 0],
+                           residual=sol.residual[..., 0])
+    return sol
+
+
+def _currents_or_raise(sol: nonlinear.NonlinearSolution):
+    """The currents; eagerly a :class:`NotConverged` error, under ``jit`` NaN where a solve failed."""
+    converged = sol.converged
+    if _concrete(converged):
+        if not bool(np.all(np.asarray(converged))):
+            bad = int(np.sum(~np.asarray(converged)))
+            raise nonlinear.NotConverged(
+                f"the nonlinear crossbar solve did not converge for {bad} input(s) in {int(sol.newton_steps)} "
+                f"Newton steps (worst KCL residual {float(np.max(np.asarray(sol.residual))):.3g} of max|V|); "
+                "check that the I-V law is increasing on the input range, or raise maxiter.")
+        return sol.currents
+    config_checks.traced_check(converged, "the nonlinear crossbar solve did not converge")
+    return jnp.where(converged[..., None], sol.currents, jnp.nan)
+
+
+def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None, cell: Cell | None = None):
+    """Column currents (A) into the sinks: ``V @ G_eff`` with broadcasting (linear cells).
+
+    Args:
+      G: conductances (..., R, C), siemens (small-signal at 0 V for nonlinear cells).
+      V: input voltages (R,) or (..., B, R), volts.
+      parasitics: :class:`Parasitics` (ohms).
+      method: ``"auto"``, ``"direct"`` or ``"iterative"`` (module docstring);
+        nonlinear cells are solved by Newton with CG steps (``"auto"`` or
+        ``"iterative"``; ``"direct"`` is refused: there is no ``G_eff``).
+      g_max: bound on ``G`` for the sweep's interval when ``G`` is traced.
+      cell: :class:`Cell` (default linear). Linear cells with ``r_series``
+        fold it into ``G / (1 + r_series G)``; nonlinear cells use
+        :func:`solve_nonlinear` (exact elementwise ``sum_i f(V_i; G_ij)``
+        when every resistance is zero).
+
+    Returns:
+      Currents (..., [B,] C), amperes.
+
+    Raises:
+      ValueError: bad arguments (see module docstring).
+      NotConverged: a nonlinear solve that did not converge (eagerly; under
+        ``jit`` its currents are NaN, and ``crossjax.checked`` raises).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics, solve
+      >>> I = solve(jnp.full((2, 2), 1e-4), jnp.array([0.1, 0.2]), Parasitics(r_wire_row=1.0))
+      >>> [round(float(i) * 1e6, 2) for i in I]   # microamperes, just under the ideal 30
+      [29.99, 29.99]
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
     G, V, p = _prepare(G, parasitics, V)
+    cell = check_cell(cell, G.shape)
+    if not cell.is_linear:
+        if method == "direct":
+            raise ValueError("method='direct' forms G_eff, which nonlinear cells do not have; "
+                             "use method='auto' (Newton with CG steps).")
+        if _no_wires(p, cell):
+            check_monotone(cell, _span(V))
+            return _without_wires_jit(G, V, cell) if V.ndim > 1 else _without_wires_jit(G, V[None], cell)[..., 0, :]
+        return _currents_or_raise(solve_nonlinear(G, V, parasitics, cell))
+    G = _series_folded(G, cell)
     if method == "auto":
         method = choose_method(G.shape[-2], 1 if V.ndim == 1 else V.shape[-2])
     # the interval (and its range check) concerns the direct sweep; CG has no fractional form to lose
@@ -467,12 +586,33 @@ def _node_voltages_jit(block, G, V, p):
     return v_row, v_col
 
 
-def node_voltages(G, V, parasitics: Parasitics):
+_nonlinear_nodes_jit = jax.jit(nonlinear.node_voltages_flat, static_argnums=(4, 5))
+
+
+def node_voltages(G, V, parasitics: Parasitics, *, cell: Cell | None = None):
     """Row-node and column-node voltages ``(v_row, v_col)`` (V), each (..., [B,] R, C).
 
-    The cell voltage is ``v_row - v_col``. Exact: the direct sweep followed by
-    its upward pass (:func:`.sweep.sweep_node_voltages`). Meant for inspection
-    and plots; use :func:`solve` or :func:`effective_conductance` for gradients.
+    The cell's terminal voltage is ``v_row - v_col`` (element plus ``r_series``).
+    Exact: for linear cells the direct sweep followed by its upward pass
+    (:func:`.sweep.sweep_node_voltages`), for nonlinear cells the Newton solve
+    (raising :class:`NotConverged` if it fails). Meant for inspection and
+    plots; use :func:`solve` or :func:`effective_conductance` for gradients.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics, node_voltages
+      >>> v_row, v_col = node_voltages(jnp.full((2, 2), 1e-3), jnp.array([0.2, 0.2]), Parasitics(r_wire_row=5.0))
+      >>> bool((v_row < 0.2).all()), bool((v_col == 0).all())
+      (True, True)
     """
     G, V, p = _prepare(G, parasitics, V)
-    return _node_voltages_jit(sweep_interval(G, parasitics), G, V, p)
+    cell = check_cell(cell, G.shape)
+    if cell.is_linear:
+        return _node_voltages_jit(sweep_interval(G, parasitics), _series_folded(G, cell), V, p)
+    check_monotone(cell, _span(V))
+    vector = V.ndim == 1
+    v_row, v_col, ok = _nonlinear_nodes_jit(G, V[None] if vector else V, p, cell,
+                                            nonlinear.default_rtol(G.dtype), nonlinear.MAX_NEWTON)
+    if not bool(ok):
+        raise nonlinear.NotConverged("the nonlinear crossbar solve behind node_voltages did not converge.")
+    return (v_row[..., 0, :, :], v_col[..., 0, :, :]) if vector else (v_row, v_col)

@@ -34,12 +34,31 @@ def _branch(lines, name, a, b, r):
         lines.append(f"R{name} {a} {b} {r:.17g}")
 
 
-def to_spice(G, V, parasitics) -> str:
+def _cell_expression(cell, g, c2, c3, v):
+    """The element current ``f(v; g)`` as an ngspice B-source expression of the voltage ``v``."""
+    if cell.iv == "sinh":
+        v0 = f"{float(cell.v0):.17g}"
+        return f"{g:.17g}*{v0}*sinh({v}/{v0})"
+    return f"{g:.17g}*({v}+{c2:.17g}*{v}*{v}+{c3:.17g}*{v}*{v}*{v})"
+
+
+def to_spice(G, V, parasitics, cell=None) -> str:
     """Netlist (str) of one array ``G`` (R, C) S driven by ``V`` (R,) V; ngspice runs it as is.
 
     ``i(vm<j>)`` (current through the 0 V meter from sink ``j`` to ground) is the
-    column current of :func:`crossjax.circuit.solve`.
+    column current of :func:`crossjax.circuit.solve`. With a nonlinear
+    :class:`crossjax.circuit.Cell` each cell is a behavioural current source
+    ``B`` whose current is ``f(V(element))``; a non-zero ``r_series`` is a
+    resistor from the row node to the element's node ``m<i>_<j>`` (also for
+    linear cells, so the netlist is the circuit as drawn, not the folded ``G``).
+
+    Example:
+      >>> from crossjax.circuit import Cell, Parasitics, to_spice
+      >>> net = to_spice([[1e-4]], [0.2], Parasitics(r_wire_row=1.0), cell=Cell(iv="sinh", v0=0.25))
+      >>> "sinh" in net
+      True
     """
+    from .cell import check_cell
     # NumPy float64 throughout (not the solver's jnp checks): without x64, jnp would round
     # the netlist's values to float32
     G, V = _real("G", G), _real("V", V)
@@ -56,6 +75,11 @@ def to_spice(G, V, parasitics) -> str:
     if not np.all(np.isfinite(V)):
         raise ValueError("V must be finite; found NaN or inf input voltages.")
     check_parasitics(parasitics)
+    cell = check_cell(cell, G.shape)
+    if cell.iv == "sinh" and np.ndim(cell.v0):
+        raise ValueError("cell.v0 must be a scalar for to_spice; write one netlist per v0.")
+    c2, c3, rs = (np.broadcast_to(_real(f"cell.{n}", getattr(cell, n)), G.shape)
+                  for n in ("c2", "c3", "r_series"))
     p = {k: float(np.asarray(getattr(parasitics, k))) for k in ("r_wire_row", "r_wire_col", "r_source", "r_sink")}
     lines = [f"* crossjax crossbar {R}x{C}"]
     for i in range(R):
@@ -66,7 +90,15 @@ def to_spice(G, V, parasitics) -> str:
             _branch(lines, f"WR{i}_{j}", prev, f"r{i}_{j}", p["r_wire_row"])
             prev = f"r{i}_{j}"
             if G[i, j] > 0:
-                lines.append(f"RC{i}_{j} r{i}_{j} c{i}_{j} {1.0 / G[i, j]:.17g}")
+                top = f"r{i}_{j}"
+                if rs[i, j] > 0:
+                    top = f"m{i}_{j}"
+                    lines.append(f"RT{i}_{j} r{i}_{j} {top} {rs[i, j]:.17g}")
+                if cell.is_linear:
+                    lines.append(f"RC{i}_{j} {top} c{i}_{j} {1.0 / G[i, j]:.17g}")
+                else:
+                    expr = _cell_expression(cell, G[i, j], c2[i, j], c3[i, j], f"V({top},c{i}_{j})")
+                    lines.append(f"BC{i}_{j} {top} c{i}_{j} I={expr}")
     for j in range(C):
         for i in range(R):
             nxt = f"c{i + 1}_{j}" if i < R - 1 else f"b{j}"
