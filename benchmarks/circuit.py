@@ -24,7 +24,7 @@ import scipy.sparse.linalg as spla  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.common import peak_rss_mib, timeit  # noqa: E402
-from crossjax.circuit import Parasitics, effective_conductance, solve  # noqa: E402
+from crossjax.circuit import Cell, Parasitics, effective_conductance, solve, solve_nonlinear  # noqa: E402
 
 
 def nodal_matrix(G, p):
@@ -156,7 +156,28 @@ def _run(quick: bool) -> dict:
     ns = np.array([s["n"] for s in scaling if s["n"] >= 64], float)
     ts = np.array([s["seconds"] for s in scaling if s["n"] >= 64])
     out["scaling"] = {"rows": scaling, "exponent": float(np.polyfit(np.log(ns), np.log(ts), 1)[0])}
+    # 6. nonlinear cells (sinh, v0 = 0.25 V, 2 kOhm access transistor): Newton vs the linear per-input solve.
+    cell = Cell(iv="sinh", v0=0.25, r_series=2e3)
+    nl = {}
+    for m in ([64] if quick else [64, 128]):
+        Gm = jnp.asarray(rng.uniform(1e-6, 1e-4, (m, m)))
+        Vm = jnp.asarray(rng.uniform(-0.5, 0.5, (256, m)))
+        lin = jax.jit(lambda G, V: solve(G, V, p, method="iterative"))
+        fwd = jax.jit(lambda G, V: solve_nonlinear(G, V, p, cell))
+        vg_nl = jax.jit(jax.value_and_grad(lambda G, V: jnp.sum(solve_nonlinear(G, V, p, cell).currents),
+                                           argnums=(0, 1)))
+        tl = timeit(lambda: lin(Gm, Vm), repeats=reps)["median"]
+        tn = timeit(lambda: fwd(Gm, Vm), repeats=reps)["median"]
+        tg = timeit(lambda: vg_nl(Gm, Vm), repeats=reps)["median"]
+        sol = fwd(Gm, Vm)
+        nl[f"{m}x{m}_B256"] = {"linear_cg_s": tl, "nonlinear_s": tn, "value_and_grad_s": tg,
+                               "over_linear": tn / tl, "grad_over_forward": tg / tn,
+                               "newton_steps": int(sol.newton_steps), "cg_iterations": int(sol.cg_iterations),
+                               "converged": bool(np.all(np.asarray(sol.converged)))}
+    out["nonlinear"] = nl
     out["ratios"] = {
+        **{f"nonlinear_over_linear_{k}": v["over_linear"] for k, v in nl.items()},
+        **{f"nonlinear_grad_over_forward_{k}": v["grad_over_forward"] for k, v in nl.items()},
         "geff_128_speedup_vs_scipy_splu": out["geff_128"]["speedup"],
         "inputs256_128_speedup_vs_scipy_splu": out["inputs256_128"]["speedup"],
         **{f"value_and_grad_over_forward_{k}": v["ratio"] for k, v in vg.items()},
@@ -166,6 +187,7 @@ def _run(quick: bool) -> dict:
     out["checks"] = {  # exact solve vs scipy's sparse direct solve of the full nodal system
         "geff_128_matches_scipy": out["geff_128"]["max_rel_diff"] < 1e-9,
         "inputs256_matches_scipy": out["inputs256_128"]["max_rel_diff"] < 1e-9,
+        "nonlinear_converged": all(v["converged"] for v in nl.values()),
     }
     return out
 

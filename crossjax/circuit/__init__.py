@@ -5,7 +5,7 @@ Public names (``shared/DESIGN.md``): :class:`Parasitics`, :func:`solve`,
 :class:`Cell` with :func:`solve_nonlinear` (nonlinear cells, 1T1R),
 :func:`plot_ir_drop`. Units: siemens, ohms, volts, amperes.
 """
-from .cell import IV_FORMS, Cell
+from .cell import IV_FORMS, RRAM_1T1R, Cell
 from .nonlinear import NonlinearSolution, NotConverged
 from .parasitics import Parasitics
 from .solver import (METHODS, choose_method, effective_conductance, node_voltages, solve, solve_nonlinear,
@@ -20,5 +20,5 @@ def plot_ir_drop(G, V, parasitics, ax=None):
     return _plot(G, V, parasitics, ax=ax)
 
 
-__all__ = ["Parasitics", "Cell", "IV_FORMS", "solve", "solve_nonlinear", "NonlinearSolution", "NotConverged", "effective_conductance", "node_voltages", "to_spice",
+__all__ = ["Parasitics", "Cell", "IV_FORMS", "RRAM_1T1R", "solve", "solve_nonlinear", "NonlinearSolution", "NotConverged", "effective_conductance", "node_voltages", "to_spice",
            "run_ngspice", "plot_ir_drop", "METHODS", "choose_method", "sweep_interval"]

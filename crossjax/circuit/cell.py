@@ -5,14 +5,16 @@ where ``u`` is the voltage across the resistive element and ``G[i, j]`` its
 small-signal conductance at 0 V (``shared/DESIGN.md``, "Nonlinear cells"):
 
 * ``iv="linear"``: ``f = G u``;
-* ``iv="sinh"``:   ``f = G v0 sinh(u / v0)`` — the field-assisted hopping /
-  tunnelling form of filamentary RRAM, ``v0`` (volts) sets how soon the cell
-  turns superlinear (Yu et al., IEEE TED 58(5), 2011; Chen & Yu, IEEE TED
-  62(12), 2015 use ``I = I0 sinh(V / V0)`` with ``V0`` 0.1-0.3 V);
+* ``iv="sinh"``:   ``f = G v0 sinh(u / v0)`` — the common compact form of
+  filamentary RRAM (``v0`` a few tenths of a volt; ``v0 -> inf`` is linear),
+  as used by GENIEx (Chakraborty et al., DAC 2020), which showed from HSPICE
+  data that a linear crossbar model misjudges CIFAR-100 accuracy loss by
+  >= 10 %;
 * ``iv="poly"``:   ``f = G (u + c2 u^2 + c3 u^3)`` — a measured polynomial fit,
   ``c2`` (1/V) and ``c3`` (1/V^2) scalars or arrays broadcastable to ``G``
-  (a conductance-dependent fit; a symmetric cubic with ``c2 = 0, c3 = -0.25``
-  is a sublinear cell).
+  (a conductance-dependent fit such as Sandia CrossSim 3.2's for the RRAM of
+  Milo et al., ``NL2``, ``NL3`` polynomials in ``log10 G`` for |V| <= 0.5 V;
+  a symmetric cubic with ``c2 = 0, c3 = -0.25`` is a sublinear cell).
 
 ``r_series`` (ohms, scalar or broadcastable to ``G``) sits in series with every
 element: the access transistor of a 1T1R cell in its linear (triode) region.
@@ -128,6 +130,12 @@ class Cell:
 
 
 LINEAR = Cell()
+
+#: Nonlinear 1T1R RRAM: a sinh cell with ``v0 = 0.25`` V (filamentary RRAM, "a few
+#: tenths of a volt", GENIEx, Chakraborty et al., DAC 2020) behind an access
+#: transistor in its triode region, 2 kOhm (1T1R arrays: kOhm-range on-resistance,
+#: shared/DEVICES.md). A starting point, not a fit to one chip.
+RRAM_1T1R = Cell(iv="sinh", v0=0.25, r_series=2e3)
 
 
 def check_cell(cell, G_shape=None) -> Cell:

@@ -9,6 +9,9 @@ Two exact regimes (``method``):
   (:mod:`.sweep`), then ``V @ G_eff``; best with many inputs per array.
 * ``"iterative"``: preconditioned CG on the cell-current form per input
   (:mod:`.iterative`) to the residual of an exact solve; best with few inputs.
+* nonlinear cells (``cell=``, :class:`.cell.Cell`): damped Newton on
+  Kirchhoff's law, each step a CG solve of the linearized crossbar
+  (:mod:`.nonlinear`, :func:`solve_nonlinear`).
 * ``"auto"``: ``"iterative"`` when there are fewer than ``ITERATIVE_BELOW``
   (4) input vectors per conductance sample, else ``"direct"`` (measured on 2
   CPU cores, float32, 1 ohm wires: at 64x64 and 128x128 the direct solve and
@@ -497,6 +500,8 @@ def solve_nonlinear(G, V, parasitics: Parasitics, cell: Cell, *, rtol=None, maxi
     cell = check_cell(cell, G.shape)
     check_monotone(cell, _span(V))
     rtol = nonlinear.default_rtol(G.dtype) if rtol is None else float(rtol)
+    if not (0 < rtol < 1):
+        raise ValueError(f"rtol must be in (0, 1) (KCL residual relative to max|V|), got {rtol!r}.")
     if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
         raise ValueError(f"maxiter must be a positive int (Newton steps), got {maxiter!r}.")
     vector = V.ndim == 1
