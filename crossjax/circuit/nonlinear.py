@@ -224,11 +224,9 @@ def _leaf(x, batch, dtype):
     return jnp.broadcast_to(x, batch).reshape((-1, 1, R, C))
 
 
-def solve_flat(G, V, p, cell, rtol, maxiter):
-    """Batched solve for broadcast ``G`` (..., R, C), ``V`` (..., B, R) of one dtype.
-
-    Returns a :class:`NonlinearSolution` with ``currents`` (..., B, C).
-    """
+def _flatten(G, V, p, cell):
+    """``(Gb (N, 1, R, C), Vb (N, B, R, 1), p, cell, batch)``: broadcast ``G`` (..., R, C) and
+    ``V`` (..., B, R) to one batch axis, cell leaves alike, everything in ``G``'s dtype."""
     dtype = G.dtype
     R, C = G.shape[-2:]
     batch = jnp.broadcast_shapes(G.shape[:-2], V.shape[:-2])
@@ -237,7 +235,17 @@ def solve_flat(G, V, p, cell, rtol, maxiter):
     Vb = jnp.broadcast_to(V, batch + (B, R)).reshape((-1, B, R, 1))
     leaves = {n: _leaf(getattr(cell, n), batch + (R, C), dtype) for n in ("v0", "c2", "c3", "r_series")}
     pc = Parasitics(**{f: jnp.asarray(getattr(p, f), dtype) for f in FIELDS})
-    y, converged, rel, k, iters = _solve(rtol, maxiter, Gb, Vb, pc, cell.replace(**leaves))
+    return Gb, Vb, pc, cell.replace(**leaves), batch
+
+
+def solve_flat(G, V, p, cell, rtol, maxiter):
+    """Batched solve for broadcast ``G`` (..., R, C), ``V`` (..., B, R) of one dtype.
+
+    Returns a :class:`NonlinearSolution` with ``currents`` (..., B, C).
+    """
+    Gb, Vb, pc, cell, batch = _flatten(G, V, p, cell)
+    B, C = V.shape[-2], G.shape[-1]
+    y, converged, rel, k, iters = _solve(rtol, maxiter, Gb, Vb, pc, cell)
     rel = jax.lax.stop_gradient(rel)
     return NonlinearSolution(y.reshape(batch + (B, C)), converged.reshape(batch + (B,)),
                              rel.reshape(batch + (B,)), k, iters)
@@ -252,16 +260,8 @@ def node_voltages_flat(G, V, p, cell, rtol, maxiter):
     """Row- and column-node voltages (V), each (..., B, R, C), and whether every input converged."""
     from .wires import column_voltage, row_drop
 
-    dtype = G.dtype
-    R, C = G.shape[-2:]
-    batch = jnp.broadcast_shapes(G.shape[:-2], V.shape[:-2])
-    B = V.shape[-2]
-    Gb = jnp.broadcast_to(G, batch + (R, C)).reshape((-1, 1, R, C))
-    Vb = jnp.broadcast_to(V, batch + (B, R)).reshape((-1, B, R, 1))
-    leaves = {n: _leaf(getattr(cell, n), batch + (R, C), dtype) for n in ("v0", "c2", "c3", "r_series")}
-    pc = Parasitics(**{f: jnp.asarray(getattr(p, f), dtype) for f in FIELDS})
-    cell = cell.replace(**leaves)
+    Gb, Vb, pc, cell, batch = _flatten(G, V, p, cell)
     I, _, converged, _, _, _ = _newton(_Circuit(Gb, Vb, pc, cell, _span(Vb)), rtol, maxiter)
     v_row, v_col = Vb - row_drop(I, pc), column_voltage(I, pc)
-    shape = batch + (B, R, C)
+    shape = batch + (V.shape[-2],) + G.shape[-2:]
     return v_row.reshape(shape), v_col.reshape(shape), jnp.all(converged)
