@@ -105,7 +105,9 @@ def to_spice(G, V, parasitics, cell=None) -> str:
             _branch(lines, f"WC{i}_{j}", f"c{i}_{j}", nxt, p["r_wire_col"])
         _branch(lines, f"K{j}", f"b{j}", f"s{j}", p["r_sink"])
         lines.append(f"VM{j} s{j} 0 0")
-    lines += [".options noacct", ".op", ".end", ""]
+    # ngspice's default Newton stop (reltol=1e-3, vntol=1e-6 V) leaves nonlinear netlists
+    # ~3e-9 from their exact solution at 32x32; these tolerances make it a 1e-11 reference
+    lines += [".options noacct reltol=1e-9 vntol=1e-12 abstol=1e-18", ".op", ".end", ""]
     return "\n".join(lines)
 
 
