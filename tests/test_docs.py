@@ -1,0 +1,83 @@
+"""The generated docs stay in step with the code: docs/configuration.md and docs/results.md."""
+import dataclasses
+import pathlib
+import re
+import typing
+
+import pytest
+
+from crossjax import config_reference, study
+from crossjax.hardware import HardwareConfig
+
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+
+
+def _config_doc() -> str:
+    return (DOCS / "configuration.md").read_text()
+
+
+def _walk(cls, prefix=""):
+    """(path, is_sub_config, default) of every field below ``cls``, optional sub-configs included
+    (written here independently of crossjax.config_reference, so the two check each other)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        path = prefix + f.name
+        sub = next((a for a in typing.get_args(hints[f.name]) or (hints[f.name],)
+                    if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
+        yield path, sub is not None, f.default
+        if sub is not None:
+            yield from _walk(sub, path + ".")
+
+
+def test_configuration_md_is_the_generated_text():
+    fresh = config_reference.render()
+    assert _config_doc() == fresh, (
+        "docs/configuration.md is stale (a config dataclass changed); regenerate it with:\n    "
+        + config_reference.REGENERATE)
+
+
+def test_every_hardware_field_is_documented():
+    doc = _config_doc()
+    paths = list(_walk(HardwareConfig))
+    leaves = [p for p, sub, _ in paths if not sub]
+    assert {"array.rows", "array.parasitics.r_wire_row", "device.write_noise.sigma",
+            "device.read_noise.kind", "mapping.scheme", "dac.v_read", "adc.bits"} <= set(leaves)
+    assert sorted(leaves) == sorted(config_reference.leaf_paths())
+    for path, sub, default in paths:
+        rows = [line for line in doc.splitlines() if line.startswith(f"| `{path}` |")]
+        assert len(rows) == 1, f"{path} has {len(rows)} rows in docs/configuration.md"
+        row = rows[0]
+        if sub and default is None:
+            assert "None = off" in row, row
+            assert f"### `{path}`:" in doc, f"optional sub-config {path} has no section"
+        elif not sub:
+            assert re.search(r"\| (static|leaf) \|", row), row
+
+
+def test_every_field_has_a_meaning():
+    missing = [line.split(" | ")[0] for line in config_reference.render().splitlines()
+               if "(undocumented" in line]
+    assert not missing, (f"fields without a meaning {missing}: add them to their class docstring's "
+                         "Attributes section (or config_reference.NOTES), then regenerate with "
+                         + config_reference.REGENERATE)
+
+
+def test_static_and_leaf_match_the_dataclasses():
+    from crossjax.converters import DACConfig
+    rows = {r.path: r for r in config_reference.describe(DACConfig, "dac.")}
+    assert rows["dac.bits"].kind == "static" and rows["dac.v_read"].kind == "leaf"
+    assert rows["dac.v_read"].unit == "V"
+    assert rows["dac.range"].range == '"fixed" / "max"'  # probed from the class's own check
+
+
+def test_study_toml_keys_are_documented(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("not_a_key = 1\n")
+    with pytest.raises(ValueError, match="known") as err:
+        study.spec_from_toml(bad, study.get_preset("default"))
+    known = re.search(r"known: (\[.*?\])", str(err.value)).group(1)
+    doc = _config_doc().split("## Study", 1)[1]
+    for key in eval(known):  # a list literal of names
+        assert f"| `{key}` |" in doc, f"TOML key {key!r} missing from docs/configuration.md"
+    for key in ("name", "samples", "hardware", "hardware.preset", "config", "train"):
+        assert f"| `{key}` |" in doc
