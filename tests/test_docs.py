@@ -81,3 +81,39 @@ def test_study_toml_keys_are_documented(tmp_path):
         assert f"| `{key}` |" in doc, f"TOML key {key!r} missing from docs/configuration.md"
     for key in ("name", "samples", "hardware", "hardware.preset", "config", "train"):
         assert f"| `{key}` |" in doc
+
+
+# --------------------------------------------------------------------------- docs/results.md
+def test_results_md_marks_the_design_keys_required():
+    import results_schema  # tests/ is on sys.path
+
+    common = {path: (typ, req) for path, typ, req in results_schema.schema("common")}
+    design = ["digital.accuracy", "configs[].name", "configs[].samples", "configs[].hardware",
+              *(f"configs[].accuracy.{k}" for k in ("mean", "std", "min", "max", "p05", "p50", "p95")),
+              *(f"meta.{k}" for k in ("seed", "dataset", "model", "versions", "seconds"))]
+    for path in design:
+        assert common.get(path, (None, False))[1], f"docs/results.md does not mark {path} required"
+    for kind in results_schema.KINDS:
+        assert len(results_schema.schema(kind)) > len(common), kind
+    text = results_schema.RESULTS_MD.read_text()
+    assert "fractions in [0, 1]" in text and "configuration.md" in text
+
+
+def test_results_schema_check_catches_missing_and_mistyped_keys():
+    import results_schema
+
+    stats = dict.fromkeys(("mean", "std", "min", "max", "p05", "p50", "p95"), 0.5)
+    ok = {"digital": {"accuracy": 0.9, "train_steps": 3, "train_seconds": 0.1, "test_examples": 9,
+                      "train_examples": 9},
+          "configs": [{"name": "ideal", "samples": 1, "accuracy": stats, "hardware": {}, "seconds": 0.1,
+                       "per_sample": [0.5]}],
+          "finetune": None,
+          "meta": {"seed": 0, "dataset": "digits", "model": "mlp", "seconds": 1.0, "fingerprint": "ab",
+                   "complete": True, "spec": {"configs": []},
+                   "versions": {"crossjax": "0", "jax": "0", "backend": "cpu", "devices": "1 x cpu"}}}
+    assert results_schema.check(ok, "study") > 20   # finetune null: its keys are not required
+    with pytest.raises(KeyError, match="configs.0..per_sample|configs\\[0\\].per_sample"):
+        results_schema.check({**ok, "configs": [{k: v for k, v in ok["configs"][0].items()
+                                                 if k != "per_sample"}]}, "study")
+    with pytest.raises(AssertionError, match="samples"):
+        results_schema.check({**ok, "configs": [{**ok["configs"][0], "samples": "1"}]}, "study")

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+import results_schema  # tests/ is on sys.path
 from crossjax import paper_studies
 from crossjax.paper_studies import dub_adc
 
@@ -24,6 +25,7 @@ def _check_schema(out, res):
         assert 0.0 <= c["accuracy"]["min"] <= c["accuracy"]["mean"] <= c["accuracy"]["max"] <= 1.0
     assert set(doc["meta"]) >= {"seed", "dataset", "model", "versions", "seconds"}
     assert doc["meta"]["complete"]
+    results_schema.check(doc, doc["meta"]["study"])  # every key docs/results.md marks required
     assert os.path.getsize(os.path.join(out, "report.md")) > 100
     assert any(f.endswith(".png") for f in os.listdir(out))
     return doc

@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+import results_schema  # tests/ is on sys.path
 from crossjax import cli, hardware, study, training
 from crossjax.circuit.parasitics import Parasitics
 from crossjax.devices import WriteNoise
@@ -70,6 +71,7 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["configs"][:2] == partial["configs"]
     assert on_disk["meta"]["complete"]
+    results_schema.check(on_disk, "study")  # every key docs/results.md marks required
     by = {c["name"]: c for c in res["configs"]}
     # ideal crossbar == digital model
     assert abs(by["ideal"]["accuracy"]["mean"] - res["digital"]["accuracy"]) <= 1e-3
