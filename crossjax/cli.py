@@ -1,22 +1,31 @@
-"""The ``crossjax`` command line: ``crossjax study ...`` (the main job).
+"""The `crossjax` command line: `crossjax study ...` (the main job).
 
-``crossjax study --out DIR [--preset NAME] [--config FILE.toml] [--samples S]
+`crossjax study --out DIR [--preset NAME] [--config FILE.toml] [--samples S]
 [--seed N] [--dataset NAME] [--data-dir D] [--train-steps N] [--overwrite]
-[--no-plots] [--quiet]``
+[--no-plots] [--quiet]`
 
-``crossjax data prepare NAME --source PATH [--data-dir D] [--no-verify]``:
-convert a downloaded MNIST/CIFAR archive into the files ``--dataset NAME``
-reads (see :func:`crossjax.data.prepare`; no TensorFlow needed).
+`crossjax data prepare NAME --source PATH [--data-dir D] [--no-verify]`:
+convert a downloaded MNIST/CIFAR archive into the files `--dataset NAME`
+reads (see `crossjax.data.prepare`; no TensorFlow needed).
 
-Precedence: preset < TOML file < flags. Subcommands are registered in
-``SUBCOMMANDS`` (name -> (add_arguments, run)), so ``bench`` can be added
-beside ``study``.
+Precedence: preset < TOML file < flags. Every key of the TOML file and every
+hardware field: docs/configuration.md; what a study writes (results.json):
+docs/results.md. Subcommands are registered in `SUBCOMMANDS` (name ->
+(add_arguments, run, help)), so `bench` can be added beside `study`.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+
+DOCS = ("configuration keys (TOML --config) and every hardware field: docs/configuration.md; "
+        "what a study writes (results.json keys, types, units): docs/results.md")
+#: flags a paper-study preset does not take (its settings are fixed by --quick and the study)
+SPEC_ONLY_FLAGS = (("config", "--config"), ("train_steps", "--train-steps"),
+                   ("chunk_size", "--chunk-size"), ("no_finetune", "--no-finetune"),
+                   ("overwrite", "--overwrite"), ("no_plots", "--no-plots"))
 
 
 def _add_study_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,7 +38,7 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
                         f"{', '.join(paper_studies.RUNNERS)} rerun the seed papers' studies")
     p.add_argument("--quick", action="store_true",
                    help="laptop-scale run of a paper-study preset (small model, few samples)")
-    p.add_argument("--config", help="TOML file overriding the preset (see crossjax.study.spec_from_toml)")
+    p.add_argument("--config", help="TOML file overriding the preset; its keys: docs/configuration.md")
     p.add_argument("--samples", type=int, help="Monte Carlo samples per stochastic config")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data order and samples")
     p.add_argument("--dataset", help="dataset name (digits, mnist, cifar10, cifar100)")
@@ -86,9 +95,98 @@ def study_spec_from_args(args: argparse.Namespace):
     return spec.replace(**kw) if kw else spec
 
 
+def _snapshot(out: str) -> dict[str, tuple[int, int, int]]:
+    """``relative path -> (inode, mtime_ns, size)`` of every file under ``out``."""
+    seen = {}
+    for root, _, files in os.walk(out):
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            seen[os.path.relpath(path, out)] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return seen
+
+
+def written_files(out: str, before: dict) -> list[str]:
+    """Files under ``out`` created or rewritten since ``before = _snapshot(out)`` (``.lock`` excluded):
+    results.json and report.md first, then the rest by name."""
+    after = _snapshot(out)
+    names = [n for n, s in after.items() if before.get(n) != s and os.path.basename(n) != ".lock"]
+    first = {"results.json": 0, "report.md": 1}
+    return sorted(names, key=lambda n: (first.get(n, 2), n))
+
+
+def _print_written(out: str, before: dict, seconds: float) -> None:
+    names = written_files(out, before)
+    print(f"done in {seconds:.1f} s")
+    print("wrote: " + (", ".join(os.path.join(out, n) for n in names) if names else "nothing"))
+
+
+def _finished_before(out: str) -> dict | None:
+    """The results.json already in ``out`` (``None``: none, or unreadable: the study reports it)."""
+    from crossjax import study
+    path = os.path.join(out, study.RESULTS)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return study.read_results(path)
+    except (ValueError, OSError):
+        return None
+
+
+def _names(items) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def _print_study_resume(args: argparse.Namespace, spec) -> None:
+    """What a resumed ``crossjax study`` skips: the stages ``DIR/results.json`` already holds."""
+    from crossjax import study
+    if args.overwrite:
+        return
+    prior = _finished_before(args.out)
+    if prior is None or prior["meta"].get("fingerprint") != study.fingerprint(spec, args.seed, args.data_dir):
+        if os.path.exists(os.path.join(args.out, study.MODEL_CKPT)) and prior is None:
+            print(f"resuming: digital training continues from {os.path.join(args.out, study.MODEL_CKPT)}")
+        return
+    done = [c["name"] for c in prior["configs"]]
+    todo = [c.name for c in spec.configs if c.name not in done]
+    skip = []
+    if prior.get("digital") is not None:
+        skip.append(f"digital training and accuracy ({study.MODEL_CKPT})")
+    skip.append(f"configs {_names(done)} ({len(done)} of {len(spec.configs)})")
+    if spec.finetune is not None and prior.get("finetune") is not None:
+        skip.append(f"fine-tuning under {spec.finetune.config}")
+    rest = ([] if prior.get("digital") is not None else ["digital training"]) + \
+        ([f"configs {_names(todo)}"] if todo else []) + \
+        ([f"fine-tuning under {spec.finetune.config}"]
+         if spec.finetune is not None and prior.get("finetune") is None else [])
+    print(f"resuming from {os.path.join(args.out, study.RESULTS)}: skipping " + "; ".join(skip))
+    print("still to run: " + ("; ".join(rest) if rest else "nothing (report and plots are rewritten)"))
+
+
+def _print_paper_resume(out: str, prior: dict | None, results: dict, models_before: set) -> None:
+    """What a resumed paper study reused: the cells and trained models an earlier run left."""
+    if prior is None or prior["meta"].get("fingerprint") != results["meta"].get("fingerprint"):
+        return
+    cells = [c["name"] for c in prior["configs"]]
+    print(f"resumed from {os.path.join(out, 'results.json')}: skipped {len(cells)} finished cells "
+          f"({_names(cells)}) and {len(models_before)} trained models ({_names(sorted(models_before))}); "
+          f"computed {results['meta'].get('computed', '?')} new")
+
+
 def _run_paper_study(args: argparse.Namespace) -> int:
     from crossjax import paper_studies
+    given = [flag for dest, flag in SPEC_ONLY_FLAGS if getattr(args, dest, None)]
+    if given:
+        raise ValueError(f"--preset {args.preset} is a paper-study preset: its settings are fixed "
+                         f"(choose the scale with --quick, --samples, --seed, --dataset, --data-dir); "
+                         f"it does not take {', '.join(given)}")
     t0 = time.perf_counter()
+    before = _snapshot(args.out) if os.path.isdir(args.out) else {}
+    prior = _finished_before(args.out)
+    models_before = {n for n in before if n.startswith("model_") and n.endswith(".npz")}
     results = paper_studies.run(args.preset, args.out, quick=args.quick, seed=args.seed,
                                 samples=args.samples, progress=not args.quiet,
                                 dataset=args.dataset or "digits", data_dir=args.data_dir)
@@ -96,7 +194,8 @@ def _run_paper_study(args: argparse.Namespace) -> int:
         a = c["accuracy"]
         print(f"{c['name']:>28s}: {100 * a['mean']:6.2f} +- {100 * a['std']:5.2f} % "
               f"({c['samples']} samples)")
-    print(f"wrote {args.out}/results.json, report.md ({time.perf_counter() - t0:.1f} s)")
+    _print_paper_resume(args.out, prior, results, models_before)
+    _print_written(args.out, before, time.perf_counter() - t0)
     return 0
 
 
@@ -107,6 +206,8 @@ def _run_study(args: argparse.Namespace) -> int:
         return _run_paper_study(args)
     t0 = time.perf_counter()
     spec = study_spec_from_args(args)
+    before = _snapshot(args.out) if os.path.isdir(args.out) else {}
+    _print_study_resume(args, spec)
     results = study.run_study(spec, args.out, seed=args.seed, data_dir=args.data_dir,
                               overwrite=args.overwrite, progress=not args.quiet,
                               plots=not args.no_plots)
@@ -120,7 +221,7 @@ def _run_study(args: argparse.Namespace) -> int:
     if ft:
         print(f"fine-tuning under {ft['config']}: {100 * ft['before']['mean']:.2f} % -> "
               f"{100 * ft['after']['mean']:.2f} % ({ft['samples']} samples)")
-    print(f"wrote {args.out}/results.json, report.md ({time.perf_counter() - t0:.1f} s)")
+    _print_written(args.out, before, time.perf_counter() - t0)
     return 0
 
 
@@ -167,12 +268,20 @@ SUBCOMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="crossjax", description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The ``crossjax`` argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="crossjax", description="Simulate neural networks on analog resistive crossbars: "
+                                     "crossjax study (the main job), crossjax data prepare.",
+        epilog=DOCS)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add, _, help_) in SUBCOMMANDS.items():
-        add(sub.add_parser(name, help=help_))
-    args = parser.parse_args(argv)
+        add(sub.add_parser(name, help=help_, description=help_, epilog=DOCS))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command][1](args)
     except (ValueError, FileNotFoundError) as err:

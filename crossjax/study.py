@@ -294,12 +294,16 @@ def spec_from_toml(path: str | os.PathLike, base: StudySpec) -> StudySpec:
     ``finetune.config``; ``[[configs]]`` array of tables with ``name``,
     optional ``samples`` and ``hardware`` (see :func:`hardware_from_dict`),
     which replaces the preset's config list (include one named ``"ideal"``).
+    Every key, type, default and range: ``docs/configuration.md``.
     """
     try:
         with open(path, "rb") as f:
             doc = tomllib.load(f)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"--config {os.fspath(path)!r} is not valid TOML: {e}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise ValueError(f"--config {os.fspath(path)!r} cannot be read ({e.strerror}); "
+                         "pass the path of a TOML file (keys: docs/configuration.md)") from None
     try:
         return _spec_from_doc(doc, base, os.fspath(path))
     except ValueError as e:

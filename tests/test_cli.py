@@ -11,3 +11,141 @@ def test_unknown_preset_lists_every_preset(tmp_path, capsys):
     for name in names:
         assert name in err
     assert not list(tmp_path.iterdir())  # nothing written for a bad preset
+
+
+# --------------------------------------------------------------------------- help, errors, output
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+
+import results_schema  # noqa: E402  (tests/ is on sys.path)
+
+
+def _parsers(parser):
+    """``parser`` and every subcommand parser below it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_help_points_to_the_docs_and_has_no_rst():
+    parsers = list(_parsers(cli.build_parser()))
+    assert len(parsers) >= 4  # crossjax, study, data, data prepare
+    for p in parsers:
+        text = p.format_help()
+        assert "``" not in text, f"RST double backticks in `{p.prog} --help`"
+    for p in parsers[:2]:  # crossjax --help and crossjax study --help
+        text = " ".join(p.format_help().split())
+        assert "docs/configuration.md" in text and "docs/results.md" in text, p.prog
+
+
+def test_bad_config_file_is_named(tmp_path, capsys):
+    bad = tmp_path / "broken.toml"
+    bad.write_text("samples = [1,\n")
+    rc = cli.main(["study", "--out", str(tmp_path / "o"), "--config", str(bad), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(bad) in err and "not valid TOML" in err
+    missing = tmp_path / "nowhere.toml"
+    rc = cli.main(["study", "--out", str(tmp_path / "o"), "--config", str(missing), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(missing) in err and "cannot be read" in err
+    # a paper-study preset has fixed settings: --config is refused, not silently ignored
+    rc = cli.main(["study", "--out", str(tmp_path / "p"), "--preset", "dub_adc", "--config", str(bad)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--config" in err and "paper-study preset" in err
+    assert not (tmp_path / "o" / "model.ckpt").exists() and not (tmp_path / "p").exists()
+
+
+TINY = """
+samples = 2
+hidden = [8]
+max_test = 100
+finetune = false
+[train]
+steps = 60
+batch_size = 32
+learning_rate = 0.01
+[[configs]]
+name = "ideal"
+[[configs]]
+name = "noise"
+hardware = { device = { write_noise = { sigma = 0.05 } } }
+"""
+
+
+def _last_line_files(out: str) -> list[str]:
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("wrote: "), last
+    return [os.path.basename(p) for p in last[len("wrote: "):].split(", ")]
+
+
+def test_study_lists_written_files_and_what_a_resume_skips(tmp_path, capsys):
+    toml = tmp_path / "tiny.toml"
+    toml.write_text(TINY)
+    out = tmp_path / "run"
+    argv = ["study", "--out", str(out), "--preset", "quick", "--config", str(toml), "--quiet"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    files = _last_line_files(printed)
+    assert files[:2] == ["results.json", "report.md"]
+    assert set(files) == {p.name for p in out.iterdir()} - {".lock"} == {
+        "results.json", "report.md", "accuracy.png", "model.ckpt"}
+    assert "resuming" not in printed
+    results = json.loads((out / "results.json").read_text())
+    results_schema.check(results, "study")   # the keys docs/results.md marks required
+
+    # complete rerun: everything is skipped, the checkpoint is not rewritten
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipping digital training and accuracy (model.ckpt); configs ideal, noise (2 of 2)" in printed
+    assert "still to run: nothing" in printed
+    assert set(_last_line_files(printed)) == {"results.json", "report.md", "accuracy.png"}
+
+    # a killed run (the last config missing): the finished config is skipped, the other runs
+    results["configs"] = results["configs"][:1]
+    results["meta"]["complete"] = False
+    (out / "results.json").write_text(json.dumps(results))
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "configs ideal (1 of 2)" in printed and "still to run: configs noise" in printed
+    assert [c["name"] for c in json.loads((out / "results.json").read_text())["configs"]] == ["ideal", "noise"]
+
+
+def test_paper_study_lists_written_files_and_reused_cells(tmp_path, capsys, monkeypatch):
+    """The CLI's bookkeeping around a paper study (the study itself is faked: the real ones take
+    30-100 s; tests/test_paper_studies.py runs them)."""
+    calls = []
+
+    def fake_run(name, out, **kw):
+        first = not calls
+        calls.append(name)
+        os.makedirs(out, exist_ok=True)
+        cells = [{"name": "dense@ideal", "samples": 1, "accuracy": {"mean": 0.9, "std": 0.0}}]
+        res = {"digital": {"accuracy": 0.9}, "configs": cells, "variants": {},
+               "meta": {"fingerprint": "f00d", "computed": 2 if first else 0, "complete": True}}
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump(res, f)
+        with open(os.path.join(out, "report.md"), "w") as f:
+            f.write("# report\n")
+        if first:
+            with open(os.path.join(out, "model_dense.npz"), "wb") as f:
+                f.write(b"weights")
+            with open(os.path.join(out, "accuracy_vs_energy.png"), "wb") as f:
+                f.write(b"png")
+        return res
+
+    monkeypatch.setattr(paper_studies, "run", fake_run)
+    out = tmp_path / "p"
+    argv = ["study", "--out", str(out), "--preset", "dub_adc", "--quick", "--quiet"]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert _last_line_files(printed) == ["results.json", "report.md", "accuracy_vs_energy.png",
+                                         "model_dense.npz"]
+    assert "resumed" not in printed
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 1 finished cells (dense@ideal) and 1 trained models (model_dense.npz)" in printed
+    assert _last_line_files(printed) == ["results.json", "report.md"]
+    assert calls == ["dub_adc", "dub_adc"]
