@@ -117,3 +117,33 @@ def test_results_schema_check_catches_missing_and_mistyped_keys():
                                                  if k != "per_sample"}]}, "study")
     with pytest.raises(AssertionError, match="samples"):
         results_schema.check({**ok, "configs": [{**ok["configs"][0], "samples": "1"}]}, "study")
+
+
+# --------------------------------------------------------------------------- README
+README = DOCS.parent / "README.md"
+
+
+def test_readme_keeps_its_first_commands_and_links_the_docs():
+    text = README.read_text()
+    first_block = text.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    assert first_block[0].startswith("pip install -e . && crossjax study --out runs/study ")
+    assert first_block[1].startswith('pip install -e ".[dev]" && python -m pytest -q ')
+    for doc in ("docs/configuration.md", "docs/results.md"):
+        assert f"]({doc})" in text and (DOCS.parent / doc).exists(), doc
+    for section in ("Installing for an NVIDIA GPU or a TPU", "Monte Carlo across hosts",
+                    "What the tests cost", "How crossjax compares"):
+        assert f"## {section}\n" in text, section
+    assert 'pip install -U "jax[cuda12]"' in text and 'pip install -U "jax[tpu]"' in text
+
+
+def test_readme_comparison_cites_only_recorded_numbers():
+    """Every number in "How crossjax compares" is in shared/DEVICES.md or benchmarks/README.md."""
+    devices = next((p for p in (DOCS.parent / "shared" / "DEVICES.md", DOCS.parent.parent / "shared" / "DEVICES.md")
+                    if p.exists()), None)
+    if devices is None:
+        pytest.skip("shared/DEVICES.md is not in this checkout")
+    sources = devices.read_text() + (DOCS.parent / "benchmarks" / "README.md").read_text()
+    section = README.read_text().split("## How crossjax compares", 1)[1].split("\n## ", 1)[0]
+    numbers = set(re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", section))
+    missing = sorted(n for n in numbers if n not in sources)
+    assert not missing, f"numbers in the README comparison that no source records: {missing}"
