@@ -6,7 +6,20 @@ per-vector ``max |x|``) the voltage applied to row ``i`` is
     V_i = v_read * x_i / x_range                      (volts; ideal DAC, ``bits=None``)
     V_i = v_read * round(clip(x_i / x_range, -1, 1) * n) / n,   n = 2**(bits-1) - 1
 
-(sign-magnitude, ``2*n + 1`` levels). With ``slice_bits = s`` the ``bits - 1``
+(sign-magnitude, ``2*n + 1`` levels). Three input encodings (``encoding``):
+
+* amplitude (default): the voltage above for the whole read;
+* bit-serial (``slice_bits``, below);
+* pulse width (``encoding="pulse_width"``): each row is driven at
+  ``v_read * sign(q_i)`` for ``|q_i|`` of ``n`` unit time steps and then held at
+  0 V, so the rows switch off one after another. During step ``l = 1..n`` the
+  row voltages are ``V_l,i = v_read * sign(q_i) * [|q_i| >= l]``; the column
+  integrates the charge ``Q = dt * sum_l I(V_l)``, read out as the mean
+  current ``Q / (n dt) = sum_l I(V_l) / n``. Linear cells give exactly the
+  amplitude product (``sum_l V_l / n = v_read q / n``); nonlinear cells see only
+  ``0`` and ``+-v_read``, one operating point per segment.
+
+With ``slice_bits = s`` the ``bits - 1``
 magnitude bits are applied bit-serially in ``S = ceil((bits-1)/s)`` slices:
 slice ``k`` carries digit ``d_k`` of ``|q|`` in base ``2**s`` as
 ``V_k = v_read * sign(q) * d_k / (2**s - 1)``; the digital outputs recombine by
@@ -41,6 +54,7 @@ from flax import struct
 from crossjax import config_checks as chk
 
 DAC_RANGES = ("fixed", "max")
+ENCODINGS = ("amplitude", "pulse_width")  # bit-serial amplitude: slice_bits
 # float32 holds every integer up to 2**24 exactly, float64 up to 2**53: codes,
 # levels and shift-add coefficients beyond that would silently round (and
 # 2**(bits-1) overflows float32 at 129 bits), so every bit count is bounded by
@@ -81,6 +95,8 @@ class DACConfig:
         when quantized).
       range: ``"fixed"`` (``x_max``) or ``"max"`` (per input vector ``max |x|``). static.
       slice_bits: bits per bit-serial input slice (``None``: all bits at once). static.
+      encoding: ``"amplitude"`` (the level as a voltage; bit-serial with ``slice_bits``)
+        or ``"pulse_width"`` (the level as a duration at ``+-v_read``; needs ``bits``). static.
     """
 
     bits: int | None = struct.field(pytree_node=False, default=None)
@@ -88,6 +104,7 @@ class DACConfig:
     x_max: float = 1.0
     range: str = struct.field(pytree_node=False, default="fixed")
     slice_bits: int | None = struct.field(pytree_node=False, default=None)
+    encoding: str = struct.field(pytree_node=False, default="amplitude")
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -108,9 +125,16 @@ class DACConfig:
             raise ValueError(f"dac.slice_bits must be <= {max_bits()}, got {self.slice_bits}.")
         if self.slice_bits is not None and self.bits is None:
             raise ValueError("dac.slice_bits needs dac.bits: set dac.bits or slice_bits=None.")
+        chk.choice("dac.encoding", self.encoding, ENCODINGS)
+        if self.encoding == "pulse_width" and (self.bits is None or self.slice_bits is not None):
+            raise ValueError("dac.encoding='pulse_width' times 2**(bits-1) - 1 levels: it needs dac.bits "
+                             "and no dac.slice_bits (bit-serial slices are an amplitude encoding).")
 
     @property
     def n_slices(self) -> int:
+        """Slices ``S`` of :func:`apply_dac`: bit-serial digits, pulse-width time steps, else 1."""
+        if self.encoding == "pulse_width":
+            return 2 ** (self.bits - 1) - 1
         if self.slice_bits is None:
             return 1
         return math.ceil((self.bits - 1) / self.slice_bits)
@@ -185,9 +209,24 @@ def apply_dac(x, dac: DACConfig):
     """Row voltages for inputs ``x`` ``(..., K)``.
 
     Returns ``(v, coef, x_range)``: ``v`` ``(S, ..., K)`` volts for the ``S``
-    bit-serial slices, ``coef`` a tuple of ``S`` shift-add weights with
+    bit-serial slices (pulse width: time steps, ``coef = 1/n`` each), ``coef`` a
+    tuple of ``S`` shift-add weights with
     ``sum_k coef[k] * v[k] / v_read == x_q / x_range``, and ``x_range``
-    ``(..., 1)`` (or a scalar) to undo the input scaling.
+    ``(..., 1)`` (or a scalar) to undo the input scaling. Gradients are
+    straight-through: ``d sum_k coef[k] v[k] / dx`` is that of ``x_q``.
+
+    Args:
+      x: inputs ``(..., K)``.
+      dac: :class:`DACConfig`.
+
+    Returns:
+      ``(v, coef, x_range)`` as above.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> v, coef, _ = apply_dac(jnp.array([0.5, -1.0]), DACConfig(bits=3, encoding="pulse_width", v_read=0.2))
+      >>> (v / 0.2).round().tolist(), len(coef)   # 3 time steps: levels 2 and -3 of n = 3
+      ([[1.0, -1.0], [1.0, -1.0], [0.0, -1.0]], 3)
     """
     if dac.range == "max":
         x_range = jnp.max(jnp.abs(x), axis=-1, keepdims=True)
@@ -200,6 +239,8 @@ def apply_dac(x, dac: DACConfig):
         return (xn * dac.v_read)[None], (1.0,), x_range
     n = 2 ** (dac.bits - 1) - 1
     q = ste_round(jnp.clip(xn, -1.0, 1.0) * n)
+    if dac.encoding == "pulse_width":
+        return _pulse_width(q, n) * dac.v_read, (1.0 / n,) * n, x_range
     if dac.slice_bits is None:
         return (q / n * dac.v_read)[None], (1.0,), x_range
     s = dac.slice_bits
@@ -215,6 +256,16 @@ def apply_dac(x, dac: DACConfig):
     # straight-through: the gradient of the recombined input flows via slice 0
     v = v.at[0].add((q / n - jax.lax.stop_gradient(q / n)) / coef[0])
     return v * dac.v_read, tuple(coef), x_range
+
+
+def _pulse_width(q, n):
+    """Time steps ``l = 1..n`` of levels ``q`` (``(..., K)``, integers in ``[-n, n]``):
+    ``sign(q) [|q| >= l]`` ``(n, ..., K)``; the straight-through gradient of ``q / n``
+    reaches every step (their mean is ``q / n``)."""
+    level = jax.lax.stop_gradient(q)
+    steps = jnp.arange(1, n + 1, dtype=q.dtype).reshape((n,) + (1,) * q.ndim)
+    on = jnp.sign(level) * (jnp.abs(level) >= steps)
+    return on + (q - level) / n
 
 
 def dac_equivalent(x, dac: DACConfig):

@@ -41,8 +41,9 @@ import numpy as np
 from flax import struct
 
 from crossjax import config_checks as chk
-from crossjax import converters, devices, mapping
+from crossjax import converters, devices, mapping, readout
 from crossjax.hardware import HardwareConfig
+from crossjax.readout import ReadoutPlan
 
 
 @struct.dataclass
@@ -198,12 +199,34 @@ def _sweep_interval(config, dtype) -> int:
     return circuit.sweep_interval(jnp.zeros((1, 1), dtype), config.array.parasitics, g_max=g)
 
 
+def _series_folded(g, config):
+    """Linear cells with an access transistor: ``g / (1 + r_series g)`` (exact); else ``g``."""
+    cell = config.array.cell
+    if cell is None or not cell.is_linear:
+        return g
+    r = chk.concrete(cell.r_series)
+    if r is not None and not np.any(r):
+        return g
+    return g / (1 + jnp.asarray(cell.r_series, g.dtype) * g)
+
+
 def _effective_conductance(g, config, interval):
+    """``G_eff`` of linear cells (series resistance folded, then the exact IR-drop solve);
+    nonlinear cells have none: their state keeps ``G`` and every read solves per input."""
+    if config.has_nonlinear_cells:
+        return g
+    g = _series_folded(g, config)
     if config.array.parasitics is None:
         return g
     from crossjax import circuit  # the exact IR-drop solve
 
     return circuit.effective_conductance(g, config.array.parasitics, interval=interval)
+
+
+def _cell_drive(v, config):
+    """``h(V)`` (volts) with cell current ``G h(V)`` at the full input voltage: ``V`` for
+    linear cells, the cell law for nonlinear ones (the ideal-wire, no-series bound)."""
+    return config.array.cell.shape_function(v) if config.has_nonlinear_cells else v
 
 
 def _scale(config):
@@ -235,8 +258,10 @@ def _initial_adc_range(g_eff, config):
     if adc.range == "fixed":
         return jnp.full((config.mapping.read_arrays,) + shape[1:], adc.i_max, g_eff.dtype)
     # "max" (and the default of "calibrated" until calibrate_adc is called):
-    # the largest current the column can carry, all inputs at +-v_read.
-    return config.dac.v_read * jnp.sum(jnp.abs(mapping.subtract_pairs(g_eff, config.mapping)), axis=-2)
+    # the largest current the column can carry, all inputs at +-v_read
+    # (nonlinear cells: G h(v_read), which wires and series resistance only lower)
+    drive = _cell_drive(jnp.asarray(config.dac.v_read, g_eff.dtype), config)
+    return drive * jnp.sum(jnp.abs(mapping.subtract_pairs(g_eff, config.mapping)), axis=-2)
 
 
 def _write(W, config, key):
@@ -256,8 +281,9 @@ def _write(W, config, key):
 
 
 def _state(g, g_eff, w_max, index, config, K, N):
+    w_eff = None if config.has_nonlinear_cells else _fold_weights(g_eff, w_max, config, K, N, index)
     return CrossbarState(
-        g=g, g_eff=g_eff, w_eff=_fold_weights(g_eff, w_max, config, K, N, index), w_max=w_max,
+        g=g, g_eff=g_eff, w_eff=w_eff, w_max=w_max,
         adc_range=_initial_adc_range(g_eff, config), column_index=index, in_features=K, out_features=N,
     )
 
@@ -339,7 +365,12 @@ def _program_many(Ws, config, keys, interval):
 
 def effective_weights(state: CrossbarState, config: HardwareConfig | None = None):
     """Effective digital weights ``(K, N)`` the programmed hardware applies (inverse map of
-    ``G_eff``; excludes ADC and read noise). ``config`` is accepted for symmetry."""
+    ``G_eff``; excludes ADC and read noise). ``config`` is accepted for symmetry.
+
+    Raises ``ValueError`` for nonlinear cells, whose read has no weight matrix."""
+    if state.w_eff is None:
+        raise ValueError("state has no effective weights: nonlinear cells (config.array.cell) have no G_eff, "
+                         "their output depends on each input; use crossbar.matmul.")
     return state.w_eff
 
 
@@ -417,33 +448,59 @@ def _tiles_last(i):
     return jnp.moveaxis(i, 0, -2)
 
 
-def _tile_currents(v, state, config, key, method):
+def _tile_currents(v, state, config, key, plan: ReadoutPlan | None = None, coef=None):
     """Per-tile read-out column currents ``(Kt, S, ..., P_read, M)`` for voltages ``v`` ``(S, ..., K)``
-    (row tile leading, see :func:`_tile_products`; columns: :func:`_readout`)."""
+    (row tile leading, see :func:`_tile_products`; columns: :func:`_readout`), read noise included.
+
+    ``plan`` (default: a programmed state's, :func:`readout.plan`) chooses the array
+    physics; with a pulse-width encoding (``plan.encoding.integrates``) the ``S`` time
+    steps are integrated with weights ``coef`` first (``S = 1`` on return). Read noise is a
+    conductance fluctuation held during the read: a cell adds ``dG h(V)`` (``h(V) = V`` for
+    linear cells), integrated like the current, ``dG ~ N(0, s^2)``.
+    """
+    plan = readout.plan(config) if plan is None else plan
     K, rows = state.in_features, config.array.rows
 
     def per_row(g, variance=False):  # (P, Kt, Nt, R, Cp) -> (P_read, Kt, R, M), P_read = mapping.read_arrays
         return _readout(jnp.moveaxis(mapping.subtract_pairs(g, config.mapping, 0, variance), -2, 2), state, config)
 
-    if method is None:
+    if not plan.physics.per_input:
         i = _tile_products(v, per_row(state.g_eff), K, rows)
-    else:  # per-input circuit solve (few inputs per conductance sample)
-        from crossjax import circuit
-
-        vt = _tile_inputs(v, K, rows)  # (S, ..., Kt, R)
-        lead = vt.shape[:-2]
-        kt, r = vt.shape[-2:]
-        vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
-        vb = vb[None, :, None]  # (1, Kt, 1, B, R)
-        i = circuit.solve(state.g, vb, config.array.parasitics, method=method,
-                         g_max=_g_bound(config))  # (P, Kt, Nt, B, Cp)
-        i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
-        i = jnp.moveaxis(i, -2, 0).reshape((kt,) + lead + i.shape[1:2] + i.shape[-1:])
+    else:  # per-input circuit solve (few inputs per conductance sample; nonlinear cells always)
+        i = _solved_currents(v, state, config, plan)
+    drive = _cell_drive(v, config)
+    if plan.encoding.integrates:  # the column integrates the time steps before the ADC
+        i = converters.shift_add(i, coef, axis=1)[:, None]
+        drive = converters.shift_add(drive, coef)[None]
     if config.device.read_noise is not None:
         s = devices.read_noise_std(state.g, config.device)
-        var = _tile_products(v * v, per_row(s * s, variance=True), K, rows)
+        var = _tile_products(drive * drive, per_row(s * s, variance=True), K, rows)
         i = i + _noise_std(var) * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
     return i
+
+
+def _solved_currents(v, state, config, plan):
+    """Column currents of a circuit solve of ``G`` per input vector, ``(Kt, S, ..., P_read, M)``."""
+    from crossjax import circuit
+
+    K, rows = state.in_features, config.array.rows
+    vt = _tile_inputs(v, K, rows)  # (S, ..., Kt, R)
+    lead = vt.shape[:-2]
+    kt, r = vt.shape[-2:]
+    vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
+    vb = vb[None, :, None]  # (1, Kt, 1, B, R)
+    if plan.physics.nonlinear:
+        cell = config.array.cell
+        if plan.physics.method == "elementwise":  # ideal wires, no series resistance: exact, no iteration
+            i = circuit.nonlinear.without_wires(state.g, vb, cell)
+        else:
+            wires = config.array.parasitics if config.has_wires else circuit.Parasitics()
+            i = circuit.solve(state.g, vb, wires, cell=cell)
+    else:
+        i = circuit.solve(state.g, vb, config.array.parasitics, method=plan.physics.method,
+                          g_max=_g_bound(config), cell=config.array.cell)  # (P, Kt, Nt, B, Cp)
+    i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
+    return jnp.moveaxis(i, -2, 0).reshape((kt,) + lead + i.shape[1:2] + i.shape[-1:])
 
 
 def _noise_std(var):
@@ -470,30 +527,39 @@ def _adc_bits(state, config):
     return _readout(jnp.broadcast_to(jnp.asarray(bits), (nt, cp)), state, config)
 
 
-def _needs_columns(config):
-    return config.adc.bits is not None or config.device.read_noise is not None
-
-
 def is_linear(config: HardwareConfig) -> bool:
     """Whether a programmed crossbar computes ``q(x) @ effective_weights(state)`` with an
     elementwise input quantizer ``q = converters.dac_equivalent`` (``q(0) = 0``).
 
-    True without ADC and read noise and with an ideal or fixed-range DAC (a ``"max"``
+    True without ADC and read noise, with linear cells and an ideal or fixed-range DAC (a ``"max"``
     range depends on the whole input vector). Write-time effects and IR drop are in
     ``effective_weights``. A layer may then apply them in any linear form: a
     convolution layer uses its effective kernel directly instead of unfolding patches.
+    (``readout.plan(config).is_linear``.)
     """
-    return not _needs_columns(config) and (config.dac.bits is None or config.dac.range == "fixed")
+    return readout.plan(config).is_linear
 
 
-def _apply(x, state, config, key, method):
-    if not _needs_columns(config) and method is None:
+def _encode(x, config, plan):
+    """Row voltage slices ``(v, coef, x_range)`` of :func:`converters.apply_dac` for the plan's
+    encoding (pulse width through linear cells runs as its equal amplitude slice)."""
+    dac = config.dac
+    if dac.encoding == "pulse_width" and plan.encoding.kind != "pulse_width":
+        dac = dac.replace(encoding="amplitude")
+    return converters.apply_dac(x, dac)
+
+
+def _apply(x, state, config, key, plan: ReadoutPlan | None = None):
+    plan = readout.plan(config) if plan is None else plan
+    if plan.folds_weights and plan.noise is None:
         return converters.dac_equivalent(x, config.dac) @ state.w_eff
-    v, coef, x_range = converters.apply_dac(x, config.dac)
-    if _sums_read_noise(config, method):
+    v, coef, x_range = _encode(x, config, plan)
+    if plan.folds_weights:
         return _apply_summed_read_noise(x, v, coef, x_range, state, config, key)
-    i = _tile_currents(v, state, config, key, method)  # (Kt, S, ..., P_read, M)
-    if config.adc.bits is not None:
+    i = _tile_currents(v, state, config, key, plan, coef)  # (Kt, S, ..., P_read, M)
+    if plan.encoding.integrates:
+        coef = (1.0,)
+    if plan.adc is not None:
         full_scale = jnp.moveaxis(_readout(state.adc_range, state, config), 1, 0)  # (Kt, P_read, M)
         full_scale = full_scale.reshape(full_scale.shape[:1] + (1,) * (i.ndim - 3) + full_scale.shape[1:])
         i = converters.adc_quantize(i, full_scale, _adc_bits(state, config))
@@ -509,11 +575,6 @@ def _apply(x, state, config, key, method):
     else:
         y = _sum_row_tiles(i)[..., : state.out_features]
     return y * state.w_max * x_range * _scale(config)
-
-
-def _sums_read_noise(config, method):
-    """Read noise without per-tile conversion, on ``G_eff``: see :func:`_apply_summed_read_noise`."""
-    return config.adc.bits is None and method is None and not config.mapping.reference_columns
 
 
 def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
@@ -538,9 +599,9 @@ def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
     return y + noise * state.w_max * x_range * _scale(config)
 
 
-@functools.partial(jax.jit, static_argnames=("method",))
-def _matmul(x, state, config, key, method=None):
-    return _apply(x, state, config, key, method)
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _matmul(x, state, config, key, plan):
+    return _apply(x, state, config, key, plan)
 
 
 def _check_inputs(x, state, config, key):
@@ -562,13 +623,30 @@ def _check_inputs(x, state, config, key):
 def matmul(x, state: CrossbarState, config: HardwareConfig, key=None):
     """``x`` ``(..., K)`` -> ``y`` ``(..., N)`` through the programmed crossbar ``state``.
 
-    DAC, column currents ``V @ G_eff`` per tile, read noise (``key``), ADC per tile
-    column, recombination (differential / offset, bit slices, row tiles), rescale.
+    DAC, column currents ``V @ G_eff`` per tile (nonlinear cells: the exact solve per
+    input), read noise (``key``), ADC per tile column, recombination (differential /
+    offset, bit slices, row tiles), rescale; the stages as :func:`readout.plan` decides.
+
+    Raises:
+      ValueError: bad arguments.
+      circuit.NotConverged: a nonlinear solve did not converge (eagerly; under ``jit``
+        its outputs are NaN).
     """
     _check_inputs(x, state, config, key)
     if key is None:
         key = jax.random.key(0)
-    return _matmul(_as_float(x), state, config, key)
+    plan = readout.plan(config)
+    return _raise_if_unsolved(_matmul(_as_float(x), state, config, key, plan), plan)
+
+
+def _raise_if_unsolved(y, plan):
+    """Nonlinear reads: NaN outputs (finite inputs were checked) mean a solve failed to converge."""
+    if plan.physics.nonlinear and not isinstance(y, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(y))):
+        from crossjax.circuit import NotConverged
+
+        raise NotConverged("the nonlinear crossbar solve did not converge for some inputs (outputs NaN); "
+                           "check that the cell's I-V law is increasing on +-dac.v_read.")
+    return y
 
 
 def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, percentile=None) -> CrossbarState:
@@ -584,10 +662,14 @@ def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, per
     return _calibrate(_as_float(x), state, config, key, q)
 
 
-@jax.jit
 def _calibrate(x, state, config, key, q):
-    v, _, _ = converters.apply_dac(x, config.dac)
-    i = _tiles_last(_tile_currents(v, state, config, key, None))
+    return _calibrate_jit(x, state, config, key, q, readout.plan(config))
+
+
+@functools.partial(jax.jit, static_argnames=("plan",))
+def _calibrate_jit(x, state, config, key, q, plan):
+    v, coef, _ = _encode(x, config, plan)
+    i = _tiles_last(_tile_currents(v, state, config, key, plan, coef))
     i = i.reshape((-1,) + i.shape[-3:])
     full_scale = converters.percentile_full_scale(i, q, axis=0)  # (P, Kt, M)
     return state.replace(adc_range=_physical(full_scale, state, config))
@@ -608,7 +690,9 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
 
     With wires, ``config.method`` chooses the circuit regime: ``"iterative"`` solves
     per input, ``"direct"`` forms ``G_eff``, ``"auto"`` applies
-    ``circuit.choose_method(R, inputs)`` (iterative for few inputs, as in training). ``adc.range="calibrated"`` calibrates on ``x`` itself.
+    ``circuit.choose_method(R, inputs)`` (iterative for few inputs, as in training);
+    nonlinear cells always solve per input (``readout.plan(config, programmed=False)``).
+    ``adc.range="calibrated"`` calibrates on ``x`` itself.
     """
     _check_config(config)
     _check_array("W", W, 2)
@@ -622,36 +706,30 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
     if key is None:
         key = jax.random.key(0)
     x, W = _as_float(x), _as_float(W)
-    return _analog_matmul(x, W, config, key, interval=_sweep_interval(config, jnp.result_type(x, W)))
+    plan = readout.plan(config, programmed=False, inputs=x.size // W.shape[0])
+    y = _analog_matmul(x, W, config, key, interval=_sweep_interval(config, jnp.result_type(x, W)), plan=plan)
+    return _raise_if_unsolved(y, plan)
 
 
-@functools.partial(jax.jit, static_argnames=("interval",))
-def _analog_matmul(x, W, config, key, interval):
+@functools.partial(jax.jit, static_argnames=("interval", "plan"))
+def _analog_matmul(x, W, config, key, interval, plan):
     k_prog, k_read = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     K, N = W.shape
-    per_input = False
-    if config.array.parasitics is not None:
-        method = config.method
-        if method == "auto":
-            from crossjax import circuit
-
-            method = circuit.choose_method(config.array.rows, max(1, x.size // K))
-        per_input = method == "iterative"
     g, w_max, index = _write(W, config, k_prog)
-    g_eff = g if per_input else _effective_conductance(g, config, interval)
+    g_eff = g if plan.physics.per_input else _effective_conductance(g, config, interval)
     state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, column_index=index,
                           in_features=K, out_features=N)
-    if config.adc.bits is not None:
-        if config.adc.range == "calibrated":
-            v, _, _ = converters.apply_dac(x, config.dac)
-            i = _tiles_last(_tile_currents(v, state, config, k_read, "iterative" if per_input else None))
+    if plan.adc is not None:
+        if plan.adc.calibrated:
+            v, coef, _ = _encode(x, config, plan)
+            i = _tiles_last(_tile_currents(v, state, config, k_read, plan, coef))
             i = jax.lax.stop_gradient(i.reshape((-1,) + i.shape[-3:]))
             adc_range = _physical(converters.percentile_full_scale(i, config.adc.percentile, axis=0), state, config)
-        elif config.adc.range == "max" and per_input:
-            adc_range = _initial_adc_range(jax.lax.stop_gradient(g), config)  # ideal-wire bound
+        elif plan.adc.range == "max" and plan.physics.per_input:
+            adc_range = _initial_adc_range(jax.lax.stop_gradient(_series_folded(g, config)), config)  # ideal-wire bound
         else:
             adc_range = _initial_adc_range(g_eff, config)
         state = state.replace(adc_range=adc_range)
-    if not per_input and (not _needs_columns(config) or _sums_read_noise(config, None)):
+    if plan.folds_weights:
         state = state.replace(w_eff=_fold_weights(g_eff, w_max, config, K, N, index))
-    return _apply(x, state, config, k_read, "iterative" if per_input else None)
+    return _apply(x, state, config, k_read, plan)

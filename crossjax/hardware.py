@@ -22,6 +22,7 @@ import numpy as np
 from flax import struct
 
 from crossjax import config_checks as chk
+from crossjax.circuit.cell import Cell, check_cell, check_monotone
 from crossjax.circuit.parasitics import Parasitics, check_parasitics
 from crossjax.converters import ADCConfig, DACConfig
 from crossjax.devices import DeviceConfig
@@ -36,11 +37,19 @@ class ArrayConfig:
 
     ``parasitics``: ``crossjax.circuit.Parasitics`` (ohms) or ``None`` for ideal
     wires (the circuit solve is then skipped entirely: ``G_eff = G``).
+
+    ``cell``: ``crossjax.circuit.Cell`` (the cell's I-V law and access-transistor
+    ``r_series``) or ``None`` for linear cells. Linear cells with ``r_series``
+    fold into ``G / (1 + r_series G)``; nonlinear cells (``iv="sinh"``/``"poly"``)
+    have no ``G_eff``: every read solves the circuit per input vector, exactly
+    (``circuit.solve_nonlinear``; ideal wires: ``I_j = sum_i f(V_i; G_ij)``).
+    Its parameters are scalars (or arrays broadcastable to a tile ``(rows, cols)``).
     """
 
     rows: int = struct.field(pytree_node=False, default=64)
     cols: int = struct.field(pytree_node=False, default=64)
     parasitics: Parasitics | None = None
+    cell: Cell | None = None
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -54,6 +63,15 @@ class ArrayConfig:
                 check_parasitics(self.parasitics)
             elif not isinstance(self.parasitics, Parasitics):
                 raise ValueError("array.parasitics must be a crossjax.circuit.Parasitics or None (ideal wires).")
+        if self.cell is not None:
+            if not isinstance(self.cell, Cell):
+                raise ValueError(f"array.cell must be a crossjax.circuit.Cell or None (linear cells), got "
+                                 f"{type(self.cell).__name__}.")
+            if include_jax:
+                try:
+                    check_cell(self.cell, (self.rows, self.cols))
+                except ValueError as e:
+                    raise ValueError(f"array.{e}") from None
 
 
 @struct.dataclass
@@ -85,6 +103,12 @@ class HardwareConfig:
                 raise ValueError(f"config.{name} must be a {cls.__name__}, got {type(part).__name__}.")
             part.check(include_jax)
         chk.choice("config.method", self.method, CIRCUIT_METHODS)
+        if include_jax and self.array.cell is not None:
+            v = chk.concrete(self.dac.v_read)
+            try:  # a passive array keeps every cell within the read voltage
+                check_monotone(self.array.cell, None if v is None else float(np.max(v)))
+            except ValueError as e:
+                raise ValueError(f"array.{e}") from None
         return self
 
     # --- what needs randomness -------------------------------------------------
@@ -101,6 +125,11 @@ class HardwareConfig:
     @property
     def has_wires(self) -> bool:
         return self.array.parasitics is not None
+
+    @property
+    def has_nonlinear_cells(self) -> bool:
+        """``array.cell`` is a nonlinear law: reads solve the circuit per input (no ``G_eff``)."""
+        return self.array.cell is not None and not self.array.cell.is_linear
 
     # --- nested updates and serialization ------------------------------------------
     def set(self, updates: dict | None = None, **kwargs) -> "HardwareConfig":
@@ -162,6 +191,8 @@ def _to_dict(obj):
     out = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
+        if isinstance(obj, Cell) and f.name == "v0" and obj.iv != "sinh":
+            continue  # unused (inf by default), and JSON has no infinity
         out[f.name] = _to_dict(v) if dataclasses.is_dataclass(v) else _leaf(v)
     return out
 

@@ -178,7 +178,7 @@ class _CrossbarLayer(nnx.Module):
             )
             return y
         state = self._programmed_state()
-        if self.calibrating and config.adc.bits is not None and config.adc.range == "calibrated":
+        if self.calibrating and _readout_plan(config).needs_calibration:
             if G == 1:
                 state = crossbar.calibrate_adc(x, state, config, key)
             else:
@@ -191,6 +191,13 @@ class _CrossbarLayer(nnx.Module):
         return jax.vmap(crossbar.matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
             x, state, config, keys
         )
+
+
+def _readout_plan(config, **kwargs):
+    """``readout.plan`` (imported lazily, like the kernels)."""
+    from crossjax import readout
+
+    return readout.plan(config, **kwargs)
 
 
 def _check_features(name, value):
@@ -365,7 +372,7 @@ class CrossbarConv(_CrossbarLayer):
         )
 
     def _linear_kernel(self, x, rngs):
-        """The effective kernel when the crossbar is linear (``crossbar.is_linear``), else ``None``.
+        """The effective kernel when the read is linear (``readout.plan(...).is_linear``), else ``None``.
 
         Hardware mode: the programmed state's ``W_eff``. Train mode: a fresh sample,
         drawn as ``crossbar.analog_matmul`` draws it (``fold_in(key, 0)`` per group),
@@ -373,19 +380,14 @@ class CrossbarConv(_CrossbarLayer):
         """
         crossbar = _kernels()
         config = self._config()
-        if not crossbar.is_linear(config):
+        inputs = None
+        if self.mode != "hardware":  # the sample's inputs decide G_eff vs a per-input solve ("auto")
+            out = jax.eval_shape(lambda: self._conv(x, self.kernel[...]))
+            inputs = out.size // self.out_features
+        if not _readout_plan(config, programmed=self.mode == "hardware", inputs=inputs).is_linear:
             return None
         if self.mode == "hardware":
             return self._kernel_of(self._programmed_state().w_eff)
-        if config.array.parasitics is not None:
-            method = config.method
-            if method == "auto":
-                from crossjax import circuit
-
-                out = jax.eval_shape(lambda: self._conv(x, self.kernel[...]))
-                method = circuit.choose_method(config.array.rows, max(1, out.size // self.out_features))
-            if method == "iterative":
-                return None
         key, W = self._key(rngs), self.crossbar_weights()
         if self.groups == 1:
             return self._kernel_of(crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff)

@@ -131,7 +131,9 @@ def _calibrate_fn(graphdef):
 
 def needs_calibration(hardware) -> bool:
     """Whether ``hardware`` has an ADC whose full scale is calibrated from data."""
-    return hardware.adc.bits is not None and hardware.adc.range == "calibrated"
+    from crossjax import readout
+
+    return readout.plan(hardware).needs_calibration
 
 
 @functools.lru_cache(maxsize=16)
