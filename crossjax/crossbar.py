@@ -493,9 +493,13 @@ def _solved_currents(v, state, config, plan):
         cell = config.array.cell
         if plan.physics.method == "elementwise":  # ideal wires, no series resistance: exact, no iteration
             i = circuit.nonlinear.without_wires(state.g, vb, cell)
-        else:
-            wires = config.array.parasitics if config.has_wires else circuit.Parasitics()
-            i = circuit.solve(state.g, vb, wires, cell=cell)
+        elif config.has_wires:
+            i = circuit.solve(state.g, vb, config.array.parasitics, cell=cell)
+        else:  # ideal wires, r_series traced: the exact sum when it is 0, else the Newton solve
+            i = jax.lax.cond(jnp.all(jnp.asarray(cell.r_series) == 0),
+                             lambda g, v, c: circuit.nonlinear.without_wires(g, v, c),
+                             lambda g, v, c: circuit.solve(g, v, circuit.Parasitics(), cell=c),
+                             state.g, vb, cell)
     else:
         i = circuit.solve(state.g, vb, config.array.parasitics, method=plan.physics.method,
                           g_max=_g_bound(config), cell=config.array.cell)  # (P, Kt, Nt, B, Cp)

@@ -49,6 +49,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
                      f"{_pct(a['std'])} | {_pct(a['min'])} | {_pct(a['p05'])} | "
                      f"{_pct(a['p50'])} | {_pct(a['p95'])} | {_pct(a['max'])} | "
                      f"{100 * (dig - a['mean']):.2f} |")
+    lines += _nonlinearity_lines(results["configs"], dig)
     ft = results.get("finetune")
     if ft:
         b, a = ft["before"], ft["after"]
@@ -69,6 +70,28 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _nonlinearity_lines(configs, digital) -> list[str]:
+    """The sinh-cell sweep (configs whose ``hardware.array.cell`` is ``iv="sinh"``): loss per
+    ``v0`` from the most linear (largest ``v0``) down, and whether it grows monotonically."""
+    sweep = []
+    for c in configs:
+        cell = ((c.get("hardware") or {}).get("array") or {}).get("cell")
+        if cell and cell.get("iv") == "sinh" and not np.ndim(cell.get("v0")):
+            sweep.append((float(cell["v0"]), c["name"], digital - c["accuracy"]["mean"]))
+    if len(sweep) < 2:
+        return []
+    sweep.sort(reverse=True)
+    losses = [loss for _, _, loss in sweep]
+    monotone = all(b >= a for a, b in zip(losses, losses[1:]))
+    return ["", "## Cell nonlinearity (sinh I-V, `I = G v0 sinh(V / v0)`)", "",
+            "Loss (percentage points) as the cells grow more nonlinear (smaller v0; "
+            "the read voltage is the DAC's v_read):", "",
+            " -> ".join(f"v0 = {v:g} V: {100 * loss:.2f}" for v, _, loss in sweep), "",
+            "The loss " + ("grows monotonically" if monotone else "is **not** monotone")
+            + " as v0 falls" + ("." if monotone else " (within the Monte Carlo spread, "
+                                "compare the std column).")]
 
 
 def _save_figure(fig, path: str) -> None:

@@ -61,6 +61,8 @@ BASE_NOISE = 0.01
 WRITE_NOISE_SIGMAS = (0.02, 0.05, 0.1, 0.2)
 IR_DROP_OHMS = (5.0, 10.0, 20.0, 50.0)
 ADC_BITS = (8, 6, 4)
+#: Default sweep of sinh cell nonlinearity ``v0`` (volts; the DAC reads at 0.2 V).
+CELL_V0 = (1.0, 0.4, 0.25, 0.15)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,13 +194,17 @@ def _default_spec() -> StudySpec:
     ``sigma * (g_max - g_min)``; ``ir_drop_r{5,10,20,50}``: wire resistance
     per cell segment on rows and columns (ohms; ``g_max = 100 uS``, so
     ``r * g_max * 64`` spans 0.03..0.3); ``adc_{8,6,4}b``: column ADCs of that
-    many bits (full scale ``max |I|``).
-    The IR-drop and ADC configs sit on a device with ``BASE_NOISE`` (1 %)
+    many bits (full scale ``max |I|``); ``nonlinear_v0_{1,0.4,0.25,0.15}``:
+    sinh cells ``I = G v0 sinh(V / v0)`` (``circuit.Cell``) read at up to
+    ``v_read = 0.2 V``, so full-scale inputs drive ``sinh(x)/x`` = 0.7 % .. 32 %
+    more current than a linear cell (ideal wires: the exact elementwise sum).
+    The IR-drop, ADC and nonlinearity configs sit on a device with ``BASE_NOISE`` (1 %)
     programming noise, so their samples differ too.
     Fine-tuning: 60 steps (Adam, 3e-3) with the non-idealities in the loop under
     ``ir_drop_r50`` (the strongest IR-drop config).
     """
     from crossjax import hardware as hw_lib
+    from crossjax.circuit.cell import Cell
     from crossjax.circuit.parasitics import Parasitics
     from crossjax.devices import WriteNoise
 
@@ -214,6 +220,8 @@ def _default_spec() -> StudySpec:
             {"array.parasitics": Parasitics(r_wire_row=r, r_wire_col=r)})))
     for b in ADC_BITS:
         cases.append(HardwareCase(f"adc_{b}b", device.set({"adc.bits": b})))
+    for v0 in CELL_V0:
+        cases.append(HardwareCase(f"nonlinear_v0_{v0:g}", device.set({"array.cell": Cell(iv="sinh", v0=v0)})))
     return StudySpec(
         dataset="digits", model="mlp", hidden=(64,),
         train=training.TrainConfig(steps=1200, batch_size=64, learning_rate=3e-3),

@@ -159,6 +159,7 @@ def _dense_row_ladder(g, p):
 
 @pytest.mark.parametrize("C,r_row,g_range", [(1, 2.0, (1e-6, 1e-3)), (13, 2.0, (1e-7, 1e-3)),
                                              (40, 3.0, (1e-6, 1e-3)), (150, 100.0, (2e-2, 5e-2))])
+@pytest.mark.slow
 def test_row_ladder_matches_dense_nodal_inverse(C, r_row, g_range):
     """The blocked semiseparable ladder (exp-scaled per block) against a dense inverse; the last
     case decays by ~e^-250 along the row, where unscaled factors exp(+-s) overflow float32."""
@@ -181,6 +182,7 @@ def test_row_ladder_matches_dense_nodal_inverse(C, r_row, g_range):
 
 
 @pytest.mark.parametrize("dtype,R", [(np.float64, 37), (np.float32, 37)])
+@pytest.mark.slow
 def test_multi_block_sweep_and_gradients(dtype, R):
     """Several renormalization blocks with zero-row padding on top: values against the sparse
     reference, gradients of the one-pass adjoint against the independent CG adjoint."""
@@ -320,6 +322,7 @@ def test_broadcasting_jit_and_vmap():
         np.testing.assert_allclose(sweep[k], effective_conductance(G[0, 0], q), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_chunked_and_vmapped_sweeps_equal_one_sweep(monkeypatch):
     """Cache-sized chunks (forced small here) and the vmap rule that folds Monte Carlo
     samples into the arrays' axis give the same G_eff and gradients as one sweep."""

@@ -56,6 +56,7 @@ def _sweep_subprocess(dtype, cases):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.slow
 def test_awkward_shapes_do_not_crash_and_match_scipy(dtype):
     _sweep_subprocess(dtype, QUICK)
 
@@ -86,6 +87,7 @@ def circuits(draw):
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(circuits())
+@pytest.mark.slow
 def test_property_error_or_exact_never_nan(case):
     G, V, p, dtype = case
     Gj, Vj = jnp.asarray(G, dtype), jnp.asarray(V, dtype)
@@ -151,6 +153,7 @@ def test_physical_arrays_keep_the_long_interval():
 
 
 # ----------------------------------------------------------------------------- checked mode
+@pytest.mark.slow
 def test_checked_mode_catches_traced_bad_values_under_jit():
     p = Parasitics(r_wire_row=1.0, r_wire_col=1.0)
     f = checked(jax.jit(lambda G: solve(G, jnp.ones((4, 3)), p, method="direct")))

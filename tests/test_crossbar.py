@@ -201,6 +201,7 @@ def _column_pruned(seed, K, N, R, C, sparsity=0.6):
 
 
 @pytest.mark.parametrize("scheme", ["differential", "offset"])
+@pytest.mark.slow
 def test_sparse_layout_is_exact_and_packs_columns(scheme):
     from crossjax import pruning
 
@@ -227,6 +228,7 @@ def test_sparse_layout_is_exact_and_packs_columns(scheme):
                                crossbar.matmul(x, state, fixed), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_sparse_layout_changes_ir_drop():
     K, N, R, C = 64, 48, 32, 16
     W, x = _column_pruned(1, K, N, R, C, 0.5)
@@ -237,6 +239,7 @@ def test_sparse_layout_changes_ir_drop():
     assert 1e-6 < _rel(y_sparse, y_dense) < 0.2 and _rel(y_sparse, x @ W) < 0.2
 
 
+@pytest.mark.slow
 def test_program_many_equals_program_per_matrix():
     rng = np.random.default_rng(5)
     cfg = HardwareConfig().set({"array.rows": 8, "array.cols": 4, "array.parasitics": WIRES,
@@ -329,6 +332,7 @@ def test_analog_pair_subtraction_needs_differential_pair():
 
 
 @pytest.mark.parametrize("layout,subtract", [("dense", "digital"), ("sparse", "analog")])
+@pytest.mark.slow
 def test_read_noise_without_adc_is_one_gaussian_per_output(layout, subtract):
     """No ADC: the per-cell read noise of all tiles, arrays and input slices sums to one
     Gaussian per output. Mean and std per output match the cell-by-cell formula

@@ -67,6 +67,7 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("case", CONV_CASES + [dict(cin=2, cout=2, k=3, strides=2, padding="SAME_LOWER",
                                                      dilation=1, groups=1)])
+@pytest.mark.slow
 def test_unfold_patches_equals_lax_patches_and_its_gradient(case):
     """The slicing im2col equals jax.lax.conv_general_dilated_patches, values and VJP."""
     conv = layers.CrossbarConv(case["cin"], case["cout"], case["k"], strides=case["strides"],
@@ -123,6 +124,7 @@ def test_conv_crossbar_weights_layout():
         np.testing.assert_array_equal(W[g], kern[..., 3 * g : 3 * (g + 1)].transpose(2, 0, 1, 3).reshape(12, 3))
 
 
+@pytest.mark.slow
 def test_program_model_is_pure_and_folds_layer_index():
     model = nnx.Sequential(
         layers.CrossbarLinear(20, 30, param_dtype=jnp.float64, rngs=nnx.Rngs(0)),
@@ -150,6 +152,7 @@ def test_program_model_is_pure_and_folds_layer_index():
     np.testing.assert_allclose(g[1], _at(one, layers.crossbar_layers(model)[0][0])["crossbar_state"].get_value().g_eff, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_train_mode_fresh_samples_and_gradients_under_nnx_jit():
     lin = layers.CrossbarLinear(40, 70, param_dtype=jnp.float64, rngs=nnx.Rngs(params=0, hardware=1))
     layers.set_mode(lin, "train", NOISY)
@@ -226,6 +229,7 @@ LINEAR = hardware.HardwareConfig().set(
 
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 @pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.slow
 def test_conv_linear_hardware_equals_patches_through_kernels(case, layout):
     """Without ADC and read noise a programmed conv runs as conv(q(x), W_eff): the same as
     unfolding patches and calling crossbar.matmul on the layer's own programmed state."""
@@ -257,6 +261,7 @@ def test_conv_linear_hardware_equals_patches_through_kernels(case, layout):
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[2]])
+@pytest.mark.slow
 def test_conv_linear_train_mode_equals_patches_value_and_gradient(case):
     """Train mode draws the same fresh sample as crossbar.analog_matmul on the patches,
     and its gradient w.r.t. the kernel (through programming and the IR-drop solve) agrees."""

@@ -53,6 +53,7 @@ def test_bit_slices_reconstruct_quantized_weight_exactly(bits, slices):
     np.testing.assert_allclose(mapping.unmap_tiles(u, w_max, cfg, 30, 10), w_q, rtol=0, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_bit_slice_gradient_is_straight_through():
     cfg = MappingConfig(slice_bits=2, slices=2, w_max=2.0)
     W = jnp.asarray(np.random.default_rng(3).uniform(-1.5, 1.5, size=(4, 3)))

@@ -69,6 +69,7 @@ def test_rearrange_columns_is_blockwise_and_undone_exactly():
     np.testing.assert_array_equal(o, np.argsort(-np.asarray(G).sum(1), axis=-1, kind="stable"))
 
 
+@pytest.mark.slow
 def test_rearrangement_beats_random_order_on_exact_circuit():
     """Sorted columns vs 32 random orders per tile, 4 tiles of 16 x 16, differential pair."""
     R = C = 16
@@ -90,6 +91,7 @@ def test_rearrangement_beats_random_order_on_exact_circuit():
     assert (np.asarray(e_sorted) < np.asarray(e_asc)).all()
 
 
+@pytest.mark.slow
 def test_optimized_order_on_exact_circuit_vs_brute_force():
     Gp, Gn = _tile(3, 6, 5)
     allp = np.array(list(itertools.permutations(range(5))))
@@ -121,6 +123,7 @@ def test_wct_penalty_matches_numpy_and_grad():
         M.add_weight_constraint(-1.0)
 
 
+@pytest.mark.slow
 def test_wct_training_lowers_conductance_and_ir_drop():
     """Fit a linear map with and without WCT (same steps, pinned w_max): more low-G cells, less IR error."""
     R = C = 16
@@ -162,6 +165,7 @@ def test_wct_training_lowers_conductance_and_ir_drop():
     assert float(jnp.max(jnp.abs(w))) <= 0.5 * w_max * (1 + 1e-12)
 
 
+@pytest.mark.slow
 def test_compare_column_orders_on_a_layer():
     rng = np.random.default_rng(6)
     W = rng.standard_normal((14, 7)) * rng.uniform(0.1, 1.0, 7) ** 2

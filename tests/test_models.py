@@ -105,6 +105,7 @@ def _cnn_forward_backward_and_monte_carlo(build, train_hw, eval_hw, check_ideal=
 @pytest.mark.parametrize(
     "build", [models.vgg11, pytest.param(models.resnet18, marks=pytest.mark.slow)], ids=["vgg11", "resnet18"]
 )
+@pytest.mark.slow
 def test_cnn_forward_backward_and_monte_carlo(build):
     """Mocked CIFAR-10, 64x64 tiles: ideal == digital; gradients with write and read noise,
     stuck cells, DAC/ADC in the loop; Monte Carlo evaluation."""
@@ -135,6 +136,7 @@ def test_mlp_and_from_digital_module():
         models.from_digital(digital, models.MLP(64, (16,), 10, rngs=nnx.Rngs(0)))
 
 
+@pytest.mark.slow
 def test_from_digital_conv_batchnorm_and_state_dict():
     class DigitalVGG(nnx.Module):  # the same attribute structure as models.VGG
         def __init__(self, rngs):

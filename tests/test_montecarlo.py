@@ -61,6 +61,7 @@ def test_samples_differ_fixed_keys_reproduce_and_match_manual_pipeline(setup):
     assert all(l.mode == "digital" and l.crossbar_state.get_value() is None for _, l in layers.crossbar_layers(mlp))
 
 
+@pytest.mark.slow
 def test_chunking_gives_the_same_numbers(setup):
     mlp, x, y = setup
     keys = jax.random.split(jax.random.key(2), 5)
@@ -82,6 +83,7 @@ def test_chunking_gives_the_same_numbers(setup):
     assert roomy["chunk_size"] == 5 and roomy["bytes_per_sample"] == traced
 
 
+@pytest.mark.slow
 def test_bytes_per_sample_grows_with_the_batch_and_tracks_xla(setup):
     mlp, x, _ = setup
     x = np.tile(x, (13, 1))  # 520 inputs: the forward outgrows the programming step
@@ -154,6 +156,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_over_4_host_devices_equals_unsharded(tmp_path):
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED_SCRIPT)
@@ -163,6 +166,7 @@ def test_sharded_over_4_host_devices_equals_unsharded(tmp_path):
     assert "OK" in out.stdout
 
 
+@pytest.mark.slow
 def test_calibrated_adc_ranges_from_calibration_data(setup):
     mlp, x, y = setup
     cal = NOISY.set({"adc.bits": 6, "adc.range": "calibrated", "adc.percentile": 100.0})

@@ -43,7 +43,7 @@ def _rel(a, b):
     return float(np.max(np.abs(np.asarray(a) - b)) / np.max(np.abs(b)))
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (13, 7), (32, 32)])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (13, 7), pytest.param((32, 32), marks=pytest.mark.slow)])
 @pytest.mark.parametrize("wires", ["zero", "nonzero"])
 def test_matches_dense_newton_reference(shape, wires):
     G, V = _case(shape)
@@ -102,6 +102,7 @@ def test_zero_conductances_and_batches():
     assert v_row.shape == (4, 9, 7) and np.all(np.abs(v_row) <= 0.5)
 
 
+@pytest.mark.slow
 def test_gradients_match_central_differences():
     G, V = _case((5, 4), seed=1, batch=3)
     w = np.random.default_rng(2).normal(size=(3, 4))
@@ -127,6 +128,7 @@ def test_gradients_match_central_differences():
                 assert abs(gi - fd) <= 1e-6 * max(abs(fd), 1e-2), (iv, k, i, gi, fd)
 
 
+@pytest.mark.slow
 def test_float32_and_jit_vmap():
     G, V = _case((16, 12), batch=2)
     cell = Cell(iv="sinh", v0=0.25, r_series=2e3)
@@ -138,6 +140,7 @@ def test_float32_and_jit_vmap():
     np.testing.assert_allclose(out[1], solve(G, V, WIRES, cell=Cell(iv="sinh", v0=0.5)), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_non_convergence_is_reported_never_silent():
     G = np.full((32, 32), 1e-3)
     V = np.full((2, 32), 0.5)

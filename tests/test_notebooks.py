@@ -36,6 +36,7 @@ def test_plot_detection():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.slow
 def test_notebook_executes(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     sources = "\n".join(c.source for c in nb.cells if c.cell_type == "code")

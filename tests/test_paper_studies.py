@@ -59,6 +59,7 @@ def test_sparse_crossbars_quick(tmp_path):
     _rerun_skips("sparse_crossbars", tmp_path)
 
 
+@pytest.mark.slow
 def test_dub_adc_quick_levels_and_balance(tmp_path):
     res = paper_studies.run("dub_adc", tmp_path, quick=True, progress=False)
     doc = _check_schema(tmp_path, res)
@@ -92,6 +93,7 @@ def test_registry_lists_the_three_studies():
         paper_studies.run("tile_sweep", "unused")
 
 
+@pytest.mark.slow
 def test_tile_dse_quick(tmp_path):
     from crossjax.paper_studies import tile_dse
 

@@ -261,6 +261,7 @@ class _Net(nnx.Module):
 
 
 @pytest.mark.parametrize("method", P.METHODS)
+@pytest.mark.slow
 def test_model_wrappers(method):
     model = _Net(nnx.Rngs(0))
     masks = P.prune_model(model, method, 8, 4, sparsity=0.5)
@@ -306,6 +307,7 @@ class _CrossbarNet(nnx.Module):
         return self.head(jax.nn.relu(self.fc(h)))
 
 
+@pytest.mark.slow
 def test_dub_pipeline_on_crossbar_layers_masks_exact_through_finetuning():
     """D.U.B. regularizer steps -> projection -> fine-tuning with fixed masks (nnx.Optimizer)."""
     model = _CrossbarNet(nnx.Rngs(0))

@@ -151,9 +151,18 @@ ENCODINGS = {
 }
 
 
-@pytest.mark.parametrize("encoding", ENCODINGS)
-@pytest.mark.parametrize("cell", ["sinh", "sinh_1t1r", "poly"])
-@pytest.mark.parametrize("wires", [None, WIRES])
+def _reference_cases():
+    """Every encoding x cell x wires; by default each encoding through 1T1R cells with wires and
+    each cell once (the rest slow-marked: each case compiles its own solves)."""
+    fast = {(e, "sinh_1t1r", True) for e in ENCODINGS} | {("amplitude", "sinh", False), ("pulse_width", "poly", False)}
+    for e in ENCODINGS:
+        for c in ("sinh", "sinh_1t1r", "poly"):
+            for w in (False, True):
+                marks = () if (e, c, w) in fast else (pytest.mark.slow,)
+                yield pytest.param(e, c, WIRES if w else None, marks=marks, id=f"{e}-{c}-{'wires' if w else 'ideal'}")
+
+
+@pytest.mark.parametrize("encoding, cell, wires", list(_reference_cases()))
 def test_nonlinear_read_matches_the_independent_reference(encoding, cell, wires):
     cell = {"sinh": SINH, "sinh_1t1r": SINH_1T1R, "poly": Cell(iv="poly", c2=0.1, c3=-0.5, r_series=2e3)}[cell]
     updates, kind = ENCODINGS[encoding]

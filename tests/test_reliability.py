@@ -182,6 +182,7 @@ def test_crossbar_refuses_wires_beyond_the_dtype_and_shortens_the_sweep():
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 70), st.integers(1, 40), st.integers(1, 5), st.sampled_from([(8, 8), (16, 12), (64, 64)]),
        st.sampled_from(["float32", "float64"]), st.integers(0, 2**16))
+@pytest.mark.slow
 def test_property_ideal_crossbar_is_x_at_W_for_any_shape(K, N, B, tile, dtype, seed):
     rng = np.random.default_rng(seed)
     W, x = rng.normal(size=(K, N)).astype(dtype), rng.uniform(-1, 1, (B, K)).astype(dtype)

@@ -116,6 +116,8 @@ def test_presets_registry_and_default_spec():
     assert sum(n.startswith("write_noise") for n in names) >= 3
     assert sum(n.startswith("ir_drop") for n in names) >= 3
     assert sum(n.startswith("adc") for n in names) >= 2
+    v0 = [c.hardware.array.cell.v0 for c in spec.configs if c.hardware.has_nonlinear_cells]
+    assert len(v0) >= 3 and len(set(v0)) == len(v0)
     assert spec.finetune is not None and spec.finetune.config in names
     with pytest.raises(ValueError, match="unknown study preset 'nope'"):
         study.get_preset("nope")
@@ -125,6 +127,23 @@ def test_presets_registry_and_default_spec():
         study.StudySpec(configs=spec.configs[1:])
     with pytest.raises(ValueError, match="StudySpec.model"):
         study.StudySpec(model="transformer")
+
+
+def _result(name, mean, v0=None):
+    cell = None if v0 is None else {"iv": "sinh", "v0": v0, "c2": 0.0, "c3": 0.0, "r_series": 0.0}
+    acc = {k: mean for k in ("mean", "std", "min", "max", "p05", "p50", "p95")}
+    return {"name": name, "samples": 4, "accuracy": acc, "hardware": {"array": {"cell": cell}}}
+
+
+@pytest.mark.parametrize("means, monotone", [((0.97, 0.95, 0.9), True), ((0.97, 0.98, 0.9), False)])
+def test_report_says_whether_the_nonlinearity_loss_is_monotone(means, monotone):
+    from crossjax import report
+
+    configs = [_result("ideal", 0.98)] + [_result(f"nl{v}", m, v) for v, m in zip((1.0, 0.25, 0.1), means)]
+    text = report.markdown({"meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 1.0, "versions": {}},
+                            "digital": {"accuracy": 0.98}, "configs": configs}, [])
+    assert "v0 = 1 V: 1.00 -> v0 = 0.25 V" in text
+    assert ("grows monotonically" in text) == monotone and ("not** monotone" in text) != monotone
 
 
 def test_toml_and_flags_override(tmp_path):

@@ -40,6 +40,7 @@ def _logits(model, x):
 
 
 @pytest.mark.parametrize("net", [0, 1], ids=["mlp", "vgg11"])
+@pytest.mark.slow
 def test_rearrange_and_normalize_keep_the_network_function(net):
     model, x = _nets()[net]
     ref = _logits(model, x)
@@ -56,6 +57,7 @@ def test_rearrange_and_normalize_keep_the_network_function(net):
 
 
 @pytest.mark.parametrize("net", [0, 1], ids=["mlp", "vgg11"])
+@pytest.mark.slow
 def test_structured_masks(net):
     model, x = _nets()[net]
     links = tasks.chain(model)
