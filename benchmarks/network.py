@@ -114,10 +114,11 @@ def _train_steps(model, hardware, lr=1e-3):
 
 SIZES = {  # quick (CI) vs full
     True: dict(width=0.0625, batch=4, repeats=5, mc_samples=2, mlp_hidden=(128,), vmap_samples=8,
-               tiles=(16, 64), samples=(1, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False),
+               tiles=(16, 64), samples=(1, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False,
+               nl_width=0.0625, nl_batch=1, nl_repeats=1),  # nl_*: not run in quick mode
     False: dict(width=0.25, batch=32, repeats=5, mc_samples=16, mlp_hidden=(256, 256), vmap_samples=64,
                 tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512),
-                train_batches=(32, 128), train_ir_drop_write=True),
+                train_batches=(32, 128), train_ir_drop_write=True, nl_width=0.125, nl_batch=2, nl_repeats=2),
 }
 
 
@@ -128,6 +129,38 @@ def _study_seconds() -> float:
         subprocess.run([sys.executable, "-m", "crossjax.cli", "study", "--out", out, "--quiet", "--no-plots"],
                        check=True, capture_output=True, env=dict(os.environ))
         return time.perf_counter() - t0
+
+
+def _nonlinear_cells(size, hw, key, ratios, checks, timings) -> dict:
+    """VGG11 on the rram preset with nonlinear 1T1R cells (``circuit.RRAM_1T1R``: sinh, v0 0.25 V,
+    2 kOhm access transistor; every read an exact per-input Newton solve with the wires) vs the
+    same hardware with linear cells: hardware-mode forward, and a training step vs digital."""
+    from crossjax.circuit import RRAM_1T1R
+
+    width, batch, repeats = size["nl_width"], size["nl_batch"], size["nl_repeats"]
+    nl = hw.set({"array.cell": RRAM_1T1R})
+    x = jax.random.normal(key, (batch, 32, 32, 3), jnp.float32)
+    y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
+    model = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
+    state, digital, program, analog = _forward_fns(model, hw)
+    prog_lin, prog_nl = program(state, hw, key), program(state, nl, key)
+    t_lin = timeit(lambda: analog(state, prog_lin, hw, key, x), repeats=repeats)
+    t_nl = timeit(lambda: analog(state, prog_nl, nl, key, x), repeats=repeats)
+    y_nl = analog(state, prog_nl, nl, key, x)
+    checks["nonlinear_vgg11_finite"] = bool(jnp.all(jnp.isfinite(y_nl)))  # NaN would mean a solve failed
+    tmodel = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
+    step = _train_steps(tmodel, hw)
+    opt = nnx.Optimizer(tmodel, optax.sgd(1e-3), wrt=nnx.Param)
+    layers.set_mode(tmodel, "digital")
+    t_dstep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
+    layers.set_mode(tmodel, "train", nl)
+    t_nstep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
+    checks["nonlinear_train_loss_finite"] = bool(np.isfinite(float(step(tmodel, opt, x, y, key))))
+    timings.update(vgg11_nonlinear_forward=t_nl, vgg11_linear_forward_same_batch=t_lin,
+                   train_step_nonlinear=t_nstep, train_step_digital_nonlinear_batch=t_dstep)
+    ratios["nonlinear_vs_linear_forward"] = t_nl["median"] / t_lin["median"]
+    ratios["nonlinear_train_vs_digital"] = t_nstep["median"] / t_dstep["median"]
+    return {"model": f"vgg11 width {width}", "batch": batch, "cell": "circuit.RRAM_1T1R", "hardware": "rram preset"}
 
 
 def run(quick: bool = False) -> dict:
@@ -245,6 +278,9 @@ def run(quick: bool = False) -> dict:
         xb = jax.random.normal(key, (b, 32, 32, 3), jnp.float32)
         t_b.append(timeit(lambda: analog(state, prog, hw, key, xb), repeats=repeats)["median"])
     scaling["vgg11_analog_batch"] = {"batch": list(batches), "seconds": t_b, "exponent": _slope(batches, t_b)}
+
+    if not quick:  # minutes of compilation and Newton solves: not in the CI run (tests check the physics)
+        out["nonlinear"] = _nonlinear_cells(size, hw, key, ratios, checks, timings)
 
     if not quick:
         out["study_seconds"] = _study_seconds()
