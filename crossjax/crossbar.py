@@ -472,7 +472,7 @@ def _tile_currents(v, state, config, key, plan: ReadoutPlan | None = None, coef=
     if plan.encoding.integrates:  # the column integrates the time steps before the ADC
         i = converters.shift_add(i, coef, axis=1)[:, None]
         drive = converters.shift_add(drive, coef)[None]
-    if config.device.read_noise is not None:
+    if plan.noise is not None:
         s = devices.read_noise_std(state.g, config.device)
         var = _tile_products(drive * drive, per_row(s * s, variance=True), K, rows)
         i = i + _noise_std(var) * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
