@@ -25,7 +25,7 @@ DOCS = ("configuration keys (TOML --config) and every hardware field: docs/confi
 #: flags a paper-study preset does not take (its settings are fixed by --quick and the study)
 SPEC_ONLY_FLAGS = (("config", "--config"), ("train_steps", "--train-steps"),
                    ("chunk_size", "--chunk-size"), ("no_finetune", "--no-finetune"),
-                   ("overwrite", "--overwrite"), ("no_plots", "--no-plots"))
+                   ("no_plots", "--no-plots"))
 
 
 def _add_study_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +48,8 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, help="Monte Carlo samples per vmapped chunk")
     p.add_argument("--no-finetune", action="store_true", help="skip the fine-tuning step")
     p.add_argument("--overwrite", action="store_true",
-                   help="discard results/checkpoints in --out instead of resuming")
+                   help="discard the files an earlier run wrote in --out (results, checkpoints, "
+                        "models, report, plots) and start afresh instead of resuming")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -181,15 +182,19 @@ def _run_paper_study(args: argparse.Namespace) -> int:
     given = [flag for dest, flag in SPEC_ONLY_FLAGS if getattr(args, dest, None)]
     if given:
         raise ValueError(f"--preset {args.preset} is a paper-study preset: its settings are fixed "
-                         f"(choose the scale with --quick, --samples, --seed, --dataset, --data-dir); "
+                         f"(choose the scale with --quick, --samples, --seed, --dataset, --data-dir; "
+                         f"--overwrite starts afresh); "
                          f"it does not take {', '.join(given)}")
     t0 = time.perf_counter()
     before = _snapshot(args.out) if os.path.isdir(args.out) else {}
-    prior = _finished_before(args.out)
-    models_before = {n for n in before if n.startswith("model_") and n.endswith(".npz")}
+    # --overwrite discards the earlier run: nothing of it is reused
+    prior = None if args.overwrite else _finished_before(args.out)
+    models_before = set() if args.overwrite else \
+        {n for n in before if n.startswith("model_") and n.endswith(".npz")}
     results = paper_studies.run(args.preset, args.out, quick=args.quick, seed=args.seed,
                                 samples=args.samples, progress=not args.quiet,
-                                dataset=args.dataset or "digits", data_dir=args.data_dir)
+                                dataset=args.dataset or "digits", data_dir=args.data_dir,
+                                overwrite=args.overwrite)
     for c in results["configs"]:
         a = c["accuracy"]
         print(f"{c['name']:>28s}: {100 * a['mean']:6.2f} +- {100 * a['std']:5.2f} % "

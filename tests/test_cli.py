@@ -149,3 +149,78 @@ def test_paper_study_lists_written_files_and_reused_cells(tmp_path, capsys, monk
     assert "skipped 1 finished cells (dense@ideal) and 1 trained models (model_dense.npz)" in printed
     assert _last_line_files(printed) == ["results.json", "report.md"]
     assert calls == ["dub_adc", "dub_adc"]
+
+
+def _tiny_paper_study(out, *, quick=False, seed=0, samples=None, overwrite=False, **kw):
+    """A paper study in miniature on the real harness (StudyRun: fingerprint, model file, one
+    Monte Carlo cell, report and plot), so --overwrite is tested without the 30-100 s studies."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from crossjax import hardware, models
+    from crossjax.paper_studies import harness
+
+    rs = harness.StudyRun("tiny", out, quick=quick, seed=seed, samples=samples or 2, dataset="toy",
+                          model="mlp 8-4", overwrite=overwrite, files=("tiny.png",))
+
+    def build():
+        return models.MLP(8, (), 4, param_dtype=jnp.float32, rngs=nnx.Rngs(seed))
+
+    m = rs.model("dense", build, build)
+    x = np.random.RandomState(0).rand(16, 8).astype(np.float32)
+    y = np.asarray(jnp.argmax(m(x), -1))
+    hw = hardware.HardwareConfig().set({"device.write_noise.sigma": 0.1})
+    rs.cell("dense", "noisy", hw, lambda: m, x, y)
+    with open(os.path.join(rs.out, "tiny.png"), "wb") as f:
+        f.write(b"png")
+    return rs.finish("# tiny study\n")
+
+
+def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(paper_studies.RUNNERS, "dub_adc", _tiny_paper_study)
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")           # not the study's: --overwrite keeps it
+    (out / "model_mine.npz").write_bytes(b"not a saved model")
+    base = ["study", "--out", str(out), "--preset", "dub_adc", "--quick", "--quiet"]
+    assert cli.main(base + ["--samples", "2"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    assert [c["samples"] for c in first["configs"]] == [2]
+    model_before = (out / "model_dense.npz").read_bytes()
+    capsys.readouterr()
+
+    # other --samples without --overwrite: refused, naming --overwrite; nothing changed
+    assert cli.main(base + ["--samples", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "other arguments" in err and "--overwrite" in err
+    assert json.loads((out / "results.json").read_text()) == first
+
+    # a stale model of another run is refused too, with the same hint
+    (out / "results.json").unlink()
+    assert cli.main(base + ["--samples", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "model_dense.npz" in err and "--overwrite" in err
+
+    # --overwrite: everything recomputed with --samples 3
+    assert cli.main(base + ["--samples", "3", "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert "resumed" not in printed
+    res = json.loads((out / "results.json").read_text())
+    assert [c["samples"] for c in res["configs"]] == [3] and len(res["configs"][0]["values"]) == 3
+    assert res["meta"]["args"]["samples"] == 3 and res["meta"]["computed"] == 2   # model + cell
+    assert res["meta"]["fingerprint"] != first["meta"]["fingerprint"] and res["meta"]["complete"]
+    assert (out / "model_dense.npz").read_bytes() != model_before
+    assert {"results.json", "report.md", "model_dense.npz", "tiny.png"} <= set(_last_line_files(printed))
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "model_mine.npz").read_bytes() == b"not a saved model"
+
+    # and the overwritten run resumes as usual without --overwrite
+    assert cli.main(base + ["--samples", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped 1 finished cells (dense@noisy)" in printed
+    assert json.loads((out / "results.json").read_text())["meta"]["computed"] == 0
+
+    # the other flags a paper preset would ignore are still refused
+    assert cli.main(base + ["--train-steps", "5"]) == 2
+    assert "--train-steps" in capsys.readouterr().err

@@ -102,11 +102,17 @@ def _max_column_nonzeros(W):
     return nz.reshape(Kt, ROWS, Nt, COLS).sum(1).max(-1)            # (Kt, Nt)
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None) -> dict:
-    """Run (or resume) the study into ``out``; returns the results dict."""
+PLOT = "accuracy_vs_energy.png"  # the plot run() writes into out
+
+
+def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None,
+        overwrite=False) -> dict:
+    """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
+    an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
     st = settings(quick, dataset)
     ds = setup("dub_adc", out, st, quick=quick, seed=seed, samples=samples or st["samples"],
-               progress=progress, dataset=dataset, data_dir=data_dir)
+               progress=progress, dataset=dataset, data_dir=data_dir,
+               overwrite=overwrite, files=(PLOT,))
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
     batch = st.get("batch_size", 64)
     hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
@@ -196,5 +202,5 @@ def _plot(rs, variants):
     ax.set_ylabel("test accuracy (ideal)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(os.path.join(rs.out, "accuracy_vs_energy.png"), dpi=100)
+    fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)

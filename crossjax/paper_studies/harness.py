@@ -14,7 +14,11 @@ A *cell* is one (model variant, hardware config) pair, named
 ``crossjax.study.config_keys(seed, cell_name, S)``. A rerun with the same
 arguments (fingerprint of study name, quick, seed, samples) skips every cell
 already recorded; ``meta["computed"]`` counts the cells and models this
-invocation computed (0 on a complete rerun).
+invocation computed (0 on a complete rerun). A rerun with other arguments
+raises ``ValueError`` naming ``--overwrite``; ``overwrite=True`` (``crossjax
+study --overwrite``) first deletes what an earlier run of a study wrote there
+(``results.json``, ``report.md``, the study's plots, every ``model_*.npz`` that
+:func:`save_params` wrote) and recomputes everything; other files are left alone.
 
 Training (:func:`train_masked`) is Adam with a cosine learning-rate decay on
 ``cross_entropy + regularizer(params)``; with ``masks`` the pruned weights are
@@ -77,7 +81,7 @@ def load_params(path: str, model: nnx.Module, fingerprint: str = "") -> nnx.Modu
     state = nnx.state(model, WEIGHTS)
     pure = nnx.as_pure(state)
     treedef = jax.tree.structure(pure)
-    fix = "delete it or choose another out directory"
+    fix = "delete it, choose another out directory or pass --overwrite"
     try:
         with np.load(path) as f:
             arrays = [f[f"arr_{i}"] for i in range(treedef.num_leaves)]
@@ -93,6 +97,31 @@ def load_params(path: str, model: nnx.Module, fingerprint: str = "") -> nnx.Modu
         raise ValueError(f"{path!r} holds non-finite weights (a diverged run?); {fix}.")
     nnx.update(model, jax.tree.unflatten(treedef, [jnp.asarray(a) for a in arrays]))
     return model
+
+
+def _saved_by_save_params(path: str) -> bool:
+    """Whether ``path`` is an npz file :func:`save_params` wrote (its ``fingerprint`` and ``sha256``)."""
+    try:
+        with np.load(path) as f:
+            return {"fingerprint", "sha256"} <= set(getattr(f, "files", ()))
+    except Exception:  # not an npz file: not ours
+        return False
+
+
+def discard(out: str, files=()) -> list[str]:
+    """Delete what a study run wrote into ``out`` (``results.json``, ``report.md``, the ``files``
+    it names, e.g. its plots, and the ``model_*.npz`` files of :func:`save_params`); returns the
+    deleted names. Nothing else in ``out`` is touched."""
+    gone = []
+    names = [study_lib.RESULTS, study_lib.REPORT, *files]
+    names += sorted(n for n in os.listdir(out) if n.startswith("model_") and n.endswith(".npz")
+                    and _saved_by_save_params(os.path.join(out, n)))
+    for name in dict.fromkeys(names):
+        path = os.path.join(out, name)
+        if os.path.isfile(path):
+            os.unlink(path)
+            gone.append(name)
+    return gone
 
 
 def train_masked(model: nnx.Module, ds: data_lib.Dataset, *, steps: int, learning_rate: float,
@@ -142,7 +171,10 @@ class StudyRun:
     """One resumable run of a seed study in directory ``out`` (see the module docstring)."""
 
     def __init__(self, study: str, out, *, quick: bool, seed: int, samples: int,
-                 dataset: str, model: str, progress: bool = False, extra: dict | None = None):
+                 dataset: str, model: str, progress: bool = False, extra: dict | None = None,
+                 overwrite: bool = False, files=()):
+        """``overwrite``: discard an earlier run's files in ``out`` (:func:`discard`; ``files``:
+        the other names the study writes, e.g. its plots) and recompute everything."""
         import crossjax
 
         self.out = os.fspath(out)
@@ -151,6 +183,13 @@ class StudyRun:
         self._lock = ckpt.DirectoryLock(self.out).__enter__()
         weakref.finalize(self, self._lock.__exit__)
         self.seed, self.samples, self.progress = seed, samples, progress
+        self.overwrite = bool(overwrite)
+        if self.overwrite:
+            try:
+                discard(self.out, files)
+            except OSError:
+                self.close()
+                raise
         self.t0 = time.perf_counter()
         args = {"study": study, "quick": quick, "seed": seed, "samples": samples,
                 **(extra or {})}
@@ -165,8 +204,9 @@ class StudyRun:
             if self.results.get("meta", {}).get("fingerprint") != fp:
                 self.close()
                 raise ValueError(f"{study}: {self.path!r} was written with other arguments "
-                                 f"(quick, seed, samples, settings, dataset or precision); pass another "
-                                 f"out directory or delete it")
+                                 f"(quick, seed, samples, settings, dataset or precision); pass "
+                                 f"--overwrite (overwrite=True) to discard it and start afresh, or "
+                                 f"choose another out directory")
         if self.results is None:
             self.results = {"digital": None, "configs": [], "variants": {},
                             "meta": {"study": study, "seed": seed, "dataset": dataset,
@@ -192,11 +232,12 @@ class StudyRun:
     def model(self, variant: str, build, make):
         """The model of ``variant``: held from an earlier call of this run, else loaded
         from ``model_<variant>.npz`` into ``build()``, else ``make()`` (which returns
-        the trained model) and saved."""
+        the trained model) and saved. With ``overwrite`` a file this run did not write is
+        never loaded (it is retrained and replaced)."""
         if variant in self._models:
             return self._models[variant]
         path = os.path.join(self.out, f"model_{variant}.npz")
-        if os.path.exists(path):
+        if os.path.exists(path) and not self.overwrite:
             m = load_params(path, build(), self.fingerprint)
         else:
             m = make()
@@ -268,19 +309,21 @@ class Setup(NamedTuple):
 
 
 def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, progress: bool,
-          dataset: str = "digits", data_dir: str | None = None) -> Setup:
+          dataset: str = "digits", data_dir: str | None = None, overwrite: bool = False,
+          files=()) -> Setup:
     """A :class:`StudyRun` on ``dataset`` (:mod:`.tasks`: an MLP on digits/MNIST, VGG11 on CIFAR).
 
     ``st`` (the study's settings) gives the network (``hidden`` or ``width``),
     ``train_steps`` (Adam ``learning_rate``, default 3e-3, cosine decay, data
     seed ``seed``, ``batch_size`` default 64) and optionally ``max_test``.
-    Records the dense network's digital accuracy on first use.
+    Records the dense network's digital accuracy on first use. ``overwrite``
+    and ``files`` (the study's plots): see :class:`StudyRun`.
     """
     from crossjax.paper_studies import tasks
 
     task = tasks.load(dataset, st, seed, data_dir)
     rs = StudyRun(study, out, quick=quick, seed=seed, samples=samples, dataset=dataset,
-                  model=task.model, progress=progress,
+                  model=task.model, progress=progress, overwrite=overwrite, files=files,
                   extra={"dataset": dataset, "settings": st,
                          "data_dir": None if data_dir is None else os.path.abspath(data_dir)})
 

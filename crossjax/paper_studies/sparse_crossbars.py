@@ -85,12 +85,18 @@ def _logits(model, x):
     return m(jnp.asarray(x))
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None) -> dict:
-    """Run (or resume) the study into ``out``; returns the results dict."""
+PLOT = "accuracy.png"  # the plot run() writes into out
+
+
+def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None,
+        overwrite=False) -> dict:
+    """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
+    an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
     st = settings(quick, dataset)
     S = samples or st["samples"]
     ds = setup("sparse_crossbars", out, st, quick=quick, seed=seed, samples=S, progress=progress,
-               dataset=dataset, data_dir=data_dir)
+               dataset=dataset, data_dir=data_dir,
+               overwrite=overwrite, files=(PLOT,))
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
     batch = st.get("batch_size", 64)
     hws = hardware_configs()
@@ -196,5 +202,5 @@ def _plot(rs, variants, cfg_names):
     ax.legend()
     fig.tight_layout()
     import os
-    fig.savefig(os.path.join(rs.out, "accuracy.png"), dpi=100)
+    fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)

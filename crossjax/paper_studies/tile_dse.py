@@ -91,12 +91,18 @@ def costs(model, tile: int, mapping: str, input_hw: int = 1) -> dict:
             "adc_conversions": conversions, "adc_energy_J": e["pruned"]}
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None) -> dict:
-    """Run (or resume) the study into ``out``; returns the results dict."""
+PLOT = "tile_dse.png"  # the plot run() writes into out
+
+
+def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None,
+        overwrite=False) -> dict:
+    """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
+    an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
     st = settings(quick, dataset)
     S = samples or st["samples"]
     ds = setup("tile_dse", out, st, quick=quick, seed=seed, samples=S, progress=progress,
-               dataset=dataset, data_dir=data_dir)
+               dataset=dataset, data_dir=data_dir,
+               overwrite=overwrite, files=(PLOT,))
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
 
     def xcs_make(tile):
@@ -169,5 +175,5 @@ def _plot(rs, tiles, configs):
     ax.set_xlabel("tile size T")
     ax.set_ylabel("crossbars")
     fig.tight_layout()
-    fig.savefig(os.path.join(rs.out, "tile_dse.png"), dpi=100)
+    fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)
