@@ -282,6 +282,7 @@ def test_value_and_grad_under_jit_and_vmap_over_samples():
 
 
 # --------------------------------------------------------------------------- batching, dtypes
+@pytest.mark.slow
 def test_broadcasting_jit_and_vmap():
     rng = np.random.default_rng(21)
     G = rng.uniform(1e-6, 1e-3, (2, 3, 6, 5))

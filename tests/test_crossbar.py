@@ -42,6 +42,7 @@ def test_default_config_exact_and_float32():
     assert _rel(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cw), x @ W) < 1e-10
 
 
+@pytest.mark.slow
 def test_wires_equal_independent_tile_sum():
     """y == sum over tiles of V_t @ G_eff(G+) - V_t @ G_eff(G-), rescaled (DESIGN.md formula)."""
     rng = np.random.default_rng(1)

@@ -286,6 +286,7 @@ def test_training_gradients_through_nonlinear_cells_match_central_differences():
 
 
 # ----------------------------------------------------------------------------- through the stack
+@pytest.mark.slow
 def test_layers_program_monte_carlo_and_finetune_with_nonlinear_cells():
     from crossjax import data as data_lib, training
 

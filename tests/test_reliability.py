@@ -148,6 +148,7 @@ def test_half_complex_and_bool_inputs():
                                         (lambda r: models.vgg11(10, width=1 / 16, rngs=r), 16),
                                         (lambda r: models.resnet18(10, width=1 / 16, rngs=r), 1),
                                         (lambda r: models.resnet18(10, width=1 / 16, rngs=r), 4)])
+@pytest.mark.slow
 def test_too_small_images_are_refused(build, size):
     m = build(nnx.Rngs(0))
     with pytest.raises(ValueError, match="needs at least"):
