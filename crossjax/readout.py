@@ -52,10 +52,6 @@ from crossjax.hardware import HardwareConfig
 
 __all__ = ["Encoding", "ArrayPhysics", "ReadNoise", "Conversion", "ReadoutPlan", "plan"]
 
-ENCODINGS = ("amplitude", "bit_serial", "pulse_width")
-PHYSICS = ("folded", "products", "linear_solve", "nonlinear_solve")
-
-
 @dataclasses.dataclass(frozen=True)
 class Encoding:
     """How inputs become row voltages.
@@ -75,10 +71,11 @@ class Encoding:
 
 @dataclasses.dataclass(frozen=True)
 class ArrayPhysics:
-    """How column currents follow from the row voltages (``kind`` one of ``PHYSICS``).
+    """How column currents follow from the row voltages.
 
     Attributes:
-      kind: see the module docstring.
+      kind: ``"folded"``, ``"products"``, ``"linear_solve"`` or ``"nonlinear_solve"``
+        (the module docstring).
       method: the regime of a solve: ``"iterative"`` (CG per input; Newton with CG
         steps for nonlinear cells) or ``"elementwise"`` (nonlinear cells with ideal
         wires and a series resistance known to be zero: ``I_j = sum_i f(V_i; G_ij)``),
@@ -186,7 +183,7 @@ def plan(config: HardwareConfig, *, programmed: bool = True, inputs: int | None 
       >>> from crossjax.hardware import HardwareConfig
       >>> from crossjax.circuit import Cell, Parasitics
       >>> cfg = HardwareConfig().set({"array.parasitics": Parasitics(r_wire_row=1.0)})
-      >>> plan(cfg, programmed=False, inputs=4).physics.kind
+      >>> plan(cfg, programmed=False, inputs=1).physics.kind
       'linear_solve'
       >>> plan(cfg.set({"array.cell": Cell(iv="sinh", v0=0.25)})).physics.kind
       'nonlinear_solve'
