@@ -39,6 +39,18 @@ def rram() -> HardwareConfig:
     )
 
 
+def rram_1t1r() -> HardwareConfig:
+    """The ``rram`` preset with nonlinear 1T1R cells (``circuit.RRAM_1T1R``: sinh I-V,
+    ``v0 = 0.25 V``, a 2 kOhm access transistor in series; sources in its docstring).
+
+    Every read is the exact per-input Newton solve with the wires (no ``G_eff``):
+    expect each read to cost a circuit solve per input vector and tile.
+    """
+    from crossjax.circuit import RRAM_1T1R
+
+    return rram().set({"array.cell": RRAM_1T1R})
+
+
 def pcm() -> HardwareConfig:
     """Typical PCM array (documented assumption after commonly reported PCM behaviour).
 
@@ -111,6 +123,7 @@ def dse_iscas22() -> HardwareConfig:
 _PRESETS: dict[str, Callable[[], HardwareConfig]] = {
     "ideal": ideal,
     "rram": rram,
+    "rram_1t1r": rram_1t1r,
     "pcm": pcm,
     "sparse_dnn_date22": sparse_dnn_date22,
     "dub_adc_2024": dub_adc_2024,
