@@ -37,7 +37,8 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"study preset, one of {', '.join(names)} (default: default); "
                         f"{', '.join(paper_studies.RUNNERS)} rerun the seed papers' studies")
     p.add_argument("--quick", action="store_true",
-                   help="laptop-scale run of a paper-study preset (small model, few samples)")
+                   help="laptop-scale run of any preset (small model, few samples; "
+                        "--preset default --quick is the 'quick' preset)")
     p.add_argument("--config", help="TOML file overriding the preset; its keys: docs/configuration.md")
     p.add_argument("--samples", type=int, help="Monte Carlo samples per stochastic config")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data order and samples")
@@ -79,7 +80,13 @@ def study_spec_from_args(args: argparse.Namespace):
                          f"which has no StudySpec; run it with "
                          f"crossjax.paper_studies.run({args.preset!r}, out) or "
                          f"`crossjax study --preset {args.preset} --out DIR`")
-    spec = study.get_preset(args.preset)
+    name = args.preset
+    if getattr(args, "quick", False) and name != "quick":
+        if name != "default":
+            raise ValueError(f"--quick: study preset {name!r} has no quick variant; --quick applies to "
+                             f"'default' (its 'quick' preset) and the paper-study presets")
+        name = "quick"  # --quick means the laptop-scale run for every preset
+    spec = study.get_preset(name)
     if args.config:
         spec = study.spec_from_toml(args.config, spec)
     kw = {}

@@ -15,6 +15,7 @@ def test_unknown_preset_lists_every_preset(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- help, errors, output
 import argparse  # noqa: E402
+import pytest  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 
@@ -224,3 +225,18 @@ def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsy
     # the other flags a paper preset would ignore are still refused
     assert cli.main(base + ["--train-steps", "5"]) == 2
     assert "--train-steps" in capsys.readouterr().err
+
+
+def test_quick_means_the_laptop_scale_run_for_the_default_preset_too():
+    parser = cli.build_parser()
+    quick = cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--quick"]))
+    assert quick == study.get_preset("quick") != study.get_preset("default")
+    assert cli.study_spec_from_args(parser.parse_args(["study", "--out", "x"])) == study.get_preset("default")
+    assert cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--quick", "--samples", "2"])).samples == 2
+    name = "tmp_no_quick_variant"
+    study.register_preset(name, lambda: study.get_preset("quick"))
+    try:
+        with pytest.raises(ValueError, match="--quick: study preset 'tmp_no_quick_variant' has no quick variant"):
+            cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--preset", name, "--quick"]))
+    finally:
+        study._PRESETS.pop(name, None)
