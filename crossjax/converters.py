@@ -274,6 +274,8 @@ def dac_equivalent(x, dac: DACConfig):
     """
     if dac.bits is None:
         return x
+    if dac.encoding == "pulse_width":  # the mean of its time steps is the amplitude level, exactly
+        dac = dac.replace(encoding="amplitude")
     v, coef, x_range = apply_dac(x, dac)
     return shift_add(v, coef) * (x_range / dac.v_read)
 

@@ -148,3 +148,31 @@ def test_bad_converter_config():
         DACConfig(v_read=0.0)
     with pytest.raises(ValueError, match="dac.slice_bits"):
         DACConfig(slice_bits=2)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=10, deadline=None)
+@given(bits=st.integers(2, 6), x=st.lists(st.floats(-1.5, 1.5), min_size=4, max_size=4),
+       x_range=st.sampled_from(["fixed", "max"]))
+def test_pulse_width_is_a_prefix_of_full_voltage_steps_whose_mean_is_the_amplitude(bits, x, x_range):
+    x = jnp.asarray(x, jnp.float64)
+    if x_range == "max" and not np.any(np.asarray(x)):
+        x = x.at[0].set(0.5)
+    pw = DACConfig(bits=bits, encoding="pulse_width", v_read=0.3, x_max=1.2, range=x_range)
+    amp = pw.replace(encoding="amplitude")
+    v, coef, r = converters.apply_dac(x, pw)
+    n = 2 ** (bits - 1) - 1
+    assert v.shape == (n,) + x.shape and coef == (1.0 / n,) * n == tuple(coef)
+    on = np.asarray(v) / 0.3
+    np.testing.assert_array_equal(np.abs(on) * (np.abs(on) - 1), 0)          # only 0 and +-v_read
+    assert np.all(np.diff(np.abs(on), axis=0) <= 0)                          # rows switch off, never on again
+    (va,), _, ra = converters.apply_dac(x, amp)
+    np.testing.assert_allclose(np.abs(on).sum(0), np.abs(np.asarray(va)) / 0.3 * n, atol=1e-9)  # duration = level
+    np.testing.assert_allclose(converters.shift_add(v, coef), va, atol=1e-12)
+    g_pw = jax.grad(lambda x: jnp.sum(jnp.sin(converters.shift_add(converters.apply_dac(x, pw)[0], coef))))(x)
+    g_amp = jax.grad(lambda x: jnp.sum(jnp.sin(converters.apply_dac(x, amp)[0][0])))(x)
+    np.testing.assert_allclose(g_pw, g_amp, rtol=1e-12, atol=1e-12)          # the same straight-through gradient
+    np.testing.assert_array_equal(converters.dac_equivalent(x, pw), converters.dac_equivalent(x, amp))
