@@ -202,12 +202,7 @@ def _sweep_interval(config, dtype) -> int:
 def _series_folded(g, config):
     """Linear cells with an access transistor: ``g / (1 + r_series g)`` (exact); else ``g``."""
     cell = config.array.cell
-    if cell is None or not cell.is_linear:
-        return g
-    r = chk.concrete(cell.r_series)
-    if r is not None and not np.any(r):
-        return g
-    return g / (1 + jnp.asarray(cell.r_series, g.dtype) * g)
+    return g if cell is None or not cell.is_linear else cell.series_folded(g)
 
 
 def _effective_conductance(g, config, interval):
@@ -720,7 +715,7 @@ def _analog_matmul(x, W, config, key, interval, plan):
     k_prog, k_read = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     K, N = W.shape
     g, w_max, index = _write(W, config, k_prog)
-    g_eff = g if plan.physics.per_input else _effective_conductance(g, config, interval)
+    g_eff = _effective_conductance(g, config, interval) if plan.forms_g_eff else g
     state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, column_index=index,
                           in_features=K, out_features=N)
     if plan.adc is not None:

@@ -68,6 +68,20 @@ class Cell:
         """True for ``iv="linear"`` (any ``r_series``): then ``I = V @ G_eff`` holds."""
         return self.iv == "linear"
 
+    def series_folded(self, G):
+        """Linear cells in series with ``r_series``: the exact two-terminal conductance
+        ``G / (1 + r_series G)`` (``G`` itself when ``r_series`` is concretely 0).
+
+        Example:
+          >>> round(float(Cell(r_series=1e3).series_folded(1e-3)), 9)   # 1 kOhm + 1 kOhm
+          0.0005
+        """
+        rs = config_checks.concrete(self.r_series)
+        if rs is not None and not np.any(rs):
+            return G
+        G = jnp.asarray(G)
+        return G / (1 + jnp.asarray(self.r_series, G.dtype) * G)
+
     # ------------------------------------------------------------ the law f = G h(u)
     def shape_function(self, u):
         """``h(u)`` (volts) with ``f = G h(u)``."""

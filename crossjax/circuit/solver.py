@@ -442,14 +442,6 @@ def _solve_jit(method, block, G, V, p):
     return out[..., 0, :] if vector else out
 
 
-def _series_folded(G, cell):
-    """Linear cells in series with ``r_series``: ``G / (1 + r_series G)`` exactly (unchanged when it is 0)."""
-    rs = config_checks.concrete(cell.r_series)
-    if rs is not None and not np.any(rs):
-        return G
-    return G / (1 + jnp.asarray(cell.r_series, G.dtype) * G)
-
-
 def _span(V):
     """``max(V, 0) - min(V, 0)`` when ``V`` is concrete (bounds every element voltage), else ``None``."""
     if not _concrete(V):
@@ -570,7 +562,7 @@ def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None, cel
             check_monotone(cell, _span(V))
             return _without_wires_jit(G, V, cell) if V.ndim > 1 else _without_wires_jit(G, V[None], cell)[..., 0, :]
         return _currents_or_raise(solve_nonlinear(G, V, parasitics, cell))
-    G = _series_folded(G, cell)
+    G = cell.series_folded(G)
     if method == "auto":
         method = choose_method(G.shape[-2], 1 if V.ndim == 1 else V.shape[-2])
     # the interval (and its range check) concerns the direct sweep; CG has no fractional form to lose
@@ -613,7 +605,7 @@ def node_voltages(G, V, parasitics: Parasitics, *, cell: Cell | None = None):
     G, V, p = _prepare(G, parasitics, V)
     cell = check_cell(cell, G.shape)
     if cell.is_linear:
-        return _node_voltages_jit(sweep_interval(G, parasitics), _series_folded(G, cell), V, p)
+        return _node_voltages_jit(sweep_interval(G, parasitics), cell.series_folded(G), V, p)
     check_monotone(cell, _span(V))
     vector = V.ndim == 1
     v_row, v_col, ok = _nonlinear_nodes_jit(G, V[None] if vector else V, p, cell,
