@@ -54,6 +54,7 @@ from .wires import wire_operator
 MAX_NEWTON = 100      # Newton steps before a solve is declared not converged
 _MAX_HALVINGS = 40    # line-search step halvings per Newton step
 _ARMIJO = 1e-4
+CHUNK_CELLS = 2 ** 18  # cells per Newton loop (lax.map over chunks of problems), ~1-2 MiB per array
 
 
 class NotConverged(RuntimeError):
@@ -66,7 +67,8 @@ class NonlinearSolution(NamedTuple):
     ``currents`` (..., [B,] C) amperes into the sinks; ``converged`` (..., [B])
     whether each input's KCL residual met ``rtol``; ``residual`` (..., [B]) that
     relative residual ``max|F| / max|V|``; ``newton_steps`` and
-    ``cg_iterations`` (ints): Newton steps taken and CG iterations summed over them.
+    ``cg_iterations`` (ints): Newton steps taken and CG iterations summed over them (the most
+    over the chunks of problems that :func:`solve_flat` runs as separate loops).
     """
 
     currents: jax.Array
@@ -238,17 +240,41 @@ def _flatten(G, V, p, cell):
     return Gb, Vb, pc, cell.replace(**leaves), batch
 
 
+def chunk_size(R, C, problems):
+    """Problems (one array, one input vector each) per Newton loop: about ``CHUNK_CELLS`` cells."""
+    return int(max(1, min(problems, CHUNK_CELLS // (R * C))))
+
+
 def solve_flat(G, V, p, cell, rtol, maxiter):
     """Batched solve for broadcast ``G`` (..., R, C), ``V`` (..., B, R) of one dtype.
 
-    Returns a :class:`NonlinearSolution` with ``currents`` (..., B, C).
+    The ``N * B`` problems (array, input vector) run in chunks of :func:`chunk_size`
+    through ``lax.map``: each chunk's Newton loop stops when its own problems
+    converge, and its working set stays in cache (2x faster on CPU than one loop
+    over all problems, ``benchmarks/README.md``). Returns a :class:`NonlinearSolution`
+    with ``currents`` (..., B, C); ``newton_steps`` and ``cg_iterations`` are the
+    most over the chunks.
     """
     Gb, Vb, pc, cell, batch = _flatten(G, V, p, cell)
-    B, C = V.shape[-2], G.shape[-1]
-    y, converged, rel, k, iters = _solve(rtol, maxiter, Gb, Vb, pc, cell)
-    rel = jax.lax.stop_gradient(rel)
-    return NonlinearSolution(y.reshape(batch + (B, C)), converged.reshape(batch + (B,)),
-                             rel.reshape(batch + (B,)), k, iters)
+    N, B = Vb.shape[:2]
+    R, C = Gb.shape[-2:]
+    total = N * B
+    c = chunk_size(R, C, total)
+    K = -(-total // c)
+    index = jnp.minimum(jnp.arange(K * c), total - 1).reshape(K, c)  # the last chunk repeats a problem
+
+    def one(ix):
+        n, b = ix // B, ix % B
+        leaves = {f: x if jnp.ndim(x) == 0 else x[n] for f, x in
+                  (("v0", cell.v0), ("c2", cell.c2), ("c3", cell.c3), ("r_series", cell.r_series))}
+        y, converged, rel, k, iters = _solve(rtol, maxiter, Gb[n], Vb[n, b][:, None], pc, cell.replace(**leaves))
+        return y[:, 0], converged.reshape(c), rel.reshape(c), k, iters
+
+    y, converged, rel, k, iters = jax.lax.map(one, index)
+    flat = lambda x: x.reshape((K * c,) + x.shape[2:])[:total]  # noqa: E731
+    rel = jax.lax.stop_gradient(flat(rel))
+    return NonlinearSolution(flat(y).reshape(batch + (B, C)), flat(converged).reshape(batch + (B,)),
+                             rel.reshape(batch + (B,)), jnp.max(k), jnp.max(iters))
 
 
 def without_wires(G, V, cell):
