@@ -127,8 +127,17 @@ def written_files(out: str, before: dict) -> list[str]:
 
 
 def _print_written(out: str, before: dict, seconds: float) -> None:
+    """The study's wall time (``results.json`` ``meta.seconds``, the figure ``report.md`` quotes;
+    this invocation's too when it resumed an earlier run) and every file written."""
     names = written_files(out, before)
-    print(f"done in {seconds:.1f} s")
+    total = ((_finished_before(out) or {}).get("meta") or {}).get("seconds")
+    if total is None:
+        print(f"done in {seconds:.1f} s")
+    elif total > seconds + 1:
+        print(f"done: wall time {total:.1f} s over every run into {out} (results.json meta.seconds, "
+              f"as report.md says); this run {seconds:.1f} s")
+    else:
+        print(f"done: wall time {total:.1f} s (results.json meta.seconds, as report.md says)")
     print("wrote: " + (", ".join(os.path.join(out, n) for n in names) if names else "nothing"))
 
 

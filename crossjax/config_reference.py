@@ -90,6 +90,11 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "DACConfig.x_max": ("input units", "> 0", ""),
     "DACConfig.slice_bits": ("bits", ">= 1 (needs bits), or None", ""),
     "ADCConfig.bits": ("bits", _BITS + ", or None; int or integer array", ""),
+    "ADCConfig.range": ("", "", "full scale of the codes: fixed (i_max); max (the largest current the "
+                                "column can carry, every input at +-v_read: v_read * sum_i |G_ij|, "
+                                "so typical reads, far below it, land on a few codes and an 8-bit "
+                                "max ADC can cost points); calibrated (a percentile of |I| measured "
+                                "on training data, crossbar.calibrate_adc)"),
     "ADCConfig.i_max": ("A", "> 0", ""),
     "ADCConfig.percentile": ("%", "(0, 100]", ""),
     "StudySpec.model": ("", "", "the network: an MLP (widths from hidden) or a CIFAR-style VGG / ResNet"),
@@ -183,6 +188,11 @@ def _rst_to_md(text: str) -> str:
 def _cell(text: str) -> str:
     """A Markdown table cell: one line, pipes escaped (GitHub reads ``\\|`` as ``|`` in code too)."""
     return text.replace("\n", " ").replace("|", "\\|")
+
+
+def cell_text(text: str) -> str:
+    """A docstring phrase (reStructuredText roles and literals) as one Markdown table cell."""
+    return _cell(_rst_to_md(text))
 
 
 def _sections(doc: str) -> dict[str, str]:

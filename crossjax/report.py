@@ -8,7 +8,9 @@
   layer's tile (0, 0), positive array of the differential pair
   (``G = g_min + (g_max - g_min) * u+``, ``crossjax.mapping.map_weights``),
   driven by the first test example (``V = x * v_read / x_max``), under the
-  config of the study with the largest wire resistance.
+  config of the study with the largest wire resistance: the drop
+  ``V_i - U_ij`` in millivolts (linear cells), so the colours show the wires'
+  effect rather than the input pattern.
 
 All files are written atomically (temp file + ``os.replace``).
 """
@@ -30,46 +32,169 @@ def _pct(a: float) -> str:
     return f"{100 * a:.2f}"
 
 
+def _interval(a: dict) -> tuple[str, str]:
+    """The 95 % interval and standard error cells of an ``accuracy`` summary (in %)."""
+    if a.get("ci95") is None:
+        return "n/a (1 sample)", "n/a"
+    lo, hi = a["ci95"]
+    return f"{_pct(lo)} - {_pct(hi)}", _pct(a["se"])
+
+
+def _stats_row(label: str, a: dict, *extra: str) -> str:
+    ci, se = _interval(a)
+    return (f"| {label} | " + " | ".join(extra) + (" | " if extra else "")
+            + f"{_pct(a['mean'])} | {ci} | {se} | {_pct(a['std'])} | {_pct(a['min'])} | "
+              f"{_pct(a['p05'])} | {_pct(a['p50'])} | {_pct(a['p95'])} | {_pct(a['max'])} |")
+
+
+_STATS_HEAD = "mean | 95 % CI | SE | std | min | p05 | p50 | p95 | max"
+_STATS_ALIGN = " ---: |" * 9
+
+
+def test_set_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy measured on ``n`` test examples, ``sqrt(p (1 - p) / n)``.
+
+    Example:
+      >>> round(test_set_error(0.9, 400), 4)
+      0.015
+    """
+    return float(np.sqrt(accuracy * (1 - accuracy) / n))
+
+
 def markdown(results: dict[str, Any], plots: list[str]) -> str:
     """``report.md`` text for a results dict (the ``results.json`` schema)."""
     meta = results["meta"]
     dig = results["digital"]["accuracy"]
+    n_test = results["digital"].get("test_examples")
     lines = [f"# crossjax study: {meta['model']} on {meta['dataset']}", "",
-             f"seed {meta['seed']}, total wall time {meta['seconds']:.1f} s, "
-             f"{results['digital'].get('test_examples', '?')} test examples; "
+             f"seed {meta['seed']}, wall time {meta['seconds']:.1f} s (all runs into this directory; "
+             f"`results.json` `meta.seconds`), {n_test or '?'} test examples; "
              + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
-             f"**Digital test accuracy: {_pct(dig)} %**", "",
-             "Accuracies in % over Monte Carlo samples; loss = digital - mean "
-             "(percentage points).", "",
-             "| config | samples | mean | std | min | p05 | p50 | p95 | max | loss |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"**Digital test accuracy: {_pct(dig)} %**", ""]
+    if n_test:
+        lines += [f"Test-set sampling error: +- {_pct(test_set_error(dig, n_test))} % (binomial standard "
+                  f"error of an accuracy over {n_test} examples). Every config is scored on the same "
+                  "examples, so this error is common to all rows and largely cancels in the losses; the "
+                  "intervals below are over Monte Carlo samples only.", ""]
+    lines += ["All numbers in %. Over the Monte Carlo samples of a config: mean, its 95 % confidence "
+              "interval (Student's t) and standard error (SE), the samples' std and percentiles; "
+              "loss = digital - mean (percentage points; its interval is digital minus the mean's).", "",
+              f"| config | samples | {_STATS_HEAD} | loss |",
+              "| --- | ---: |" + _STATS_ALIGN + " ---: |"]
     for c in results["configs"]:
-        a = c["accuracy"]
-        lines.append(f"| {c['name']} | {c['samples']} | {_pct(a['mean'])} | "
-                     f"{_pct(a['std'])} | {_pct(a['min'])} | {_pct(a['p05'])} | "
-                     f"{_pct(a['p50'])} | {_pct(a['p95'])} | {_pct(a['max'])} | "
-                     f"{100 * (dig - a['mean']):.2f} |")
+        lines.append(_stats_row(c["name"], c["accuracy"], str(c["samples"]))
+                     + f" {100 * (dig - c['accuracy']['mean']):.2f} |")
     lines += _nonlinearity_lines(results["configs"], dig)
     ft = results.get("finetune")
     if ft:
         b, a = ft["before"], ft["after"]
         rec = ft.get("recovered_fraction")
+        row = next((c for c in results["configs"] if c["name"] == ft["config"]), None)
         lines += ["", f"## Non-ideality-aware fine-tuning under `{ft['config']}`", "",
                   f"{ft['steps']} steps with the non-idealities in the loop; "
                   f"{ft['samples']} Monte Carlo samples (same keys before and after).", "",
-                  "| | mean | std | min | p05 | p50 | p95 | max |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for label, s in (("before", b), ("after", a)):
-            lines.append(f"| {label} | {_pct(s['mean'])} | {_pct(s['std'])} | "
-                         f"{_pct(s['min'])} | {_pct(s['p05'])} | {_pct(s['p50'])} | "
-                         f"{_pct(s['p95'])} | {_pct(s['max'])} |")
+                  f"| | {_STATS_HEAD} |", "| --- |" + _STATS_ALIGN]
+        lines += [_stats_row(label, s) for label, s in (("before", b), ("after", a))]
+        if row is not None and abs(row["accuracy"]["mean"] - b["mean"]) > 0:
+            lines += ["", f"'before' is the same network as the `{ft['config']}` row above "
+                      f"({_pct(row['accuracy']['mean'])} %) on its own Monte Carlo keys (the keys of "
+                      "'after', so the comparison is paired): the two differ by sampling alone."]
         lines += ["", f"Digital accuracy after fine-tuning: {_pct(ft['digital_after'])} %. "
                   + ("Recovered fraction of the loss: "
                      f"{100 * rec:.1f} %." if rec is not None else
                      "The config lost no accuracy before fine-tuning.")]
+    lines += config_definitions([(c["name"], c.get("hardware")) for c in results["configs"]])
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _flat(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def _hardware_reference():
+    """``(defaults, fields)``: every hardware leaf path's default (its sub-config switched on with
+    its own defaults) and its :class:`crossjax.config_reference.Field`."""
+    import dataclasses
+
+    from crossjax import config_reference as cr
+    from crossjax.hardware import HardwareConfig
+
+    defaults, fields = {}, {}
+    for path, cls, _ in cr.walk(HardwareConfig):
+        prefix = f"{path}." if path else ""
+        try:
+            obj = cls()
+        except (TypeError, ValueError):
+            obj = None
+        for f in cr.describe(cls, prefix):
+            fields[f.path] = f
+        if obj is not None and dataclasses.is_dataclass(obj):
+            for k, v in _flat({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
+                               if not dataclasses.is_dataclass(getattr(obj, f.name))}, prefix):
+                defaults[k] = v
+    return defaults, fields
+
+
+def _value(v, unit: str) -> str:
+    if isinstance(v, float):
+        v = f"{v:g}"
+    elif isinstance(v, str):
+        v = f'"{v}"'
+    unit = {"": "", "-": "", "1": "", "1 (relative)": " (relative)"}.get(unit, f" {unit}")
+    return f"{v}{unit}"
+
+
+def config_definitions(configs) -> list[str]:
+    """``report.md`` lines defining every config: each field that differs from the ideal crossbar
+    (``HardwareConfig()``), with its value and unit, then what each of those fields means
+    (from ``docs/configuration.md``'s source, :mod:`crossjax.config_reference`).
+
+    Args:
+      configs: ``(name, hardware)`` pairs, ``hardware`` as ``HardwareConfig.to_dict()`` writes it
+        (``None``: skipped). Names repeated with the same hardware are listed once.
+
+    Returns:
+      Markdown lines (a leading blank line and a ``## Configs`` heading), ``[]`` when none.
+    """
+    from crossjax import config_reference as cr
+    from crossjax.hardware import HardwareConfig
+
+    defaults, fields = _hardware_reference()
+    ideal = dict(_flat(HardwareConfig().to_dict()))
+    seen, rows, used = set(), [], []
+    for name, hw in configs:
+        if not hw or name in seen:
+            continue
+        seen.add(name)
+        leaves = [(path, v) for path, v in _flat(hw) if v is not None]
+        changed = {path for path, v in leaves if v != ideal.get(path, defaults.get(path))}
+        groups = {path.rpartition(".")[0] for path in changed}  # sub-configs with a change
+        on = []
+        for path, v in leaves:  # a changed field, or a choice (kind, range, ...) of a changed sub-config
+            if path in changed or (isinstance(v, str) and path.rpartition(".")[0] in groups):
+                unit = fields[path].unit if path in fields else ""
+                on.append(f"`{path}` = {_value(v, unit)}")
+                if path not in used:
+                    used.append(path)
+        off = [p for p, v in _flat(hw) if v is None and ideal.get(p) is not None]
+        on += [f"`{p}` off" for p in off]
+        rows.append(f"- **{name}**: " + ("; ".join(on) if on else "the ideal crossbar (exact `x @ W`)"))
+    if not rows:
+        return []
+    out = ["", "## Configs", "",
+           "What each config switches on, relative to the ideal crossbar `HardwareConfig()` "
+           "(every other field at its default; all fields: `docs/configuration.md`):", "", *rows]
+    if used:
+        out += ["", "| field | unit | meaning |", "| --- | --- | --- |"]
+        out += [f"| `{p}` | {fields[p].unit or '-'} | {cr.cell_text(fields[p].meaning)} |"
+                for p in used if p in fields]
+    return out
 
 
 def _nonlinearity_lines(configs, digital) -> list[str]:
@@ -149,10 +274,13 @@ def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
     x = jnp.pad(x, (0, rows - x.shape[0])) if x.shape[0] < rows else x[:rows]
     V = x * hardware.dac.v_read / hardware.dac.x_max
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    circuit.plot_ir_drop(G, V, hardware.array.parasitics, ax=ax)
+    circuit.plot_ir_drop(G, V, hardware.array.parasitics, ax=ax)  # the drop V_i - U_ij in mV
     p = hardware.array.parasitics
-    ax.set_title(f"layer 0, tile (0,0), G+: r_wire_row={float(p.r_wire_row):g} ohm, "
-                 f"r_wire_col={float(p.r_wire_col):g} ohm", fontsize=8)
+    n = min(rows, int(np.prod(np.shape(x_example))), W.shape[0])
+    ax.set_title(f"IR drop (mV), layer 0, tile (0,0), positive array; wires {float(p.r_wire_row):g} / "
+                 f"{float(p.r_wire_col):g} ohm per row / column segment\n"
+                 f"input: test example 0, its first {n} values as row voltages "
+                 f"(V = x * {float(hardware.dac.v_read):g} V / {float(hardware.dac.x_max):g})", fontsize=8)
     _save_figure(fig, path)
     plt.close(fig)
 
@@ -170,8 +298,12 @@ def _strongest_wires(spec):
 
 
 def write_report(out: str, results: dict[str, Any], *, model=None, spec=None,
-                 x_example=None, plots: bool = True) -> list[str]:
-    """Write ``report.md`` (and the plots when ``plots``) into ``out``; returns the plot names."""
+                 x_example=None, plots: bool = True, before_markdown=None) -> list[str]:
+    """Write ``report.md`` (and the plots when ``plots``) into ``out``; returns the plot names.
+
+    ``before_markdown()`` (optional) runs after the plots and before the text is rendered
+    (the study stamps its final wall time there, so the report quotes the saved figure).
+    """
     names = []
     if plots:
         plot_accuracy(results, os.path.join(out, ACCURACY_PNG))
@@ -180,5 +312,7 @@ def write_report(out: str, results: dict[str, Any], *, model=None, spec=None,
         if model is not None and hw is not None and x_example is not None:
             plot_layer_ir_drop(model, hw, x_example, os.path.join(out, IR_DROP_PNG))
             names.append(IR_DROP_PNG)
+    if before_markdown is not None:
+        before_markdown()
     atomic_write_text(os.path.join(out, "report.md"), markdown(results, names))
     return names

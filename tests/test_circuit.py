@@ -444,18 +444,22 @@ def test_direct_gradient_with_more_inputs_than_rows():
     assert abs(gd[0][2, 1] - fd) <= 1e-6 * abs(fd)
 
 
-def test_plot_ir_drop_shows_cell_voltages():
+def test_plot_ir_drop_shows_the_drop_or_the_cell_voltages():
     import matplotlib
 
     matplotlib.use("Agg")
     from crossjax.circuit import plot_ir_drop
 
     G, V, p = random_case(7, 5, 6)
-    ax = plot_ir_drop(G, V, p)
     v_row, v_col = node_voltages(G, V, p)
-    np.testing.assert_allclose(ax.images[0].get_array(), np.asarray(v_row - v_col), rtol=1e-12)
+    U = np.asarray(v_row - v_col)
+    drop = plot_ir_drop(G, V, p).images[0].get_array()
+    np.testing.assert_allclose(drop, 1e3 * (np.asarray(V)[:, None] - U), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(plot_ir_drop(G, V, p, quantity="voltage").images[0].get_array(), U, rtol=1e-12)
     with pytest.raises(ValueError, match="plot_ir_drop needs"):
         plot_ir_drop(G, V[:2], p)
+    with pytest.raises(ValueError, match="quantity"):
+        plot_ir_drop(G, V, p, quantity="current")
 
 
 def test_demo_runs(capsys):

@@ -96,6 +96,8 @@ def test_study_lists_written_files_and_what_a_resume_skips(tmp_path, capsys):
     assert "resuming" not in printed
     results = json.loads((out / "results.json").read_text())
     results_schema.check(results, "study")   # the keys docs/results.md marks required
+    wall = f"wall time {results['meta']['seconds']:.1f} s"   # one figure: results, report and CLI
+    assert wall in printed and wall in (out / "report.md").read_text()
 
     # complete rerun: everything is skipped, the checkpoint is not rewritten
     assert cli.main(argv) == 0

@@ -89,7 +89,7 @@ def test_results_md_marks_the_design_keys_required():
 
     common = {path: (typ, req) for path, typ, req in results_schema.schema("common")}
     design = ["digital.accuracy", "configs[].name", "configs[].samples", "configs[].hardware",
-              *(f"configs[].accuracy.{k}" for k in ("mean", "std", "min", "max", "p05", "p50", "p95")),
+              *(f"configs[].accuracy.{k}" for k in ("mean", "std", "min", "max", "p05", "p50", "p95", "se", "ci95")),
               *(f"meta.{k}" for k in ("seed", "dataset", "model", "versions", "seconds"))]
     for path in design:
         assert common.get(path, (None, False))[1], f"docs/results.md does not mark {path} required"
@@ -102,7 +102,7 @@ def test_results_md_marks_the_design_keys_required():
 def test_results_schema_check_catches_missing_and_mistyped_keys():
     import results_schema
 
-    stats = dict.fromkeys(("mean", "std", "min", "max", "p05", "p50", "p95"), 0.5)
+    stats = {**dict.fromkeys(("mean", "std", "min", "max", "p05", "p50", "p95"), 0.5), "se": None, "ci95": None}
     ok = {"digital": {"accuracy": 0.9, "train_steps": 3, "train_seconds": 0.1, "test_examples": 9,
                       "train_examples": 9},
           "configs": [{"name": "ideal", "samples": 1, "accuracy": stats, "hardware": {}, "seconds": 0.1,

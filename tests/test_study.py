@@ -3,6 +3,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import results_schema  # tests/ is on sys.path
 from crossjax import cli, hardware, study, training
@@ -106,6 +108,51 @@ def test_summarize_numbers():
     assert s["mean"] == pytest.approx(0.775) and s["min"] == 0.5 and s["max"] == 1.0
     assert s["std"] == pytest.approx(np.std([0.5, 0.7, 0.9, 1.0]))
     assert s["p50"] == pytest.approx(0.8)
+    # the t interval by hand: s = 0.2217 (ddof 1), se = s / 2, t_{0.975, 3} = 3.18245
+    sd = np.sqrt(np.sum((np.array([0.5, 0.7, 0.9, 1.0]) - 0.775) ** 2) / 3)
+    assert s["se"] == pytest.approx(sd / 2, rel=1e-12)
+    assert s["ci95"] == pytest.approx([0.775 - 3.182446305 * sd / 2, 0.775 + 3.182446305 * sd / 2], rel=1e-9)
+    one = study.summarize([0.8])
+    assert one["se"] is None and one["ci95"] is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 500), min_size=2, max_size=64), st.integers(500, 2000))
+def test_summarize_interval_matches_scipy_and_covers_the_mean(counts, n):
+    from scipy import stats as sps
+
+    acc = np.array(counts) / n
+    s = study.summarize(acc)
+    lo, hi = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc)) if acc.std() > 0 \
+        else (acc.mean(), acc.mean())
+    assert s["se"] == pytest.approx(sps.sem(acc), abs=1e-15)
+    assert s["ci95"] == pytest.approx([lo, hi], abs=1e-12)
+    assert s["ci95"][0] <= s["mean"] <= s["ci95"][1]
+
+
+def test_report_states_uncertainty_definitions_and_one_wall_time():
+    from crossjax import report
+
+    noisy = hardware.HardwareConfig().set({"device.write_noise": WriteNoise(sigma=0.01),
+                                           "array.parasitics": Parasitics(2.5, 2.5), "adc.bits": 8})
+    cfgs = [{"name": "ideal", "samples": 1, "accuracy": study.summarize([0.9]),
+             "hardware": hardware.HardwareConfig().to_dict()},
+            {"name": "ir_drop", "samples": 4, "accuracy": study.summarize([0.8, 0.82, 0.84, 0.86]),
+             "hardware": noisy.to_dict()}]
+    res = {"meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 12.34, "versions": {}},
+           "digital": {"accuracy": 0.9, "test_examples": 400}, "configs": cfgs}
+    text = report.markdown(res, [])
+    ci = cfgs[1]["accuracy"]["ci95"]
+    assert f"| ir_drop | 4 | 83.00 | {100 * ci[0]:.2f} - {100 * ci[1]:.2f} |" in text
+    assert "| ideal | 1 | 90.00 | n/a (1 sample) | n/a |" in text
+    assert "+- 1.50 %" in text  # sqrt(0.9 * 0.1 / 400), the test set's own error
+    assert "wall time 12.3 s" in text and text.count(" s (") == 1
+    assert "- **ideal**: the ideal crossbar" in text
+    line = next(ln for ln in text.splitlines() if ln.startswith("- **ir_drop**"))
+    for part in ("`array.parasitics.r_wire_row` = 2.5 ohm", "`device.write_noise.sigma` = 0.01 (relative)",
+                 '`device.write_noise.kind` = "gaussian"', "`adc.bits` = 8 bits", '`adc.range` = "max"'):
+        assert part in line, part
+    assert "| `adc.range` | - | full scale of the codes" in text
 
 
 def test_presets_registry_and_default_spec():

@@ -13,11 +13,12 @@ from .solver import (METHODS, choose_method, effective_conductance, node_voltage
 from .spice import run_ngspice, to_spice
 
 
-def plot_ir_drop(G, V, parasitics, ax=None):
-    """Heatmap of the voltage across every cell (see :func:`crossjax.circuit.plot.plot_ir_drop`)."""
+def plot_ir_drop(G, V, parasitics, ax=None, *, quantity="drop"):
+    """Heatmap of the IR drop (mV) or the voltage across every cell (see
+    :func:`crossjax.circuit.plot.plot_ir_drop`)."""
     from .plot import plot_ir_drop as _plot
 
-    return _plot(G, V, parasitics, ax=ax)
+    return _plot(G, V, parasitics, ax=ax, quantity=quantity)
 
 
 __all__ = ["Parasitics", "Cell", "IV_FORMS", "RRAM_1T1R", "solve", "solve_nonlinear", "NonlinearSolution", "NotConverged", "effective_conductance", "node_voltages", "to_spice",

@@ -33,7 +33,7 @@ from flax import nnx
 
 from crossjax import energy, montecarlo, presets, pruning
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import md_table, setup, train_masked
+from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
 
 ROWS, COLS = 64, 16
 LAM = 3e-3
@@ -186,21 +186,26 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
           f"energy: Walden law, per-tile ADC bits.\n\n"
           + md_table(["variant", "sparsity", "ideal acc", "drop vs dense", "adc8 acc",
                       "ADC energy improvement", "column-count variance", "tile levels"], rows))
-    _plot(rs, list(makers))
+    _plot(rs, list(makers), len(y))
     return rs.finish(md)
 
 
-def _plot(rs, variants):
+def _plot(rs, variants, n_test):
     import os
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for v in variants:
-        ax.scatter(rs.results["variants"][v]["energy"]["improvement"], rs.mean(v, "ideal"), label=v)
-    ax.set_xlabel("ADC energy improvement (x)")
-    ax.set_ylabel("test accuracy (ideal)")
-    ax.legend()
+        rec = rs._cells[f"{v}@ideal"]
+        ax.errorbar(rs.results["variants"][v]["energy"]["improvement"], 100 * rec["accuracy"]["mean"],
+                    yerr=100 * error_bar(rec, n_test), marker="o", capsize=3, ls="none", label=v)
+    ax.set_xlabel("ADC energy improvement over the dense network (x)")
+    ax.set_ylabel("test accuracy, ideal crossbar (%)")
+    ax.set_title(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy vs ADC energy"
+                 + ("\n(error bars: test-set binomial standard error)" if n_test else ""), fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)

@@ -43,7 +43,7 @@ from flax import nnx
 
 from crossjax import checkpoint as ckpt
 from crossjax import data as data_lib
-from crossjax import montecarlo, pruning
+from crossjax import montecarlo, pruning, report
 from crossjax import study as study_lib
 
 if TYPE_CHECKING:
@@ -285,10 +285,19 @@ class StudyRun:
         return self._cells[f"{variant}@{config}"]["accuracy"]["mean"]
 
     def finish(self, report_md: str) -> dict:
-        """Write ``report.md``, mark the run complete and save ``results.json``."""
-        ckpt.atomic_write_text(os.path.join(self.out, study_lib.REPORT), report_md)
+        """Mark the run complete, save ``results.json`` and write ``report.md``: ``report_md``
+        followed by the definition of every hardware config and the wall time (``meta.seconds``)."""
         self.results["meta"]["complete"] = True
         self.save()
+        labels, first = [], {}
+        for c in self.results["configs"]:  # a config another variant reads with other settings gets its own line
+            hw, name = c.get("hardware"), c.get("config", c["name"])
+            first.setdefault(name, hw)
+            labels.append((name if first[name] == hw else f"{name} ({c.get('variant', c['name'])})", hw))
+        lines = [report_md.rstrip("\n"), *report.config_definitions(labels), "",
+                 f"Wall time: {self.results['meta']['seconds']:.1f} s (all runs into this directory; "
+                 "`results.json` `meta.seconds`)."]
+        ckpt.atomic_write_text(os.path.join(self.out, study_lib.REPORT), "\n".join(lines) + "\n")
         self.close()
         return self.results
 
@@ -345,6 +354,17 @@ def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, pr
         rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
         rs.save()
     return Setup(rs, task, x, y, dense, variant)
+
+
+def error_bar(record: dict, test_examples: int | None = None) -> float:
+    """Half-width of a cell's error bar (accuracy fraction): its 95 % interval over Monte Carlo
+    samples, or, for one sample, the test set's binomial standard error when ``test_examples``
+    is given (else 0)."""
+    a = record["accuracy"]
+    ci = a.get("ci95") or (study_lib.summarize(record["values"])["ci95"] if record.get("values") else None)
+    if ci is not None:
+        return (ci[1] - ci[0]) / 2
+    return report.test_set_error(a["mean"], test_examples) if test_examples else 0.0
 
 
 def md_table(header: list[str], rows: list[list]) -> str:

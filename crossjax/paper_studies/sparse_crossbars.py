@@ -43,10 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from crossjax import mitigation, presets, pruning
+from crossjax import circuit, mitigation, presets, pruning
 from crossjax.devices import WriteNoise
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import md_table, setup, train_masked
+from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
 
 HIDDEN = (256, 256)
 TILE = 64
@@ -66,7 +66,7 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
         return dict(hidden=(64, 64), train_steps=300, finetune_steps=60, sparsity=0.75,
                     samples=1, configs=("ideal", "ir_drop_r10"), max_test=450)
     return dict(hidden=HIDDEN, train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
-                configs=("ideal", "ir_drop", "ir_drop_r10"), max_test=None)
+                configs=("ideal", "ir_drop", "ir_drop_r10", "ir_drop_1t1r"), max_test=None)
 
 
 def hardware_configs() -> dict:
@@ -75,7 +75,8 @@ def hardware_configs() -> dict:
         {"device.write_noise": WriteNoise(sigma=0.01, kind="gaussian")})
     return {"ideal": presets.get("ideal"), "ir_drop": noisy,
             "ir_drop_r10": noisy.set({"array.parasitics.r_wire_row": 10.0,
-                                      "array.parasitics.r_wire_col": 10.0})}
+                                      "array.parasitics.r_wire_col": 10.0}),
+            "ir_drop_1t1r": noisy.set({"array.cell": circuit.RRAM_1T1R})}
 
 
 def _logits(model, x):
@@ -187,20 +188,26 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
 
 
 def _plot(rs, variants, cfg_names):
+    import os
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     w = 0.8 / len(cfg_names)
+    lowest = 1.0
     for j, c in enumerate(cfg_names):
-        cells = [rs._cells[f"{v}@{c}"]["accuracy"] for v in variants]
-        ax.bar(np.arange(len(variants)) + j * w, [a["mean"] for a in cells], w,
-               yerr=[a["std"] for a in cells], label=c)
+        cells = [rs._cells[f"{v}@{c}"] for v in variants]
+        means = [100 * r["accuracy"]["mean"] for r in cells]
+        lowest = min(lowest, min(r["accuracy"]["min"] for r in cells))
+        ax.bar(np.arange(len(variants)) + j * w, means, w, label=f"{c} ({cells[0]['samples']} samples)",
+               yerr=[100 * error_bar(r) for r in cells], capsize=2)
     ax.set_xticks(np.arange(len(variants)) + w * (len(cfg_names) - 1) / 2, variants, rotation=20)
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.legend()
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(max(0.0, 100 * lowest - 5), 100)
+    ax.set_title(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy per variant "
+                 "and config\n(error bars: 95 % interval of the mean over Monte Carlo samples)", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
-    import os
     fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)

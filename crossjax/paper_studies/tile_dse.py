@@ -41,7 +41,7 @@ from flax import nnx
 
 from crossjax import circuit, energy, presets, pruning
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import md_table, setup, train_masked
+from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
 
 CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
 CALIBRATION = 256  # training inputs that calibrate the ADC ranges
@@ -155,25 +155,30 @@ def _plot(rs, tiles, configs):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(configs) + 1, figsize=(4 * (len(configs) + 1), 3.6))
+    fig, axes = plt.subplots(1, len(configs) + 1, figsize=(4 * (len(configs) + 1), 3.8))
     for ax, c in zip(axes, configs):
         for v, mapping in CELLS:
-            acc = [rs._cells[f"{v}/{mapping}/T{t}@{c}"]["accuracy"] for t in tiles]
-            ax.errorbar(tiles, [a["mean"] for a in acc], yerr=[a["std"] for a in acc], marker="o",
-                        capsize=3, label=f"{v}, {mapping} mapping")
+            recs = [rs._cells[f"{v}/{mapping}/T{t}@{c}"] for t in tiles]
+            ax.errorbar(tiles, [100 * r["accuracy"]["mean"] for r in recs],
+                        yerr=[100 * error_bar(r) for r in recs], marker="o", capsize=3,
+                        label=f"{v}, {mapping} mapping")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("tile size T")
-        ax.set_ylabel("test accuracy")
-        ax.set_title(c)
-    axes[0].legend(fontsize=8)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{c} ({recs[0]['samples']} samples)", fontsize=9)
     ax = axes[-1]
     for v, mapping in CELLS:
         ax.plot(tiles, [rs.results["variants"][f"{v}/{mapping}/T{t}"]["crossbars"] for t in tiles],
-                marker="o", label=f"{v}, {mapping}")
+                marker="o", label=f"{v}, {mapping} mapping")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("tile size T")
     ax.set_ylabel("crossbars")
-    fig.tight_layout()
+    ax.set_title("crossbars needed", fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.suptitle(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: tile-size DSE "
+                 "(error bars: 95 % interval of the mean over Monte Carlo samples)", fontsize=10)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)
