@@ -82,6 +82,30 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "ReadNoise.kind": ("", "", "noise model: proportional (to G) or gaussian (absolute)"),
     "ReadNoise.generator": ("", "", "the per-read normals: counter (crossjax.counter_rng, cheaper "
                                     "on a CPU) or threefry (jax.random.normal)"),
+    "DeviceConfig.pcm": ("", "", "fitted PCM model (Nandakumar 2019 / Joshi 2020): programming noise, "
+                                 "conductance-dependent drift and 1/f read noise at time t; replaces "
+                                 "write_noise and drift"),
+    "DeviceConfig.rram": ("", "", "fitted RRAM deviation (Wan 2022) at time t; replaces write_noise"),
+    "DeviceConfig.drift_compensation": ("", "", "output factor from a reference read right after "
+                                                "programming and one at time t (global or per column)"),
+    "PCMModel.t": ("s", ">= 0", "inference time after programming"),
+    "PCMModel.t0": ("s", "> 0", "drift reference time: g_prog ((t + t0) / t0)^(-nu)"),
+    "PCMModel.prog": ("1 (relative)", "3 finite numbers",
+                      "programming std / g_max = prog_scale * max(p0 + p1 x + p2 x^2, 0), x = g_T / g_max"),
+    "PCMModel.prog_scale": ("1", ">= 0", "multiplier of the programming std (1 = as published)"),
+    "PCMModel.nu_mean": ("1", "4 finite numbers (a, b, lo, hi)", "drift exponent mean clip(a ln x + b, lo, hi)"),
+    "PCMModel.nu_std": ("1", "4 finite numbers (a, b, lo, hi)",
+                        "drift exponent std clip(a ln x + b, lo, hi); nu = |N(mean, std)|"),
+    "PCMModel.q": ("1", "3 finite numbers (q0, q1, q2)",
+                   "1/f noise: relative std min(q0 / max(g_prog / g_max, 1e-3)^q1, q2) "
+                   "* sqrt(ln((t + t0 + t_read) / (2 t_read)))"),
+    "PCMModel.t_read": ("s", "> 0", "duration of one read (1/f noise integration)"),
+    "RRAMModel.t": ("s", ">= 0", "inference time after programming"),
+    "RRAMModel.std_scale": ("1", ">= 0", "multiplier of the deviation std (1 = as published)"),
+    "RRAMModel.coeffs": ("1 (relative)", "(len(times), K) finite numbers",
+                         "deviation std / g_max at each fitted time, ascending powers of x = g_T / g_max"),
+    "RRAMModel.times": ("s", "increasing, > 0", "times of the fits (std interpolated in ln t, held outside)"),
+    "DriftCompensation.kind": ("", "", "global (one factor per layer) or per_column"),
     "MappingConfig.w_max": ("weight units", "> 0, or None", ""),
     "MappingConfig.slice_bits": ("bits", ">= 1, slice_bits * slices <= 24 (float32) / 53 (float64)", ""),
     "MappingConfig.slices": ("cells", ">= 1 (> 1 needs slice_bits)", ""),
@@ -419,6 +443,8 @@ def _study_section() -> list[str]:
               "| `name` | `str` | required, unique; one config must be named `ideal` |",
               "| `samples` | `int` | Monte Carlo samples of this config (default: the study's "
               "`samples`, or 1 when the config is deterministic) |",
+              "| `keys` | `str` | the name its Monte Carlo keys come from (default: its own `name`); "
+              "configs with one `keys` program the same chips, e.g. one chip read at several times |",
               "| `hardware` | table | nested `HardwareConfig` fields by path, e.g. "
               "`hardware = { device = { write_noise = { sigma = 0.05 } }, adc = { bits = 6 } }`; "
               "unspecified fields keep their defaults |",

@@ -59,6 +59,8 @@ class CrossbarState:
         (no ADC); ``P_read = mapping.read_arrays`` (``P``, or ``P / 2`` with analog pair subtraction).
       column_index: sparse layout only (``mapping.layout="sparse"``): the output held by
         compacted column ``j`` of row block ``a``, ``(Kt, Nt*C)``, -1 for an empty slot.
+      out_scale: drift compensation (``device.drift_compensation``): the factor ``(N,)`` every
+        output is multiplied by in the digital periphery (folded into ``w_eff``), or ``None``.
       in_features, out_features: ``K``, ``N`` (static).
       programmed_with: what the state depends on of the config it was programmed
         with (static; :func:`programming_signature`); :func:`matmul` refuses a config
@@ -71,6 +73,7 @@ class CrossbarState:
     w_max: jax.Array
     adc_range: jax.Array | None
     column_index: jax.Array | None = None
+    out_scale: jax.Array | None = None
     in_features: int = struct.field(pytree_node=False, default=0)
     out_features: int = struct.field(pytree_node=False, default=0)
     programmed_with: tuple = struct.field(pytree_node=False, default=())
@@ -260,11 +263,13 @@ def _initial_adc_range(g_eff, config):
 
 
 def _write(W, config, key):
-    """Map ``W`` ``(K, N)`` to tiles and program the devices: ``(g, w_max, column_index)``.
+    """Map ``W`` ``(K, N)`` to tiles and program the devices: ``(g, w_max, column_index, out_scale)``.
 
     With ``mapping.layout="sparse"`` the tiles hold the compacted columns
     (``mapping.compact_columns``) and ``column_index`` maps them back; else it is ``None``.
+    ``out_scale`` is the drift-compensation factor (:func:`_drift_compensation`) or ``None``.
     """
+    K, N = W.shape
     rows, cols = config.array.rows, config.array.cols
     index = None
     if config.mapping.layout == "sparse":
@@ -272,22 +277,60 @@ def _write(W, config, key):
         index = packed.column_index
         W = mapping.untile_weights(packed.tiles, packed.tiles.shape[0] * rows, packed.tiles.shape[1] * cols)
     u, w_max = mapping.map_weights(W, config.mapping, rows, cols)
-    return devices.program_conductances(u, config.device, key), w_max, index
+    g = devices.program_conductances(u, config.device, key)
+    scale = None
+    if config.device.drift_compensation is not None:
+        g_ref = devices.program_conductances(u, config.device, key, reference=True)
+        scale = _drift_compensation(g_ref, g, w_max, config, K, N, index)
+    return g, w_max, index, scale
 
 
-def _state(g, g_eff, w_max, index, config, K, N):
-    w_eff = None if config.has_nonlinear_cells else _fold_weights(g_eff, w_max, config, K, N, index)
+def _drift_compensation(g_ref, g, w_max, config, K, N, index):
+    """Output factor ``(N,)`` of ``device.drift_compensation`` from two reads of the all-ones
+    input through ideal wires, right after programming (``g_ref``) and now (``g``).
+
+    ``"global"``: ``mean_j |y_ref_j| / mean_j |y_t_j|`` over the layer's outputs ``y = 1 @ W_eff``.
+    ``"per_column"``: per output, the ratio of its column currents summed over the arrays of
+    the pair (or slices) before they are subtracted, ``sum G_ref / sum G_t``: a signed output
+    ``sum_i W_ij`` can be near 0 by cancellation, which would make its own ratio noise.
+    Factors are 1 where the read is 0; no gradient flows through them (a calibration).
+    """
+    comp = config.device.drift_compensation
+    tiny = jnp.finfo(g.dtype).tiny
+    if comp.kind == "global":
+        y_ref, y_t = (jnp.mean(jnp.abs(jnp.sum(_fold_weights(_series_folded(a, config), w_max, config, K, N, index),
+                                                axis=0))) for a in (g_ref, g))
+        return jax.lax.stop_gradient(jnp.broadcast_to(jnp.where(y_t > 0, y_ref / jnp.maximum(y_t, tiny), 1.0), (N,)))
+    cols = config.array.cols
+
+    def column_currents(a):  # (P, Kt, Nt, R, Cp) -> (N,): each output's cells over all arrays and row tiles
+        a = jnp.sum(_series_folded(a, config), axis=0)[..., :cols]
+        return jnp.sum(_untile(a, K, N, index), axis=0)
+
+    y_ref, y_t = column_currents(g_ref), column_currents(g)
+    return jax.lax.stop_gradient(jnp.where(y_t > 0, y_ref / jnp.where(y_t > 0, y_t, 1.0), 1.0))
+
+
+def _state(g, g_eff, w_max, index, config, K, N, out_scale=None):
+    w_eff = None if config.has_nonlinear_cells else _compensated(
+        _fold_weights(g_eff, w_max, config, K, N, index), out_scale)
     return CrossbarState(
         g=g, g_eff=g_eff, w_eff=w_eff, w_max=w_max,
-        adc_range=_initial_adc_range(g_eff, config), column_index=index, in_features=K, out_features=N,
+        adc_range=_initial_adc_range(g_eff, config), column_index=index, out_scale=out_scale,
+        in_features=K, out_features=N,
     )
+
+
+def _compensated(y, out_scale):
+    """Outputs (or weights ``(K, N)``) times the drift-compensation factor ``(N,)``, if any."""
+    return y if out_scale is None else y * out_scale
 
 
 @functools.partial(jax.jit, static_argnames=("interval",))
 def _program(W, config, key, interval):
     K, N = W.shape
-    g, w_max, index = _write(W, config, key)
-    return _state(g, _effective_conductance(g, config, interval), w_max, index, config, K, N)
+    g, w_max, index, scale = _write(W, config, key)
+    return _state(g, _effective_conductance(g, config, interval), w_max, index, config, K, N, scale)
 
 
 def program(W, config: HardwareConfig, key=None) -> CrossbarState:
@@ -343,18 +386,18 @@ def _program_many(Ws, config, keys, interval):
         else:
             written.append(jax.vmap(_write, in_axes=(0, None, 0))(W, config, jax.random.split(key, W.shape[0])))
     tile = written[0][0].shape[-2:]
-    flat = jnp.concatenate([g.reshape((-1,) + tile) for g, _, _ in written])
+    flat = jnp.concatenate([w[0].reshape((-1,) + tile) for w in written])
     flat_eff = _effective_conductance(flat, config, interval)
-    sizes = np.cumsum([g.size // math.prod(tile) for g, _, _ in written])[:-1]
+    sizes = np.cumsum([w[0].size // math.prod(tile) for w in written])[:-1]
     states = []
-    for W, (g, w_max, index), g_eff in zip(Ws, written, jnp.split(flat_eff, sizes)):
+    for W, (g, w_max, index, scale), g_eff in zip(Ws, written, jnp.split(flat_eff, sizes)):
         K, N = W.shape[-2:]
         g_eff = g_eff.reshape(g.shape)
         if W.ndim == 2:
-            states.append(_state(g, g_eff, w_max, index, config, K, N))
+            states.append(_state(g, g_eff, w_max, index, config, K, N, scale))
         else:
-            states.append(jax.vmap(_state, in_axes=(0, 0, 0, 0, None, None, None))(
-                g, g_eff, w_max, index, config, K, N))
+            states.append(jax.vmap(_state, in_axes=(0, 0, 0, 0, None, None, None, 0))(
+                g, g_eff, w_max, index, config, K, N, scale))
     return states
 
 
@@ -573,7 +616,7 @@ def _apply(x, state, config, key, plan: ReadoutPlan | None = None):
         y = mapping.scatter_outputs(jnp.moveaxis(i, 0, -2), state.column_index, state.out_features)
     else:
         y = _sum_row_tiles(i)[..., : state.out_features]
-    return y * state.w_max * x_range * _scale(config)
+    return _compensated(y * state.w_max * x_range * _scale(config), state.out_scale)
 
 
 def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
@@ -594,8 +637,8 @@ def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
     s2 = _untile(converters.shift_add(s * s, c2), K, N, state.column_index)  # (K, N)
     var = converters.shift_add((v * v) @ s2, tuple(c * c for c in coef))  # (..., N), A^2
     noise = _noise_std(var) * devices.read_noise_normal(key, var.shape, var.dtype, config.device)
-    y = converters.dac_equivalent(x, config.dac) @ state.w_eff
-    return y + noise * state.w_max * x_range * _scale(config)
+    y = converters.dac_equivalent(x, config.dac) @ state.w_eff   # w_eff holds the compensation
+    return y + _compensated(noise * state.w_max * x_range * _scale(config), state.out_scale)
 
 
 @functools.partial(jax.jit, static_argnames=("plan",))
@@ -714,10 +757,10 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
 def _analog_matmul(x, W, config, key, interval, plan):
     k_prog, k_read = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     K, N = W.shape
-    g, w_max, index = _write(W, config, k_prog)
+    g, w_max, index, scale = _write(W, config, k_prog)
     g_eff = _effective_conductance(g, config, interval) if plan.forms_g_eff else g
     state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, column_index=index,
-                          in_features=K, out_features=N)
+                          out_scale=scale, in_features=K, out_features=N)
     if plan.adc is not None:
         if plan.adc.calibrated:
             v, coef, _ = _encode(x, config, plan)
@@ -730,5 +773,5 @@ def _analog_matmul(x, W, config, key, interval, plan):
             adc_range = _initial_adc_range(g_eff, config)
         state = state.replace(adc_range=adc_range)
     if plan.folds_weights:
-        state = state.replace(w_eff=_fold_weights(g_eff, w_max, config, K, N, index))
+        state = state.replace(w_eff=_compensated(_fold_weights(g_eff, w_max, config, K, N, index), scale))
     return _apply(x, state, config, k_read, plan)

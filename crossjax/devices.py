@@ -35,6 +35,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from crossjax import config_checks as chk
@@ -146,6 +147,212 @@ class ReadNoise:
         chk.choice("device.read_noise.generator", self.generator, READ_NOISE_GENERATORS)
 
 
+def _coefficients(value, name, shape=None):
+    """A coefficient field as a (nested) tuple of floats: TOML/JSON lists and arrays become tuples
+    (hashable and comparable configs); tuples, tracers and JAX arrays are kept."""
+    if isinstance(value, (list, np.ndarray)):
+        a = np.asarray(value, dtype=np.float64)
+        if shape is not None and a.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {a.shape}.")
+        return tuple(a.tolist()) if a.ndim == 1 else tuple(tuple(r) for r in a.tolist())
+    return value
+
+
+def _check_coefficients(name, value, shape, include_jax):
+    if _traced(value):
+        return
+    a = np.asarray(value, np.float64) if isinstance(value, tuple) else chk.concrete(value, include_jax)
+    if a is None:
+        return
+    if a.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {a.shape}.")
+    chk.finite(name, a)
+
+
+def _traced(value):
+    return any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(value))
+
+
+@struct.dataclass
+class PCMModel:
+    """Statistical PCM model fitted on doped-GST chips: Nandakumar et al., "Phase-change
+    memory models for deep learning training and inference", ICECS 2019 (chip data as in
+    Joshi et al., "Accurate deep neural network inference using computational phase-change
+    memory", Nat. Commun. 11, 2473, 2020).
+
+    With ``x = g_T / g_max`` (target conductance over the device's ``g_max``; the fit
+    used ``g_max = 25 uS``, and every figure below in siemens scales with ``g_max``):
+
+    * programming noise, additive Gaussian clipped at 0:
+      ``g_prog = g_T + prog_scale * g_max * max(p0 + p1 x + p2 x^2, 0) * n1``,
+      ``prog = (p0, p1, p2) = (0.26348, 1.9650, -1.1731) / 25`` (the published
+      ``sigma_prog = max(-1.1731 x^2 + 1.9650 x + 0.26348, 0)`` uS at 25 uS);
+    * drift, one exponent per device drawn at programming:
+      ``nu = |mu + s n2|``, ``mu = clip(a ln x + b, lo, hi)`` with ``nu_mean = (a, b, lo, hi)
+      = (-0.0155, 0.0244, 0.049, 0.1)``, ``s = clip(...)`` with ``nu_std = (-0.0125, -0.0059,
+      0.008, 0.045)`` (``x`` clipped to ``>= 1e-6``, an assumption: the source only says "away
+      from 0"), ``g_drift = g_prog ((t + t0) / t0)^(-nu)``;
+    * accumulated 1/f read noise at the inference time ``t`` (seconds after programming ended):
+      ``Q = min(q0 / max(|g_prog| / g_max, 1e-3)^q1, q2)`` with ``q = (0.0088, 0.65, 0.2)``,
+      ``g = max(g_drift + |g_drift| Q sqrt(ln((t + t0 + t_read) / (2 t_read))) n3, 0)``,
+      ``t_read = 250 ns``.
+
+    ``n1, n2, n3 ~ N(0, 1)`` per device come from the programming key alone, not from ``t``:
+    the same key read at several times is the same programmed chip (same programming noise,
+    same ``nu`` and the same 1/f deviation, scaled by its time-dependent std).
+    ``t`` and every coefficient are leaves (a sweep over ``t`` does not recompile).
+    Replaces ``device.write_noise`` and ``device.drift`` (set those to ``None``).
+
+    Example:
+      >>> from crossjax.devices import DeviceConfig, PCMModel
+      >>> dev = DeviceConfig(g_min=0.0, g_max=25e-6, pcm=PCMModel(t=3600.0))
+      >>> dev.write_stochastic
+      True
+    """
+
+    t: float = 1.0
+    t0: float = 20.0
+    prog: tuple = (0.26348 / 25, 1.9650 / 25, -1.1731 / 25)
+    prog_scale: float = 1.0
+    nu_mean: tuple = (-0.0155, 0.0244, 0.049, 0.1)
+    nu_std: tuple = (-0.0125, -0.0059, 0.008, 0.045)
+    q: tuple = (0.0088, 0.65, 0.2)
+    t_read: float = 250e-9
+
+    def __post_init__(self):
+        for name, n in (("prog", 3), ("nu_mean", 4), ("nu_std", 4), ("q", 3)):
+            object.__setattr__(self, name, _coefficients(getattr(self, name), f"device.pcm.{name}", (n,)))
+        self.check(include_jax=False)
+
+    def check(self, include_jax: bool = True):
+        """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
+        j = include_jax
+        chk.non_negative("device.pcm.t", self.t, j)
+        chk.positive("device.pcm.t0", self.t0, j)
+        chk.non_negative("device.pcm.prog_scale", self.prog_scale, j)
+        chk.positive("device.pcm.t_read", self.t_read, j)
+        for name, n in (("prog", 3), ("nu_mean", 4), ("nu_std", 4), ("q", 3)):
+            _check_coefficients(f"device.pcm.{name}", getattr(self, name), (n,), j)
+
+    # the published laws, elementwise in x = g_T / g_max (dimensionless)
+    def programming_std(self, x):
+        """Programming-noise std relative to ``g_max``: ``prog_scale * max(p0 + p1 x + p2 x^2, 0)``."""
+        p0, p1, p2 = self.prog
+        return self.prog_scale * jnp.maximum(p0 + x * (p1 + x * p2), 0.0)
+
+    def drift_exponent_stats(self, x):
+        """``(mu, s)`` of the drift exponent at ``x`` (``x`` clipped to ``>= 1e-6``)."""
+        lx = jnp.log(jnp.maximum(x, 1e-6))
+        a, b, lo, hi = self.nu_mean
+        c, d, lo2, hi2 = self.nu_std
+        return jnp.clip(a * lx + b, lo, hi), jnp.clip(c * lx + d, lo2, hi2)
+
+    def read_noise_std(self, g_prog, g_drift, g_max):
+        """Std (S) of the accumulated 1/f read noise at time ``t``."""
+        q0, q1, q2 = self.q
+        Q = jnp.minimum(q0 / jnp.maximum(jnp.abs(g_prog) / g_max, 1e-3) ** q1, q2)
+        return jnp.abs(g_drift) * Q * jnp.sqrt(jnp.log((self.t + self.t0 + self.t_read) / (2 * self.t_read)))
+
+
+#: Times (s) of the RRAM fits of Wan et al. 2022: 1 s, 1 day and 2 days after programming.
+RRAM_FIT_TIMES = (1.0, 86400.0, 172800.0)
+
+
+@struct.dataclass
+class RRAMModel:
+    """RRAM conductance deviation after programming, fitted on the chip of Wan et al., "A
+    compute-in-memory chip based on resistive random-access memory", Nature 608, 504 (2022)
+    (the fit used ``g_max = 40 uS``; figures in siemens scale with ``g_max``).
+
+    Additive Gaussian, clipped at 0: ``g = max(g_T + std_scale * g_max * s(x, t) * n, 0)``,
+    ``x = g_T / g_max``, where ``s`` is a 4th-order polynomial in ``x`` (relative to
+    ``g_max``; row ``k`` of ``coeffs`` the ascending coefficients at ``times[k]``):
+
+    * t = 1 s:    ``0.348 + 16.030 x - 43.853 x^2 + 45.393 x^3 - 16.815 x^4`` uS,
+    * t = 1 day:  ``0.701 + 22.086 x - 50.773 x^2 + 47.095 x^3 - 16.458 x^4`` uS,
+    * t = 2 days: ``0.782 + 20.274 x - 43.507 x^2 + 37.062 x^3 - 11.934 x^4`` uS,
+
+    each divided by 40 uS and clipped at 0. **Assumptions** (the source gives only the three
+    fits): between the fitted times ``s`` is interpolated linearly in ``ln t``; before 1 s and
+    after 2 days it is held at the nearest fit; one normal ``n`` per device from the
+    programming key, so a chip read at several times keeps each device's deviation and only
+    its size changes. The source has no read (1/f) noise: add ~1 % ``device.read_noise``.
+    Replaces ``device.write_noise`` (set it to ``None``).
+
+    Example:
+      >>> from crossjax.devices import RRAMModel
+      >>> round(float(RRAMModel(t=1.0).deviation_std(0.0)) * 40, 3)   # 0.348 uS of 40 uS
+      0.348
+    """
+
+    t: float = 1.0
+    std_scale: float = 1.0
+    coeffs: tuple = tuple(tuple(c / 40.0 for c in row) for row in (
+        (0.348, 16.030, -43.853, 45.393, -16.815),
+        (0.701, 22.086, -50.773, 47.095, -16.458),
+        (0.782, 20.274, -43.507, 37.062, -11.934)))
+    times: tuple = RRAM_FIT_TIMES
+
+    def __post_init__(self):
+        object.__setattr__(self, "coeffs", _coefficients(self.coeffs, "device.rram.coeffs"))
+        object.__setattr__(self, "times", _coefficients(self.times, "device.rram.times"))
+        self.check(include_jax=False)
+
+    def check(self, include_jax: bool = True):
+        """Raise ``ValueError`` naming the field for an invalid value (concrete values only)."""
+        j = include_jax
+        chk.non_negative("device.rram.t", self.t, j)
+        chk.non_negative("device.rram.std_scale", self.std_scale, j)
+        times = None if _traced(self.times) else (
+            np.asarray(self.times, np.float64) if isinstance(self.times, tuple) else chk.concrete(self.times, j))
+        if times is not None:
+            if times.ndim != 1 or times.size < 1 or np.any(times <= 0) or np.any(np.diff(times) <= 0):
+                raise ValueError(f"device.rram.times must be increasing positive seconds, got {times.tolist()}.")
+            _check_coefficients("device.rram.coeffs", self.coeffs,
+                                (times.size, np.shape(np.asarray(self.coeffs, dtype=object))[-1]), j)
+
+    def deviation_std(self, x):
+        """``std_scale * s(x, t)``, relative to ``g_max`` (see the class docstring)."""
+        c = jnp.asarray(self.coeffs)                       # (T, K)
+        powers = jnp.asarray(x)[..., None] ** jnp.arange(c.shape[-1])
+        per_time = jnp.maximum(powers @ c.T.astype(powers.dtype), 0.0)   # (..., T)
+        lt = jnp.log(jnp.asarray(self.times, per_time.dtype))
+        w = jnp.interp(jnp.log(jnp.maximum(jnp.asarray(self.t, per_time.dtype), 1e-30)), lt, jnp.arange(lt.size,
+                       dtype=per_time.dtype))
+        lo = jnp.floor(w).astype(jnp.int32)
+        hi = jnp.minimum(lo + 1, lt.size - 1)
+        f = w - lo
+        return self.std_scale * ((1 - f) * per_time[..., lo] + f * per_time[..., hi])
+
+
+DRIFT_COMPENSATIONS = ("global", "per_column")
+
+
+@struct.dataclass
+class DriftCompensation:
+    """Drift compensation in the digital periphery (as with the PCM model of Joshi et al. 2020).
+
+    A known input (every row at full scale) is read once right after programming and again
+    at the inference time; the layer's outputs are multiplied by
+    ``mean_j |y_ref_j| / mean_j |y_t_j|`` (``kind="global"``, one factor per layer, from the
+    signed outputs ``y = 1 @ W_eff``) or, per output column (``"per_column"``), by the ratio
+    of that column's currents summed over the arrays of its pair before subtraction
+    (``sum G_ref / sum G_t``; a signed output can be near 0 by cancellation). Factors are 1
+    where a read is 0. The two reads are of the programmed conductances through ideal
+    wires, without ADC or read noise (the factor measures drift; a chip would average
+    several reads).
+    """
+
+    kind: str = struct.field(pytree_node=False, default="global")
+
+    def __post_init__(self):
+        self.check(include_jax=False)
+
+    def check(self, include_jax: bool = True):
+        """Raise ``ValueError`` naming the field for an invalid value."""
+        chk.choice("device.drift_compensation.kind", self.kind, DRIFT_COMPENSATIONS)
+
+
 @struct.dataclass
 class DeviceConfig:
     """Resistive device: conductance range (siemens), finite levels and non-idealities.
@@ -163,6 +370,9 @@ class DeviceConfig:
     stuck: StuckAt | None = None
     drift: Drift | None = None
     read_noise: ReadNoise | None = None
+    pcm: PCMModel | None = None
+    rram: RRAMModel | None = None
+    drift_compensation: DriftCompensation | None = None
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -183,9 +393,18 @@ class DeviceConfig:
         if self.levels is not None and not 2 <= self.levels <= top:
             raise ValueError(f"device.levels must lie in [2, {top}] (or None): the working dtype represents "
                              f"the level grid exactly up to there, got {self.levels}.")
-        for sub in (self.write_noise, self.range_variation, self.stuck, self.drift, self.read_noise):
+        for sub in (self.write_noise, self.range_variation, self.stuck, self.drift, self.read_noise,
+                    self.pcm, self.rram, self.drift_compensation):
             if sub is not None:
                 sub.check(include_jax)
+        if self.pcm is not None and self.rram is not None:
+            raise ValueError("device.pcm and device.rram are two device models: set one of them to None.")
+        for model, replaces in (("pcm", ("write_noise", "drift")), ("rram", ("write_noise",))):
+            clash = [f"device.{r}" for r in replaces if getattr(self, model) is not None and getattr(self, r) is not None]
+            if clash:
+                raise ValueError(f"device.{model} models the programming noise"
+                                 + (" and drift" if model == "pcm" else "")
+                                 + f" itself: set {' and '.join(clash)} to None.")
 
     @classmethod
     def from_resistance(cls, r_on: float, r_off: float, **kw) -> "DeviceConfig":
@@ -197,7 +416,8 @@ class DeviceConfig:
     @property
     def write_stochastic(self) -> bool:
         """Whether programming samples random numbers (needs a PRNG key)."""
-        return any(x is not None for x in (self.write_noise, self.range_variation, self.stuck, self.drift))
+        return any(x is not None for x in (self.write_noise, self.range_variation, self.stuck, self.drift,
+                                            self.pcm, self.rram))
 
 
 def draw(sample, key, shape, dtype):
@@ -213,11 +433,25 @@ def draw(sample, key, shape, dtype):
     return sample(key, flat, dtype).reshape(shape)
 
 
-def program_conductances(u, device: DeviceConfig, key):
+def program_conductances(u, device: DeviceConfig, key, *, reference: bool = False):
     """Programmed conductances (S) for normalized targets ``u`` in ``[0, 1]`` (any shape).
 
     Applies levels, range variation, write noise, drift and stuck-at faults as in
-    the module docstring; independent sub-keys per effect (``fold_in(key, i)``).
+    the module docstring, or the fitted device models (:class:`PCMModel`,
+    :class:`RRAMModel`); independent sub-keys per effect (``fold_in(key, i)``), none
+    of them depending on the read time, so one key read at several times is one
+    programmed chip.
+
+    Args:
+      u: normalized targets in ``[0, 1]``.
+      device: the device config.
+      key: PRNG key (``None`` only when ``device.write_stochastic`` is false).
+      reference: the conductances right after programming (no drift, no
+        accumulated read noise, no later relaxation: ``t = 0`` for the PCM model,
+        the first fit time for the RRAM model); drift compensation reads them.
+
+    Returns:
+      Conductances of ``u``'s shape and dtype, siemens.
     """
     g_min, g_max = device.g_min, device.g_max
     if device.levels is not None:
@@ -244,8 +478,14 @@ def program_conductances(u, device: DeviceConfig, key):
         else:
             g = g * jnp.exp(wn.sigma * n)
         g = jnp.maximum(g, 0.0)
+    if device.pcm is not None:
+        g = _pcm(g, device, key, reference)
+    if device.rram is not None:
+        rram = device.rram.replace(t=device.rram.times[0]) if reference else device.rram
+        n = draw(jax.random.normal, jax.random.fold_in(key, 7), shape, dtype)
+        g = jnp.maximum(g + g_max * rram.deviation_std(g / g_max).astype(dtype) * n, 0.0)
     dr = device.drift
-    if dr is not None:
+    if dr is not None and not reference:
         nu = dr.nu + dr.nu_std * draw(jax.random.normal, jax.random.fold_in(key, 3), shape, dtype)
         g = g * jnp.exp(-nu * jnp.log(dr.t / dr.t0))
     st = device.stuck
@@ -254,6 +494,20 @@ def program_conductances(u, device: DeviceConfig, key):
         g = jnp.where(r < st.p_min, jnp.asarray(g_min, dtype), g)
         g = jnp.where((r >= st.p_min) & (r < st.p_min + st.p_max), jnp.asarray(g_max, dtype), g)
     return g
+
+
+def _pcm(g_target, device, key, reference):
+    """:class:`PCMModel` applied to the targets ``g_target`` (S): programming noise, drift, 1/f noise."""
+    pcm, g_max, dtype, shape = device.pcm, device.g_max, g_target.dtype, g_target.shape
+    x = g_target / g_max
+    n1, n2, n3 = draw(jax.random.normal, jax.random.fold_in(key, 5), (3,) + shape, dtype)
+    g_prog = jnp.maximum(g_target + g_max * pcm.programming_std(x).astype(dtype) * n1, 0.0)
+    if reference:
+        return g_prog
+    mu, s = pcm.drift_exponent_stats(x)
+    nu = jnp.abs(mu + s * n2).astype(dtype)
+    g_drift = g_prog * jnp.exp(-nu * jnp.log((pcm.t + pcm.t0) / pcm.t0)).astype(dtype)
+    return jnp.maximum(g_drift + pcm.read_noise_std(g_prog, g_drift, g_max).astype(dtype) * n3, 0.0)
 
 
 def read_noise_normal(key, shape, dtype, device: DeviceConfig):

@@ -69,6 +69,38 @@ def pcm() -> HardwareConfig:
     )
 
 
+def pcm_joshi2020(t: float = 3600.0) -> HardwareConfig:
+    """PCM with the statistical model fitted on doped-GST chips (``devices.PCMModel``:
+    Nandakumar et al., ICECS 2019; chip data of Joshi et al., Nat. Commun. 11, 2473, 2020),
+    read ``t`` seconds after programming (default one hour).
+
+    From the sources: ``g_max = 25 uS``, programming noise, conductance-dependent drift
+    (``t0 = 20 s``) and accumulated 1/f read noise as in ``PCMModel``. **Assumptions** (not
+    in the source): ``g_min = 0`` (a fully RESET cell), a differential pair per weight,
+    64x64 tiles with ideal wires and ideal DAC/ADC (so the study isolates the device model),
+    no drift compensation (add ``device.drift_compensation``).
+    """
+    from crossjax.devices import PCMModel
+
+    return HardwareConfig(device=DeviceConfig(g_min=0.0, g_max=25e-6, pcm=PCMModel(t=t)))
+
+
+def rram_wan2022(t: float = 1.0) -> HardwareConfig:
+    """RRAM with the conductance deviation fitted on the chip of Wan et al., Nature 608, 504
+    (2022) (``devices.RRAMModel``: polynomial std in ``g / g_max`` at 1 s, 1 day and 2 days),
+    read ``t`` seconds after programming (default 1 s).
+
+    From the source: ``g_max = 40 uS`` and the deviation fits. **Assumptions**: ``g_min =
+    1 uS`` (a 40:1 window), the deviation between fitted times interpolated in ``ln t``,
+    1 % proportional read noise (the source has no 1/f data), a differential pair per
+    weight, 64x64 tiles with ideal wires, ideal DAC/ADC.
+    """
+    from crossjax.devices import RRAMModel
+
+    return HardwareConfig(device=DeviceConfig(g_min=1e-6, g_max=40e-6, rram=RRAMModel(t=t),
+                                              read_noise=ReadNoise(sigma=0.01, kind="proportional")))
+
+
 def sparse_dnn_date22() -> HardwareConfig:
     """Seed study 1: sparse DNNs on non-ideal crossbars (Bhattacharjee, Bhatnagar, Panda,
     DATE 2022, arXiv 2201.05229).
@@ -125,6 +157,8 @@ _PRESETS: dict[str, Callable[[], HardwareConfig]] = {
     "rram": rram,
     "rram_1t1r": rram_1t1r,
     "pcm": pcm,
+    "pcm_joshi2020": pcm_joshi2020,
+    "rram_wan2022": rram_wan2022,
     "sparse_dnn_date22": sparse_dnn_date22,
     "dub_adc_2024": dub_adc_2024,
     "dse_iscas22": dse_iscas22,

@@ -26,6 +26,9 @@ from crossjax.checkpoint import atomic_write_bytes, atomic_write_text
 
 ACCURACY_PNG = "accuracy.png"
 IR_DROP_PNG = "ir_drop.png"
+TIME_PNG = "accuracy_vs_time.png"
+#: hardware fields that hold the time of inference after programming (seconds)
+TIME_FIELDS = (("device", "pcm", "t"), ("device", "rram", "t"), ("device", "drift", "t"))
 
 
 def _pct(a: float) -> str:
@@ -85,6 +88,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         lines.append(_stats_row(c["name"], c["accuracy"], str(c["samples"]))
                      + f" {100 * (dig - c['accuracy']['mean']):.2f} |")
     lines += _nonlinearity_lines(results["configs"], dig)
+    lines += _time_lines(results["configs"], dig)
     ft = results.get("finetune")
     if ft:
         b, a = ft["before"], ft["after"]
@@ -219,6 +223,99 @@ def _nonlinearity_lines(configs, digital) -> list[str]:
                                 "compare the std column).")]
 
 
+def time_sweeps(configs) -> dict[str, list[tuple[float, dict]]]:
+    """Configs that differ only in the time of inference (:data:`TIME_FIELDS`), grouped:
+    ``label -> [(t, config record), ...]`` by time, for groups of >= 2 times. The label is
+    the first member's name without a trailing ``_t...`` part."""
+    import copy
+    import json
+    import re
+
+    groups: dict[str, list] = {}
+    for c in configs:
+        hw = c.get("hardware") or {}
+        for path in TIME_FIELDS:
+            node = hw
+            for k in path[:-1]:
+                node = (node or {}).get(k)
+            if isinstance(node, dict) and isinstance(node.get(path[-1]), (int, float)):
+                rest = copy.deepcopy(hw)
+                sub = rest
+                for k in path[:-1]:
+                    sub = sub[k]
+                t = float(sub.pop(path[-1]))
+                groups.setdefault(json.dumps(rest, sort_keys=True), []).append((t, c))
+                break
+    out = {}
+    for members in groups.values():
+        if len({t for t, _ in members}) >= 2:
+            members.sort(key=lambda m: m[0])
+            out[re.sub(r"_t[^_]*$", "", members[0][1]["name"])] = members
+    return out
+
+
+def _time_label(t: float) -> str:
+    for unit, sec in (("y", 3.1536e7), ("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if t >= sec:
+            return f"{t / sec:.3g} {unit}"
+    return f"{t:g} s"
+
+
+def _time_lines(configs, digital) -> list[str]:
+    sweeps = time_sweeps(configs)
+    if not sweeps:
+        return []
+    times = sorted({t for members in sweeps.values() for t, _ in members})
+    lines = ["", "## Accuracy vs time after programming", "",
+             "Mean accuracy in % (95 % interval over the samples) per time of inference; configs of one "
+             "row differ only in the time. Rows whose configs share Monte Carlo keys read the same "
+             "programmed chips at every time.", "",
+             "| configs | " + " | ".join(_time_label(t) for t in times) + " |",
+             "| --- |" + " ---: |" * len(times)]
+    for label, members in sweeps.items():
+        by_t = {t: c for t, c in members}
+        cells = []
+        for t in times:
+            c = by_t.get(t)
+            if c is None:
+                cells.append("-")
+                continue
+            ci, _ = _interval(c["accuracy"])
+            cells.append(f"{_pct(c['accuracy']['mean'])} ({ci})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", f"Digital: {_pct(digital)} %."]
+    return lines
+
+
+def plot_time_sweeps(results: dict[str, Any], path: str) -> bool:
+    """Accuracy (mean, 95 % interval) vs time after programming, log axis; ``False``: no sweep."""
+    sweeps = time_sweeps(results["configs"])
+    if not sweeps:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for label, members in sweeps.items():
+        t = np.array([m[0] for m in members])
+        mean = np.array([100 * m[1]["accuracy"]["mean"] for m in members])
+        ci = [m[1]["accuracy"].get("ci95") for m in members]
+        err = np.array([[100 * (a - c[0]), 100 * (c[1] - a)] if c else [0, 0] for a, c in
+                        zip(mean / 100, ci)]).T
+        ax.errorbar(t, mean, yerr=err, marker="o", capsize=3, label=label)
+    ax.axhline(100 * results["digital"]["accuracy"], ls="--", c="k", lw=1, label="digital")
+    ax.set_xscale("log")
+    ax.set_xlabel("time after programming (s)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{results['meta']['model']} on {results['meta']['dataset']}: accuracy vs time "
+                 "(error bars: 95 % interval over samples)", fontsize=9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
+
+
 def _save_figure(fig, path: str) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -308,6 +405,8 @@ def write_report(out: str, results: dict[str, Any], *, model=None, spec=None,
     if plots:
         plot_accuracy(results, os.path.join(out, ACCURACY_PNG))
         names.append(ACCURACY_PNG)
+        if plot_time_sweeps(results, os.path.join(out, TIME_PNG)):
+            names.append(TIME_PNG)
         hw = _strongest_wires(spec) if spec is not None else None
         if model is not None and hw is not None and x_example is not None:
             plot_layer_ir_drop(model, hw, x_example, os.path.join(out, IR_DROP_PNG))

@@ -67,11 +67,17 @@ CELL_V0 = (1.0, 0.4, 0.25, 0.15)
 
 @dataclasses.dataclass(frozen=True)
 class HardwareCase:
-    """One named hardware configuration of a study (``hardware``: a ``HardwareConfig``)."""
+    """One named hardware configuration of a study (``hardware``: a ``HardwareConfig``).
+
+    ``keys``: the name its Monte Carlo keys are derived from (default: its own). Configs
+    with the same ``keys`` program the same chips (the same draws for every device): a
+    time sweep reads one set of programmed devices at several times, a paired comparison.
+    """
 
     name: str
     hardware: Any
     samples: int | None = None  # None: the study's ``samples`` (1 if deterministic)
+    keys: str | None = None
 
     def __post_init__(self):
         from crossjax.hardware import HardwareConfig
@@ -82,6 +88,14 @@ class HardwareCase:
             raise ValueError(f"config {self.name!r}: hardware must be a HardwareConfig, "
                              f"got {type(self.hardware).__name__}")
         chk.positive_int(f"config {self.name!r}: samples", self.samples, allow_none=True)
+        if self.keys is not None and (not isinstance(self.keys, str) or not self.keys):
+            raise ValueError(f"config {self.name!r}: keys must be a non-empty string (the name whose Monte "
+                             f"Carlo keys it shares) or None, got {self.keys!r}")
+
+    @property
+    def key_name(self) -> str:
+        """The name :func:`config_keys` derives this config's keys from."""
+        return self.keys or self.name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +170,8 @@ class StudySpec:
             "train": self.train.to_dict(), "samples": self.samples,
             "eval_batch_size": self.eval_batch_size,
             "configs": [{"name": c.name, "samples": c.samples,
-                         "hardware": _jsonable(c.hardware.to_dict())} for c in self.configs],
+                         "hardware": _jsonable(c.hardware.to_dict()),
+                         **({"keys": c.keys} if c.keys is not None else {})} for c in self.configs],
             "finetune": None if self.finetune is None else {
                 "config": self.finetune.config, "train": self.finetune.train.to_dict()},
             "max_train": self.max_train, "max_test": self.max_test,
@@ -240,8 +255,34 @@ def _quick_spec() -> StudySpec:
         finetune=FinetuneSpec("ir_drop_r20", spec.finetune.train.replace(steps=10)))
 
 
+#: times of inference of the ``pcm_drift`` preset: 1 s, 1 hour, 1 day, 30 days, 1 year (s)
+PCM_TIMES = (1.0, 3600.0, 86400.0, 2.592e6, 3.1536e7)
+
+
+def _pcm_drift_spec() -> StudySpec:
+    """Accuracy vs time of a digits MLP on the fitted PCM model (``presets.pcm_joshi2020``:
+    Nandakumar et al. 2019 / Joshi et al. 2020), read 1 s to 1 year after programming,
+    with and without global drift compensation; every config reads the same programmed
+    chips (``keys="pcm"``: the same programming noise and drift exponents at every time).
+    Configs ``pcm_t{1s,1h,1d,30d,1y}`` and ``pcm_comp_t...``; 32 samples each.
+    Fine-tuning: 60 steps with the PCM model in the loop at 1 day (``pcm_t1d``).
+    """
+    from crossjax import presets
+    from crossjax.devices import DriftCompensation
+
+    base = _default_spec()
+    labels = ("1s", "1h", "1d", "30d", "1y")
+    cases = [HardwareCase("ideal", base.configs[0].hardware)]
+    for comp in (None, DriftCompensation("global")):
+        for t, lab in zip(PCM_TIMES, labels):
+            hw = presets.get("pcm_joshi2020").set({"device.pcm.t": t, "device.drift_compensation": comp})
+            cases.append(HardwareCase(f"pcm_{'comp_' if comp else ''}t{lab}", hw, keys="pcm"))
+    return base.replace(configs=tuple(cases), finetune=FinetuneSpec("pcm_t1d", base.finetune.train))
+
+
 register_preset("default", _default_spec)
 register_preset("quick", _quick_spec)
+register_preset("pcm_drift", _pcm_drift_spec)
 
 
 # --------------------------------------------------------------------------- hardware helpers
@@ -348,11 +389,15 @@ def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
         for i, c in enumerate(doc["configs"]):
             if "name" not in c:
                 raise ValueError(f"configs[{i}] needs a name")
+            extra = set(c) - {"name", "hardware", "samples", "keys"}
+            if extra:
+                raise ValueError(f"configs[{i}] ({c['name']!r}): unknown keys {sorted(extra)}; "
+                                 "known: hardware, keys, name, samples")
             try:
                 hw = hardware_from_dict(c.get("hardware", {}))
             except ValueError as e:
                 raise ValueError(f"configs[{i}] ({c['name']!r}).hardware: {e}") from None
-            cases.append(HardwareCase(str(c["name"]), hw, c.get("samples")))
+            cases.append(HardwareCase(str(c["name"]), hw, c.get("samples"), c.get("keys")))
         kw["configs"] = tuple(cases)
     if "finetune" in doc:
         ft = doc["finetune"]
@@ -560,7 +605,7 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
             continue
         t0 = time.perf_counter()
         samples = case.samples or (spec.samples if is_stochastic(case.hardware) else 1)
-        accs = _monte_carlo(model, case.hardware, config_keys(seed, case.name, samples),
+        accs = _monte_carlo(model, case.hardware, config_keys(seed, case.key_name, samples),
                             x_test, y_test, spec, progress, x_cal, name=case.name)
         results["configs"].append({
             "name": case.name, "samples": int(samples), "accuracy": summarize(accs),

@@ -5,8 +5,9 @@ Network (:mod:`.tasks`): ``MLP(64, hidden=(256, 256), 10)`` on digits, on 64x64
 crossbars, so the layers span 1x4, 4x4 and 4x1 tiles (quick mode: hidden (64,
 64), 1 tile per layer, 1 sample per cell, only the 10-Ohm IR-drop config);
 VGG11 on CIFAR-10/100 (``dataset=``; full width where the data is prepared).
-The full digits run (24 tiles x 32 samples x 7 variants x 2 configs) takes
-about 2 minutes on 2 CPU cores. Steps:
+The full digits run (24 tiles x 32 samples x 7 variants x 4 configs) takes
+about 2 minutes on 2 CPU cores for the linear configs plus about 40 for
+``ir_drop_1t1r``, whose every read is a Newton solve per input and tile. Steps:
 
 1. train dense (Adam, cosine decay);
 2. prune every hidden layer at the same per-layer ``sparsity`` with
@@ -19,8 +20,11 @@ about 2 minutes on 2 CPU cores. Steps:
 3. evaluate every variant on ``"ideal"`` (``presets.get("ideal")``, exact
    ``x @ W``) and ``"ir_drop"`` (``presets.get("sparse_dnn_date22")``: 64x64,
    2.5 Ohm wire segments, R_on/R_off 20/200 kOhm, plus 1 % Gaussian
-   programming noise so the Monte Carlo samples differ) and ``"ir_drop_r10"``
-   (the same with 10 Ohm segments);
+   programming noise so the Monte Carlo samples differ), ``"ir_drop_r10"``
+   (the same with 10 Ohm segments) and, in the full digits run,
+   ``"ir_drop_1t1r"`` (the ``ir_drop`` array with nonlinear 1T1R cells,
+   ``circuit.RRAM_1T1R``: sinh I-V with ``v0 = 0.25`` V behind a 2 kOhm access
+   transistor; the exact per-input Newton solve with the wires);
 4. take the crossbar-pruned model (XCS/XRS) with the highest crossbar
    compression rate (dense crossbars / sparse-mapping crossbars) and apply
    **column rearrangement** (``mitigation.rearrange_columns``: each hidden
