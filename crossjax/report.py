@@ -141,8 +141,15 @@ def _hardware_reference():
         if obj is not None and dataclasses.is_dataclass(obj):
             for k, v in _flat({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
                                if not dataclasses.is_dataclass(getattr(obj, f.name))}, prefix):
-                defaults[k] = v
+                defaults[k] = _plain(v)
     return defaults, fields
+
+
+def _plain(v):
+    """A leaf as JSON reads it back (tuples and arrays as lists), so defaults and files compare."""
+    if isinstance(v, (tuple, list, np.ndarray)):
+        return [_plain(x) for x in v]
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _value(v, unit: str) -> str:
@@ -170,22 +177,25 @@ def config_definitions(configs) -> list[str]:
     from crossjax.hardware import HardwareConfig
 
     defaults, fields = _hardware_reference()
-    ideal = dict(_flat(HardwareConfig().to_dict()))
+    ideal = {k: _plain(v) for k, v in _flat(HardwareConfig().to_dict())}
     seen, rows, used = set(), [], []
     for name, hw in configs:
         if not hw or name in seen:
             continue
         seen.add(name)
-        leaves = [(path, v) for path, v in _flat(hw) if v is not None]
+        leaves = [(path, _plain(v)) for path, v in _flat(hw) if v is not None]
         changed = {path for path, v in leaves if v != ideal.get(path, defaults.get(path))}
-        groups = {path.rpartition(".")[0] for path in changed}  # sub-configs with a change
-        on = []
-        for path, v in leaves:  # a changed field, or a choice (kind, range, ...) of a changed sub-config
+        switched_on = {path.rpartition(".")[0] for path, _ in leaves if path not in ideal}
+        groups = switched_on | {path.rpartition(".")[0] for path in changed}  # sub-configs that matter
+        on, shown = [], set()
+        for path, v in leaves:  # a changed field, or a choice (kind, range, ...) of such a sub-config
             if path in changed or (isinstance(v, str) and path.rpartition(".")[0] in groups):
                 unit = fields[path].unit if path in fields else ""
                 on.append(f"`{path}` = {_value(v, unit)}")
+                shown.add(path.rpartition(".")[0])
                 if path not in used:
                     used.append(path)
+        on += [f"`{g}` on (its defaults)" for g in sorted(switched_on - shown)]
         off = [p for p, v in _flat(hw) if v is None and ideal.get(p) is not None]
         on += [f"`{p}` off" for p in off]
         rows.append(f"- **{name}**: " + ("; ".join(on) if on else "the ideal crossbar (exact `x @ W`)"))
