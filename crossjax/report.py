@@ -35,16 +35,18 @@ def _pct(a: float) -> str:
     return f"{100 * a:.2f}"
 
 
-def _interval(a: dict) -> tuple[str, str]:
-    """The 95 % interval and standard error cells of an ``accuracy`` summary (in %)."""
+def _interval(a: dict, samples: int | None = None) -> tuple[str, str]:
+    """The 95 % interval and standard error cells of an ``accuracy`` summary (in %); a quick
+    run's 1 or 2 samples are named beside the number."""
     if a.get("ci95") is None:
         return "n/a (1 sample)", "n/a"
     lo, hi = a["ci95"]
-    return f"{_pct(lo)} - {_pct(hi)}", _pct(a["se"])
+    few = " (2 samples: t = 12.7)" if samples == 2 else ""
+    return f"{_pct(lo)} - {_pct(hi)}{few}", _pct(a["se"])
 
 
-def _stats_row(label: str, a: dict, *extra: str) -> str:
-    ci, se = _interval(a)
+def _stats_row(label: str, a: dict, *extra: str, samples: int | None = None) -> str:
+    ci, se = _interval(a, samples)
     return (f"| {label} | " + " | ".join(extra) + (" | " if extra else "")
             + f"{_pct(a['mean'])} | {ci} | {se} | {_pct(a['std'])} | {_pct(a['min'])} | "
               f"{_pct(a['p05'])} | {_pct(a['p50'])} | {_pct(a['p95'])} | {_pct(a['max'])} |")
@@ -85,7 +87,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
               f"| config | samples | {_STATS_HEAD} | loss |",
               "| --- | ---: |" + _STATS_ALIGN + " ---: |"]
     for c in results["configs"]:
-        lines.append(_stats_row(c["name"], c["accuracy"], str(c["samples"]))
+        lines.append(_stats_row(c["name"], c["accuracy"], str(c["samples"]), samples=c["samples"])
                      + f" {100 * (dig - c['accuracy']['mean']):.2f} |")
     lines += _nonlinearity_lines(results["configs"], dig)
     lines += _time_lines(results["configs"], dig)
@@ -98,7 +100,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
                   f"{ft['steps']} steps with the non-idealities in the loop; "
                   f"{ft['samples']} Monte Carlo samples (same keys before and after).", "",
                   f"| | {_STATS_HEAD} |", "| --- |" + _STATS_ALIGN]
-        lines += [_stats_row(label, s) for label, s in (("before", b), ("after", a))]
+        lines += [_stats_row(label, s, samples=ft["samples"]) for label, s in (("before", b), ("after", a))]
         if row is not None and abs(row["accuracy"]["mean"] - b["mean"]) > 0:
             lines += ["", f"'before' is the same network as the `{ft['config']}` row above "
                       f"({_pct(row['accuracy']['mean'])} %) on its own Monte Carlo keys (the keys of "

@@ -419,7 +419,8 @@ def summarize(acc: np.ndarray) -> dict:
     5/50/95th percentiles, and the uncertainty of the mean over samples.
 
     ``se = s / sqrt(S)`` with the sample standard deviation ``s`` (``ddof=1``) and
-    ``ci95 = mean +- t_{0.975, S-1} se`` (Student's t); both ``None`` for one sample.
+    ``ci95 = mean +- t_{0.975, S-1} se`` (Student's t), clipped to ``[0, 1]`` (accuracies
+    are fractions); both ``None`` for one sample.
 
     Example:
       >>> r = summarize([0.90, 0.92, 0.94])
@@ -436,7 +437,7 @@ def summarize(acc: np.ndarray) -> dict:
     if a.size >= 2:
         se = float(a.std(ddof=1) / np.sqrt(a.size))
         half = float(stats.t.ppf(0.975, a.size - 1)) * se
-        out.update(se=se, ci95=[out["mean"] - half, out["mean"] + half])
+        out.update(se=se, ci95=[max(out["mean"] - half, 0.0), min(out["mean"] + half, 1.0)])
     return out
 
 

@@ -226,3 +226,22 @@ hardware = { preset = "pcm_joshi2020", device = { pcm = { t = 3.1536e7 }, drift_
         study.spec_from_toml(bad, study.get_preset("quick"))
     with pytest.raises(ValueError, match="keys must be a non-empty string"):
         study.HardwareCase("x", HardwareConfig(), keys="")
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0.0, 1.0), st.floats(1e-3, 1e9))
+def test_fitted_laws_stay_within_their_fits_and_bounds(x, t):
+    m = RRAMModel(t=t)
+    fits = [float(RRAMModel(t=tf).deviation_std(x)) for tf in devices.RRAM_FIT_TIMES]
+    s = float(m.deviation_std(x))
+    assert min(fits) - 1e-12 <= s <= max(fits) + 1e-12 and s >= 0     # between the fits it brackets
+    p = PCMModel(t=t)
+    mu, sd = (float(v) for v in p.drift_exponent_stats(x))
+    assert 0.049 <= mu <= 0.1 and 0.008 <= sd <= 0.045
+    assert float(p.programming_std(x)) >= 0
+    assert float(p.read_noise_std(x * PCM_GMAX, x * PCM_GMAX, PCM_GMAX)) <= 0.2 * x * PCM_GMAX * math.sqrt(
+        math.log((t + 20 + 250e-9) / 500e-9)) + 1e-18

@@ -111,9 +111,10 @@ def test_summarize_numbers():
     # the t interval by hand: s = 0.2217 (ddof 1), se = s / 2, t_{0.975, 3} = 3.18245
     sd = np.sqrt(np.sum((np.array([0.5, 0.7, 0.9, 1.0]) - 0.775) ** 2) / 3)
     assert s["se"] == pytest.approx(sd / 2, rel=1e-12)
-    assert s["ci95"] == pytest.approx([0.775 - 3.182446305 * sd / 2, 0.775 + 3.182446305 * sd / 2], rel=1e-9)
+    assert s["ci95"] == pytest.approx([0.775 - 3.182446305 * sd / 2, 1.0], rel=1e-9)  # 1.128: clipped
     one = study.summarize([0.8])
     assert one["se"] is None and one["ci95"] is None
+    assert study.summarize([0.9, 0.8])["ci95"][1] == 1.0   # t = 12.7 with 2 samples: clipped to a fraction
 
 
 @settings(max_examples=40, deadline=None)
@@ -126,7 +127,7 @@ def test_summarize_interval_matches_scipy_and_covers_the_mean(counts, n):
     lo, hi = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc)) if acc.std() > 0 \
         else (acc.mean(), acc.mean())
     assert s["se"] == pytest.approx(sps.sem(acc), abs=1e-15)
-    assert s["ci95"] == pytest.approx([lo, hi], abs=1e-12)
+    assert s["ci95"] == pytest.approx([max(lo, 0.0), min(hi, 1.0)], abs=1e-12)
     assert s["ci95"][0] <= s["mean"] <= s["ci95"][1]
 
 
