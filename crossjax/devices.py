@@ -19,6 +19,13 @@ are applied by :func:`program_conductances` in this order:
 5. stuck-at faults (:class:`StuckAt`): a fraction ``p_min`` of devices is stuck at
    ``g_min`` and a disjoint fraction ``p_max`` at ``g_max`` (gradient 0 there).
 
+Fitted device models replace steps 3-4 with published, conductance-dependent
+statistics at an inference time ``t``: :class:`PCMModel` (Nandakumar et al. 2019 /
+Joshi et al. 2020: programming noise, drift, accumulated 1/f noise) and
+:class:`RRAMModel` (Wan et al. 2022). Their draws come from the key alone, so one key
+read at several ``t`` is one programmed chip. :class:`DriftCompensation` rescales a
+layer's outputs from a reference read right after programming (``crossbar``).
+
 Read noise (:class:`ReadNoise`) is resampled at every read: each cell's
 conductance fluctuates independently by ``delta ~ N(0, s^2)`` with
 ``s = sigma * G`` (``"proportional"``) or ``s = sigma * (g_max - g_min)``
@@ -359,7 +366,9 @@ class DeviceConfig:
 
     ``levels``: number of programmable conductance states (``None``: continuous;
     ``2**bits`` for ``bits`` per cell). Build from resistances with
-    :meth:`from_resistance`.
+    :meth:`from_resistance`. ``pcm`` / ``rram``: a fitted device model (one at a time;
+    ``pcm`` replaces ``write_noise`` and ``drift``, ``rram`` replaces ``write_noise``);
+    ``drift_compensation``: the periphery's output rescaling (:class:`DriftCompensation`).
     """
 
     g_min: float = 1e-6
