@@ -29,4 +29,13 @@ __version__ = "0.1.0"
 
 from crossjax.config_checks import checked  # noqa: E402  (opt-in run-time checks under jit)
 
-__all__ = ["checked", "__version__"]
+__all__ = ["checked", "convert", "__version__"]
+
+
+def __getattr__(name):
+    # crossjax.convert without importing Flax at ``import crossjax`` time
+    if name == "convert":
+        from crossjax.conversion import convert
+
+        return convert
+    raise AttributeError(f"module 'crossjax' has no attribute {name!r}")

@@ -25,7 +25,7 @@ DOCS = ("configuration keys (TOML --config) and every hardware field: docs/confi
 #: flags a paper-study preset does not take (its settings are fixed by --quick and the study)
 SPEC_ONLY_FLAGS = (("config", "--config"), ("train_steps", "--train-steps"),
                    ("chunk_size", "--chunk-size"), ("no_finetune", "--no-finetune"),
-                   ("no_plots", "--no-plots"))
+                   ("no_plots", "--no-plots"), ("model", "--model"))
 
 
 def _add_study_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +43,8 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, help="Monte Carlo samples per stochastic config")
     p.add_argument("--seed", type=int, default=0, help="seed of model init, data order and samples")
     p.add_argument("--dataset", help="dataset name (digits, mnist, cifar10, cifar100)")
+    p.add_argument("--model", help="model (mlp, vgg11, vgg16, resnet18, vit: a vision transformer "
+                                   "converted from plain Flax)")
     p.add_argument("--data-dir", help="directory of prepared datasets (`crossjax data prepare` "
                                      "or tfds); default $TFDS_DATA_DIR or ~/tensorflow_datasets")
     p.add_argument("--train-steps", type=int, help="digital training steps")
@@ -94,6 +96,8 @@ def study_spec_from_args(args: argparse.Namespace):
         kw["samples"] = args.samples
     if args.dataset is not None:
         kw["dataset"] = args.dataset
+    if getattr(args, "model", None) is not None:
+        kw["model"] = args.model
     if args.train_steps is not None:
         kw["train"] = spec.train.replace(steps=args.train_steps)
     if args.chunk_size is not None:

@@ -50,6 +50,7 @@ concrete inputs.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,6 +70,8 @@ __all__ = [
     "load_program",
     "clear_program",
     "calibrate_model",
+    "run",
+    "sample_effective_weights",
 ]
 
 MODES = ("digital", "train", "hardware")
@@ -112,6 +115,11 @@ class _CrossbarLayer(nnx.Module):
         self.hardware = HardwareVariable(None)
         self.crossbar_state = CrossbarVariable(None)
         self.rngs = _hardware_stream(rngs)
+
+    def effective_hardware(self, hardware):
+        """The config this layer runs on when the model runs on ``hardware`` (a per-layer
+        rule of :func:`crossjax.convert` may replace or override it)."""
+        return hardware
 
     # -- the crossbar matrices --------------------------------------------
     @property
@@ -191,6 +199,17 @@ class _CrossbarLayer(nnx.Module):
         return jax.vmap(crossbar.matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
             x, state, config, keys
         )
+
+
+def sample_effective_weights(layer: _CrossbarLayer, key: jax.Array) -> jax.Array:
+    """A fresh train-mode sample of ``layer``'s effective weights ``W_eff`` (shape of
+    ``layer.crossbar_weights()``), drawn as ``crossbar.analog_matmul`` draws it
+    (``crossbar.program`` with ``fold_in(key, 0)``; per group ``fold_in(split(key, G)[g], 0)``)."""
+    crossbar, config, W = _kernels(), layer._config(), layer.crossbar_weights()
+    if layer.groups == 1:
+        return crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.random.split(key, layer.groups), 0)
+    return jax.vmap(crossbar.program, in_axes=(0, None, 0))(W, config, keys).w_eff
 
 
 def _readout_plan(config, **kwargs):
@@ -278,26 +297,38 @@ def _padding(padding):
     return pads
 
 
-def unfold_patches(x, kernel_size, strides, padding, dilation):
-    """im2col: ``x (B, H, W, C) -> (B, H', W', C*kh*kw)``, features channel-major ``(C, kh, kw)``.
+def unfold_patches(x, kernel_size, strides, padding, dilation, input_dilation=None):
+    """im2col: ``x (B, *S, C) -> (B, *S', C*prod(k))``, features channel-major ``(C, *k)``.
 
-    The values of ``jax.lax.conv_general_dilated_patches`` (NHWC), built from
-    ``kh*kw`` strided slices of the padded input (a static loop over kernel
+    ``len(S)`` spatial dims (1, 2 or 3); ``padding`` is ``"SAME"``/``"VALID"``/
+    ``"SAME_LOWER"`` or one ``(lo, hi)`` pair per spatial dim (negative values
+    crop); ``input_dilation`` inserts ``d - 1`` zeros between input pixels (as
+    ``lhs_dilation`` of ``jax.lax.conv_general_dilated``, whose padding rule this
+    follows). The values of ``jax.lax.conv_general_dilated_patches``, built from
+    ``prod(k)`` strided slices of the padded input (a static loop over kernel
     taps) so that the gradient is a sum of padded slices. The gradient of
     ``conv_general_dilated_patches`` is a convolution with a one-hot kernel that
-    costs ``(C*kh*kw)^2`` per output pixel: 9x the layer's own convolution for a
+    costs ``(C*prod(k))^2`` per output pixel: 9x the layer's own convolution for a
     3x3 kernel with as many output as input channels.
     """
-    (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation
-    H, W = x.shape[1:3]
-    window = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
-    pads = jax.lax.padtype_to_pads((H, W), window, (sh, sw), padding) if isinstance(padding, str) else padding
-    xp = jnp.pad(x, ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)))
-    Ho = (xp.shape[1] - window[0]) // sh + 1
-    Wo = (xp.shape[2] - window[1]) // sw + 1
-    taps = [xp[:, i * dh: i * dh + sh * (Ho - 1) + 1: sh, j * dw: j * dw + sw * (Wo - 1) + 1: sw, :]
-            for i in range(kh) for j in range(kw)]
-    return jnp.stack(taps, axis=-1).reshape(x.shape[0], Ho, Wo, x.shape[-1] * kh * kw)
+    import itertools
+
+    nd = x.ndim - 2
+    ks, st, dl = tuple(kernel_size), tuple(strides), tuple(dilation)
+    ld = tuple(input_dilation) if input_dilation is not None else (1,) * nd
+    window = tuple((k - 1) * d + 1 for k, d in zip(ks, dl))
+    if isinstance(padding, str):  # from the undilated input shape, as lax.conv_general_dilated does
+        pads = jax.lax.padtype_to_pads(x.shape[1:-1], window, st, padding)
+    else:
+        pads = padding
+    zero = jnp.zeros((), x.dtype)
+    xp = jax.lax.pad(x, zero, ((0, 0, 0), *((int(lo), int(hi), d - 1) for (lo, hi), d in zip(pads, ld)), (0, 0, 0)))
+    out = tuple((n - w) // s + 1 for n, w, s in zip(xp.shape[1:-1], window, st))
+    taps = []
+    for tap in itertools.product(*(range(k) for k in ks)):
+        index = tuple(slice(t * d, t * d + s * (o - 1) + 1, s) for t, d, s, o in zip(tap, dl, st, out))
+        taps.append(xp[(slice(None), *index, slice(None))])
+    return jnp.stack(taps, axis=-1).reshape(x.shape[0], *out, x.shape[-1] * math.prod(ks))
 
 
 class CrossbarConv(_CrossbarLayer):
@@ -378,7 +409,6 @@ class CrossbarConv(_CrossbarLayer):
         drawn as ``crossbar.analog_matmul`` draws it (``fold_in(key, 0)`` per group),
         when that would form ``G_eff`` (not the per-input ``"iterative"`` regime).
         """
-        crossbar = _kernels()
         config = self._config()
         inputs = None
         if self.mode != "hardware":  # the sample's inputs decide G_eff vs a per-input solve ("auto")
@@ -388,11 +418,7 @@ class CrossbarConv(_CrossbarLayer):
             return None
         if self.mode == "hardware":
             return self._kernel_of(self._programmed_state().w_eff)
-        key, W = self._key(rngs), self.crossbar_weights()
-        if self.groups == 1:
-            return self._kernel_of(crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff)
-        keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.random.split(key, self.groups), 0)
-        return self._kernel_of(jax.vmap(crossbar.program, in_axes=(0, None, 0))(W, config, keys).w_eff)
+        return self._kernel_of(sample_effective_weights(self, self._key(rngs)))
 
     def _kernel_of(self, w) -> jax.Array:
         """Crossbar weights ``(K, Cout)`` or ``(G, K/G, Cout/G)`` as an HWIO kernel (inverse of :meth:`crossbar_weights`)."""
@@ -467,7 +493,7 @@ def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:
     for path, layer in layers:
         if hardware is not None:
             layer.hardware.set_value(hardware)
-        if mode != "digital" and layer.hardware.get_value() is None:
+        if mode != "digital" and layer.effective_hardware(layer.hardware.get_value()) is None:
             raise ValueError(
                 f"set_mode(model, {mode!r}): layer {'/'.join(map(str, path))} has no hardware config; "
                 "pass hardware=HardwareConfig(...)"
@@ -493,7 +519,16 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     if not layers:
         raise ValueError("model: has no CrossbarLinear/CrossbarConv layers to program")
     keys = [jax.random.fold_in(key, i) for i in range(len(layers))]
-    states = _kernels().program_many([layer.crossbar_weights() for _, layer in layers], hardware, keys)
+    configs = [layer.effective_hardware(hardware) for _, layer in layers]
+    shared = [i for i, c in enumerate(configs) if c is hardware]  # one batched solve for these
+    states = [None] * len(layers)
+    groups = [shared] if shared else []
+    groups += [[i] for i, c in enumerate(configs) if c is not hardware]  # per-layer rules
+    for group in groups:
+        out = _kernels().program_many([layers[i][1].crossbar_weights() for i in group], configs[group[0]],
+                                      [keys[i] for i in group])
+        for i, state in zip(group, out):
+            states[i] = state
     flat = [((*path, "crossbar_state"), CrossbarVariable(state)) for (path, _), state in zip(layers, states)]
     return nnx.from_flat_state(flat)
 
@@ -529,11 +564,53 @@ def calibrate_model(model: nnx.Module, x: jax.Array, *, rngs: nnx.Rngs | None = 
                              "'hardware' mode: load_program(model, program_model(...)) and set_mode first")
         layer.calibrating = True
     try:
-        model(x, rngs=rngs)
+        if rngs is None:
+            model(x)
+        elif _takes_rngs(model):
+            model(x, rngs=rngs)
+        else:  # a user model: its crossbar layers' own streams, reseeded from rngs
+            run(model, x, rngs["hardware"]() if isinstance(rngs, nnx.Rngs) else rngs())
     finally:
         for _, layer in layers:
             layer.calibrating = False
     return model
+
+
+def _takes_rngs(model) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(model.__call__).parameters
+    except (TypeError, ValueError):
+        return False
+    return "rngs" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def run(model: nnx.Module, x, key: jax.Array):
+    """``model(x)`` with every crossbar layer's randomness drawn from ``key``.
+
+    crossjax's own models take ``rngs`` and get ``rngs=nnx.Rngs(hardware=key)``.
+    Any model (a converted user model's ``__call__(x)`` takes no ``rngs``) also
+    has the ``"hardware"`` stream of crossbar layer ``i`` (``crossbar_layers``
+    order) reseeded to ``fold_in(key, i)``, so each Monte Carlo sample and batch
+    gets its own read noise whatever the call signature. Mutates the streams.
+
+    Args:
+      model: an ``nnx.Module`` with crossbar layers.
+      x: its input.
+      key: a PRNG key.
+
+    Returns:
+      ``model``'s output.
+    """
+    for i, (_, layer) in enumerate(crossbar_layers(model)):
+        stream = layer.rngs
+        if isinstance(stream, nnx.RngStream):
+            stream.key[...] = jax.random.fold_in(key, i)
+            stream.count[...] = jnp.zeros_like(stream.count[...])
+    if _takes_rngs(model):
+        return model(x, rngs=nnx.Rngs(hardware=key))
+    return model(x)
 
 
 def clear_program(model: nnx.Module) -> nnx.Module:

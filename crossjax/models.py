@@ -24,7 +24,8 @@ from flax import nnx
 
 from crossjax.layers import CrossbarConv, CrossbarLinear, crossbar_layers
 
-__all__ = ["MLP", "VGG", "VGG_CONFIGS", "vgg11", "vgg16", "BasicBlock", "ResNet", "resnet18", "from_digital"]
+__all__ = ["MLP", "VGG", "VGG_CONFIGS", "vgg11", "vgg16", "BasicBlock", "ResNet", "resnet18",
+           "EncoderBlock", "ViT", "vit", "from_digital"]
 
 
 def _scale(c: int, width: float) -> int:
@@ -216,6 +217,96 @@ def resnet18(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0,
 
 
 # ---------------------------------------------------------------------------
+# a vision transformer, written in plain Flax and converted
+# ---------------------------------------------------------------------------
+class EncoderBlock(nnx.Module):
+    """Pre-norm transformer encoder block: ``x + MHA(LN(x))``, then ``x + MLP(LN(x))`` (GELU)."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, *, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.norm1 = nnx.LayerNorm(dim, param_dtype=param_dtype, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(num_heads=heads, in_features=dim, decode=False,
+                                                param_dtype=param_dtype, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(dim, param_dtype=param_dtype, rngs=rngs)
+        self.mlp_in = nnx.Linear(dim, mlp_dim, param_dtype=param_dtype, rngs=rngs)
+        self.mlp_out = nnx.Linear(mlp_dim, dim, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = x + self.attention(self.norm1(x))
+        return x + self.mlp_out(nnx.gelu(self.mlp_in(self.norm2(x))))
+
+
+class ViT(nnx.Module):
+    """Vision transformer (Dosovitskiy et al., ICLR 2021) for small images, in plain Flax layers.
+
+    ``x (B, H, W, C)`` is cut into ``patch x patch`` tokens (``nnx.Linear`` patch
+    embedding of the channel-major pixels), a learned class token and position
+    embedding are added, ``depth`` pre-norm :class:`EncoderBlock` s follow, and the
+    class token's final ``LayerNorm`` feeds an ``nnx.Linear`` head. This class has
+    no crossbar layers: it is written as a user would write it; :func:`vit`
+    returns it converted (``crossjax.convert``), its patch embedding, attention
+    projections (``nnx.LinearGeneral``), MLPs and head on crossbars.
+    For the 8x8 offline digits: 4x4 patches, 4 tokens (plus the class token).
+    """
+
+    def __init__(self, num_classes: int = 10, *, image_size: int = 8, in_channels: int = 1, patch: int = 4,
+                 dim: int = 32, depth: int = 2, heads: int = 4, mlp_dim: int = 64,
+                 param_dtype=jnp.float32, rngs: nnx.Rngs):
+        for name, v in (("image_size", image_size), ("in_channels", in_channels), ("patch", patch),
+                        ("dim", dim), ("depth", depth), ("heads", heads), ("mlp_dim", mlp_dim)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"ViT: {name} must be a positive int, got {v!r}")
+        if image_size % patch:
+            raise ValueError(f"ViT: patch={patch} must divide image_size={image_size}")
+        if dim % heads:
+            raise ValueError(f"ViT: heads={heads} must divide dim={dim}")
+        self.image_size, self.patch, self.in_channels = image_size, patch, in_channels
+        tokens = (image_size // patch) ** 2
+        self.embed = nnx.Linear(in_channels * patch * patch, dim, param_dtype=param_dtype, rngs=rngs)
+        init = nnx.initializers.normal(0.02)
+        self.cls_token = nnx.Param(init(rngs.params(), (1, 1, dim), param_dtype))
+        self.position = nnx.Param(init(rngs.params(), (1, tokens + 1, dim), param_dtype))
+        self.blocks = nnx.List([EncoderBlock(dim, heads, mlp_dim, param_dtype=param_dtype, rngs=rngs)
+                                for _ in range(depth)])
+        self.norm = nnx.LayerNorm(dim, param_dtype=param_dtype, rngs=rngs)
+        self.head = nnx.Linear(dim, num_classes, param_dtype=param_dtype, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """``x (B, H, W, C)`` or flat ``(B, H*W*C)`` (the offline digits) ``-> logits (B, num_classes)``."""
+        S, C = self.image_size, self.in_channels
+        if x.ndim == 2 and x.shape[1] == S * S * C:
+            x = x.reshape(x.shape[0], S, S, C)
+        if x.ndim != 4 or x.shape[1] != self.image_size or x.shape[2] != self.image_size:
+            raise ValueError(f"x must be images (B, {self.image_size}, {self.image_size}, C), got shape {x.shape}")
+        B, H, W, C = x.shape
+        p = self.patch
+        t = x.reshape(B, H // p, p, W // p, p, C).transpose(0, 1, 3, 5, 2, 4).reshape(B, -1, C * p * p)
+        t = self.embed(t)
+        t = jnp.concatenate([jnp.broadcast_to(self.cls_token[...], (B, 1, t.shape[-1])).astype(t.dtype), t], axis=1)
+        t = t + self.position[...]
+        for block in self.blocks:
+            t = block(t)
+        return self.head(self.norm(t[:, 0]))
+
+
+def vit(num_classes: int = 10, *, in_channels: int = 1, image_size: int = 8, rules=(), param_dtype=jnp.float32,
+        rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+    """A :class:`ViT` converted to crossbars (``crossjax.convert`` with ``rules``).
+
+    The hardware streams of its crossbar layers are seeded from ``rngs``'s
+    ``"hardware"`` stream when it has one (else 0). ``kwargs`` go to :class:`ViT`.
+    """
+    from crossjax.conversion import convert
+
+    model = ViT(num_classes, image_size=image_size, in_channels=in_channels, param_dtype=param_dtype,
+                rngs=rngs, **kwargs)
+    try:
+        seed = int(jax.random.randint(rngs["hardware"](), (), 0, 2**31 - 1))
+    except (AttributeError, KeyError):
+        seed = 0
+    return convert(model, rules=rules, seed=seed)
+
+
+# ---------------------------------------------------------------------------
 # digital -> crossbar
 # ---------------------------------------------------------------------------
 def _digital_layers(model):
@@ -235,10 +326,14 @@ def _name(path):
     return "/".join(map(str, path)) or "<root>"
 
 
-def from_digital(digital, model: nnx.Module) -> nnx.Module:
-    """Copy trained digital weights into crossbar ``model`` (in place; returns it).
+def from_digital(digital, model: nnx.Module | None = None, **convert_kwargs) -> nnx.Module:
+    """A crossbar model from a trained digital one.
 
-    ``digital`` is either
+    Without ``model``: ``crossjax.convert(digital, **convert_kwargs)`` (a copy of
+    ``digital`` with its products on crossbars, same parameter paths; the usual
+    way for any Flax model). With ``model`` (a crossjax model of the same
+    architecture), the digital weights are copied into it (in place; returns it).
+    Then ``digital`` is either
 
     * an ``nnx.Module`` built from ``nnx.Linear`` / ``nnx.Conv`` / ``nnx.BatchNorm``
       (or crossbar layers). Its weight layers are paired, in ``nnx.iter_graph``
@@ -249,6 +344,12 @@ def from_digital(digital, model: nnx.Module) -> nnx.Module:
       ``nnx.state(other_model)`` or a restored checkpoint), loaded with
       ``nnx.update``. Arrays must match the model's shapes.
     """
+    if model is None:
+        from crossjax.conversion import convert
+
+        return convert(digital, **convert_kwargs)
+    if convert_kwargs:
+        raise ValueError(f"from_digital: {sorted(convert_kwargs)} apply to conversion only (model=None)")
     if isinstance(digital, nnx.Module):
         src = _digital_layers(digital)
         dst = [(p, n) for p, n in nnx.iter_graph(model) if isinstance(n, (CrossbarLinear, CrossbarConv, nnx.BatchNorm))]

@@ -112,7 +112,7 @@ def _forward_fn(graphdef):
         layers.load_program(model, program)
         layers.set_mode(model, "hardware", hardware)
         read_key = jax.random.fold_in(jax.random.fold_in(key, 1), batch_index)
-        return model(x, rngs=nnx.Rngs(hardware=read_key))
+        return layers.run(model, x, read_key)
 
     return forward
 
@@ -409,7 +409,8 @@ def _check_finite(finite, sample0, example0):
 
 def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:
     """Accuracy of ``model`` with every crossbar layer in digital mode (``x @ W``),
-    batch norm in eval mode. The model itself is not modified."""
+    batch norm in eval mode; any ``nnx.Module`` (a plain Flax model too). The model
+    itself is not modified."""
     _check_data(x, y, batch_size)
     graphdef, state = nnx.split(model)
 
@@ -417,7 +418,8 @@ def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:
     def predict(state, xb):
         m = nnx.merge(graphdef, state)
         m.eval()
-        layers.set_mode(m, "digital")
+        if layers.crossbar_layers(m):
+            layers.set_mode(m, "digital")
         logits = m(xb)
         return jnp.argmax(logits, axis=-1), jnp.all(jnp.isfinite(logits), axis=-1)
 

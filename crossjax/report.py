@@ -17,6 +17,7 @@ All files are written atomically (temp file + ``os.replace``).
 from __future__ import annotations
 
 import io
+import json
 import os
 from typing import Any
 
@@ -110,9 +111,23 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
                      f"{100 * rec:.1f} %." if rec is not None else
                      "The config lost no accuracy before fine-tuning.")]
     lines += config_definitions([(c["name"], c.get("hardware")) for c in results["configs"]])
+    lines += conversion_lines(results["meta"].get("conversion"), results["meta"].get("spec", {}).get("rules", []))
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def conversion_lines(table, rules) -> list[str]:
+    """The "Layers on crossbars" section of a converted model (``conversion.conversion_table``)."""
+    if not table:
+        return []
+    lines = ["", "## Layers on crossbars", "",
+             "The model is plain Flax converted by `crossjax.convert`; per layer, what it runs on "
+             "(rules by module path, first match wins):", "", "| layer | Flax type | runs as |", "|---|---|---|"]
+    lines += [f"| `{r['path']}` | {r['type']} | {r['as']} |" for r in table]
+    if rules:
+        lines += ["", "Rules:", ""] + [f"{i}. `{json.dumps(r, sort_keys=True)}`" for i, r in enumerate(rules)]
+    return lines
 
 
 def _flat(d, prefix=""):

@@ -54,7 +54,9 @@ RESULTS = "results.json"
 REPORT = "report.md"
 MODEL_CKPT = "model.ckpt"
 FINETUNE_CKPT = "finetune.ckpt"
-MODELS = ("mlp", "vgg11", "vgg16", "resnet18")
+MODELS = ("mlp", "vgg11", "vgg16", "resnet18", "vit")
+#: models written in plain Flax and converted (``crossjax.convert``): they take ``rules``
+CONVERTED_MODELS = ("vit",)
 #: Programming-noise sigma of the device under the default IR-drop / ADC sweeps.
 BASE_NOISE = 0.01
 #: Default sweeps: programming-noise sigmas, wire resistances (ohm), ADC bits.
@@ -117,7 +119,9 @@ class StudySpec:
     test examples per evaluation batch; ``finetune``: optional
     :class:`FinetuneSpec`; ``max_train`` / ``max_test``: use only the first
     examples (quick runs); ``chunk_size``: Monte Carlo samples per vmapped chunk
-    (``None``: all at once).
+    (``None``: all at once); ``rules``: per-layer conversion rules
+    (``crossjax.conversion.Rule`` as dicts, e.g. ``{"match": "head", "digital":
+    True}``) for the models built by ``crossjax.convert`` (``model="vit"``).
     """
 
     dataset: str = "digits"
@@ -131,8 +135,19 @@ class StudySpec:
     max_train: int | None = None
     max_test: int | None = None
     chunk_size: int | None = None
+    rules: tuple[dict, ...] = ()
 
     def __post_init__(self):
+        from crossjax import conversion
+
+        try:
+            rules = tuple(r.to_dict() for r in conversion.rules_from_data(self.rules))
+        except ValueError as e:
+            raise ValueError(f"StudySpec.rules: {e}") from None
+        object.__setattr__(self, "rules", rules)
+        if rules and self.model not in CONVERTED_MODELS:
+            raise ValueError(f"StudySpec.rules apply to models built by crossjax.convert ({CONVERTED_MODELS}), "
+                             f"not model={self.model!r}; drop the rules or use one of those models")
         if not isinstance(self.hidden, tuple) or not all(
                 isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
             raise ValueError(f"StudySpec.hidden={self.hidden!r} must be a list of positive integers, "
@@ -175,6 +190,7 @@ class StudySpec:
             "finetune": None if self.finetune is None else {
                 "config": self.finetune.config, "train": self.finetune.train.to_dict()},
             "max_train": self.max_train, "max_test": self.max_test,
+            **({"rules": [dict(r) for r in self.rules]} if self.rules else {}),
         }
 
 
@@ -280,9 +296,32 @@ def _pcm_drift_spec() -> StudySpec:
     return base.replace(configs=tuple(cases), finetune=FinetuneSpec("pcm_t1d", base.finetune.train))
 
 
+def _vit_spec() -> StudySpec:
+    """A vision transformer (``models.ViT``, plain Flax converted by ``crossjax.convert``) on the
+    offline digits: 8x8 images as four 4x4 patch tokens, width 32, 2 encoder blocks of 4 heads.
+    Configs: ``ideal``; ``rram`` (``presets.rram``: 2 % programming and 1 % read noise, stuck
+    cells, 1 ohm wires, 8-bit DAC at a fixed input range of 1, 8-bit ADC); ``rram_dac_max``
+    (the same with the DAC range set per input vector, ``dac.range="max"``: layer-norm outputs
+    beyond 1 are not clipped); ``rram_devices`` (the devices and wires alone, ideal
+    converters). 32 samples. Digital training 3000 steps (AdamW, 3e-3); fine-tuning 100
+    steps under ``rram``.
+    """
+    from crossjax import presets
+
+    base = _default_spec()
+    rram = presets.get("rram")
+    cases = (HardwareCase("ideal", base.configs[0].hardware), HardwareCase("rram", rram),
+             HardwareCase("rram_dac_max", rram.set({"dac.range": "max"})),
+             HardwareCase("rram_devices", rram.set({"dac.bits": None, "adc.bits": None})))
+    train = training.TrainConfig(steps=3000, batch_size=64, learning_rate=3e-3, optimizer="adamw")
+    return base.replace(model="vit", configs=cases, train=train, finetune=FinetuneSpec(
+        "rram", training.TrainConfig(steps=100, batch_size=64, learning_rate=1e-3, optimizer="adamw", seed=1)))
+
+
 register_preset("default", _default_spec)
 register_preset("quick", _quick_spec)
 register_preset("pcm_drift", _pcm_drift_spec)
+register_preset("vit", _vit_spec)
 
 
 # --------------------------------------------------------------------------- hardware helpers
@@ -369,7 +408,7 @@ def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
             raise ValueError(f"{table} = {doc[table]!r} must be a table ([{table}])")
     simple = ("dataset", "model", "samples", "eval_batch_size", "max_train",
               "max_test", "chunk_size")
-    known = set(simple) | {"hidden", "train", "configs", "finetune"}
+    known = set(simple) | {"hidden", "train", "configs", "finetune", "rules"}
     unknown = set(doc) - known
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}; known: {sorted(known)}")
@@ -380,6 +419,10 @@ def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
         if not isinstance(doc["hidden"], list):
             raise ValueError(f"hidden = {doc['hidden']!r} must be a list of integers, e.g. hidden = [64]")
         kw["hidden"] = tuple(doc["hidden"])
+    if "rules" in doc:
+        if not isinstance(doc["rules"], list) or not all(isinstance(r, dict) for r in doc["rules"]):
+            raise ValueError(f"rules = {doc['rules']!r:.60} must be an array of tables ([[rules]])")
+        kw["rules"] = tuple(doc["rules"])
     if "train" in doc:
         kw["train"] = training.TrainConfig.from_dict({**base.train.to_dict(), **doc["train"]})
     if "configs" in doc:
@@ -456,6 +499,15 @@ def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: in
     if spec.model == "mlp":
         return models.MLP(int(np.prod(feature_shape)), hidden=tuple(spec.hidden),
                           num_classes=num_classes, rngs=rngs)
+    if spec.model == "vit":  # flat digits are 8x8 single-channel images
+        if len(feature_shape) == 1:
+            size, channels = int(round(np.sqrt(feature_shape[0]))), 1
+            if size * size != feature_shape[0]:
+                raise ValueError(f"model='vit' needs square images; the dataset has {feature_shape[0]} "
+                                 "flat features")
+        else:
+            size, channels = int(feature_shape[0]), int(feature_shape[-1])
+        return models.vit(num_classes, in_channels=channels, image_size=size, rules=spec.rules, rngs=rngs)
     factory = getattr(models, spec.model)
     return factory(num_classes=num_classes, in_channels=int(feature_shape[-1]), rngs=rngs)
 
@@ -586,6 +638,10 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
 
     # 1. digital training (resumes from / loads DIR/model.ckpt)
     model = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
+    if spec.model in CONVERTED_MODELS:  # what became of each layer (rules included)
+        from crossjax import conversion
+
+        results["meta"]["conversion"] = conversion.conversion_table(model)
     t0 = time.perf_counter()
     tr = training.train(model, train_ds, spec.train,
                         checkpoint_path=os.path.join(out, MODEL_CKPT),

@@ -39,16 +39,40 @@ def _is_kernel(path, leaf, layers=None):
 
 
 def crossbar_layer_paths(model):
-    """Paths (tuples of str) of the ``CrossbarLinear``/``CrossbarConv`` layers of ``model``.
+    """Paths (tuples of str) of the crossbar layers of ``model`` (``CrossbarLinear``,
+    ``CrossbarConv`` and the layers :func:`crossjax.convert` made).
 
     ``None`` when the model has none (then every 2-D/4-D ``kernel`` counts as a
     crossbar weight, e.g. for plain ``nnx.Linear``/``nnx.Conv`` models); digital
     layers next to crossbar layers (a digital classifier head) are left alone.
     """
-    from crossjax.layers import CrossbarConv, CrossbarLinear
-    paths = {tuple(str(k) for k in path) for path, node in nnx.iter_graph(model)
-             if isinstance(node, (CrossbarLinear, CrossbarConv))}
+    paths = set(_converted_layers(model)) | {tuple(str(k) for k in path) for path, _ in _crossbar_layers(model)}
     return paths or None
+
+
+def _crossbar_layers(model):
+    from crossjax.layers import crossbar_layers
+
+    return crossbar_layers(model)
+
+
+def _converted_layers(model):
+    """``{path: layer}`` of converted layers whose kernel is not already a (K, N) / conv matrix
+    (``nnx.LinearGeneral``, ``nnx.Einsum``, 1-D/3-D or grouped convs): pruned on their crossbar matrix."""
+    out = {}
+    for path, layer in _crossbar_layers(model):
+        if hasattr(layer, "kernel_from_matrix"):
+            k = layer.kernel[...]
+            plain = layer.groups == 1 and (k.ndim == 4 or (k.ndim == 2 and not hasattr(layer, "einsum_str")))
+            if not plain:
+                out[tuple(str(p) for p in path)] = layer
+    return out
+
+
+def _matrices(layer):
+    """The layer's crossbar matrices: ``[(K, N)]``, one per group."""
+    W = layer.crossbar_weights()
+    return [W] if W.ndim == 2 else list(W)
 
 
 def _path_name(path):
@@ -92,8 +116,15 @@ def prune_model(model, method, rows, cols, sparsity=0.0, max_level=None):
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     params = nnx.state(model, nnx.Param)
     layers = crossbar_layer_paths(model)
+    converted = _converted_layers(model)
 
     def leaf(path, x):
+        names = _names(path)
+        owner = names[:names.index("kernel")] if "kernel" in names else None
+        if owner in converted:  # pruned on its crossbar matrices, mask in the kernel's shape
+            layer = converted[owner]
+            masks = [_layer_mask(W, method, sparsity, rows, cols, max_level) for W in _matrices(layer)]
+            return layer.kernel_from_matrix(masks[0] if layer.groups == 1 else jnp.stack(masks)).astype(bool)
         if _is_kernel(path, x, layers):
             return _layer_mask(x, method, sparsity, rows, cols, max_level)
         return jnp.ones(jnp.shape(x), bool)
@@ -135,6 +166,11 @@ def model_report(model, rows, cols):
     layers = {name: crossbar_report(flatten_kernel(k), rows, cols).as_dict()
               for name, k in crossbar_kernels(nnx.state(model, nnx.Param),
                                               crossbar_layer_paths(model)).items()}
+    for path, layer in _converted_layers(model).items():
+        name = "/".join(path) + "/kernel"
+        layers.pop(name, None)
+        for g, W in enumerate(_matrices(layer)):
+            layers[name if layer.groups == 1 else f"{name}[{g}]"] = crossbar_report(W, rows, cols).as_dict()
     keys = ("weights", "nonzeros", "tiles_dense", "tiles_nonempty", "tiles_sparse",
             "columns_dense", "columns_nonempty")
     total = {k: sum(r[k] for r in layers.values()) for k in keys}
