@@ -121,7 +121,12 @@ NOTES: dict[str, tuple[str, str, str]] = {
                                 "on training data, crossbar.calibrate_adc)"),
     "ADCConfig.i_max": ("A", "> 0", ""),
     "ADCConfig.percentile": ("%", "(0, 100]", ""),
-    "StudySpec.model": ("", "", "the network: an MLP (widths from hidden) or a CIFAR-style VGG / ResNet"),
+    "StudySpec.model": ("", "", "the network: an MLP (widths from hidden), a CIFAR-style VGG / ResNet, "
+                                "or vit (a vision transformer in plain Flax, converted by crossjax.convert)"),
+    "StudySpec.rules": ("", "", "per-layer conversion rules for converted models (vit), first match wins: "
+                                "match (fnmatch pattern on the module path, e.g. \"head\" or "
+                                "\"blocks/*/attention/*\") with digital = true, or hardware = {overrides of "
+                                "the config, e.g. \"adc.bits\" = 6}, or config = {a full hardware table}"),
     "StudySpec.finetune": ("", "", "non-ideality-aware fine-tuning of a copy of the model under one "
                                    "config, evaluated before and after on the same keys"),
     "StudySpec.hidden": ("units", "list of integers >= 1", ""),
@@ -418,6 +423,9 @@ def _study_section() -> list[str]:
         elif r.path == "train":
             shown = f"steps={val.steps}, batch_size={val.batch_size}, learning_rate={val.learning_rate:g}"
             rng, meaning = "table `[train]` (keys below)", _rst_to_md(r.meaning)
+        elif r.path == "rules":
+            shown = f"{len(val)} rules"
+            rng, meaning = "array of tables `[[rules]]`", _rst_to_md(r.meaning)
         elif r.path == "finetune":
             shown = f"config=`{val.config}`, steps={val.train.steps}" if val else "None"
             rng, meaning = "table `[finetune]` (keys below), or `finetune = false`", _rst_to_md(r.meaning)

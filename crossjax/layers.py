@@ -317,7 +317,10 @@ def unfold_patches(x, kernel_size, strides, padding, dilation, input_dilation=No
     ks, st, dl = tuple(kernel_size), tuple(strides), tuple(dilation)
     ld = tuple(input_dilation) if input_dilation is not None else (1,) * nd
     window = tuple((k - 1) * d + 1 for k, d in zip(ks, dl))
-    if isinstance(padding, str):  # from the undilated input shape, as lax.conv_general_dilated does
+    if isinstance(padding, str):
+        if max(ld) > 1:
+            raise ValueError(f"padding={padding!r} with input_dilation={ld}: give explicit (lo, hi) pads "
+                             "per spatial dim (as jax.lax.conv_general_dilated requires)")
         pads = jax.lax.padtype_to_pads(x.shape[1:-1], window, st, padding)
     else:
         pads = padding
