@@ -242,3 +242,16 @@ def test_quick_means_the_laptop_scale_run_for_the_default_preset_too():
             cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--preset", name, "--quick"]))
     finally:
         study._PRESETS.pop(name, None)
+
+
+def test_model_flag_picks_the_vit_and_paper_presets_refuse_it(capsys):
+    parser = cli.build_parser()
+    spec = cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--quick", "--model", "vit"]))
+    assert spec.model == "vit" and spec.configs == study.get_preset("quick").configs
+    assert study.get_preset("vit").model == "vit"
+    with pytest.raises(ValueError, match="StudySpec.model='transformer'; choose one of"):
+        cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--model", "transformer"]))
+    with pytest.raises(ValueError, match="rules apply to models built by crossjax.convert"):
+        study.get_preset("quick").replace(rules=({"match": "head", "digital": True},))
+    assert cli.main(["study", "--out", "x", "--preset", "dub_adc", "--model", "vit"]) == 2
+    assert "--model" in capsys.readouterr().err
