@@ -12,6 +12,10 @@ Measured in one run, so the ratios compare like with like:
    (dispatch-bound, where vmap pays), the 512x512 layer (compute-bound) and the
    512x512 layer with IR drop (``G_eff`` solve per sample dominates).
 3. Peak memory: XLA's compiled temporary + output sizes and the process peak RSS.
+4. The backend policy (``crossjax.backend``): a 512x512 layer on 64x64 tiles
+   with read noise and an 8-bit ADC, and the IR-drop solve, forward and weight
+   gradient, in this backend's forms vs the plain forms (``jnp.sum`` of row
+   tiles, one einsum, one ``G_eff`` sweep), which a GPU/TPU gets.
 
 ``python -m benchmarks.kernels [--quick]``; ``run(quick)`` returns the numbers as a dict.
 """
@@ -26,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import peak_rss_mib, timeit
-from crossjax import circuit, crossbar
+from crossjax import backend, circuit, crossbar
 from crossjax.devices import ReadNoise, StuckAt, WriteNoise
 from crossjax.hardware import HardwareConfig
 
@@ -100,8 +104,13 @@ def run(quick: bool = False) -> dict:
             "mem_vmap_mib": _compiled_mib(jax.vmap(one, in_axes=(None, None, 0)), Wm, xm, keys),
             "mem_one_sample_mib": _compiled_mib(one, Wm, xm, keys[0]),
         }
+    # --- 4. this backend's kernel forms vs the plain forms -----------------------------------
+    out["backend_forms"] = _backend_forms(W, x[:256], cfg_adc.set({"device.read_noise": ReadNoise(0.01)}),
+                                          repeats)
     out["peak_rss_mib"] = peak_rss_mib()
     out["ratios"] = {
+        "plain_vs_backend_forms_adc8_grad": out["backend_forms"]["ratio_plain_vs_policy_adc8_grad"],
+        "plain_vs_backend_forms_geff_1024_arrays": out["backend_forms"]["ratio_plain_vs_policy_geff"],
         "matmul_ir_drop_vs_digital": out["matmul"]["ratio_analog_vs_digital"],
         "matmul_ir_drop_adc8_vs_digital": out["matmul"]["ratio_analog_adc8_vs_digital"],
         **{f"mc_vmap_speedup_{k}": v["speedup_vmap_vs_loop"] for k, v in out["monte_carlo"].items()},
@@ -109,6 +118,34 @@ def run(quick: bool = False) -> dict:
     # (vmap == loop is asserted above for every case; a mismatch crashes the run)
     out["checks"] = {"ir_drop_changes_result": out["matmul"]["relative_ir_drop_error"] > 1e-4}
     return out
+
+
+def _backend_forms(W, x, cfg, repeats) -> dict:
+    """Forward + weight gradient of a tiled layer (read noise, ADC) and a ``G_eff`` sweep of
+    1024 64x64 arrays, timed under ``backend.policy()`` and under the plain forms."""
+    name = jax.default_backend()
+    own = backend.POLICIES[name]
+    plain = backend.plain(name)
+    G = jnp.asarray(np.random.default_rng(5).uniform(1e-6, 1e-4, (1024, 64, 64)), W.dtype)
+    wires = cfg.array.parasitics
+    res, values = {"policy": own.backend}, {}
+    for label, pol in (("policy", own), ("plain", plain)):
+        backend.POLICIES[name] = pol
+        try:
+            key = jax.random.key(0)
+            step = jax.jit(jax.value_and_grad(
+                lambda W: jnp.sum(crossbar.matmul(x, crossbar.program(W, cfg), cfg, key) ** 2)))
+            geff = jax.jit(lambda G: circuit.effective_conductance(G, wires))
+            res[f"{label}_adc8_grad_s"] = timeit(lambda: step(W), repeats=repeats)["median"]
+            res[f"{label}_geff_s"] = timeit(lambda: geff(G), repeats=max(2, repeats // 3))["median"]
+            values[label] = (np.asarray(step(W)[1]), np.asarray(geff(G)))
+        finally:
+            backend.POLICIES[name] = own
+    for a, b in zip(values["policy"], values["plain"]):  # the same numbers either way
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6 * float(np.abs(a).max()))
+    res["ratio_plain_vs_policy_adc8_grad"] = res["plain_adc8_grad_s"] / res["policy_adc8_grad_s"]
+    res["ratio_plain_vs_policy_geff"] = res["plain_geff_s"] / res["policy_geff_s"]
+    return res
 
 
 def main():

@@ -5,11 +5,19 @@ and triangular solves; the exact IR-drop solve uses one every 32 rows) to one
 thread: they are many small (C x C) problems, batched by XLA, and OpenBLAS
 threads competing with XLA's own thread pool made them 30-100x slower on a
 2-core machine.
-Set ``OPENBLAS_NUM_THREADS`` yourself before importing to override.
+Set ``OPENBLAS_NUM_THREADS`` yourself before importing to override. The limit
+is the CPU row of :func:`crossjax.backend.policy` (``openblas_threads``); it is
+applied at import, before JAX has chosen a backend, so it is skipped where JAX
+will run on an accelerator: ``JAX_PLATFORMS`` names no ``cpu`` first, or
+(``JAX_PLATFORMS`` unset) a JAX GPU/TPU plugin is installed
+(:func:`crossjax.backend.accelerator_installed`).
 """
 import os as _os
 
-_os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from crossjax import backend as _backend
+
+if not _backend.accelerator_installed():
+    _os.environ.setdefault("OPENBLAS_NUM_THREADS", str(_backend.POLICIES["cpu"].openblas_threads))
 
 
 def _limit_loaded_blas() -> None:

@@ -2,7 +2,8 @@
 
 `crossjax study --out DIR [--preset NAME] [--config FILE.toml] [--samples S]
 [--seed N] [--dataset NAME] [--data-dir D] [--train-steps N] [--overwrite]
-[--no-plots] [--quiet]`
+[--no-plots] [--quiet] [--devices N]
+[--distributed [--coordinator HOST:PORT --num-processes N --process-id I]]`
 
 `crossjax data prepare NAME --source PATH [--data-dir D] [--no-verify]`:
 convert a downloaded MNIST/CIFAR archive into the files `--dataset NAME`
@@ -55,6 +56,22 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
                         "models, report, plots) and start afresh instead of resuming")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="run the Monte Carlo samples on N local CPU devices (sets XLA_FLAGS="
+                        "--xla_force_host_platform_device_count=N before JAX starts; IR-drop configs "
+                        "are refused on N > 1: jaxlib's batched LU deadlocks there, run one process "
+                        "per device instead); on a GPU/TPU JAX uses every accelerator it sees and "
+                        "this flag is refused")
+    p.add_argument("--distributed", action="store_true",
+                   help="one process of a multi-process job (jax.distributed): run the same command in "
+                        "every process; the Monte Carlo samples are sharded over every process's devices, "
+                        "process 0 trains and writes --out. Under SLURM/MPI JAX finds its peers; elsewhere "
+                        "pass --coordinator, --num-processes and --process-id")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="with --distributed: process 0's address (default: the cluster environment or "
+                        "$JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num-processes", type=int, metavar="N", help="with --distributed: processes in the job")
+    p.add_argument("--process-id", type=int, metavar="I", help="with --distributed: this process's index")
 
 
 def preset_names() -> tuple[str, ...]:
@@ -224,13 +241,87 @@ def _run_paper_study(args: argparse.Namespace) -> int:
     return 0
 
 
+FORCE_DEVICES = "--xla_force_host_platform_device_count"
+
+
+def _backend_initialized() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # a JAX without this private helper: assume it is
+        return True
+
+
+def use_local_devices(n: int) -> int:
+    """Make JAX run on ``n`` local CPU devices (``crossjax study --devices N``).
+
+    Sets ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (replacing an
+    earlier count there) and starts JAX's backends, which read it once.
+
+    Args:
+      n: the number of CPU devices, ``>= 1``.
+
+    Returns:
+      ``n``, the number of local devices JAX now has.
+
+    Raises:
+      ValueError: ``n`` is not a positive int; JAX's backend was already started
+        with another device count (set ``XLA_FLAGS`` before Python starts, or
+        call this before any JAX computation); or JAX's default backend is an
+        accelerator (the flag forces CPU devices only).
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"--devices must be a positive int (the number of local CPU devices), got {n!r}")
+    import jax
+    if not _backend_initialized():
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(FORCE_DEVICES + "=")]
+        os.environ["XLA_FLAGS"] = " ".join([*flags, f"{FORCE_DEVICES}={n}"])
+    backend = jax.default_backend()
+    if backend != "cpu":
+        raise ValueError(f"--devices {n} forces N CPU devices, but JAX runs on {backend} "
+                         f"({jax.local_device_count()} local devices): drop --devices (the samples are "
+                         f"sharded over every {backend} device), or set JAX_PLATFORMS=cpu to use {n} CPU devices")
+    have = jax.local_device_count()
+    if have != n:
+        raise ValueError(f"--devices {n}: JAX's backend was already started with {have} local devices; set "
+                         f"XLA_FLAGS={FORCE_DEVICES}={n} before starting Python (or call use_local_devices "
+                         "before any JAX computation)")
+    return n
+
+
+def _start_distributed(args: argparse.Namespace) -> bool:
+    """``--distributed``: join the multi-process job; whether there is more than one process."""
+    given = [f for f, v in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
+                            ("--process-id", args.process_id)) if v is not None]
+    if not args.distributed:
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --distributed; add it or drop them")
+        return False
+    from crossjax import distributed
+    if _backend_initialized():
+        raise ValueError("--distributed must start before any JAX computation; run crossjax study "
+                         "--distributed as its own process")
+    return distributed.initialize(args.coordinator, args.num_processes, args.process_id) > 1
+
+
 def _run_study(args: argparse.Namespace) -> int:
     from crossjax import paper_studies, study
     _check_preset(args.preset)
+    if args.distributed and args.preset in paper_studies.RUNNERS:
+        raise ValueError(f"--distributed runs the default study framework; the paper study "
+                         f"{args.preset!r} runs in one process (drop --distributed)")
+    _start_distributed(args)  # before JAX starts its backends, as --devices
+    if getattr(args, "devices", None) is not None:
+        use_local_devices(args.devices)
     if args.preset in paper_studies.RUNNERS:
         return _run_paper_study(args)
+    from crossjax import distributed
     t0 = time.perf_counter()
     spec = study_spec_from_args(args)
+    if not distributed.is_writer():  # process 0 reports; the others run quietly
+        study.run_study(spec, args.out, seed=args.seed, data_dir=args.data_dir, overwrite=args.overwrite,
+                        progress=False, plots=not args.no_plots)
+        return 0
     before = _snapshot(args.out) if os.path.isdir(args.out) else {}
     _print_study_resume(args, spec)
     results = study.run_study(spec, args.out, seed=args.seed, data_dir=args.data_dir,

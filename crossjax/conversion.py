@@ -445,7 +445,7 @@ class AnalogConv(_Converted, nnx.Conv):
         config = self._config()
         plan = layers._readout_plan(config, programmed=self.mode == "hardware",
                                     inputs=math.prod(out_shape[:-1]) if self.mode != "hardware" else None)
-        if plan.is_linear:
+        if plan.is_linear and not layers.recording():
             # no ADC, no read noise: q(patches) @ W_eff is a convolution of q(x) with W_eff's kernel
             from crossjax.converters import dac_equivalent
 

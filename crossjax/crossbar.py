@@ -41,7 +41,7 @@ import numpy as np
 from flax import struct
 
 from crossjax import config_checks as chk
-from crossjax import converters, devices, mapping, readout
+from crossjax import backend, converters, devices, mapping, readout
 from crossjax.hardware import HardwareConfig
 from crossjax.readout import ReadoutPlan
 
@@ -446,6 +446,8 @@ def _tile_products(v, m, K, rows):
     p, kt, r, n = m.shape
     vt = _tile_inputs(v, K, rows)
     lead = vt.shape[:-2]
+    if backend.policy().tile_product == "einsum":  # the plain form (GPU/TPU): no layout workaround
+        return jnp.einsum("bkr,pkrn->kbpn", vt.reshape((-1, kt, r)), m).reshape((kt,) + lead + (p, n))
     m = jnp.moveaxis(m, 0, 2).reshape(kt, r, p * n)
     if kt == 1:  # no batch axis: XLA would drop it and transpose the cotangent
         i = (vt.reshape((-1, r)) @ m[0])[None]
@@ -454,8 +456,16 @@ def _tile_products(v, m, K, rows):
     return i.reshape((kt,) + lead + (p, n))
 
 
-@jax.custom_vjp
 def _sum_row_tiles(i):
+    """``sum_k i[k]`` over the leading row-tile axis: pairwise halving on XLA CPU, a plain
+    ``jnp.sum`` where :func:`crossjax.backend.policy` says ``row_tile_sum="reduce"``."""
+    if backend.policy().row_tile_sum == "reduce":
+        return jnp.sum(i, axis=0)
+    return _sum_row_tiles_pairwise(i)
+
+
+@jax.custom_vjp
+def _sum_row_tiles_pairwise(i):
     """``sum_k i[k]`` over the leading row-tile axis by pairwise halving (``ceil(log2 Kt)``
     elementwise adds of contiguous halves, which XLA fuses with the converters that
     produce ``i``): XLA CPU's reduce over a leading axis ran 7-15x slower. The
@@ -471,14 +481,14 @@ def _sum_row_tiles(i):
 
 
 def _sum_row_tiles_fwd(i):
-    return _sum_row_tiles(i), jnp.zeros((i.shape[0], 0), i.dtype)  # the tile count, as a shape
+    return _sum_row_tiles_pairwise(i), jnp.zeros((i.shape[0], 0), i.dtype)  # the tile count, as a shape
 
 
 def _sum_row_tiles_bwd(tiles, ct):
     return (jnp.broadcast_to(ct, tiles.shape[:1] + ct.shape),)
 
 
-_sum_row_tiles.defvjp(_sum_row_tiles_fwd, _sum_row_tiles_bwd)
+_sum_row_tiles_pairwise.defvjp(_sum_row_tiles_fwd, _sum_row_tiles_bwd)
 
 
 def _tiles_last(i):

@@ -50,6 +50,8 @@ concrete inputs.
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +74,8 @@ __all__ = [
     "calibrate_model",
     "run",
     "sample_effective_weights",
+    "record_inputs",
+    "recording",
 ]
 
 MODES = ("digital", "train", "hardware")
@@ -104,6 +108,42 @@ def _hardware_stream(rngs):
         except (AttributeError, KeyError):
             return nnx.data(None)
     raise TypeError(f"rngs must be nnx.Rngs or nnx.RngStream, got {type(rngs).__name__}")
+
+
+_RECORDING: list | None = None  # (layer, crossbar inputs) of every crossbar read, while record_inputs() runs
+
+
+@contextlib.contextmanager
+def record_inputs():
+    """Record every crossbar layer's crossbar inputs while the block runs.
+
+    Yields a list that fills with ``(layer, x)`` per crossbar read, ``x`` the
+    layer's crossbar matrix input (``(..., K)``, or ``(..., G, K/G)`` for grouped
+    convolutions; patches for convolutions). While recording, convolutions take
+    the patch path even where the read is linear (the same outputs). Used by
+    :func:`crossjax.cost.model_cost`; trace the model inside the block.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> m = layers.set_mode(models.MLP(4, (3,), 2, rngs=nnx.Rngs(0)), "train", HardwareConfig())
+      >>> with layers.record_inputs() as calls:
+      ...     _ = layers.run(m, jnp.ones((5, 4)), jax.random.key(0))
+      >>> [x.shape for _, x in calls]
+      [(5, 4), (5, 3)]
+    """
+    global _RECORDING
+    outer, _RECORDING = _RECORDING, []
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = outer
+
+
+def recording() -> bool:
+    """Whether :func:`record_inputs` is active."""
+    return _RECORDING is not None
 
 
 class _CrossbarLayer(nnx.Module):
@@ -172,6 +212,8 @@ class _CrossbarLayer(nnx.Module):
 
     def _matmul(self, x: jax.Array, rngs) -> jax.Array:
         """``x (..., G, K/G)`` or ``(..., K)`` through the crossbar in the current mode."""
+        if _RECORDING is not None:
+            _RECORDING.append((self, x))
         crossbar = _kernels()
         config = self._config()
         key = self._key(rngs)
@@ -417,7 +459,7 @@ class CrossbarConv(_CrossbarLayer):
         if self.mode != "hardware":  # the sample's inputs decide G_eff vs a per-input solve ("auto")
             out = jax.eval_shape(lambda: self._conv(x, self.kernel[...]))
             inputs = out.size // self.out_features
-        if not _readout_plan(config, programmed=self.mode == "hardware", inputs=inputs).is_linear:
+        if recording() or not _readout_plan(config, programmed=self.mode == "hardware", inputs=inputs).is_linear:
             return None
         if self.mode == "hardware":
             return self._kernel_of(self._programmed_state().w_eff)

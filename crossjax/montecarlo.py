@@ -26,31 +26,39 @@ Results do not depend on sharding or chunking: sample ``s`` always uses key
 
 Across hosts (``jax.distributed``)
 ----------------------------------
-Run the same script on every host::
+Run the same script in every process (tested: ``tests/test_distributed.py``,
+2 and 4 CPU processes on localhost equal one process bit for bit)::
 
     import jax
+    # CPU processes only: jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize()          # coordinator address / process id from the
                                           # cluster environment (SLURM, TPU pods, ...)
                                           # or pass coordinator_address=, num_processes=,
                                           # process_id= explicitly
-    from jax.sharding import Mesh
-    mesh = Mesh(np.array(jax.devices()), ("samples",))   # global: every host's devices
-    res = montecarlo.evaluate(model, hw, keys, x, y, mesh=mesh)
+    res = montecarlo.evaluate(model, hw, keys, x, y)   # default mesh: sample_mesh()
+    if montecarlo.is_writer():                          # process 0 writes the results
+        ...
 
-``jax.devices()`` then lists the devices of all processes, so the samples axis
-is split over every accelerator in the job. Every process must pass the same
-``keys`` (make them from the same seed) and the same evaluation data ``x, y``
-(process-local copies: each host loads the full test set itself, which is
-replicated across the mesh; only the samples are distributed). The returned
-accuracies are gathered to every process
-(``jax.experimental.multihost_utils.process_allgather``), so each host gets the
-full ``(S,)`` vector; write results from ``jax.process_index() == 0`` only.
+``jax.devices()`` then lists the devices of all processes, so the default
+mesh splits the samples axis over every device in the job. Every process must
+pass the same ``keys`` (make them from the same seed) and the same evaluation
+data ``x, y`` (process-local copies: each host loads the full test set itself,
+which is replicated across the mesh; only the samples are distributed):
+:func:`evaluate` compares checksums of ``keys``, ``x``, ``y`` and the batch and
+chunk sizes across processes and raises ``ValueError`` when they differ
+(``jax.device_put`` checks the weights and hardware config). Host values are
+placed on the global mesh without a transfer between processes
+(``jax.make_array_from_callback``: each process fills its own devices). With
+``chunk_size=None`` every process sizes a chunk from its own free memory and
+all take the smallest. The accuracies (and logits) are gathered to every
+process (``jax.experimental.multihost_utils.process_allgather``), so each host
+gets the full ``(S,)`` vector; write results from :func:`is_writer` only.
 """
 from __future__ import annotations
 
 import functools
 import math
-import os
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -59,9 +67,10 @@ from flax import nnx
 from jax.extend import core as jex_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from crossjax import layers
+from crossjax import backend, layers
+from crossjax.distributed import is_writer  # noqa: F401  (public here too: montecarlo.is_writer)
 
-__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample", "needs_calibration"]
+__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample", "needs_calibration", "is_writer"]
 
 AXIS = "samples"
 
@@ -256,19 +265,100 @@ def _to_host(a) -> np.ndarray:
 
 
 def _memory_budget(device) -> int:
-    try:
-        stats = device.memory_stats() or {}
-    except Exception:  # CPU backends may not implement it
-        stats = {}
-    if "bytes_limit" in stats:
-        return int(0.6 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0)))
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        avail = 8 << 30
-    # host memory is shared by every (forced) host device
-    n_local = max(1, len([d for d in jax.local_devices() if d.platform == device.platform]))
-    return int(0.5 * avail / n_local)
+    """Bytes the samples may fill on ``device``: the backend policy's share
+    (:func:`crossjax.backend.policy`: 60 % on an accelerator, 50 % on CPU) of
+    its free memory (:func:`crossjax.backend.memory_bytes`: the device's own
+    figure where the backend reports one, else the host's, shared by the local
+    devices)."""
+    return int(backend.policy(device.platform).memory_fraction * backend.memory_bytes(device))
+
+
+def _is_key(a) -> bool:
+    return isinstance(a, jax.Array) and jnp.issubdtype(a.dtype, jax.dtypes.prng_key)
+
+
+def _put(tree, sharding):
+    """``jax.device_put(tree, sharding)``, also for a sharding that spans processes.
+
+    Single-process (``sharding.is_fully_addressable``): exactly ``device_put``.
+    Across processes ``device_put`` takes host values (NumPy arrays, Python
+    scalars, uncommitted arrays) that every process holds equally (it checks
+    that, one collective per leaf); typed PRNG keys go through their key data
+    and committed arrays through NumPy first.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+
+    def leaf(a):
+        if _is_key(a):
+            return jax.random.wrap_key_data(leaf(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+        if isinstance(a, jax.Array) and (a.committed or not a.is_fully_addressable):
+            if not a.is_fully_addressable:
+                return jax.device_put(a, sharding)  # a reshard between global shardings
+            a = np.asarray(a)
+        return jax.device_put(a, sharding)
+
+    return jax.tree.map(leaf, tree)
+
+
+def _put_host(a: np.ndarray, sharding):
+    """A host array every process holds equally as a global array (no check, no collective)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(a, sharding)
+    return jax.make_array_from_callback(a.shape, sharding, lambda index: a[index])
+
+
+def _put_keys(k, sharding):
+    """Keys ``(S,)`` (typed) or ``(S, 2)`` (raw ``uint32``) on ``sharding``."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(k, sharding)
+    if _is_key(k):
+        data = _put_host(np.asarray(jax.random.key_data(k)), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(k))
+    return _put_host(np.asarray(k), sharding)
+
+
+def _check_no_lu_deadlock(local, hardware) -> None:
+    """Refuse the IR-drop solve on several CPU devices of one process.
+
+    With ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (N > 1) the
+    sharded programming step of an IR-drop config never returns on jaxlib
+    0.10.2: gdb shows every device's thread waiting in the LAPACK LU kernel
+    (``jax::LuDecompositionKernel`` -> ``ParallelBatchMap`` ->
+    ``BlockingCounter::Wait``) with XLA's worker threads idle (2 and 4 host
+    devices, float32 and float64, every run). One CPU device per process works.
+    """
+    cpu = [d for d in local if d.platform == "cpu"]
+    if len(cpu) > 1 and hardware.array.parasitics is not None:
+        raise ValueError(
+            f"montecarlo.evaluate: IR drop (hardware.array.parasitics) on {len(cpu)} CPU devices of one process "
+            f"deadlocks in jaxlib {jax.__version__}'s batched LU kernel; use one CPU device per process: "
+            "drop --devices (or XLA_FLAGS=--xla_force_host_platform_device_count), pass "
+            "mesh=montecarlo.sample_mesh(jax.local_devices()[:1]), or run one process per device under "
+            "jax.distributed (README: Monte Carlo across hosts)")
+
+
+def _allgather(value: np.ndarray) -> np.ndarray:
+    """``value`` of every process stacked on a leading axis (a collective: every process calls it)."""
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(value))
+
+
+def _check_same_inputs(keys, x, y, batch_size, chunk_size) -> None:
+    """Raise ``ValueError`` unless every process passed the same keys, data and sizes."""
+    kd = np.asarray(jax.random.key_data(keys) if _is_key(keys) else keys)
+    mine = np.array([zlib.crc32(np.ascontiguousarray(kd).tobytes()), zlib.crc32(np.ascontiguousarray(x).tobytes()),
+                     zlib.crc32(np.ascontiguousarray(y).tobytes()), kd.shape[0], x.shape[0], batch_size,
+                     -1 if chunk_size is None else chunk_size], dtype=np.int64)
+    every = _allgather(mine)
+    names = ("keys", "x", "y", "len(keys)", "len(x)", "batch_size", "chunk_size")
+    differ = [n for n, col in zip(names, every.T) if (col != col[0]).any()]
+    if differ:
+        raise ValueError(
+            f"montecarlo.evaluate across {jax.process_count()} processes: {', '.join(differ)} differ between "
+            "processes; every process must pass the same keys (split from the same seed), the same "
+            "evaluation data x, y and the same batch_size / chunk_size (only the samples are distributed)")
 
 
 def evaluate(
@@ -339,23 +429,35 @@ def evaluate(
     graphdef, state = nnx.split(model)
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P(axis))
-    state = jax.device_put(state, replicated)
-    hardware = jax.device_put(hardware, replicated)
-
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
+                                   or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive int or None (sized by memory), got {chunk_size!r}")
+    local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
+    if not local:
+        raise ValueError(f"mesh has no device of this process ({jax.process_index()}); build it from "
+                         "jax.devices() (every process's devices: the default) or from this process's own devices")
+    _check_no_lu_deadlock(local, hardware)
+    multi = not sharded.is_fully_addressable  # the mesh spans processes (jax.distributed)
+    if multi:
+        _check_same_inputs(keys, x, y, batch_size, chunk_size)
     per_sample = bytes_per_sample(model, hardware, x[:batch_size])
     if chunk_size is None:
-        budget = _memory_budget(mesh.devices.flat[0]) * n_dev if memory_budget is None else int(memory_budget)
+        budget = _memory_budget(local[0]) * n_dev if memory_budget is None else int(memory_budget)
         if TRACE_MARGIN * per_sample * (S + (-S) % n_dev) > budget:  # tight: ask XLA
             per_sample = bytes_per_sample(model, hardware, x[:batch_size], exact=True)
         chunk_size = max(1, budget // max(per_sample, 1))
+        if multi:  # processes may see different free memory: all take the smallest chunk
+            chunk_size = int(_allgather(np.array(chunk_size, dtype=np.int64)).min())
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     chunk_size = min(chunk_size, S + (-S) % n_dev)
     chunk_size = max(n_dev, chunk_size - chunk_size % n_dev)
+    state = _put(state, replicated)
+    hardware = _put(hardware, replicated)
 
     program, forward, calibrate = _compiled(graphdef, sharded)
     if needs_calibration(hardware):
-        calibration_x = jax.device_put(np.asarray(calibration_x), replicated)
+        calibration_x = _put_host(np.asarray(calibration_x), replicated)
 
     batches = _batches(n, batch_size)
     n_chunks = -(-S // chunk_size)
@@ -363,19 +465,20 @@ def evaluate(
     logits_out = [] if return_logits else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n_chunks * len(batches), desc="monte carlo", unit="batch", disable=not progress)
+    bar = tqdm(total=n_chunks * len(batches), desc="monte carlo", unit="batch",
+               disable=not progress or not is_writer())
     for c in range(n_chunks):
         lo, hi = c * chunk_size, min(S, (c + 1) * chunk_size)
         k = keys[lo:hi]
         if hi - lo < chunk_size:  # pad with copies of the last key, discarded below
             k = jnp.concatenate([k, jnp.repeat(k[-1:], chunk_size - (hi - lo), axis=0)], axis=0)
-        k = jax.device_put(k, sharded)
+        k = _put_keys(k, sharded)
         prog = program(state, hardware, k)
         if needs_calibration(hardware):
             prog = calibrate(state, prog, hardware, k, calibration_x)
         chunk_logits = []
         for b, (start, size) in enumerate(batches):
-            xb = jax.device_put(_pad_batch(x, start, size, batch_size), replicated)
+            xb = _put_host(_pad_batch(x, start, size, batch_size), replicated)
             logits = forward(state, prog, hardware, k, b, xb)
             _check_finite(_to_host(jnp.all(jnp.isfinite(logits), axis=-1))[: hi - lo, :size], lo, start)
             pred = _to_host(jnp.argmax(logits, axis=-1))[: hi - lo, :size]

@@ -26,6 +26,7 @@ import numpy as np
 from crossjax.checkpoint import atomic_write_bytes, atomic_write_text
 
 ACCURACY_PNG = "accuracy.png"
+PARETO_PNG = "accuracy_vs_energy.png"
 IR_DROP_PNG = "ir_drop.png"
 TIME_PNG = "accuracy_vs_time.png"
 #: hardware fields that hold the time of inference after programming (seconds)
@@ -92,6 +93,7 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
                      + f" {100 * (dig - c['accuracy']['mean']):.2f} |")
     lines += _nonlinearity_lines(results["configs"], dig)
     lines += _time_lines(results["configs"], dig)
+    lines += cost_lines(results["configs"])
     ft = results.get("finetune")
     if ft:
         b, a = ft["before"], ft["after"]
@@ -115,6 +117,72 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+ENERGY_PARTS = ("array", "dac", "adc", "digital")
+AREA_PARTS = ("cells", "dac", "adc", "digital")
+
+
+def cost_lines(configs) -> list[str]:
+    """The "Energy, latency and area" section: ``configs[].cost`` (``crossjax.study.hardware_cost``)."""
+    rows = [c for c in configs if c.get("cost")]
+    if not rows:
+        return []
+    lines = ["", "## Energy, latency and area per inference", "",
+             "`crossjax.cost` on the programmed network (one Monte Carlo sample) and the DAC voltages of "
+             "the first test inputs: the drivers' read power (wires included), DAC, ADC and digital "
+             "periphery (default figures: ISAAC-like 32 nm periphery, 8-column ADC sharing at 1.28 GS/s, "
+             "100 ns reads; an ideal DAC is costed as 8 bits, an ideal ADC as none). Latency: layers "
+             "in sequence; interval: the slowest layer (layer-pipelined).", "",
+             "| config | accuracy % | energy (nJ) | " + " | ".join(f"{p} %" for p in ENERGY_PARTS)
+             + " | latency (us) | interval (us) | area (mm2) |",
+             "| --- |" + " ---: |" * (5 + len(ENERGY_PARTS))]
+    for c in rows:
+        k = c["cost"]
+        if "unavailable" in k:
+            lines.append(f"| {c['name']} | {_pct(c['accuracy']['mean'])} | n/a: {k['unavailable']} |"
+                         + " |" * (3 + len(ENERGY_PARTS)))
+            continue
+        e = k["energy_J"]
+        shares = " | ".join(f"{100 * k['energy_breakdown_J'][p] / e:.1f}" for p in ENERGY_PARTS)
+        lines.append(f"| {c['name']} | {_pct(c['accuracy']['mean'])} | {1e9 * e:.3g} | {shares} | "
+                     f"{1e6 * k['latency_s']:.3g} | {1e6 * k['interval_s']:.3g} | {k['area_mm2']:.3g} |")
+    return lines
+
+
+def plot_pareto(results: dict[str, Any], path: str) -> bool:
+    """Accuracy (mean, 95 % interval) vs energy per inference of every costed config, the
+    Pareto front (no other config both more accurate and cheaper) joined; False if none."""
+    pts = [(c["name"], c["cost"]["energy_J"], c["accuracy"]) for c in results["configs"]
+           if c.get("cost") and "energy_J" in c["cost"]]
+    if not pts:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for name, e, a in pts:
+        lo, hi = a.get("ci95") or (a["mean"], a["mean"])
+        ax.errorbar([1e9 * e], [100 * a["mean"]], yerr=[[100 * (a["mean"] - lo)], [100 * (hi - a["mean"])]],
+                    marker="o", capsize=3)
+        ax.annotate(name, (1e9 * e, 100 * a["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    front = sorted((e, a["mean"]) for _, e, a in pts)
+    best, line = -1.0, []
+    for e, m in front:
+        if m > best:
+            best = m
+            line.append((e, m))
+    ax.plot([1e9 * e for e, _ in line], [100 * m for _, m in line], "k--", lw=1, label="Pareto front")
+    ax.axhline(100 * results["digital"]["accuracy"], ls=":", c="gray", lw=1, label="digital")
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per inference (nJ, crossjax.cost)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{results['meta']['model']} on {results['meta']['dataset']}: accuracy vs energy")
+    ax.legend(loc="lower right", fontsize=8)
+    _save_figure(fig, path)
+    plt.close(fig)
+    return True
 
 
 def conversion_lines(table, rules) -> list[str]:
@@ -432,6 +500,8 @@ def write_report(out: str, results: dict[str, Any], *, model=None, spec=None,
     if plots:
         plot_accuracy(results, os.path.join(out, ACCURACY_PNG))
         names.append(ACCURACY_PNG)
+        if plot_pareto(results, os.path.join(out, PARETO_PNG)):
+            names.append(PARETO_PNG)
         if plot_time_sweeps(results, os.path.join(out, TIME_PNG)):
             names.append(TIME_PNG)
         hw = _strongest_wires(spec) if spec is not None else None

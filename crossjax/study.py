@@ -32,6 +32,7 @@ the preset (see :func:`spec_from_toml`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -48,6 +49,7 @@ import numpy as np
 from crossjax import checkpoint as ckpt
 from crossjax import config_checks as chk
 from crossjax import data as data_lib
+from crossjax import cost as cost_lib
 from crossjax import training
 
 RESULTS = "results.json"
@@ -558,7 +560,8 @@ def _versions() -> dict[str, str]:
             "flax": flax.__version__, "optax": optax.__version__,
             "numpy": np.__version__, "python": platform.python_version(),
             "backend": jax.default_backend(),
-            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}
+            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+            "processes": str(jax.process_count())}
 
 
 def _write_results(out: str, results: dict) -> None:
@@ -566,6 +569,7 @@ def _write_results(out: str, results: dict) -> None:
 
 
 CALIBRATION_EXAMPLES = 256  # training inputs that set calibrated ADC ranges (adc.range="calibrated")
+COST_EXAMPLES = 32  # test inputs the cost model averages a config's read energy over
 
 
 def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
@@ -589,21 +593,45 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
     once); ``results.json`` and the checkpoints are reused only when they carry
     this study's :func:`fingerprint`, else ``ValueError`` (``overwrite=True``
     starts afresh).
+
+    Under ``jax.distributed`` (:func:`crossjax.distributed.initialize`) every
+    process calls this with the same arguments: process 0 reads ``out``,
+    trains and writes; the others receive its results so far and its trained
+    variables (:mod:`crossjax.distributed`), the Monte Carlo samples are
+    sharded over every process's devices, and every process returns the same
+    results. Only process 0 needs ``out``.
     """
+    from crossjax import distributed
+
     t_start = time.perf_counter()
     out = os.fspath(out)
-    check_out_dir(out)
-    with ckpt.DirectoryLock(out):
-        return _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_start)
-
-
-def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_start) -> dict:
-    from flax import nnx
-    from crossjax import montecarlo
-
     fp = fingerprint(spec, seed, data_dir)
+    if not distributed.is_writer():
+        got = distributed.broadcast_json()
+        if "error" in got:
+            raise ValueError(got["error"])
+        return _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, got["results"], writer=False)
+    try:
+        check_out_dir(out)
+        lock = ckpt.DirectoryLock(out).__enter__()
+    except ValueError as e:
+        distributed.broadcast_json({"error": str(e)})
+        raise
+    try:
+        try:
+            results = _load_results(spec, out, seed, fp, overwrite)
+        except ValueError as e:
+            distributed.broadcast_json({"error": str(e)})
+            raise
+        distributed.broadcast_json({"results": results})
+        return _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, results, writer=True)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _load_results(spec, out, seed, fp, overwrite) -> dict:
+    """The results so far in ``out`` (fingerprint checked), or fresh ones (``overwrite`` deletes the old)."""
     path = os.path.join(out, RESULTS)
-    results = None
     if overwrite:
         for name in (RESULTS, MODEL_CKPT, FINETUNE_CKPT):
             if os.path.exists(os.path.join(out, name)):
@@ -615,17 +643,34 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
                 f"run_study: {path!r} was written by a different study (other preset, "
                 f"config, seed, dataset, data_dir, precision or version); choose another --out DIR "
                 f"or pass --overwrite to start afresh")
-    if results is None:
-        results = {"digital": None, "configs": [], "finetune": None,
-                   "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model,
-                            "versions": _versions(), "seconds": 0.0,
-                            "fingerprint": fp, "spec": spec.to_dict(),
-                            "complete": False}}
+        return results
+    return {"digital": None, "configs": [], "finetune": None,
+            "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model,
+                     "versions": _versions(), "seconds": 0.0,
+                     "fingerprint": fp, "spec": spec.to_dict(),
+                     "complete": False}}
+
+
+def _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, results, *, writer: bool) -> dict:
+    """The study proper. ``writer``: this process trains, writes checkpoints and
+    files (process 0); the others receive the trained variables and write nothing."""
+    from flax import nnx
+    from crossjax import distributed, montecarlo
+
+    fp = results["meta"]["fingerprint"]
     previous_seconds = float(results["meta"].get("seconds", 0.0))
+    progress = progress and writer
 
     def flush():
         results["meta"]["seconds"] = previous_seconds + (time.perf_counter() - t_start)
-        _write_results(out, results)
+        if writer:
+            _write_results(out, results)
+
+    def trained(run, model, **kw):
+        """``run(model, ...)`` on process 0; its variables and step count everywhere."""
+        step = run(model, **kw).step if writer else 0
+        distributed.broadcast_variables(model)
+        return int(distributed.broadcast_json(step))
 
     flat = spec.model == "mlp"
     train_ds = data_lib.load_dataset(spec.dataset, split="train", data_dir=data_dir, flatten=flat)
@@ -643,12 +688,12 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
 
         results["meta"]["conversion"] = conversion.conversion_table(model)
     t0 = time.perf_counter()
-    tr = training.train(model, train_ds, spec.train,
-                        checkpoint_path=os.path.join(out, MODEL_CKPT),
-                        progress=progress, description="digital training", fingerprint=fp)
+    train_steps = trained(functools.partial(training.train, dataset=train_ds, config=spec.train,
+                                            checkpoint_path=os.path.join(out, MODEL_CKPT), progress=progress,
+                                            description="digital training", fingerprint=fp), model)
     if results["digital"] is None:
         acc = float(montecarlo.digital_accuracy(model, x_test, y_test, spec.eval_batch_size))
-        results["digital"] = {"accuracy": acc, "train_steps": tr.step,
+        results["digital"] = {"accuracy": acc, "train_steps": train_steps,
                               "train_seconds": time.perf_counter() - t0,
                               "test_examples": int(len(test_ds)),
                               "train_examples": int(len(train_ds))}
@@ -662,12 +707,13 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
             continue
         t0 = time.perf_counter()
         samples = case.samples or (spec.samples if is_stochastic(case.hardware) else 1)
-        accs = _monte_carlo(model, case.hardware, config_keys(seed, case.key_name, samples),
-                            x_test, y_test, spec, progress, x_cal, name=case.name)
+        keys = config_keys(seed, case.key_name, samples)
+        accs = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal, name=case.name)
         results["configs"].append({
             "name": case.name, "samples": int(samples), "accuracy": summarize(accs),
             "per_sample": accs.tolist(),
             "hardware": _jsonable(case.hardware.to_dict()),
+            "cost": cost_lib.programmed_cost(model, case.hardware, x_test[:COST_EXAMPLES], keys[0]),
             "seconds": time.perf_counter() - t0})
         flush()
 
@@ -681,9 +727,10 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
         before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal,
                               name="finetune/" + case.name)
         tuned = nnx.clone(model)
-        fr = training.finetune(tuned, train_ds, ft.train, case.hardware,
-                               checkpoint_path=os.path.join(out, FINETUNE_CKPT),
-                               progress=progress, description=f"finetune ({case.name})", fingerprint=fp)
+        steps = trained(functools.partial(training.finetune, dataset=train_ds, config=ft.train,
+                                          hardware=case.hardware, checkpoint_path=os.path.join(out, FINETUNE_CKPT),
+                                          progress=progress, description=f"finetune ({case.name})",
+                                          fingerprint=fp), tuned)
         # evaluate a fresh digital-mode model holding the fine-tuned weights, so the
         # Monte Carlo evaluation sees exactly the model structure it saw before
         evaluated = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
@@ -693,7 +740,7 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
         digital_after = float(montecarlo.digital_accuracy(evaluated, x_test, y_test,
                                                           spec.eval_batch_size))
         results["finetune"] = {
-            "config": case.name, "samples": int(samples), "steps": fr.step,
+            "config": case.name, "samples": int(samples), "steps": steps,
             "before": summarize(before), "after": summarize(after),
             "per_sample_before": before.tolist(), "per_sample_after": after.tolist(),
             "digital_after": digital_after,
@@ -703,6 +750,8 @@ def _run_study_locked(spec, out, seed, data_dir, overwrite, progress, plots, t_s
         flush()
 
     results["meta"]["complete"] = True
+    if not writer:
+        return results
     from crossjax import report
     # the wall time stops once the plots are drawn: results.json, report.md and the CLI quote it
     report.write_report(out, results, model=model if plots else None,

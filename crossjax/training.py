@@ -116,11 +116,11 @@ def cross_entropy_loss(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Arr
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-@nnx.jit
+@nnx.jit(static_argnames=("loss_fn",))
 def train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array,
-               y: jax.Array) -> jax.Array:
-    """One optimizer step on batch ``(x, y)``; returns the batch loss."""
-    loss, grads = nnx.value_and_grad(cross_entropy_loss)(model, x, y)
+               y: jax.Array, loss_fn=cross_entropy_loss) -> jax.Array:
+    """One optimizer step on batch ``(x, y)`` of ``loss_fn(model, x, y)``; returns the batch loss."""
+    loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
     optimizer.update(model, grads)
     return loss
 
@@ -139,8 +139,14 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
           optimizer: nnx.Optimizer | None = None, hardware=None,
           checkpoint_path: str | os.PathLike | None = None,
           stop_at: int | None = None, progress: bool = True,
-          description: str = "train", fingerprint: str | None = None) -> TrainResult:
+          description: str = "train", fingerprint: str | None = None,
+          loss_fn=None) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``config.steps`` steps.
+
+    ``loss_fn(model, x, y) -> scalar`` replaces the cross-entropy (e.g.
+    :func:`crossjax.cost.energy_aware_loss`); it must be hashable (a function or
+    a frozen dataclass: it is a static argument of the compiled step), and it is
+    not part of what a checkpoint records: put it in ``fingerprint``.
 
     The model's current mode is used as is (set it with
     ``layers.set_mode``; :func:`finetune` does this for hardware-aware
@@ -186,7 +192,8 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
             n_this = min(nb - b, end - step)
             for xb, yb in data_lib.batches(x_all, y_all, config.batch_size,
                                            seed=config.seed, epoch=epoch, start=b):
-                losses.append(train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(yb)))
+                losses.append(train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(yb),
+                                         loss_fn=loss_fn or cross_entropy_loss))
                 step += 1
                 bar.update(1)
                 if step % config.checkpoint_every == 0 and step < end:

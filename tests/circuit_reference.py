@@ -23,6 +23,13 @@ def mna_currents(G, V, p):
     return nonlinear_mna_currents(G, V, p, None)
 
 
+def mna_driver_power(G, V, p, cell=None):
+    """Watts the row drivers deliver to the crossbar: ``sum_i V_i I_i`` with ``I_i`` the
+    current out of driver ``i``'s terminal (the MNA current unknown of its source, negated)."""
+    _, drivers = nonlinear_mna_currents(G, V, p, cell, drivers=True)
+    return float(np.sum(np.asarray(V, np.float64) * drivers))
+
+
 def _law(iv, v0, c2, c3):
     """``(h, h')`` of the element law ``f = G h(u)`` written from shared/DESIGN.md."""
     if iv == "sinh":
@@ -32,7 +39,7 @@ def _law(iv, v0, c2, c3):
     return (lambda u: u), (lambda u: np.ones_like(u))
 
 
-def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200):
+def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200, drivers=False):
     """Column currents with nonlinear cells: damped Newton on the full MNA system (sparse LU per step).
 
     ``cell`` is ``None`` (linear) or an object with ``iv``, ``v0``, ``c2``,
@@ -61,7 +68,9 @@ def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200):
         else:
             resistors.append((a, b, 1.0 / r))
 
+    driver_sources = []
     for i in range(R):
+        driver_sources.append(len(sources))
         sources.append((node(("d", i)), -1, V[i]))
         branch(node(("d", i)), node(("a", i)), p["r_source"])
         prev = node(("a", i))
@@ -133,6 +142,9 @@ def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200):
         else:
             raise RuntimeError("reference Newton did not converge")
     # source current unknown flows from + node through the source to - node.
-    return np.array([x[n + k] for k in meters])
+    columns = np.array([x[n + k] for k in meters])
+    if drivers:  # a driver delivers the current leaving its + terminal into the circuit
+        return columns, -np.array([x[n + k] for k in driver_sources])
+    return columns
 
 

@@ -14,3 +14,17 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+
+import gc  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after every test module: a whole slow run in one
+    process otherwise held 6.5 GB of them by its end (peak RSS, 2026-12-03)."""
+    yield
+    jax.clear_caches()
+    gc.collect()

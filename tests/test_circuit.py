@@ -327,6 +327,9 @@ def test_broadcasting_jit_and_vmap():
 def test_chunked_and_vmapped_sweeps_equal_one_sweep(monkeypatch):
     """Cache-sized chunks (forced small here) and the vmap rule that folds Monte Carlo
     samples into the arrays' axis give the same G_eff and gradients as one sweep."""
+    import dataclasses
+
+    from crossjax import backend
     from crossjax.circuit import solver
 
     rng = np.random.default_rng(22)
@@ -338,7 +341,9 @@ def test_chunked_and_vmapped_sweeps_equal_one_sweep(monkeypatch):
         return jnp.sum(effective_conductance(g, p) * Wt)
 
     ref, ref_grad = effective_conductance(G, p), jax.grad(loss)(G)
-    monkeypatch.setattr(solver, "CHUNK_BYTES", 2 * 6 * 5 * 8 * 2)  # two arrays per chunk
+    cpu = backend.POLICIES[jax.default_backend()]
+    monkeypatch.setitem(backend.POLICIES, jax.default_backend(),
+                        dataclasses.replace(cpu, geff_chunk_bytes=2 * 6 * 5 * 8 * 2))  # two arrays per chunk
     assert solver._chunks(G.reshape(-1, 6, 5)) == (8, 2)          # 15 arrays + 1 of padding
     jax.clear_caches()
     np.testing.assert_allclose(effective_conductance(G, p), ref, rtol=1e-12)

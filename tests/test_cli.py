@@ -92,7 +92,7 @@ def test_study_lists_written_files_and_what_a_resume_skips(tmp_path, capsys):
     files = _last_line_files(printed)
     assert files[:2] == ["results.json", "report.md"]
     assert set(files) == {p.name for p in out.iterdir()} - {".lock"} == {
-        "results.json", "report.md", "accuracy.png", "model.ckpt"}
+        "results.json", "report.md", "accuracy.png", "accuracy_vs_energy.png", "model.ckpt"}
     assert "resuming" not in printed
     results = json.loads((out / "results.json").read_text())
     results_schema.check(results, "study")   # the keys docs/results.md marks required
@@ -104,7 +104,7 @@ def test_study_lists_written_files_and_what_a_resume_skips(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "skipping digital training and accuracy (model.ckpt); configs ideal, noise (2 of 2)" in printed
     assert "still to run: nothing" in printed
-    assert set(_last_line_files(printed)) == {"results.json", "report.md", "accuracy.png"}
+    assert set(_last_line_files(printed)) == {"results.json", "report.md", "accuracy.png", "accuracy_vs_energy.png"}
 
     # a killed run (the last config missing): the finished config is skipped, the other runs
     results["configs"] = results["configs"][:1]

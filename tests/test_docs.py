@@ -133,7 +133,7 @@ def test_readme_keeps_its_first_commands_and_links_the_docs():
     for section in ("Installing for an NVIDIA GPU or a TPU", "Monte Carlo across hosts",
                     "What the tests cost", "How crossjax compares"):
         assert f"## {section}\n" in text, section
-    assert 'pip install -U "jax[cuda12]"' in text and 'pip install -U "jax[tpu]"' in text
+    assert 'pip install "crossjax[cuda12]"' in text and 'pip install "crossjax[tpu]"' in text
 
 
 def test_readme_comparison_cites_only_recorded_numbers():

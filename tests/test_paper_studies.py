@@ -108,6 +108,13 @@ def test_tile_dse_quick(tmp_path):
         assert (packed["crossbars"] < dense["crossbars"]) == (T < st["hidden"][0])
         assert packed["adc_conversions"] < dense["adc_conversions"]
         assert packed["adc_energy_J"] < dense["adc_energy_J"]
+        # the cost model: the sparse mapping builds and reads fewer arrays (less energy and area,
+        # the same latency), and the breakdowns add up to the totals
+        assert packed["energy_J"] < dense["energy_J"] and packed["area_mm2"] <= dense["area_mm2"]
+        for d in (packed, dense):
+            assert sum(d["energy_breakdown_J"].values()) == pytest.approx(d["energy_J"], rel=1e-6)  # float32
+            assert sum(d["area_breakdown_mm2"].values()) == pytest.approx(d["area_mm2"], rel=1e-6)
+            assert d["latency_s"] >= d["interval_s"] > 0
         # both mappings are exact on an ideal crossbar: identical predictions
         cells = {c["name"]: c for c in doc["configs"]}
         assert cells[f"xcs/sparse/T{T}@ideal"]["values"] == cells[f"xcs/dense/T{T}@ideal"]["values"]

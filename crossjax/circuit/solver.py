@@ -28,7 +28,8 @@ the forward cell currents. Nothing is backpropagated through iterations or
 the sweep. Forward-mode (``jvp``/``jacfwd``) is not supported.
 
 ``effective_conductance`` sweeps all arrays on one batch axis, in chunks whose
-sweep state fits in cache (``CHUNK_BYTES``); under ``jax.vmap`` (Monte Carlo
+sweep state fits in cache (``crossjax.backend.policy().geff_chunk_bytes``; one
+sweep of all arrays where the policy says ``None``, as on GPU/TPU); under ``jax.vmap`` (Monte Carlo
 samples) a batching rule folds the mapped axis into the arrays' axis instead
 of adding a second one, which XLA CPU runs several times slower.
 
@@ -50,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crossjax import config_checks
+from crossjax import backend, config_checks
 
 from . import adjoint, iterative, nonlinear
 from .cell import Cell, check_cell, check_monotone
@@ -223,9 +224,6 @@ def _unit_inputs(G):
     return jnp.eye(G.shape[-2], dtype=G.dtype)
 
 
-CHUNK_BYTES = 4 * 2**20  # sweep state (N, D) of the arrays solved at once: about a CPU's L2
-
-
 def _chunks(G):
     """``(count, size)`` for sweeping ``G`` (n, R, C) in chunks whose sweep state ``2 C^2`` per
     array fits in cache (``count == 1``: one sweep).
@@ -233,10 +231,14 @@ def _chunks(G):
     A batch that outgrows the cache streams the state from memory at every row
     step (64x64 float32 on 2 CPU cores: 1.1 ms per array forward at 64-256
     arrays, 1.9 ms at 1024; with the gradient 2.4 and 5.2 ms). Chunks run one
-    after another (``lax.map``); ``CHUNK_BYTES`` sets their size.
+    after another (``lax.map``); the backend policy's ``geff_chunk_bytes`` sets
+    their size (``None``: one sweep).
     """
     n, R, C = G.shape
-    chunk = max(1, CHUNK_BYTES // (2 * C * C * G.dtype.itemsize))
+    chunk_bytes = backend.policy().geff_chunk_bytes
+    if chunk_bytes is None:
+        return 1, n
+    chunk = max(1, chunk_bytes // (2 * C * C * G.dtype.itemsize))
     count = -(-n // chunk)
     return count, -(-n // count)  # balanced chunks, fewer than `count` zero arrays of padding
 

@@ -24,14 +24,17 @@ column balance = mean over tiles of the variance of the non-zero counts of the
 tile's real columns (of the trained weights, and of the D.U.B. masks:
 ``mask_column_balance``; a kept weight can stay exactly 0 in fine-tuning when it
 feeds a dead ReLU unit, so the weight count can be lower than the mask's), and
-the histogram of tile levels k reached.
+the histogram of tile levels k reached, and the cost model's energy, latency and area
+per inference (``crossjax.cost.programmed_cost`` on ``adc8`` with every tile's ADC at the bits
+its densest column needs, ``energy.column_bits(per="tile")``: the dense network at 8 bits, the
+pruned ones lower; ``COST_EXAMPLES`` test inputs).
 """
 from __future__ import annotations
 
 import numpy as np
 from flax import nnx
 
-from crossjax import energy, montecarlo, presets, pruning
+from crossjax import cost, energy, layers, montecarlo, presets, pruning
 from crossjax.paper_studies import tasks
 from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
 
@@ -102,6 +105,16 @@ def _max_column_nonzeros(W):
     return nz.reshape(Kt, ROWS, Nt, COLS).sum(1).max(-1)            # (Kt, Nt)
 
 
+COST_EXAMPLES = 32  # test inputs the cost model averages over
+
+
+def hardware_cost(model, x) -> dict:
+    """``crossjax.cost`` of ``model`` on ``dub_adc_2024`` with per-tile D.U.B. ADC bits."""
+    bits = {".".join(map(str, path)): energy.column_bits(layer.crossbar_weights(), ROWS, COLS, per="tile")
+            for path, layer in layers.crossbar_layers(model)}
+    return cost.programmed_cost(model, presets.get("dub_adc_2024"), x[:COST_EXAMPLES], adc_bits=bits)
+
+
 PLOT = "accuracy_vs_energy.png"  # the plot run() writes into out
 
 
@@ -162,7 +175,8 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                            "improvement": e["improvement"]},
                 "column_balance": float(np.mean([column_balance(W) for W in tasks.kernels(m)])),
                 "levels": {str(k): levels.count(k) for k in sorted(set(levels))},
-                "digital_accuracy": montecarlo.digital_accuracy(m, x, y)}
+                "digital_accuracy": montecarlo.digital_accuracy(m, x, y),
+                "cost": hardware_cost(m, x)}
             if v == "dub":
                 saved = rs.results.get("pending", {}).get("dub")
                 if saved is None:
@@ -177,15 +191,20 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     d_ideal = rs.mean("dense", "ideal")
     for v in makers:
         r = rs.results["variants"][v]
+        k = r["cost"]
         rows.append([v, float(r["crossbars"]["sparsity"]), rs.mean(v, "ideal"),
                      d_ideal - rs.mean(v, "ideal"), rs.mean(v, "adc8"),
-                     float(r["energy"]["improvement"]), r["column_balance"],
-                     " ".join(f"k{k}:{n}" for k, n in r["levels"].items())])
+                     float(r["energy"]["improvement"]), 1e9 * k["energy_J"],
+                     100 * k["energy_breakdown_J"]["adc"] / k["energy_J"], 1e6 * k["latency_s"], k["area_mm2"],
+                     r["column_balance"], " ".join(f"k{k}:{n}" for k, n in r["levels"].items())])
     md = (f"# D.U.B. pruning for ADC efficiency, {dataset}, {ds.task.model}, "
           f"{ROWS}x{COLS} tiles\n\nlambda = {LAM}, sparsity before snapping {st['sparsity']}; "
           f"energy: Walden law, per-tile ADC bits.\n\n"
           + md_table(["variant", "sparsity", "ideal acc", "drop vs dense", "adc8 acc",
-                      "ADC energy improvement", "column-count variance", "tile levels"], rows))
+                      "ADC energy improvement", "energy (nJ)", "ADC %", "latency (us)", "area (mm2)",
+                      "column-count variance", "tile levels"], rows)
+          + "\n\nenergy, latency, area: `crossjax.cost` on `adc8` with per-tile bits (all components: array "
+            "read, DAC, ADC, digital periphery; defaults of `crossjax.cost.CostConfig`).\n")
     _plot(rs, list(makers), len(y))
     return rs.finish(md)
 

@@ -38,6 +38,10 @@ about 2 minutes on 2 CPU cores for the linear configs plus about 40 for
    same fine-tuning (steps, seed, masks) without the constraint, so the effect
    of the constraint is separated from that of more training.
 
+Cost per variant: energy per inference and area (``crossjax.cost.programmed_cost``) in the
+sparse layout, so a compressed network is priced for the crossbars it needs (ideal wires:
+the read power without IR drop).
+
 Accuracy loss of a variant = its ideal accuracy - its accuracy under the config.
 """
 from __future__ import annotations
@@ -47,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from crossjax import circuit, mitigation, presets, pruning
+from crossjax import circuit, cost, mitigation, presets, pruning
 from crossjax.devices import WriteNoise
 from crossjax.paper_studies import tasks
 from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
@@ -90,6 +94,16 @@ def _logits(model, x):
     return m(jnp.asarray(x))
 
 
+COST_EXAMPLES = 8  # test inputs the cost model averages over
+
+
+def hardware_cost(model, x) -> dict:
+    """``crossjax.cost`` of ``model`` on ``sparse_dnn_date22`` in the sparse layout (the crossbars a
+    pruned network needs) with ideal wires (the read power without IR drop, a little higher)."""
+    hw = presets.get("sparse_dnn_date22").set({"mapping.layout": "sparse", "array.parasitics": None})
+    return cost.programmed_cost(model, hw, x[:COST_EXAMPLES])
+
+
 PLOT = "accuracy.png"  # the plot run() writes into out
 
 
@@ -124,7 +138,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     for v, fn in variants.items():
         if v not in rs.results["variants"]:
             rep = pruning.model_report(fn(), TILE, TILE)["total"]
-            rs.results["variants"][v] = {"crossbars": rep}
+            rs.results["variants"][v] = {"crossbars": rep, "cost": hardware_cost(fn(), x)}
             rs.save()
         for c in cfg_names:
             rs.cell(v, c, hws[c], fn, x, y)
@@ -156,7 +170,8 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
             rep = pruning.model_report(m, TILE, TILE)["total"]
             low = float(np.mean([mitigation.low_conductance_fraction(
                 W, jnp.max(jnp.abs(W)) if "wct" not in v else 1.0, WCT_THRESHOLD) for W in tasks.kernels(m)]))
-            rs.results["variants"][v] = {"crossbars": rep, "low_conductance_fraction": low}
+            rs.results["variants"][v] = {"crossbars": rep, "low_conductance_fraction": low,
+                                         "cost": hardware_cost(m, x)}
             if v.endswith("rearranged"):
                 rs.results["variants"][v]["max_logit_change"] = float(
                     jnp.max(jnp.abs(_logits(variants[best](), x) - _logits(m, x))))
@@ -170,8 +185,9 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     for v in [*variants, *mit]:
         rep = rs.results["variants"][v]["crossbars"]
         ideal = rs.mean(v, "ideal")
+        k = rs.results["variants"][v]["cost"]
         row = [v, float(rep["sparsity"]), float(rep["compression"]), rep["tiles_dense"],
-               rep["tiles_sparse"], ideal]
+               rep["tiles_sparse"], 1e9 * k["energy_J"], k["area_mm2"], ideal]
         summary[v] = {"ideal": ideal}
         for c in cfg_names[1:]:
             acc = rs.mean(v, c)
@@ -180,12 +196,14 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
             summary[v][c] = {"accuracy": acc, "loss": ideal - acc}
         rows.append(row)
     rs.results["summary"] = summary
-    header = ["variant", "sparsity", "compression", "crossbars dense", "crossbars sparse", "ideal acc"]
+    header = ["variant", "sparsity", "compression", "crossbars dense", "crossbars sparse", "energy (nJ)",
+              "area (mm2)", "ideal acc"]
     for c in cfg_names[1:]:
         header += [f"{c} acc", f"{c} std", f"{c} loss"]
     md = (f"# Sparse DNNs on non-ideal crossbars (DATE 2022), {dataset}, {ds.task.model}, "
           f"{TILE}x{TILE} tiles\n\nSamples per stochastic cell: {S}; hidden-layer sparsity "
-          f"{st['sparsity']}; most compressed crossbar-pruned model: {best}.\n\n"
+          f"{st['sparsity']}; most compressed crossbar-pruned model: {best}. Energy per inference and "
+          f"area: `crossjax.cost` in the sparse layout (ideal wires, {COST_EXAMPLES} test inputs).\n\n"
           + md_table(header, rows))
     _plot(rs, [*variants, *mit], cfg_names)
     return rs.finish(md)

@@ -29,7 +29,11 @@ DAC's full scale) clips hidden layers whose activations exceed it, which would
 swamp the mapping effects this study looks for. Costs per cell: crossbars (dense or sparse
 count), ADC conversions per inference (both arrays of the differential pair;
 the sparse mapping converts only non-empty columns) and ADC energy (Walden
-law at the preset's 8 bits, ``crossjax.energy``).
+law at the preset's 8 bits, ``crossjax.energy``), and the cost model's energy, latency and area
+per inference with their breakdown (``crossjax.cost.model_cost`` of the network programmed on
+``dse`` at that tile size and mapping, read energy from the programmed conductances and the
+DAC voltages of ``COST_EXAMPLES`` test inputs; the dense mapping builds and reads every tile,
+the sparse one only its packed columns).
 
 Accuracy loss of a cell = its ideal accuracy - its accuracy under the config.
 """
@@ -39,7 +43,7 @@ import os
 
 from flax import nnx
 
-from crossjax import circuit, energy, presets, pruning
+from crossjax import circuit, cost, energy, presets, pruning
 from crossjax.paper_studies import tasks
 from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
 
@@ -91,6 +95,17 @@ def costs(model, tile: int, mapping: str, input_hw: int = 1) -> dict:
             "adc_conversions": conversions, "adc_energy_J": e["pruned"]}
 
 
+COST_EXAMPLES = 32  # test inputs the cost model averages the read energy over
+
+
+def hardware_cost(model, tile: int, mapping: str, x) -> dict:
+    """Energy and latency per inference and area (``crossjax.cost``) of ``model`` programmed on
+    ``dse`` at ``tile`` and ``mapping`` (every column the layout holds is connected; 1T1R cells,
+    as the preset models, whose ``array.cell`` leaves the access transistor implicit)."""
+    figures = cost.CostConfig(skip_empty=False, array=cost.ArrayCost(cell_type="1T1R"))
+    return cost.programmed_cost(model, hardware_configs(tile, mapping)["dse"], x[:COST_EXAMPLES], cost=figures)
+
+
 PLOT = "tile_dse.png"  # the plot run() writes into out
 
 
@@ -121,7 +136,8 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
             cell = f"{v}/{mapping}/T{tile}"
             if cell not in rs.results["variants"]:
                 rs.results["variants"][cell] = {"variant": v, "mapping": mapping, "tile": tile,
-                                                **costs(variants[v](), tile, mapping, ds.task.input_hw)}
+                                                **costs(variants[v](), tile, mapping, ds.task.input_hw),
+                                                **hardware_cost(variants[v](), tile, mapping, x)}
                 rs.save()
             hws = hardware_configs(tile, mapping)
             for c in names:
@@ -134,19 +150,31 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
             info = rs.results["variants"][cell]
             ideal = rs.mean(cell, "ideal")
             row = [tile, v, mapping, info["sparsity"], info["crossbars"], info["adc_conversions"],
-                   info["adc_energy_J"] * 1e12, ideal]
+                   info["adc_energy_J"] * 1e12, info["energy_J"] * 1e9, info["latency_s"] * 1e6,
+                   info["area_mm2"], ideal]
             for c in names[1:]:
                 a = rs._cells[f"{cell}@{c}"]["accuracy"]
                 row += [a["mean"], a["std"], ideal - a["mean"]]
             rows.append(row)
-    header = ["T", "variant", "mapping", "sparsity", "crossbars", "ADC conversions", "ADC energy (pJ)", "ideal acc"]
+    header = ["T", "variant", "mapping", "sparsity", "crossbars", "ADC conversions", "ADC energy (pJ)",
+              "energy (nJ)", "latency (us)", "area (mm2)", "ideal acc"]
     for c in names[1:]:
         header += [f"{c} acc", f"{c} std", f"{c} loss"]
+    parts = ("array", "dac", "adc", "digital")
+    breakdown = [[t, v, mapping] + [100 * info["energy_breakdown_J"][k] / info["energy_J"] for k in parts]
+                 + [100 * info["area_breakdown_mm2"][k] / info["area_mm2"] for k in ("cells", "dac", "adc", "digital")]
+                 for t in st["tiles"] for v, mapping in CELLS
+                 for info in [rs.results["variants"][f"{v}/{mapping}/T{t}"]]]
     md = (f"# Dense vs sparse mapping and tile size (ISCAS 2022), {dataset}, {ds.task.model}\n\n"
           f"Samples per stochastic cell: {S}; XCS sparsity of the hidden layers {st['sparsity']}; "
           f"configs: `dse` = preset dse_iscas22 at each tile size (ADC ranges calibrated on {CALIBRATION} "
           f"training inputs), `dse+wires` = the same with 1 Ohm wire segments (exact IR drop).\n\n"
-          + md_table(header, rows))
+          + md_table(header, rows)
+          + "\n\nWhere the energy and the area go (% of the totals above; `crossjax.cost` defaults: "
+            "ISAAC-like 32 nm periphery, 8-bit ADCs shared by 8 columns at 1.28 GS/s, 100 ns reads, "
+            "layers run in sequence):\n\n"
+          + md_table(["T", "variant", "mapping"] + [f"energy {k} %" for k in parts]
+                     + [f"area {k} %" for k in ("cells", "dac", "adc", "digital")], breakdown))
     _plot(rs, st["tiles"], names[1:])
     return rs.finish(md)
 
