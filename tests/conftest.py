@@ -22,9 +22,12 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _release_compiled_programs():
-    """Drop JAX's compiled programs after every test module: a whole slow run in one
-    process otherwise held 6.5 GB of them by its end (peak RSS, 2026-12-03)."""
+def _release_compiled_programs(request):
+    """In a slow run (``-m slow``), drop JAX's compiled programs after every test module:
+    one process for all slow tests otherwise held 6.5 GB of them by its end (peak RSS,
+    2026-12-03). The default run keeps them: its modules share compiled programs."""
     yield
-    jax.clear_caches()
-    gc.collect()
+    markexpr = request.config.getoption("markexpr", "") or ""
+    if "slow" in markexpr and "not slow" not in markexpr:
+        jax.clear_caches()
+        gc.collect()

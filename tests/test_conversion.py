@@ -136,7 +136,8 @@ def _converted(name):
     return model, analog
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in ("grouped_cnn", "residual") else ())
+                                  for n in MODELS])  # (the grouped and residual nets: slow run, ~6 s each)
 def test_user_model_digital_is_bit_identical_and_ideal_crossbar_equals_it(name):
     model, analog = _converted(name)
     x = _images()
@@ -152,9 +153,9 @@ def test_user_model_digital_is_bit_identical_and_ideal_crossbar_equals_it(name):
     assert jnp.array_equal(analog(x), ref)
 
 
-# the transformer in the default run (about 25 s), the other four in the slow run
-NOISY_CASES = [pytest.param(n, marks=() if n == "transformer_encoder" else pytest.mark.slow)
-               for n in MODELS]
+# slow run only (the Einsum model 21 s, the transformer 33 s on 2 cores); the default run draws
+# noise through a user model in test_read_noise_of_a_user_model_is_drawn_per_sample_and_batch
+NOISY_CASES = [pytest.param(n, marks=pytest.mark.slow) for n in MODELS]
 
 
 @pytest.mark.parametrize("name", NOISY_CASES)
@@ -377,6 +378,7 @@ def test_user_subclass_keeps_its_methods():
 
 
 # --------------------------------------------------------------------------- the rest of crossjax
+@pytest.mark.slow  # ~15-20 s on 2 cores
 def test_pruning_calibration_and_checkpoints_of_a_converted_transformer(tmp_path):
     from crossjax import checkpoint
 
@@ -432,6 +434,7 @@ def test_from_digital_without_a_target_converts():
     assert jnp.array_equal(analog(_images()), model(_images()))
 
 
+@pytest.mark.slow  # ~15-20 s on 2 cores
 def test_study_with_vit_records_rules_and_conversion(tmp_path):
     from crossjax import study
 
@@ -451,6 +454,7 @@ def test_study_with_vit_records_rules_and_conversion(tmp_path):
     assert "digital (rule 0)" in (tmp_path / "vit" / "report.md").read_text()
 
 
+@pytest.mark.slow  # ~15 s on 2 cores (8 compiled geometries)
 @settings(max_examples=8, deadline=None)
 @given(st.data())
 def test_tiled_conv_equals_flax_for_random_geometries(data):

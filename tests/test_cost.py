@@ -114,7 +114,8 @@ def test_layer_cost_matches_hand_counts_and_the_ideal_wire_power():
 
 
 @pytest.mark.parametrize("p", [Parasitics(r_wire_row=2.0, r_wire_col=3.0),
-                               Parasitics(r_wire_row=1.0, r_wire_col=1.0, r_source=20.0, r_sink=5.0)])
+                               pytest.param(Parasitics(r_wire_row=1.0, r_wire_col=1.0, r_source=20.0, r_sink=5.0),
+                                            marks=pytest.mark.slow)])
 def test_read_energy_with_wires_equals_the_mna_driver_power(p):
     """With wire resistance the drivers' power is that of the exact circuit: scipy MNA per array
     and input (tests/circuit_reference.py, no shared code), an access transistor folded in."""
@@ -297,6 +298,7 @@ def test_model_cost_in_hardware_mode_sums_its_layers_and_jits():
     np.testing.assert_allclose(jitted, c["energy_total"], rtol=1e-12)
 
 
+@pytest.mark.slow  # ~15 s on 2 cores
 def test_conv_model_counts_output_positions_and_groups():
     class Net(nnx.Module):
         def __init__(self, rngs):

@@ -91,6 +91,7 @@ def test_structured_masks(net):
         assert np.all(np.asarray(first.bn.scale[...])[~keep] == 0) and np.all(np.asarray(first.bn.bias[...])[~keep] == 0)
 
 
+@pytest.mark.slow  # ~13 s on 2 cores
 def test_positions_count_conv_outputs():
     vgg = models.vgg11(10, width=0.0625, rngs=nnx.Rngs(0))
     pos = tasks.positions(vgg, 32)
