@@ -378,6 +378,23 @@ def _numbers(results: dict) -> dict:
             "finetune": (ft["steps"], ft["per_sample_before"], ft["per_sample_after"], ft["digital_after"])}
 
 
+def test_an_error_on_process_0_stops_every_process(tmp_path):
+    """Process 0 cannot use --out (a file): it and the other process both exit with the error
+    (process 0 broadcasts it), instead of the other waiting forever in a collective."""
+    bad = tmp_path / "a_file"
+    bad.write_text("x")
+    procs = _start_study(2, [str(bad), str(tmp_path / "p1")], str(tmp_path))
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        _kill(procs)
+    assert [p.returncode for p in procs] == [2, 2], _study_logs(str(tmp_path))
+    for i in (0, 1):
+        assert "is a file, not a directory" in open(tmp_path / f"study{i}.log").read()
+
+
 @pytest.mark.slow  # ~2-3 min on 2 cores: a single-process study, a killed and a resumed 2-process one
 def test_distributed_study_is_killed_resumed_and_equals_one_process(tmp_path):
     logs = str(tmp_path)
