@@ -136,8 +136,8 @@ def _converted(name):
     return model, analog
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in ("grouped_cnn", "residual") else ())
-                                  for n in MODELS])  # (the grouped and residual nets: slow run, ~6 s each)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in ("grouped_cnn", "residual", "transformer_encoder") else ())
+                                  for n in MODELS])  # (slow run: ~6-7 s each)
 def test_user_model_digital_is_bit_identical_and_ideal_crossbar_equals_it(name):
     model, analog = _converted(name)
     x = _images()
@@ -225,7 +225,8 @@ CONVS = {
 
 
 # the plain 2-D geometries are also drawn by the Hypothesis test below: slow run only
-COVERED = ("2d_same_stride", "2d_valid_rect", "2d_explicit_input_dilation")
+COVERED = ("2d_same_stride", "2d_valid_rect", "2d_explicit_input_dilation",
+           "3d", "2d_depthwise_circular")  # (the last two: slow run, ~5 s each)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in COVERED else ())

@@ -249,6 +249,7 @@ HW = HardwareConfig().set({"array.rows": 16, "array.cols": 16, "adc.bits": 6, "d
                            "device.write_noise.sigma": 0.02})
 
 
+@pytest.mark.slow  # ~11 s on 2 cores
 def test_model_energy_gradient_matches_finite_differences():
     """d E_read / d kernel (train mode: the layers programmed from the weights) against
     central differences, float64; the read energy depends on the conductances the weights map
@@ -286,10 +287,8 @@ def test_model_cost_in_hardware_mode_sums_its_layers_and_jits():
     c = cost.model_cost(m, x)
     assert list(c["layers"]) == ["layers.0", "layers.1"]
     parts = [layer for _, layer in layers.crossbar_layers(m)]
-    h = jax.nn.relu(parts[0](x, rngs=nnx.Rngs(hardware=jax.random.key(9))))  # (noise-free read path)
     first = cost.layer_cost(x, parts[0].crossbar_state.get_value(), HW, weights=parts[0].crossbar_weights())
     np.testing.assert_allclose(c["layers"]["layers.0"]["energy"]["adc"], first["energy"]["adc"], rtol=1e-12)
-    assert h.shape == (4, 12)
     np.testing.assert_allclose(c["energy_total"], sum(float(cost.total(v["energy"])) for v in c["layers"].values()),
                                rtol=1e-12)
     np.testing.assert_allclose(c["latency"], sum(float(v["latency"]) for v in c["layers"].values()), rtol=1e-12)

@@ -171,6 +171,7 @@ def _check_equal(single, digests, out, n):
         assert json.load(f)["accuracy"] == single["accuracy"]
 
 
+@pytest.mark.slow  # ~20 s on 2 cores with the 1-process reference
 def test_two_processes_equal_single_process(single, tmp_path):
     digests = _launch(2, str(tmp_path))
     _check_equal(single, digests, str(tmp_path), 2)
