@@ -289,19 +289,19 @@ def use_local_devices(n: int) -> int:
     return n
 
 
-def _start_distributed(args: argparse.Namespace) -> bool:
-    """``--distributed``: join the multi-process job; whether there is more than one process."""
+def _start_distributed(args: argparse.Namespace) -> None:
+    """``--distributed``: join the multi-process job (``--coordinator`` & co. only with it)."""
     given = [f for f, v in (("--coordinator", args.coordinator), ("--num-processes", args.num_processes),
                             ("--process-id", args.process_id)) if v is not None]
     if not args.distributed:
         if given:
             raise ValueError(f"{', '.join(given)} only apply with --distributed; add it or drop them")
-        return False
+        return
     from crossjax import distributed
     if _backend_initialized():
         raise ValueError("--distributed must start before any JAX computation; run crossjax study "
                          "--distributed as its own process")
-    return distributed.initialize(args.coordinator, args.num_processes, args.process_id) > 1
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 def _run_study(args: argparse.Namespace) -> int:

@@ -391,7 +391,7 @@ def layer_cost(x, state, config, cost: CostConfig = CostConfig(), *, weights=Non
     g = _cell_conductance(state.g, config) * connected[None, :, :, None, :]
 
     # inputs -> row voltages per slice
-    v, coef, _ = converters.apply_dac(x, config.dac)  # (S, B, K)
+    v, _, _ = converters.apply_dac(x, config.dac)  # (S, B, K)
     S = v.shape[0]
     pulse = config.dac.bits is not None and config.dac.encoding == "pulse_width"
     tau = cost.array.t_read / S if pulse else cost.array.t_read
@@ -501,6 +501,10 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
                          "crossjax.layers.set_mode(model, 'hardware', hw) and load_program(...) "
                          "(or set_mode(model, 'train', hw) for a differentiable cost)")
     adc_bits = adc_bits or {}
+    names = {".".join(map(str, path)) for path, _ in found}
+    if set(adc_bits) - names:
+        raise ValueError(f"model_cost: adc_bits names layers the model does not have: {sorted(set(adc_bits) - names)}; "
+                         f"its crossbar layers are {sorted(names)}")
     batch = jnp.asarray(x).shape[0]
     with layers.record_inputs() as calls:
         logits = layers.run(model, x, key)
@@ -516,6 +520,9 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
             state = layer.program(config, jax.random.fold_in(key, 10_000 + i))
         W = layer.crossbar_weights()
         bits = adc_bits.get(name)
+        if bits is not None and layer.groups > 1:
+            raise ValueError(f"model_cost: adc_bits[{name!r}] given for a grouped layer ({layer.groups} groups); "
+                             "per-column bits apply to ungrouped layers only")
         if layer.groups == 1:
             c = layer_cost(inputs, state, config, cost, weights=W, adc_bits=bits)
         else:  # (..., G, K/G) inputs, one state per group: sum the groups

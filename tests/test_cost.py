@@ -293,6 +293,8 @@ def test_model_cost_in_hardware_mode_sums_its_layers_and_jits():
                                rtol=1e-12)
     np.testing.assert_allclose(c["latency"], sum(float(v["latency"]) for v in c["layers"].values()), rtol=1e-12)
     assert float(c["interval"]) == max(float(v["latency"]) for v in c["layers"].values())
+    with pytest.raises(ValueError, match="adc_bits names layers the model does not have"):
+        cost.model_cost(m, x, adc_bits={"layers.7": jnp.zeros((1, 1, 16))})
     jitted = jax.jit(lambda mm, x: cost.model_cost(mm, x)["energy_total"])(m, x)
     np.testing.assert_allclose(jitted, c["energy_total"], rtol=1e-12)
 
