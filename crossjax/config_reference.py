@@ -118,7 +118,10 @@ NOTES: dict[str, tuple[str, str, str]] = {
                                 "column can carry, every input at +-v_read: v_read * sum_i |G_ij|, "
                                 "so typical reads, far below it, land on a few codes and an 8-bit "
                                 "max ADC can cost points); calibrated (a percentile of |I| measured "
-                                "on training data, crossbar.calibrate_adc)"),
+                                "on training data, crossbar.calibrate_adc); granular (the step is one unit "
+                                "current, one input level through one cell level, and the full scale "
+                                "2**(bits-1) steps: exact for quantized inputs and weights while the "
+                                "column sum fits, see crossjax.converters)"),
     "ADCConfig.i_max": ("A", "> 0", ""),
     "ADCConfig.percentile": ("%", "(0, 100]", ""),
     "StudySpec.model": ("", "", "the network: an MLP (widths from hidden), a CIFAR-style VGG / ResNet, "

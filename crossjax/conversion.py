@@ -227,16 +227,14 @@ class _Converted(_CrossbarLayer):
         self.fixed_hardware = HardwareVariable(None if isinstance(hardware, dict) else hardware)
 
     def effective_hardware(self, hardware):
+        own = self.layer_hardware.get_value()   # layers.set_layer_hardware wins over the rule
+        if own is not None:
+            return own
         fixed = self.fixed_hardware.get_value()
         hw = fixed if fixed is not None else hardware
         if hw is not None and self.hardware_overrides:
             hw = hw.set(dict(self.hardware_overrides))
         return hw
-
-    def _config(self):
-        if self.fixed_hardware.get_value() is not None:
-            return self.effective_hardware(None)
-        return self.effective_hardware(super()._config())
 
     # -- the product in analog modes -----------------------------------------------
     def _dot_general(self, lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,

@@ -33,9 +33,24 @@ ADC (column current -> digital code). Two's-complement, mid-tread, full scale
 
 so an ``n``-bit ADC produces at most ``2**n`` distinct values and represents 0
 exactly. The full scale is ``"fixed"`` (``i_max``), ``"max"`` (the largest
-current the column can carry, ``v_read * sum_i |G_eff[i, j]|``) or
+current the column can carry, ``v_read * sum_i |G_eff[i, j]|``),
 ``"calibrated"`` (a percentile of ``|I|`` measured on data, see
-``crossbar.calibrate_adc``).
+``crossbar.calibrate_adc``) or ``"granular"``: the step is one *unit current*,
+the smallest change of a column current, one input level through one cell level,
+
+    I_unit = (g_max - g_min) * v_read / (input_levels * cell_levels),   i_fs = 2**(bits-1) * I_unit
+
+(``DACConfig.input_levels``, ``MappingConfig.cell_levels``). With quantized
+inputs and weights, linear cells, ideal wires and ``g_min`` cancelled (a
+differential pair subtracted before conversion, ``mapping.subtract="analog"``,
+or ``g_min = 0``) every column current is an integer number of units, so the
+ADC is exact while ``|I| <= (2**(bits-1) - 1) I_unit``: a column of ``T`` cells
+with 1-bit cells and 1-bit signed input slices (``|sum| <= T``) is exact at
+``ceil(log2 T) + 2`` bits, and at ``k`` fewer bits when it holds at most
+``T 2**-k`` non-zero weights (D.U.B., Ibrayev et al., arXiv 2403.13082).
+The step does not depend on the column, so per-column or per-tile ``bits``
+shrink the range, not the resolution (CrossSim offers such an ADC range as
+"granular").
 
 Rounding uses the straight-through estimator ``round(x) ~ x`` in the backward
 pass; clipping passes zero gradient outside the range.
@@ -66,7 +81,7 @@ def max_bits(dtype=None) -> int:
     float64); ``None``: JAX's default float (float64 only with ``jax_enable_x64``)."""
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     return jnp.finfo(dtype).nmant + 1
-ADC_RANGES = ("fixed", "max", "calibrated")
+ADC_RANGES = ("fixed", "max", "calibrated", "granular")
 
 
 def shift_add(a, coef, axis: int = 0):
@@ -131,6 +146,17 @@ class DACConfig:
                              "and no dac.slice_bits (bit-serial slices are an amplitude encoding).")
 
     @property
+    def input_levels(self) -> int:
+        """Levels per ``v_read`` of one read's row voltage (the voltage unit is ``v_read /
+        input_levels``): ``2**slice_bits - 1`` per bit-serial digit, ``2**(bits-1) - 1`` for one
+        amplitude or pulse-width read (its mean current), 1 for an ideal DAC."""
+        if self.bits is None:
+            return 1
+        if self.slice_bits is not None:
+            return 2 ** self.slice_bits - 1
+        return 2 ** (self.bits - 1) - 1
+
+    @property
     def n_slices(self) -> int:
         """Slices ``S`` of :func:`apply_dac`: bit-serial digits, pulse-width time steps, else 1."""
         if self.encoding == "pulse_width":
@@ -145,9 +171,11 @@ class ADCConfig:
     """Column ADC.
 
     Attributes:
-      bits: resolution per column (``None``: ideal, no ADC). An int, or an array
-        broadcastable to the per-tile columns ``(Nt, C)`` (per-column bits).
-      range: ``"fixed"``, ``"max"`` or ``"calibrated"``. static.
+      bits: resolution per column (``None``: ideal, no ADC). An int, or an integer array
+        broadcastable to the per-tile columns ``(Nt, C)`` (per-column bits) or to
+        ``(Kt, Nt, C)`` (per tile and column: a layer's own, see
+        ``crossjax.layers.set_layer_hardware``).
+      range: ``"fixed"``, ``"max"``, ``"calibrated"`` or ``"granular"`` (module doc). static.
       i_max: full scale in amperes for ``range="fixed"``.
       percentile: percentile of ``|I|`` used by ``crossbar.calibrate_adc``.
     """
@@ -169,6 +197,37 @@ class ADCConfig:
         check_percentile("adc.percentile", self.percentile, j)
 
 
+def tile_column_bits(bits, shape):
+    """ADC ``bits`` broadcast to a layer's tile columns.
+
+    Args:
+      bits: an int or an integer array (``ADCConfig.bits``): 3-D arrays are per tile
+        ``(Kt, Nt, C)``, others per column ``(Nt, C)`` (broadcast).
+      shape: the layer's ``(Kt, Nt, C)``.
+
+    Returns:
+      ``(Nt, C)`` (per column) or ``(Kt, Nt, C)`` (3-D ``bits``) array.
+
+    Raises:
+      ValueError: ``bits`` does not broadcast to that shape.
+
+    Example:
+      >>> tile_column_bits(8, (2, 1, 3)).tolist()
+      [[8, 8, 8]]
+      >>> tile_column_bits(np.array([[[8]], [[6]]]), (2, 1, 3)).tolist()
+      [[[8, 8, 8]], [[6, 6, 6]]]
+    """
+    target = tuple(shape) if np.ndim(bits) == 3 else tuple(shape[1:])
+    if np.ndim(bits) <= 3:
+        try:
+            return jnp.broadcast_to(jnp.asarray(bits), target)
+        except ValueError:
+            pass
+    raise ValueError(f"adc.bits of shape {np.shape(bits)} does not broadcast to this layer's tile columns "
+                     f"(Kt, Nt, C) = {tuple(shape)} or (Nt, C); give one bit count per column of the layer's "
+                     "tiles (crossjax.layers.set_layer_hardware gives each layer its own config).")
+
+
 def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
     """ADC bits: ``None``, an int or an integer array in ``[2, max_bits(dtype)]``; bools and
     strings are refused.
@@ -183,6 +242,8 @@ def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
     if isinstance(bits, (bool, np.bool_, str, bytes)) or (kind is not None and (kind == bool or kind.kind in "USO")):
         raise ValueError(f"{name} must be an integer (or an integer array, or None for no ADC), got "
                          f"{bits!r} of type {type(bits).__name__}; write e.g. {name.split('.')[-1]} = 8.")
+    if kind is not None and hasattr(bits, "shape") and not isinstance(bits, (np.generic, np.ndarray, jax.Array)):
+        return  # an abstract stand-in (jax.ShapeDtypeStruct, nnx's repr of an array): no values to check
     if not isinstance(bits, (int, float, np.integer, np.floating, np.ndarray, jax.Array)):
         raise ValueError(f"{name} must be an integer, an integer array or None, got {type(bits).__name__}.")
     b = chk.concrete(bits, include_jax)

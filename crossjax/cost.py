@@ -413,7 +413,7 @@ def layer_cost(x, state, config, cost: CostConfig = CostConfig(), *, weights=Non
         if bits.shape != (kt, nt, cp):
             raise ValueError(f"adc_bits: expected per-column bits {(kt, nt, cp)} (Kt, Nt, C), got {bits.shape}")
     elif config.adc.bits is not None:
-        bits = jnp.broadcast_to(jnp.asarray(config.adc.bits), (nt, cp))[None].repeat(kt, axis=0)
+        bits = jnp.broadcast_to(converters.tile_column_bits(config.adc.bits, (kt, nt, cp)), (kt, nt, cp))
     else:
         bits = None
     n_conn = jnp.sum(connected)

@@ -255,6 +255,9 @@ def _initial_adc_range(g_eff, config):
     shape = g_eff.shape[:-2] + g_eff.shape[-1:]
     if adc.range == "fixed":
         return jnp.full((config.mapping.read_arrays,) + shape[1:], adc.i_max, g_eff.dtype)
+    if adc.range == "granular":  # recomputed at every read from the read-time bits (_full_scale)
+        fs = 2.0 ** (converters.tile_column_bits(adc.bits, shape[1:]).astype(g_eff.dtype) - 1) * granular_step(config)
+        return jnp.broadcast_to(fs, (config.mapping.read_arrays,) + shape[1:]).astype(g_eff.dtype)
     # "max" (and the default of "calibrated" until calibrate_adc is called):
     # the largest current the column can carry, all inputs at +-v_read
     # (nonlinear cells: G h(v_read), which wires and series resistance only lower)
@@ -570,13 +573,29 @@ def _tile_inputs(v, K, rows):
 
 
 def _adc_bits(state, config):
-    """ADC bits broadcast to the read-out columns (an int, or ``(M,)`` for per-column bits)."""
+    """ADC bits broadcast to the read-out columns: an int, ``(M,)`` for per-column bits, or
+    ``(Kt, M)`` for bits per tile and column."""
     bits = config.adc.bits
     if np.ndim(bits) == 0:
         return bits
-    nt = state.g_eff.shape[2]
-    cp = state.g_eff.shape[-1]
-    return _readout(jnp.broadcast_to(jnp.asarray(bits), (nt, cp)), state, config)
+    _, kt, nt, _, cp = state.g_eff.shape
+    return _readout(converters.tile_column_bits(bits, (kt, nt, cp)), state, config)
+
+
+def granular_step(config: HardwareConfig):
+    """The unit current of ``adc.range="granular"`` (amperes): one input level through one
+    cell level, ``(g_max - g_min) * v_read / (dac.input_levels * mapping.cell_levels)``
+    (``crossjax.converters`` module doc).
+
+    Example:
+      >>> from crossjax.hardware import HardwareConfig
+      >>> cfg = HardwareConfig().set({"dac.bits": 9, "dac.slice_bits": 1, "mapping.slice_bits": 1,
+      ...                             "mapping.slices": 4, "device.g_min": 0.0, "device.g_max": 1e-4})
+      >>> round(float(granular_step(cfg)) * 1e6, 6)   # 100 uS * 0.2 V / (1 * 1), microamperes
+      20.0
+    """
+    levels = config.dac.input_levels * config.mapping.cell_levels
+    return (config.device.g_max - config.device.g_min) * config.dac.v_read / levels
 
 
 def is_linear(config: HardwareConfig) -> bool:
@@ -612,9 +631,15 @@ def _apply(x, state, config, key, plan: ReadoutPlan | None = None):
     if plan.encoding.integrates:
         coef = (1.0,)
     if plan.adc is not None:
-        full_scale = jnp.moveaxis(_readout(state.adc_range, state, config), 1, 0)  # (Kt, P_read, M)
-        full_scale = full_scale.reshape(full_scale.shape[:1] + (1,) * (i.ndim - 3) + full_scale.shape[1:])
-        i = converters.adc_quantize(i, full_scale, _adc_bits(state, config))
+        bits = _adc_bits(state, config)
+        if np.ndim(bits) == 2:  # per tile: (Kt, M) -> (Kt, 1, ..., 1, M) against i (Kt, S, ..., P_read, M)
+            bits = bits.reshape(bits.shape[:1] + (1,) * (i.ndim - 2) + bits.shape[1:])
+        if config.adc.range == "granular":  # a read-time law of the bits: the step stays one unit
+            full_scale = 2.0 ** (jnp.asarray(bits, i.dtype) - 1) * granular_step(config)
+        else:
+            full_scale = jnp.moveaxis(_readout(state.adc_range, state, config), 1, 0)  # (Kt, P_read, M)
+            full_scale = full_scale.reshape(full_scale.shape[:1] + (1,) * (i.ndim - 3) + full_scale.shape[1:])
+        i = converters.adc_quantize(i, full_scale, bits)
     i = converters.shift_add(i, coef, axis=1)  # bit-serial shift-add
     if config.mapping.reference_columns:
         i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (Kt, ..., P, Nt, Cp)

@@ -64,6 +64,8 @@ __all__ = [
     "MODES",
     "CrossbarVariable",
     "HardwareVariable",
+    "layer_names",
+    "set_layer_hardware",
     "CrossbarLinear",
     "CrossbarConv",
     "crossbar_layers",
@@ -153,13 +155,16 @@ class _CrossbarLayer(nnx.Module):
         self.mode = "digital"
         self.calibrating = False
         self.hardware = HardwareVariable(None)
+        self.layer_hardware = HardwareVariable(None)  # this layer's own config (set_layer_hardware)
         self.crossbar_state = CrossbarVariable(None)
         self.rngs = _hardware_stream(rngs)
 
     def effective_hardware(self, hardware):
-        """The config this layer runs on when the model runs on ``hardware`` (a per-layer
-        rule of :func:`crossjax.convert` may replace or override it)."""
-        return hardware
+        """The config this layer runs on when the model runs on ``hardware``: its own config
+        (:func:`set_layer_hardware`) if it has one, else ``hardware`` (a per-layer rule of
+        :func:`crossjax.convert` may replace or override it)."""
+        own = self.layer_hardware.get_value()
+        return hardware if own is None else own
 
     # -- the crossbar matrices --------------------------------------------
     @property
@@ -193,7 +198,7 @@ class _CrossbarLayer(nnx.Module):
         return self.rngs()
 
     def _config(self):
-        hw = self.hardware.get_value()
+        hw = self.effective_hardware(self.hardware.get_value())
         if hw is None:
             raise ValueError(
                 f"{type(self).__name__} in mode {self.mode!r} has no hardware config: call "
@@ -521,6 +526,65 @@ def _check_hardware(hardware):
         raise ValueError(
             f"hardware must be a crossjax.hardware.HardwareConfig, got {type(hardware).__name__}"
         )
+
+
+def layer_names(model: nnx.Module) -> list[str]:
+    """Names of the crossbar layers (their paths joined by ``"."``, e.g. ``"layers.0"``), in
+    :func:`crossbar_layers` order: the keys of :func:`set_layer_hardware` and ``cost.model_cost``.
+
+    Args:
+      model: an nnx model.
+
+    Returns:
+      a list of ``str`` (empty when the model has no crossbar layers).
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import models
+      >>> layer_names(models.MLP(4, (8,), 2, rngs=nnx.Rngs(0)))
+      ['layers.0', 'layers.1']
+    """
+    return [".".join(map(str, path)) for path, _ in crossbar_layers(model)]
+
+
+def set_layer_hardware(model: nnx.Module, configs: dict) -> nnx.Module:
+    """Give crossbar layers their own hardware config (in place; returns ``model``).
+
+    A layer with its own config runs on it whatever model-wide config
+    :func:`set_mode`, :func:`program_model` or ``montecarlo.evaluate`` pass, e.g.
+    per-tile ADC bits, whose shape ``(Kt, Nt, C)`` differs from layer to layer.
+
+    Args:
+      model: a model with crossbar layers.
+      configs: ``{layer name: HardwareConfig or None}`` (names of :func:`layer_names`;
+        ``None`` drops the layer's own config).
+
+    Returns:
+      ``model``.
+
+    Raises:
+      ValueError: a name the model does not have, or a value that is not a ``HardwareConfig``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> m = models.MLP(4, (8,), 2, rngs=nnx.Rngs(0))
+      >>> _ = layers.set_layer_hardware(m, {"layers.0": HardwareConfig().set({"adc.bits": 6})})
+      >>> [l.effective_hardware(HardwareConfig()).adc.bits for _, l in layers.crossbar_layers(m)]
+      [6, None]
+    """
+    names = dict(zip(layer_names(model), (layer for _, layer in crossbar_layers(model))))
+    if not isinstance(configs, dict):
+        raise ValueError(f"configs must be a dict {{layer name: HardwareConfig or None}}, got {type(configs).__name__}")
+    unknown = sorted(set(configs) - set(names))
+    if unknown:
+        raise ValueError(f"configs names layers the model does not have: {unknown}; its crossbar layers are "
+                         f"{sorted(names)}")
+    for name, config in configs.items():
+        _check_hardware(config)
+        names[name].layer_hardware.set_value(config)
+    return model
 
 
 def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:

@@ -110,6 +110,12 @@ class MappingConfig:
         return 2 * self.slices if self.scheme == "differential" else 1
 
     @property
+    def cell_levels(self) -> int:
+        """Levels above 0 of one cell's target ``u`` (``u = d / cell_levels``): ``2**slice_bits - 1``
+        for bit-sliced weights, 1 for continuous ones."""
+        return 1 if self.slice_bits is None else 2 ** self.slice_bits - 1
+
+    @property
     def reference_columns(self) -> int:
         return 1 if self.scheme == "offset" else 0
 

@@ -118,18 +118,27 @@ def sparse_dnn_date22() -> HardwareConfig:
 
 def dub_adc_2024() -> HardwareConfig:
     """Seed study 2: D.U.B. pruning for ADC efficiency (Ibrayev, Garg, Chakraborty, Roy,
-    arXiv 2403.13082).
+    arXiv 2403.13082), on the datapath its ADC bit count assumes.
 
-    From the source: tiles of T = 64 rows; dense-column ADC resolution
-    ``ceil(log2 T) + 2 = 8`` bits. Not known (documented assumption): weights
-    quantized to 4 magnitude bits stored one bit per cell (``slice_bits=1,
-    slices=4``, so a tile of T/q = 16 logical columns spans 64 physical ones per
-    polarity), ideal devices and wires, ADC full scale at the column's maximum current.
+    From the source: tiles of T = 64 rows; a dense column needs ``ceil(log2 T) + 2
+    = 8`` ADC bits, a tile whose columns hold at most ``T 2^-k`` non-zeros ``k``
+    fewer. The datapath that makes this count exact (a documented assumption, the
+    source does not give slice widths): weights quantized to 4 magnitude bits
+    stored one bit per cell (``slice_bits=1, slices=4``: a tile of T/q = 16 logical
+    columns spans 4 arrays of 64x16 per polarity), each differential pair
+    subtracted before its conversion (``subtract="analog"``, so ``g_min`` cancels),
+    8-bit inputs applied bit-serially one signed bit per slice (``dac.bits=9,
+    slice_bits=1``, range per input vector). Every column current is then an
+    integer number of unit currents in ``[-T, T]``, which a two's-complement ADC
+    with its step at one unit (``adc.range="granular"``) converts without loss at
+    exactly ``log2 T + 2`` bits (``T`` itself needs the extra bit); per-column
+    weight scales; ideal devices and wires.
     """
     return HardwareConfig(
         array=ArrayConfig(rows=64, cols=16),
-        mapping=MappingConfig(slice_bits=1, slices=4),
-        adc=ADCConfig(bits=8, range="max"),
+        mapping=MappingConfig(slice_bits=1, slices=4, subtract="analog", weight_scale="column"),
+        dac=DACConfig(bits=9, slice_bits=1, range="max"),
+        adc=ADCConfig(bits=8, range="granular"),
     )
 
 

@@ -74,6 +74,16 @@ def test_dub_adc_quick_levels_and_balance(tmp_path):
     assert dub["column_balance"] < doc["variants"]["magnitude"]["column_balance"]
     assert doc["variants"]["dub"]["energy"]["improvement"] > 1.0
     assert doc["variants"]["magnitude"]["column_balance"] > doc["variants"]["dub"]["column_balance"]
+    # on the paper's datapath the ADC is lossless: every variant at B0 = ceil(log2 T) + 2 bits and
+    # at its own per-tile bits scores what it scores without ADC (within 0.1 point)
+    summary = doc["summary"]
+    for v in ("dense", "magnitude", "dub"):
+        assert abs(summary[v]["loss_b0"]) <= 1e-3 and abs(summary[v]["loss_own_bits"]) <= 1e-3, (v, summary[v])
+    # D.U.B.'s tiles need fewer bits than magnitude pruning's, which need fewer than dense
+    assert summary["dub"]["adc_vs_magnitude"] > 1.0 and summary["magnitude"]["adc_vs_dense"] > 1.0
+    assert max(map(int, doc["variants"]["dub"]["bits"])) < dub_adc.B0
+    own = [c for c in doc["configs"] if c["config"] == "own_bits"]
+    assert len(own) == 3 and all(c["layer_adc_bits"] for c in own)
     _rerun_skips("dub_adc", tmp_path)
     # killed after model_dub.npz was written but before its record: the resumed record
     # still has the mask statistics (they used to be lost with the process)

@@ -16,18 +16,32 @@ one conversion per output position in the energy), on the
   ``L_k = 1 - 2^-k`` and every column of the tile pruned to it), fine-tuned
   with masks fixed.
 
-Measured per variant: accuracy on ``"ideal"`` and on ``"adc8"``
-(``presets.get("dub_adc_2024")``: 4 one-bit slices, 8-bit ADC; deterministic,
-1 sample), ADC energy per inference with ``crossjax.energy.model_adc_energy``
-(per-tile bits, Walden law ``E = e_step 2^b``; improvement = dense / pruned),
-column balance = mean over tiles of the variance of the non-zero counts of the
-tile's real columns (of the trained weights, and of the D.U.B. masks:
+Datapath (``presets.dub_adc_2024``, the one the paper's bit count assumes): 4-bit
+weights as bit slices in 1-bit cells (4 slices, differential pairs subtracted
+before conversion), 9-bit signed inputs bit-serial one bit per slice, and a
+*granular* ADC whose step is one unit current (one input level through one cell
+level, ``converters`` module doc) at a full scale of ``2**(bits-1)`` steps. Every
+column current is then an integer number of units, at most ``T`` in magnitude on a
+dense column, so ``B0 = ceil(log2 T) + 2`` bits are lossless, and a tile whose
+columns hold at most ``T 2^-k`` non-zeros is lossless at ``B0 - k``.
+
+Configs per variant: ``ideal``, ``datapath`` (no ADC: the reference every ADC is
+checked against), ``adc8`` (B0 everywhere), ``own_bits`` (every tile at the bits its
+densest column needs, ``energy.column_bits(per="tile")``, set per layer with
+``layers.set_layer_hardware``), ``adc7`` .. ``adc4`` (uniform bits below B0: the
+bound is a worst case and real columns cancel), ``noisy_datapath`` and
+``noisy_own_bits`` (the ``rram`` preset's device non-idealities, Monte Carlo), and
+for ``magnitude`` also ``dub_bits`` / ``noisy_dub_bits`` (at the D.U.B. network's
+per-tile bits: what clipping costs a network whose columns are not balanced).
+
+Measured per variant: tiles per bit count, the cost model's energy, latency and
+area (``crossjax.cost.programmed_cost``, ``COST_EXAMPLES`` test inputs) at its own
+bits and at B0, the ADC energy ratio vs the dense network at B0 and vs magnitude
+pruning, column balance = mean over tiles of the variance of the non-zero counts
+of the tile's real columns (of the trained weights, and of the D.U.B. masks:
 ``mask_column_balance``; a kept weight can stay exactly 0 in fine-tuning when it
-feeds a dead ReLU unit, so the weight count can be lower than the mask's), and
-the histogram of tile levels k reached, and the cost model's energy, latency and area
-per inference (``crossjax.cost.programmed_cost`` on ``adc8`` with every tile's ADC at the bits
-its densest column needs, ``energy.column_bits(per="tile")``: the dense network at 8 bits, the
-pruned ones lower; ``COST_EXAMPLES`` test inputs).
+feeds a dead ReLU unit, so the weight count can be lower than the mask's), and the
+histogram of tile levels k reached. ``summary`` holds the acceptance numbers.
 """
 from __future__ import annotations
 
@@ -47,14 +61,14 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
     if dataset.startswith("cifar"):
         if quick:
             return dict(width=0.0625, train_steps=60, reg_steps=20, finetune_steps=10, batch_size=32,
-                        sparsity=0.75, samples=1, max_test=64)
+                        sparsity=0.75, samples=2, max_test=64)
         return dict(width=1.0, train_steps=20000, reg_steps=4000, finetune_steps=4000, batch_size=128,
-                    learning_rate=1e-3, sparsity=0.75, samples=1)
+                    learning_rate=1e-3, sparsity=0.75, samples=8)
     if quick:
         return dict(hidden=(64, 64), train_steps=300, reg_steps=100, finetune_steps=60,
-                    sparsity=0.75, samples=1)
+                    sparsity=0.75, samples=4)
     return dict(hidden=(256, 256), train_steps=1500, reg_steps=600, finetune_steps=300,
-                sparsity=0.75, samples=1)
+                sparsity=0.75, samples=32)
 
 
 def column_balance(W, rows=ROWS, cols=COLS) -> float:
@@ -106,13 +120,45 @@ def _max_column_nonzeros(W):
 
 
 COST_EXAMPLES = 32  # test inputs the cost model averages over
+B0 = energy.dense_column_bits(ROWS)  # ceil(log2 T) + 2: a dense column, converted without loss
+SWEEP = (B0 - 1, B0 - 2, B0 - 3, B0 - 4)  # uniform bits below B0: where clipping starts in practice
 
 
-def hardware_cost(model, x) -> dict:
-    """``crossjax.cost`` of ``model`` on ``dub_adc_2024`` with per-tile D.U.B. ADC bits."""
-    bits = {".".join(map(str, path)): energy.column_bits(layer.crossbar_weights(), ROWS, COLS, per="tile")
-            for path, layer in layers.crossbar_layers(model)}
+def datapath() -> "presets.HardwareConfig":
+    """The paper's datapath (``presets.dub_adc_2024``) without ADC: the reference every ADC is checked against."""
+    return presets.get("dub_adc_2024").set({"adc.bits": None})
+
+
+def noisy(hw):
+    """``hw`` with the ``rram`` preset's device non-idealities (10/100 kOhm, 2 % write noise, 1 % read
+    noise, 0.5 % + 0.5 % stuck; cells keep their 1 bit)."""
+    d = presets.get("rram").device
+    return hw.set({"device": d.replace(levels=None)})
+
+
+def tile_bits(model) -> dict:
+    """``{layer name: (Kt, Nt, C) int bits}``: every tile at the bits its densest column needs
+    (``energy.column_bits(per="tile")``)."""
+    return {name: np.asarray(energy.column_bits(layer.crossbar_weights(), ROWS, COLS, per="tile"))
+            for name, (_, layer) in zip(layers.layer_names(model), layers.crossbar_layers(model))}
+
+
+def with_bits(model, hw, bits: dict):
+    """A copy of ``model`` whose crossbar layers run on ``hw`` with their own ADC ``bits``."""
+    m = nnx.clone(model)
+    layers.set_layer_hardware(m, {name: hw.set({"adc.bits": b}) for name, b in bits.items()})
+    return m
+
+
+def hardware_cost(model, bits: dict | None, x) -> dict:
+    """``crossjax.cost`` of ``model`` on ``dub_adc_2024`` with per-tile ADC ``bits`` (``None``: B0 everywhere)."""
     return cost.programmed_cost(model, presets.get("dub_adc_2024"), x[:COST_EXAMPLES], adc_bits=bits)
+
+
+def _histogram(bits: dict) -> dict:
+    """``{bits: tiles}`` over every layer's tiles (one entry per tile, not per column)."""
+    b = np.concatenate([np.asarray(v)[..., 0].ravel() for v in bits.values()])
+    return {str(int(k)): int(n) for k, n in zip(*np.unique(b, return_counts=True))}
 
 
 PLOT = "accuracy_vs_energy.png"  # the plot run() writes into out
@@ -128,8 +174,9 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                overwrite=overwrite, files=(PLOT,))
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
     batch = st.get("batch_size", 64)
+    paper = presets.get("dub_adc_2024")
     hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
-           "adc8": presets.get("dub_adc_2024")}
+           "datapath": datapath(), f"adc{B0}": paper}
 
     def magnitude_make():
         m = nnx.clone(ds.dense())
@@ -162,21 +209,21 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
 
     structural = {}
     makers = {"dense": None, "magnitude": magnitude_make, "dub": dub_make}
-    for v, make in makers.items():
-        fn = ds.dense if make is None else (lambda v=v, make=make: ds.variant(v, make))
+    fns = {v: ds.dense if make is None else (lambda v=v, make=make: ds.variant(v, make))
+           for v, make in makers.items()}
+    bits = {}
+    for v in makers:
         if v not in rs.results["variants"]:
-            m = fn()
-            kernels = pruning.crossbar_kernels(nnx.state(m, nnx.Param))
-            e = energy.model_adc_energy(kernels, ROWS, COLS, tasks.positions(m, ds.task.input_hw))
+            m = fns[v]()
             levels = tile_levels(m)
             rs.results["variants"][v] = {
                 "crossbars": pruning.model_report(m, ROWS, COLS)["total"],
-                "energy": {"dense_J": e["dense"], "pruned_J": e["pruned"],
-                           "improvement": e["improvement"]},
                 "column_balance": float(np.mean([column_balance(W) for W in tasks.kernels(m)])),
                 "levels": {str(k): levels.count(k) for k in sorted(set(levels))},
                 "digital_accuracy": montecarlo.digital_accuracy(m, x, y),
-                "cost": hardware_cost(m, x)}
+                "bits": _histogram(tile_bits(m)),
+                "cost": hardware_cost(m, tile_bits(m), x),
+                "cost_b0": hardware_cost(m, None, x)}
             if v == "dub":
                 saved = rs.results.get("pending", {}).get("dub")
                 if saved is None:
@@ -184,29 +231,92 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                                      "delete model_dub.npz (or the directory) and rerun.")
                 rs.results["variants"][v].update(saved)
             rs.save()
-        for c, hw in hws.items():
-            rs.cell(v, c, hw, fn, x, y)
+        bits[v] = lambda v=v: tile_bits(fns[v]())
 
-    rows = []
-    d_ideal = rs.mean("dense", "ideal")
+    def own(v, hw, which=None):  # the variant's model on hw with the per-tile bits of `which` (itself)
+        return lambda: with_bits(fns[v](), hw, bits[which or v]())
+
+    S = rs.samples
     for v in makers:
-        r = rs.results["variants"][v]
-        k = r["cost"]
-        rows.append([v, float(r["crossbars"]["sparsity"]), rs.mean(v, "ideal"),
-                     d_ideal - rs.mean(v, "ideal"), rs.mean(v, "adc8"),
-                     float(r["energy"]["improvement"]), 1e9 * k["energy_J"],
-                     100 * k["energy_breakdown_J"]["adc"] / k["energy_J"], 1e6 * k["latency_s"], k["area_mm2"],
-                     r["column_balance"], " ".join(f"k{k}:{n}" for k, n in r["levels"].items())])
-    md = (f"# D.U.B. pruning for ADC efficiency, {dataset}, {ds.task.model}, "
-          f"{ROWS}x{COLS} tiles\n\nlambda = {LAM}, sparsity before snapping {st['sparsity']}; "
-          f"energy: Walden law, per-tile ADC bits.\n\n"
-          + md_table(["variant", "sparsity", "ideal acc", "drop vs dense", "adc8 acc",
-                      "ADC energy improvement", "energy (nJ)", "ADC %", "latency (us)", "area (mm2)",
-                      "column-count variance", "tile levels"], rows)
-          + "\n\nenergy, latency, area: `crossjax.cost` on `adc8` with per-tile bits (all components: array "
-            "read, DAC, ADC, digital periphery; defaults of `crossjax.cost.CostConfig`).\n")
+        for c, hw in hws.items():
+            rs.cell(v, c, hw, fns[v], x, y)
+        rs.cell(v, "own_bits", paper, own(v, paper), x, y, layer_bits=lambda v=v: _histogram(bits[v]()))
+        for b in SWEEP:
+            rs.cell(v, f"adc{b}", paper.set({"adc.bits": b}), fns[v], x, y)
+        rs.cell(v, "noisy_datapath", noisy(datapath()), fns[v], x, y, samples=S)
+        rs.cell(v, "noisy_own_bits", noisy(paper), own(v, noisy(paper)), x, y, samples=S,
+                layer_bits=lambda v=v: _histogram(bits[v]()))
+    dub_hist = lambda: _histogram(bits["dub"]())  # noqa: E731
+    rs.cell("magnitude", "dub_bits", paper, own("magnitude", paper, "dub"), x, y, layer_bits=dub_hist)
+    rs.cell("magnitude", "noisy_dub_bits", noisy(paper), own("magnitude", noisy(paper), "dub"), x, y, samples=S,
+            layer_bits=dub_hist)
+
+    variants = rs.results["variants"]
+    adc_j = {v: variants[v]["cost"]["energy_breakdown_J"]["adc"] for v in makers}
+    dense_adc = variants["dense"]["cost_b0"]["energy_breakdown_J"]["adc"]
+    for v in makers:  # ADC energy per inference: the dense network at B0 vs this variant at its own bits
+        variants[v]["energy"] = {"dense_J": dense_adc, "pruned_J": adc_j[v], "improvement": dense_adc / adc_j[v]}
+    rs.results["summary"] = summary = _summary(rs, makers, adc_j)
+    rs.save()
     _plot(rs, list(makers), len(y))
-    return rs.finish(md)
+    return rs.finish(_report(rs, st, dataset, ds.task.model, makers, summary))
+
+
+def _summary(rs, makers, adc_j) -> dict:
+    """The acceptance numbers: lossless ADCs, D.U.B.'s energy ratios, magnitude pruning at D.U.B.'s bits."""
+    out = {}
+    for v in makers:
+        cells = {c["config"]: c for c in rs.results["configs"] if c["variant"] == v}
+        ref = cells["datapath"]["accuracy"]["mean"]
+        out[v] = {"datapath": ref,
+                  "loss_b0": ref - cells[f"adc{B0}"]["accuracy"]["mean"],
+                  "loss_own_bits": ref - cells["own_bits"]["accuracy"]["mean"],
+                  "adc_vs_dense": rs.results["variants"]["dense"]["cost_b0"]["energy_breakdown_J"]["adc"] / adc_j[v],
+                  "adc_vs_magnitude": adc_j["magnitude"] / adc_j[v]}
+    cells = {c["config"]: c for c in rs.results["configs"] if c["variant"] == "magnitude"}
+    out["magnitude"]["loss_dub_bits"] = out["magnitude"]["datapath"] - cells["dub_bits"]["accuracy"]["mean"]
+    return out
+
+
+def _acc(rs, v, c):
+    rec = rs._cells.get(f"{v}@{c}")
+    if rec is None:
+        return "-"
+    a = rec["accuracy"]
+    return f"{100 * a['mean']:.2f}" + (f" +- {100 * a['se']:.2f}" if a.get("se") is not None else "")
+
+
+def _report(rs, st, dataset, model, makers, summary) -> str:
+    variants = rs.results["variants"]
+    rows = []
+    for v in makers:
+        r, k = variants[v], variants[v]["cost"]
+        rows.append([v, float(r["crossbars"]["sparsity"]), 100 * r["digital_accuracy"], _acc(rs, v, "ideal"),
+                     _acc(rs, v, "datapath"), _acc(rs, v, f"adc{B0}"), _acc(rs, v, "own_bits"),
+                     _acc(rs, v, "dub_bits"), " ".join(f"{b}b:{n}" for b, n in r["bits"].items()),
+                     _acc(rs, v, "noisy_datapath"), _acc(rs, v, "noisy_own_bits"), _acc(rs, v, "noisy_dub_bits"),
+                     1e9 * k["energy_breakdown_J"]["adc"], summary[v]["adc_vs_dense"],
+                     summary[v]["adc_vs_magnitude"], 1e9 * k["energy_J"], 1e6 * k["latency_s"], k["area_mm2"]])
+    sweep = [[v] + [_acc(rs, v, f"adc{b}") for b in (B0, *SWEEP)] for v in makers]
+    return (f"# D.U.B. pruning for ADC efficiency, {dataset}, {model}, {ROWS}x{COLS} tiles\n\n"
+            f"Datapath (`dub_adc_2024`): 4-bit weights in 1-bit cells (4 slices), differential pairs "
+            f"subtracted before conversion, 8-bit inputs bit-serial one signed bit per slice, ADC step at "
+            f"one unit current (`adc.range=\"granular\"`): a dense column is exact at "
+            f"ceil(log2 T) + 2 = {B0} bits. lambda = {LAM}, sparsity before snapping {st['sparsity']}. "
+            f"Accuracies in %; `datapath`: no ADC (the reference); `own bits`: every tile at the bits its "
+            f"densest column needs; `D.U.B. bits`: the magnitude-pruned network at the D.U.B. network's "
+            f"per-tile bits; `noisy`: `rram` device non-idealities, {rs.samples} Monte Carlo samples "
+            f"(+- standard error of the mean).\n\n"
+            + md_table(["variant", "sparsity", "digital", "ideal", "datapath", f"ADC {B0} b", "own bits",
+                        "D.U.B. bits", "tile bits", "noisy, no ADC", "noisy, own bits", "noisy, D.U.B. bits",
+                        "ADC energy (nJ)", "ADC x vs dense", "ADC x vs magnitude", "energy (nJ)",
+                        "latency (us)", "area (mm2)"], rows)
+            + "\nEnergy, latency, area: `crossjax.cost` on the datapath with the variant's own bits (ADC "
+              "Walden law; every component). `ADC x vs dense`: the dense network's ADC energy at "
+            f"{B0} bits over this variant's.\n\n"
+            f"## Uniform ADC bits (every tile), accuracy %\n\nThe bound is a worst case (all inputs and "
+            f"weights of a column of one sign); real columns cancel, so clipping starts lower.\n\n"
+            + md_table(["variant"] + [f"{b} bits" for b in (B0, *SWEEP)], sweep))
 
 
 def _plot(rs, variants, n_test):
@@ -216,12 +326,14 @@ def _plot(rs, variants, n_test):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for v in variants:
-        rec = rs._cells[f"{v}@ideal"]
-        ax.errorbar(rs.results["variants"][v]["energy"]["improvement"], 100 * rec["accuracy"]["mean"],
-                    yerr=100 * error_bar(rec, n_test), marker="o", capsize=3, ls="none", label=v)
-    ax.set_xlabel("ADC energy improvement over the dense network (x)")
-    ax.set_ylabel("test accuracy, ideal crossbar (%)")
+    points = [(v, "own_bits", rs.results["variants"][v]["cost"]) for v in variants]
+    points.append(("dense", f"adc{B0}", rs.results["variants"]["dense"]["cost_b0"]))
+    for v, c, k in points:
+        rec = rs._cells[f"{v}@{c}"]
+        ax.errorbar(1e9 * k["energy_breakdown_J"]["adc"], 100 * rec["accuracy"]["mean"],
+                    yerr=100 * error_bar(rec, n_test), marker="o", capsize=3, ls="none", label=f"{v}, {c}")
+    ax.set_xlabel("ADC energy per inference (nJ)")
+    ax.set_ylabel("test accuracy on the datapath (%)")
     ax.set_title(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy vs ADC energy"
                  + ("\n(error bars: test-set binomial standard error)" if n_test else ""), fontsize=9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)

@@ -250,12 +250,15 @@ class StudyRun:
         return cell in self._cells
 
     def cell(self, variant: str, config: str, hardware, model_fn, x, y, samples: int | None = None,
-             calibration_x=None):
+             calibration_x=None, layer_bits=None):
         """Evaluate (or read back) cell ``variant@config``; returns its record.
 
         ``model_fn()`` is called only when the cell must be computed.
         Deterministic hardware runs 1 sample. ``calibration_x`` (training inputs)
-        sets calibrated ADC ranges (``adc.range="calibrated"``).
+        sets calibrated ADC ranges (``adc.range="calibrated"``). ``layer_bits()``: for a
+        model whose layers run on their own ADC bits (``layers.set_layer_hardware``), the
+        ``{bits: tiles}`` they use, recorded as ``layer_adc_bits`` (``hardware`` then
+        holds the other fields; its ``adc.bits`` is not what the layers read).
         """
         name = f"{variant}@{config}"
         if name in self._cells:
@@ -275,6 +278,8 @@ class StudyRun:
                "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
                "seconds": time.perf_counter() - t,
                "hardware": study_lib._jsonable(hardware.to_dict())}
+        if layer_bits is not None:
+            rec["layer_adc_bits"] = layer_bits()
         self.results["configs"].append(rec)
         self._cells[name] = rec
         self.results["meta"]["computed"] += 1
