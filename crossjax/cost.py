@@ -99,7 +99,7 @@ from crossjax import converters
 __all__ = ["ADCCost", "DACCost", "ArrayCost", "DigitalCost", "CostConfig", "ADC_LAWS", "CELL_TYPES",
            "adc_energy", "adc_area", "layer_cost", "model_cost", "programmed_cost", "total", "EnergyAwareLoss",
            "energy_aware_loss",
-           "Component", "budget"]
+           "Component", "budget", "pareto_front"]
 
 ADC_LAWS = ("walden", "schreier", "table")
 CELL_TYPES = ("auto", "1R", "1T1R")
@@ -673,3 +673,30 @@ def budget(components) -> dict:
         power, area = power + p, area + a
     return {"power": power, "area": area, "breakdown": breakdown}
 
+
+def pareto_front(objectives) -> np.ndarray:
+    """Which designs are Pareto-optimal: no other design is at least as good in every objective
+    and better in one (every objective is minimized: pass ``-accuracy`` to maximize accuracy).
+
+    Args:
+      objectives: ``(n, d)`` finite numbers, one row per design (e.g. energy, area, -accuracy).
+
+    Returns:
+      ``(n,)`` bool, ``True`` for the non-dominated designs (equal rows are all kept).
+
+    Raises:
+      ValueError: ``objectives`` is not 2-D or holds a NaN or infinity.
+
+    Example:
+      >>> pareto_front([[1.0, -0.90], [2.0, -0.95], [3.0, -0.93], [1.0, -0.85]]).tolist()
+      [True, True, False, False]
+    """
+    f = np.asarray(objectives, dtype=float)
+    if f.ndim != 2:
+        raise ValueError(f"objectives must be 2-D (designs, objectives), got shape {f.shape}")
+    if not np.all(np.isfinite(f)):
+        raise ValueError("objectives hold a NaN or infinity: a design without a finite figure cannot be ranked; "
+                         "drop it (or give it a finite worst value) first")
+    le = np.all(f[:, None, :] <= f[None, :, :], axis=-1)     # [j, i]: j at least as good as i everywhere
+    lt = np.any(f[:, None, :] < f[None, :, :], axis=-1)      # [j, i]: j better somewhere
+    return ~np.any(le & lt, axis=0)

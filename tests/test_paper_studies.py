@@ -130,4 +130,12 @@ def test_tile_dse_quick(tmp_path):
         assert cells[f"xcs/sparse/T{T}@ideal"]["values"] == cells[f"xcs/dense/T{T}@ideal"]["values"]
         for c in st["configs"][1:]:
             assert cells[f"xcs/sparse/T{T}@{c}"]["samples"] == st["samples"]
+    # the Pareto fronts: non-empty, and no cell outside a front beats a cell on it
+    p = doc["pareto"]
+    assert p["energy"] and p["area"] and p["all"]
+    acc = {c["variant"]: c["accuracy"]["mean"] for c in doc["configs"] if c["config"] == p["config"]}
+    for front, key in ((p["energy"], "energy_J"), (p["area"], "area_mm2")):
+        for n in front:
+            assert not any(doc["variants"][o][key] <= doc["variants"][n][key] and acc[o] > acc[n] for o in acc)
+    assert (tmp_path / "pareto.png").exists()
     _rerun_skips("tile_dse", tmp_path)

@@ -36,11 +36,15 @@ DAC voltages of ``COST_EXAMPLES`` test inputs; the dense mapping builds and read
 the sparse one only its packed columns).
 
 Accuracy loss of a cell = its ideal accuracy - its accuracy under the config.
+``pareto``: the cells no other cell beats in accuracy (under the last config) at no
+more energy, area, or energy, latency and area together (``cost.pareto_front``),
+plotted in ``PARETO_PLOT``.
 """
 from __future__ import annotations
 
 import os
 
+import numpy as np
 from flax import nnx
 
 from crossjax import circuit, cost, energy, presets, pruning
@@ -106,7 +110,8 @@ def hardware_cost(model, tile: int, mapping: str, x) -> dict:
     return cost.programmed_cost(model, hardware_configs(tile, mapping)["dse"], x[:COST_EXAMPLES], cost=figures)
 
 
-PLOT = "tile_dse.png"  # the plot run() writes into out
+PLOT = "tile_dse.png"  # the plots run() writes into out
+PARETO_PLOT = "pareto.png"
 
 
 def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None,
@@ -117,7 +122,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     S = samples or st["samples"]
     ds = setup("tile_dse", out, st, quick=quick, seed=seed, samples=S, progress=progress,
                dataset=dataset, data_dir=data_dir,
-               overwrite=overwrite, files=(PLOT,))
+               overwrite=overwrite, files=(PLOT, PARETO_PLOT))
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
 
     def xcs_make(tile):
@@ -175,8 +180,59 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
             "layers run in sequence):\n\n"
           + md_table(["T", "variant", "mapping"] + [f"energy {k} %" for k in parts]
                      + [f"area {k} %" for k in ("cells", "dac", "adc", "digital")], breakdown))
+    rs.results["pareto"] = pareto = _pareto(rs, st["tiles"], names[-1])
+    rs.save()
+    md += (f"\n\nPareto-optimal designs under `{names[-1]}` (no other cell has at least its accuracy at no "
+           f"more cost and is better in one; `crossjax.cost.pareto_front`): accuracy vs energy "
+           f"{', '.join(pareto['energy'])}; accuracy vs area {', '.join(pareto['area'])}; accuracy, "
+           f"energy, latency and area together {', '.join(pareto['all'])} (`{PARETO_PLOT}`).\n")
     _plot(rs, st["tiles"], names[1:])
+    _plot_pareto(rs, pareto)
     return rs.finish(md)
+
+
+def _pareto(rs, tiles, config) -> dict:
+    """The Pareto-optimal cells under ``config``: accuracy vs energy, vs area, and vs energy,
+    latency and area together."""
+    cells = [f"{v}/{m}/T{t}" for t in tiles for v, m in CELLS]
+    info = [rs.results["variants"][c] for c in cells]
+    acc = np.array([-rs.mean(c, config) for c in cells])
+    cost_of = {k: np.array([i[k] for i in info]) for k in ("energy_J", "latency_s", "area_mm2")}
+
+    def front(*keys):
+        keep = cost.pareto_front(np.stack([cost_of[k] for k in keys] + [acc], axis=1))
+        return [c for c, k in zip(cells, keep) if k]
+    return {"config": config, "energy": front("energy_J"), "area": front("area_mm2"),
+            "all": front("energy_J", "latency_s", "area_mm2")}
+
+
+def _plot_pareto(rs, pareto):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    c = pareto["config"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, scale, unit, front in ((axes[0], "energy_J", 1e9, "energy per inference (nJ)", pareto["energy"]),
+                                        (axes[1], "area_mm2", 1.0, "area (mm2)", pareto["area"])):
+        for v, mapping in CELLS:
+            cells = [n for n, i in rs.results["variants"].items() if (i["variant"], i["mapping"]) == (v, mapping)]
+            xs = [scale * rs.results["variants"][n][key] for n in cells]
+            ys = [100 * rs.mean(n, c) for n in cells]
+            ax.scatter(xs, ys, label=f"{v}, {mapping} mapping")
+            for n, px, py in zip(cells, xs, ys):
+                ax.annotate(f"T{rs.results['variants'][n]['tile']}", (px, py), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        pts = sorted((scale * rs.results["variants"][n][key], 100 * rs.mean(n, c)) for n in front)
+        ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="k", lw=1, label="Pareto front")
+        ax.set_xscale("log")
+        ax.set_xlabel(unit)
+        ax.set_ylabel(f"test accuracy on {c} (%)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy vs cost per "
+                 "tile size and mapping", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(rs.out, PARETO_PLOT), dpi=100)
+    plt.close(fig)
 
 
 def _plot(rs, tiles, configs):
