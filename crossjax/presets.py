@@ -107,8 +107,9 @@ def sparse_dnn_date22() -> HardwareConfig:
 
     Source gives 64x64 crossbars; device and circuit values are NOT known, so
     this preset is a documented assumption focused on IR drop (the study's
-    non-ideality): R_on 20 kOhm / R_off 200 kOhm, 2.5 Ohm wire segments, ideal terminals,
-    ideal converters and devices otherwise.
+    non-ideality): R_on 20 kOhm / R_off 200 kOhm, 2.5 Ohm wire segments (a copper
+    line of a 4F^2 array at the 22 nm node, ``circuit.wire_segment_resistance(22e-9)``
+    = 2.53 Ohm), ideal terminals, ideal converters and devices otherwise.
     """
     return HardwareConfig(
         array=ArrayConfig(rows=64, cols=64, parasitics=Parasitics(r_wire_row=2.5, r_wire_col=2.5)),

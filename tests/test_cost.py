@@ -347,3 +347,27 @@ def test_energy_aware_finetuning_trades_accuracy_for_read_energy():
         cost.energy_aware_loss(-1.0, 1.0)
     with pytest.raises(ValueError, match="component"):
         cost.energy_aware_loss(1.0, 1.0, component="cells")
+
+
+def test_pareto_front_examples_and_bad_input():
+    f = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [2.5, 2.5], [1.0, 3.0]])
+    assert cost.pareto_front(f).tolist() == [True, True, True, False, True]  # ties both kept
+    assert cost.pareto_front(np.zeros((0, 2))).tolist() == []
+    with pytest.raises(ValueError, match="2-D"):
+        cost.pareto_front([1.0, 2.0])
+    with pytest.raises(ValueError, match="NaN"):
+        cost.pareto_front([[1.0, np.nan]])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)), min_size=1, max_size=12))
+def test_property_pareto_front_is_exactly_the_undominated(points):
+    f = np.array(points, dtype=float)
+    front = cost.pareto_front(f)
+
+    def dominates(a, b):
+        return bool(np.all(a <= b) and np.any(a < b))
+    for i in range(len(f)):  # an independent O(n^2) loop over pairs
+        dominated = any(dominates(f[j], f[i]) for j in range(len(f)))
+        assert front[i] == (not dominated)
+    assert front.any()

@@ -7,7 +7,7 @@ import pytest
 
 import results_schema  # tests/ is on sys.path
 from crossjax import paper_studies
-from crossjax.paper_studies import dub_adc
+from crossjax.paper_studies import dub_adc, sparse_crossbars
 
 STAT_KEYS = {"mean", "std", "min", "max", "p05", "p50", "p95"}
 
@@ -56,6 +56,18 @@ def test_sparse_crossbars_quick(tmp_path):
     # the rearrangement is undone digitally: same network function
     assert doc["variants"][f"{best}+rearranged"]["max_logit_change"] < 1e-3
     assert doc["variants"]["xcs"]["crossbars"]["sparsity"] > 0.3
+    # quick mode's 16x16 tiles: the crossbar-aware methods remove crossbars, so compression differs
+    comp = {v: doc["variants"][v]["crossbars"]["compression"] for v in ("dense", "xcs", "xrs")}
+    assert comp["dense"] == 1.0 and comp[best] > 1.0, comp
+    # the wire sweep: resistances rise from the 22 nm copper wire, and more wire costs the dense
+    # network at least as much accuracy at the top of the sweep as at its bottom
+    r = [doc["wires"][c] for c in doc["wires"] if c.startswith("wires")]
+    assert r == sorted(r) and r[0] == pytest.approx(sparse_crossbars.R_22) and 2.4 < r[0] < 2.7
+    loss = [doc["summary"]["dense"][c]["loss"] for c in doc["wires"] if c.startswith("wires")]
+    assert loss[-1] >= loss[0] - 0.01
+    assert set(doc["finding"]) == set(doc["wires"]) and all(
+        isinstance(f["holds"], bool) == (f["se"] is not None) for f in doc["finding"].values())
+    assert any(c.startswith("1t1r") for c in doc["wires"])
     _rerun_skips("sparse_crossbars", tmp_path)
 
 

@@ -3,9 +3,11 @@
 Public names (``shared/DESIGN.md``): :class:`Parasitics`, :func:`solve`,
 :func:`effective_conductance`, :func:`node_voltages`, :func:`to_spice`,
 :class:`Cell` with :func:`solve_nonlinear` (nonlinear cells, 1T1R),
-:func:`plot_ir_drop`. Units: siemens, ohms, volts, amperes.
+:func:`plot_ir_drop`; :func:`wire_segment_resistance` (a line's ohms per segment from its
+geometry and metal, :mod:`.interconnect`). Units: siemens, ohms, volts, amperes.
 """
 from .cell import IV_FORMS, RRAM_1T1R, Cell
+from .interconnect import copper_resistivity, wire_segment_resistance
 from .nonlinear import NonlinearSolution, NotConverged
 from .parasitics import Parasitics
 from .solver import (METHODS, choose_method, effective_conductance, node_voltages, solve, solve_nonlinear,
@@ -22,4 +24,5 @@ def plot_ir_drop(G, V, parasitics, ax=None, *, quantity="drop"):
 
 
 __all__ = ["Parasitics", "Cell", "IV_FORMS", "RRAM_1T1R", "solve", "solve_nonlinear", "NonlinearSolution", "NotConverged", "effective_conductance", "node_voltages", "to_spice",
-           "run_ngspice", "plot_ir_drop", "METHODS", "choose_method", "sweep_interval"]
+           "run_ngspice", "plot_ir_drop", "METHODS", "choose_method", "sweep_interval", "copper_resistivity",
+           "wire_segment_resistance"]

@@ -3,11 +3,9 @@ arXiv 2201.05229), at laptop scale on the offline digits, at the paper's scale o
 
 Network (:mod:`.tasks`): ``MLP(64, hidden=(256, 256), 10)`` on digits, on 64x64
 crossbars, so the layers span 1x4, 4x4 and 4x1 tiles (quick mode: hidden (64,
-64), 1 tile per layer, 1 sample per cell, only the 10-Ohm IR-drop config);
-VGG11 on CIFAR-10/100 (``dataset=``; full width where the data is prepared).
-The full digits run (24 tiles x 32 samples x 7 variants x 4 configs) takes
-about 2 minutes on 2 CPU cores for the linear configs plus about 40 for
-``ir_drop_1t1r``, whose every read is a Newton solve per input and tile. Steps:
+64) on 16x16 tiles, 4x4 tiles per hidden layer, so the crossbar-aware methods
+remove whole crossbars there too); VGG11 on CIFAR-10/100 (``dataset=``; full width
+where the data is prepared). Steps:
 
 1. train dense (Adam, cosine decay);
 2. prune every hidden layer at the same per-layer ``sparsity`` with
@@ -17,18 +15,10 @@ about 2 minutes on 2 CPU cores for the linear configs plus about 40 for
    rows, ``crossbar_row_mask``), then fine-tune each with its masks fixed
    (pruned weights stay exactly 0). The classifier is not pruned by any method
    (C/F: only its dead inputs);
-3. evaluate every variant on ``"ideal"`` (``presets.get("ideal")``, exact
-   ``x @ W``) and ``"ir_drop"`` (``presets.get("sparse_dnn_date22")``: 64x64,
-   2.5 Ohm wire segments, R_on/R_off 20/200 kOhm, plus 1 % Gaussian
-   programming noise so the Monte Carlo samples differ), ``"ir_drop_r10"``
-   (the same with 10 Ohm segments) and, in the full digits run,
-   ``"ir_drop_1t1r"`` (the ``ir_drop`` array with nonlinear 1T1R cells,
-   ``circuit.RRAM_1T1R``: sinh I-V with ``v0 = 0.25`` V behind a 2 kOhm access
-   transistor; the exact per-input Newton solve with the wires);
-4. take the crossbar-pruned model (XCS/XRS) with the highest crossbar
+3. take the crossbar-pruned model (XCS/XRS) with the highest crossbar
    compression rate (dense crossbars / sparse-mapping crossbars) and apply
    **column rearrangement** (``mitigation.rearrange_columns``: each hidden
-   layer's outputs sorted within their 64-column block by descending
+   layer's outputs sorted within their column block by descending
    ``sum_k |W_kn|``, heaviest next to the row drivers; the next layer's input
    rows (and a batch norm its channels) get the same permutation, so the
    network function is unchanged exactly) and **WCT** (each layer rescaled to
@@ -36,13 +26,33 @@ about 2 minutes on 2 CPU cores for the linear configs plus about 40 for
    ``add_weight_constraint(strength, threshold)``, masks fixed; evaluated with
    the mapping scale pinned, ``mapping.w_max = 1``), with a control ``+ft``: the
    same fine-tuning (steps, seed, masks) without the constraint, so the effect
-   of the constraint is separated from that of more training.
+   of the constraint is separated from that of more training;
+4. evaluate every variant on ``"ideal"`` (exact ``x @ W``) and along a sweep of
+   the wire resistance. The sweep starts at the copper wire of a 4F^2 cross-point
+   array at the 22 nm node (width 22 nm, aspect ratio 2, pitch 44 nm, grain-boundary
+   and surface scattering: ``R_22 = circuit.wire_segment_resistance(22e-9)`` =
+   2.53 Ohm per segment, :mod:`crossjax.circuit.interconnect`) and doubles upward
+   (``wires_x1`` .. ``wires_x64``: 2.5 to 162 Ohm; the same model gives 5.5, 10, 20
+   and 37 Ohm at 14, 10, 7 and 5 nm, ``technology`` in the results), on
+   ``presets.sparse_dnn_date22`` (R_on/R_off 20/200 kOhm) with 1 % Gaussian
+   programming noise so the Monte Carlo samples differ, every network in the
+   sparse layout (``mapping.layout="sparse"``: a compressed network is read from
+   the fewer, fuller crossbars it is compressed onto). ``1t1r_x*``: the same array
+   with nonlinear 1T1R cells (``circuit.RRAM_1T1R``: sinh I-V, ``v0 = 0.25`` V,
+   behind a 2 kOhm access transistor; the exact per-input Newton solve with the
+   wires) at a few points of the sweep, with ``samples_1t1r`` samples (each read
+   is a Newton solve per input and tile: about 14 s per sample of the full digits
+   network on 2 CPU cores, against 0.05 s for the linear cells).
+
+Summary per variant and config: accuracy, its standard error over the Monte Carlo
+samples, and the loss (ideal accuracy - accuracy; the ideal crossbar is exact, so
+the loss's standard error is the accuracy's). ``finding`` tests the paper's claim
+at every point of the sweep: the most compressed network loses more than the dense
+one by more than twice the standard error of the difference.
 
 Cost per variant: energy per inference and area (``crossjax.cost.programmed_cost``) in the
 sparse layout, so a compressed network is priced for the crossbars it needs (ideal wires:
 the read power without IR drop).
-
-Accuracy loss of a variant = its ideal accuracy - its accuracy under the config.
 """
 from __future__ import annotations
 
@@ -54,37 +64,49 @@ from flax import nnx
 from crossjax import circuit, cost, mitigation, presets, pruning
 from crossjax.devices import WriteNoise
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
+from crossjax.paper_studies.harness import md_table, setup, train_masked
 
 HIDDEN = (256, 256)
-TILE = 64
 WCT_STRENGTH = 1e-2
 WCT_THRESHOLD = 0.5
+R_22 = circuit.wire_segment_resistance(22e-9)  # ohms per segment: copper at the 22 nm node (module doc)
+NODES_NM = (22, 14, 10, 7, 5)  # the technology table of the results
 
 
 def settings(quick: bool, dataset: str = "digits") -> dict:
-    """Training/pruning settings of the full and quick runs (CIFAR: VGG11, see :mod:`.tasks`)."""
+    """Training/pruning settings of the full and quick runs (CIFAR: VGG11, see :mod:`.tasks`).
+    ``wires`` / ``wires_1t1r``: the sweep's factors over ``R_22``."""
     if dataset.startswith("cifar"):
         if quick:
-            return dict(width=0.0625, train_steps=60, finetune_steps=10, batch_size=32, sparsity=0.75,
-                        samples=1, configs=("ideal", "ir_drop_r10"), max_test=64)
-        return dict(width=1.0, train_steps=20000, finetune_steps=2000, batch_size=128, learning_rate=1e-3,
-                    sparsity=0.75, samples=32, configs=("ideal", "ir_drop", "ir_drop_r10"), max_test=None)
+            return dict(width=0.0625, tile=16, train_steps=60, finetune_steps=10, batch_size=32, sparsity=0.75,
+                        samples=2, samples_1t1r=1, wires=(1, 16), wires_1t1r=(), max_test=64)
+        return dict(width=1.0, tile=64, train_steps=20000, finetune_steps=2000, batch_size=128, learning_rate=1e-3,
+                    sparsity=0.75, samples=32, samples_1t1r=4, wires=(1, 4, 16, 64), wires_1t1r=(4,),
+                    max_test=None)
     if quick:
-        return dict(hidden=(64, 64), train_steps=300, finetune_steps=60, sparsity=0.75,
-                    samples=1, configs=("ideal", "ir_drop_r10"), max_test=450)
-    return dict(hidden=HIDDEN, train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
-                configs=("ideal", "ir_drop", "ir_drop_r10", "ir_drop_1t1r"), max_test=None)
+        return dict(hidden=(64, 64), tile=16, train_steps=300, finetune_steps=60, sparsity=0.75,
+                    samples=2, samples_1t1r=1, wires=(1, 16, 64), wires_1t1r=(64,), max_test=450)
+    return dict(hidden=HIDDEN, tile=64, train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
+                samples_1t1r=8, wires=(1, 2, 4, 8, 16, 32, 64), wires_1t1r=(1, 8, 64), max_test=None)
 
 
-def hardware_configs() -> dict:
-    """The named hardware configs (see the module docstring)."""
+def wire_resistance(config: str) -> float | None:
+    """Ohms per segment of a sweep config (``wires_x4``, ``1t1r_x4``: 4 R_22), ``None`` for ``ideal``."""
+    return None if config == "ideal" else R_22 * int(config.rsplit("_x", 1)[1])
+
+
+def hardware_configs(tile: int = 64, wires=(1,), wires_1t1r=()) -> dict:
+    """The named configs (module doc): ``ideal``, ``wires_x<f>`` and ``1t1r_x<f>`` at ``f R_22`` Ohm."""
     noisy = presets.get("sparse_dnn_date22").set(
-        {"device.write_noise": WriteNoise(sigma=0.01, kind="gaussian")})
-    return {"ideal": presets.get("ideal"), "ir_drop": noisy,
-            "ir_drop_r10": noisy.set({"array.parasitics.r_wire_row": 10.0,
-                                      "array.parasitics.r_wire_col": 10.0}),
-            "ir_drop_1t1r": noisy.set({"array.cell": circuit.RRAM_1T1R})}
+        {"device.write_noise": WriteNoise(sigma=0.01, kind="gaussian"), "array.rows": tile, "array.cols": tile,
+         "mapping.layout": "sparse"})
+    out = {"ideal": presets.get("ideal")}
+    for prefix, factors, extra in (("wires", wires, {}), ("1t1r", wires_1t1r, {"array.cell": circuit.RRAM_1T1R})):
+        for f in factors:
+            r = R_22 * f
+            out[f"{prefix}_x{f}"] = noisy.set({"array.parasitics.r_wire_row": r, "array.parasitics.r_wire_col": r,
+                                               **extra})
+    return out
 
 
 def _logits(model, x):
@@ -97,10 +119,11 @@ def _logits(model, x):
 COST_EXAMPLES = 8  # test inputs the cost model averages over
 
 
-def hardware_cost(model, x) -> dict:
-    """``crossjax.cost`` of ``model`` on ``sparse_dnn_date22`` in the sparse layout (the crossbars a
-    pruned network needs) with ideal wires (the read power without IR drop, a little higher)."""
-    hw = presets.get("sparse_dnn_date22").set({"mapping.layout": "sparse", "array.parasitics": None})
+def hardware_cost(model, x, tile: int = 64) -> dict:
+    """``crossjax.cost`` of ``model`` on ``sparse_dnn_date22`` at ``tile`` in the sparse layout (the
+    crossbars a pruned network needs) with ideal wires (the read power without IR drop, a little higher)."""
+    hw = presets.get("sparse_dnn_date22").set({"mapping.layout": "sparse", "array.parasitics": None,
+                                               "array.rows": tile, "array.cols": tile})
     return cost.programmed_cost(model, hw, x[:COST_EXAMPLES])
 
 
@@ -113,13 +136,15 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
     st = settings(quick, dataset)
     S = samples or st["samples"]
+    S1 = min(S, st["samples_1t1r"])
     ds = setup("sparse_crossbars", out, st, quick=quick, seed=seed, samples=S, progress=progress,
                dataset=dataset, data_dir=data_dir,
                overwrite=overwrite, files=(PLOT,))
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
     batch = st.get("batch_size", 64)
-    hws = hardware_configs()
-    cfg_names = st["configs"]
+    tile = st["tile"]
+    hws = hardware_configs(tile, st["wires"], st["wires_1t1r"])
+    cfg_names = list(hws)
 
     def lazy(variant, make):
         return lambda: ds.variant(variant, make)
@@ -128,26 +153,30 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         def make():
             m = nnx.clone(ds.dense())
             train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
-                         batch_size=batch, masks=tasks.structured_masks(m, method, st["sparsity"], TILE))
+                         batch_size=batch, masks=tasks.structured_masks(m, method, st["sparsity"], tile))
             return m
         return make
+
+    def evaluate(v, fn, pin_scale=False):
+        for c in cfg_names:
+            hw = hws[c].set({"mapping.w_max": 1.0}) if pin_scale else hws[c]
+            rs.cell(v, c, hw, fn, x, y, samples=S1 if c.startswith("1t1r") else S)
 
     variants = {"dense": ds.dense}
     for method in ("cf", "xcs", "xrs"):
         variants[method] = lazy(method, pruned(method))
     for v, fn in variants.items():
         if v not in rs.results["variants"]:
-            rep = pruning.model_report(fn(), TILE, TILE)["total"]
-            rs.results["variants"][v] = {"crossbars": rep, "cost": hardware_cost(fn(), x)}
+            rep = pruning.model_report(fn(), tile, tile)["total"]
+            rs.results["variants"][v] = {"crossbars": rep, "cost": hardware_cost(fn(), x, tile)}
             rs.save()
-        for c in cfg_names:
-            rs.cell(v, c, hws[c], fn, x, y)
+        evaluate(v, fn)
 
     comp = {v: rs.results["variants"][v]["crossbars"]["compression"] for v in ("xcs", "xrs")}
     best = max(comp, key=lambda v: (comp[v], v))
 
     def rearranged():
-        return tasks.rearrange(nnx.clone(variants[best]()), TILE)
+        return tasks.rearrange(nnx.clone(variants[best]()), tile)
 
     def retrained(constraint):  # WCT, or its control without the constraint
         m = tasks.normalize_scales(nnx.clone(variants[best]()))
@@ -158,7 +187,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                 lambda path, _: str(getattr(path[-1], "key", path[-1])) == "kernel", params)
             pre = (mitigation.add_weight_constraint(WCT_STRENGTH, WCT_THRESHOLD, mask=kmask),)
         train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 2,
-                     batch_size=batch, masks=tasks.nonzero_masks(m, TILE), pre=pre)
+                     batch_size=batch, masks=tasks.nonzero_masks(m, tile), pre=pre)
         return m
 
     mit = {f"{best}+rearranged": lazy(f"{best}+rearranged", rearranged),
@@ -167,69 +196,118 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     for v, fn in mit.items():
         if v not in rs.results["variants"]:
             m = fn()
-            rep = pruning.model_report(m, TILE, TILE)["total"]
+            rep = pruning.model_report(m, tile, tile)["total"]
             low = float(np.mean([mitigation.low_conductance_fraction(
                 W, jnp.max(jnp.abs(W)) if "wct" not in v else 1.0, WCT_THRESHOLD) for W in tasks.kernels(m)]))
             rs.results["variants"][v] = {"crossbars": rep, "low_conductance_fraction": low,
-                                         "cost": hardware_cost(m, x)}
+                                         "cost": hardware_cost(m, x, tile)}
             if v.endswith("rearranged"):
                 rs.results["variants"][v]["max_logit_change"] = float(
                     jnp.max(jnp.abs(_logits(variants[best](), x) - _logits(m, x))))
             rs.save()
-        for c in cfg_names:
-            hw = hws[c].set({"mapping.w_max": 1.0}) if v.endswith("wct") else hws[c]
-            rs.cell(v, c, hw, fn, x, y)
+        evaluate(v, fn, pin_scale=v.endswith("wct"))
 
+    names = [*variants, *mit]
     rs.results["most_compressed"] = best
-    rows, summary = [], {}
-    for v in [*variants, *mit]:
-        rep = rs.results["variants"][v]["crossbars"]
+    rs.results["wires"] = {c: wire_resistance(c) for c in cfg_names[1:]}
+    rs.results["technology"] = {f"{n}nm": circuit.wire_segment_resistance(n * 1e-9) for n in NODES_NM}
+    summary = {}
+    for v in names:
         ideal = rs.mean(v, "ideal")
-        k = rs.results["variants"][v]["cost"]
-        row = [v, float(rep["sparsity"]), float(rep["compression"]), rep["tiles_dense"],
-               rep["tiles_sparse"], 1e9 * k["energy_J"], k["area_mm2"], ideal]
         summary[v] = {"ideal": ideal}
         for c in cfg_names[1:]:
-            acc = rs.mean(v, c)
-            cell = rs._cells[f"{v}@{c}"]["accuracy"]
-            row += [acc, cell["std"], ideal - acc]
-            summary[v][c] = {"accuracy": acc, "loss": ideal - acc}
-        rows.append(row)
+            a = rs._cells[f"{v}@{c}"]["accuracy"]
+            summary[v][c] = {"accuracy": a["mean"], "se": a["se"], "loss": ideal - a["mean"]}
     rs.results["summary"] = summary
-    header = ["variant", "sparsity", "compression", "crossbars dense", "crossbars sparse", "energy (nJ)",
-              "area (mm2)", "ideal acc"]
-    for c in cfg_names[1:]:
-        header += [f"{c} acc", f"{c} std", f"{c} loss"]
-    md = (f"# Sparse DNNs on non-ideal crossbars (DATE 2022), {dataset}, {ds.task.model}, "
-          f"{TILE}x{TILE} tiles\n\nSamples per stochastic cell: {S}; hidden-layer sparsity "
-          f"{st['sparsity']}; most compressed crossbar-pruned model: {best}. Energy per inference and "
-          f"area: `crossjax.cost` in the sparse layout (ideal wires, {COST_EXAMPLES} test inputs).\n\n"
-          + md_table(header, rows))
-    _plot(rs, [*variants, *mit], cfg_names)
-    return rs.finish(md)
+    rs.results["finding"] = finding = _finding(summary, best, cfg_names[1:])
+    rs.save()
+    _plot(rs, names, cfg_names[1:])
+    return rs.finish(_report(rs, st, dataset, ds.task.model, names, cfg_names, summary, finding, S, S1))
 
 
-def _plot(rs, variants, cfg_names):
+def _finding(summary, best, configs) -> dict:
+    """Per non-ideal config: does the most compressed network lose more than the dense one, by
+    more than twice the standard error of the difference of the two losses? (``None`` with one sample)"""
+    out = {}
+    for c in configs:
+        d, k = summary["dense"][c], summary[best][c]
+        diff = k["loss"] - d["loss"]
+        # one sample has no standard error: the comparison is reported, not decided
+        se = None if d["se"] is None or k["se"] is None else float(np.hypot(d["se"], k["se"]))
+        out[c] = {"compressed": best, "loss_dense": d["loss"], "loss_compressed": k["loss"], "difference": diff,
+                  "se": se, "holds": None if se is None else bool(diff > 2 * se)}
+    return out
+
+
+def _pm(a, se):
+    return f"{100 * a:.2f}" + (f" +- {100 * se:.2f}" if se is not None else "")
+
+
+def _report(rs, st, dataset, model, names, cfg_names, summary, finding, S, S1) -> str:
+    tile = st["tile"]
+    rows = []
+    for v in names:
+        rep, k = rs.results["variants"][v]["crossbars"], rs.results["variants"][v]["cost"]
+        rows.append([v, float(rep["sparsity"]), float(rep["compression"]), rep["tiles_dense"], rep["tiles_sparse"],
+                     1e9 * k["energy_J"], k["area_mm2"], 100 * summary[v]["ideal"]])
+    wired = cfg_names[1:]
+    loss = [[v] + [_pm(summary[v][c]["loss"], summary[v][c]["se"]) for c in wired] for v in names]
+    acc = [[v] + [_pm(summary[v][c]["accuracy"], summary[v][c]["se"]) for c in wired] for v in names]
+    heads = [f"{c} ({rs.results['wires'][c]:.1f} Ohm)" for c in wired]
+    holds = [c for c in wired if finding[c]["holds"]]
+    best = rs.results["most_compressed"]
+    verdict = (f"The paper's finding (the compressed network loses more to IR drop) holds here at "
+               f"{', '.join(holds)}" if holds else
+               "The paper's finding (the compressed network loses more to IR drop) does not hold at any point "
+               "of this sweep")
+    verdict += (f" (loss of {best} minus loss of dense > 2 standard errors); elsewhere the difference is within "
+                "the noise, reversed, or (one sample) undecided. Per config:\n\n"
+                + md_table(["config", "loss dense (%)", f"loss {best} (%)", "difference (%)", "se (%)", "holds"],
+                           [[c, 100 * f["loss_dense"], 100 * f["loss_compressed"], 100 * f["difference"],
+                             "-" if f["se"] is None else 100 * f["se"],
+                             "one sample: undecided" if f["holds"] is None else f["holds"]]
+                            for c, f in finding.items()]))
+    tech = ", ".join(f"{n} {r:.1f} Ohm" for n, r in rs.results["technology"].items())
+    return (f"# Sparse DNNs on non-ideal crossbars (DATE 2022), {dataset}, {model}, {tile}x{tile} tiles\n\n"
+            f"Hidden-layer sparsity {st['sparsity']}; most compressed crossbar-pruned model: {best}. Energy per "
+            f"inference and area: `crossjax.cost` in the sparse layout (ideal wires, {COST_EXAMPLES} test "
+            f"inputs).\n\n"
+            + md_table(["variant", "sparsity", "compression", "crossbars dense", "crossbars sparse", "energy (nJ)",
+                        "area (mm2)", "ideal acc (%)"], rows)
+            + f"\n## Accuracy loss vs wire resistance (points, +- standard error)\n\n"
+              f"Wire segments from copper at the 22 nm node (R_22 = {R_22:.2f} Ohm, "
+              f"`circuit.wire_segment_resistance`; per node: {tech}) doubling upward; `1t1r_*`: nonlinear 1T1R "
+              f"cells. {S} Monte Carlo samples per linear point, {S1} per 1T1R point; every network in the "
+              f"sparse layout.\n\n"
+            + md_table(["variant"] + heads, loss)
+            + "\n### Accuracy (%)\n\n" + md_table(["variant"] + heads, acc)
+            + "\n## Does the compressed network lose more?\n\n" + verdict)
+
+
+def _plot(rs, variants, configs):
     import os
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(9, 4))
-    w = 0.8 / len(cfg_names)
-    lowest = 1.0
-    for j, c in enumerate(cfg_names):
-        cells = [rs._cells[f"{v}@{c}"] for v in variants]
-        means = [100 * r["accuracy"]["mean"] for r in cells]
-        lowest = min(lowest, min(r["accuracy"]["min"] for r in cells))
-        ax.bar(np.arange(len(variants)) + j * w, means, w, label=f"{c} ({cells[0]['samples']} samples)",
-               yerr=[100 * error_bar(r) for r in cells], capsize=2)
-    ax.set_xticks(np.arange(len(variants)) + w * (len(cfg_names) - 1) / 2, variants, rotation=20)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(max(0.0, 100 * lowest - 5), 100)
-    ax.set_title(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy per variant "
-                 "and config\n(error bars: 95 % interval of the mean over Monte Carlo samples)", fontsize=9)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    summary, wires = rs.results["summary"], rs.results["wires"]
+    kinds = [k for k in ("wires", "1t1r") if any(c.startswith(k) for c in configs)]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False, sharex=True)
+    for ax, kind in zip(axes[0], kinds):
+        cs = [c for c in configs if c.startswith(kind)]
+        r = [wires[c] for c in cs]
+        for v in variants:
+            ax.errorbar(r, [100 * summary[v][c]["loss"] for c in cs],
+                        yerr=[100 * 2 * (summary[v][c]["se"] or 0.0) for c in cs], marker="o", capsize=3, label=v)
+        ax.set_xscale("log")
+        ax.set_xlabel("wire resistance per segment (Ohm)")
+        ax.set_ylabel("accuracy loss vs ideal (points)")
+        cell = "linear cells" if kind == "wires" else "nonlinear 1T1R cells"
+        n = rs._cells[f"dense@{cs[0]}"]["samples"]
+        ax.set_title(f"{cell} ({n} sample{'s' if n > 1 else ''}; bars: 2 standard errors)", fontsize=9)
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    fig.suptitle(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: IR-drop loss vs wire "
+                 "resistance", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)

@@ -208,6 +208,7 @@ def _pareto(rs, tiles, config) -> dict:
 
 def _plot_pareto(rs, pareto):
     import matplotlib
+    import matplotlib.ticker
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     c = pareto["config"]
@@ -225,6 +226,7 @@ def _plot_pareto(rs, pareto):
         pts = sorted((scale * rs.results["variants"][n][key], 100 * rs.mean(n, c)) for n in front)
         ax.step([p[0] for p in pts], [p[1] for p in pts], where="post", color="k", lw=1, label="Pareto front")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # the minor labels overlap
         ax.set_xlabel(unit)
         ax.set_ylabel(f"test accuracy on {c} (%)")
     axes[0].legend(fontsize=8)
