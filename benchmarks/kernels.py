@@ -73,9 +73,9 @@ def run(quick: bool = False) -> dict:
         "ratio_analog_adc8_vs_digital": t_adc["median"] / t_dig["median"],
         "program_with_geff_s": t_prog["median"], "relative_ir_drop_error": ir_drop,
         "mem_digital_mib": _compiled_mib(lambda x, W: x @ W, x, W),
-        "mem_analog_mib": _compiled_mib(lambda x, s: crossbar._apply(x, s, cfg, jax.random.key(0), None), x, state),
+        "mem_analog_mib": _compiled_mib(lambda x, s: crossbar.matmul(x, s, cfg, jax.random.key(0)), x, state),
         "mem_analog_adc8_mib": _compiled_mib(
-            lambda x, s: crossbar._apply(x, s, cfg_adc, jax.random.key(0), None), x, state_adc),
+            lambda x, s: crossbar.matmul(x, s, cfg_adc, jax.random.key(0)), x, state_adc),
     }
 
     # --- 2. Monte Carlo: vmap vs Python loop ------------------------------------------------

@@ -82,8 +82,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from crossjax import layers
-from crossjax.layers import HardwareVariable, _CrossbarLayer
+from crossjax import layers, readout
+from crossjax.layers import HardwareVariable, CrossbarLayer
 
 __all__ = ["Rule", "convert", "conversion_table", "rules_from_data", "SUPPORTED",
            "AnalogLinear", "AnalogLinearGeneral", "AnalogEinsum", "AnalogConv"]
@@ -200,7 +200,7 @@ def _check_ints(name, dims, ndim):
     return dims
 
 
-class _Converted(_CrossbarLayer):
+class _Converted(CrossbarLayer):
     """A Flax layer adopted as a crossbar layer: same attributes, product routed by mode.
 
     Subclasses set ``_HOOK`` (the Flax attribute holding the product operation),
@@ -440,15 +440,15 @@ class AnalogConv(_Converted, nnx.Conv):
         out_shape = jax.eval_shape(lambda: self.digital_op(
             lhs, rhs, strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
             dimension_numbers=dimension_numbers, feature_group_count=feature_group_count)).shape
-        config = self._config()
-        plan = layers._readout_plan(config, programmed=self.mode == "hardware",
-                                    inputs=math.prod(out_shape[:-1]) if self.mode != "hardware" else None)
+        config = self.active_config()
+        plan = readout.plan(config, programmed=self.mode == "hardware",
+                            inputs=math.prod(out_shape[:-1]) if self.mode != "hardware" else None)
         if plan.is_linear and not layers.recording():
             # no ADC, no read noise: q(patches) @ W_eff is a convolution of q(x) with W_eff's kernel
             from crossjax.converters import dac_equivalent
 
             if self.mode == "hardware":
-                w_eff = self._programmed_state().w_eff
+                w_eff = self.programmed_state().w_eff
             else:
                 w_eff = layers.sample_effective_weights(self, self._key(None))
             kernel = self.kernel_from_matrix(w_eff)
@@ -484,7 +484,7 @@ def _path_name(path) -> str:
 
 def _target_class(node):
     for base, cls in _CLASSES.items():  # exact Flax classes and user subclasses of them
-        if isinstance(node, base) and not isinstance(node, _CrossbarLayer):
+        if isinstance(node, base) and not isinstance(node, CrossbarLayer):
             return cls if type(node) is base else _subclass(type(node), cls)
     return None
 
@@ -575,7 +575,7 @@ def conversion_table(model: nnx.Module) -> list[dict]:
     """
     rows = []
     for path, node in nnx.iter_graph(model):
-        if isinstance(node, _CrossbarLayer):
+        if isinstance(node, CrossbarLayer):
             rule = getattr(node, "rule", None)
             kind = "crossbar" if rule is None else f"crossbar (rule {rule})"
         elif isinstance(node, SUPPORTED):

@@ -513,9 +513,9 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
     area: dict = {}
     for layer, inputs in calls:
         i, name = index[id(layer)]
-        config = layer._config()
+        config = layer.active_config()
         if layer.mode == "hardware":
-            state = layer._programmed_state()
+            state = layer.programmed_state()
         else:
             state = layer.program(config, jax.random.fold_in(key, 10_000 + i))
         W = layer.crossbar_weights()

@@ -41,7 +41,7 @@ import numpy as np
 from flax import struct
 
 from crossjax import config_checks as chk
-from crossjax import backend, converters, devices, mapping, readout
+from crossjax import backend, converters, devices, mapping, readout, tiling
 from crossjax.hardware import HardwareConfig
 from crossjax.readout import ReadoutPlan
 
@@ -194,7 +194,7 @@ def _sweep_interval(config, dtype) -> int:
     ``circuit.sweep_interval``). Passed into the jitted kernels as a static argument."""
     from crossjax import circuit
 
-    if config.array.parasitics is None:
+    if not config.has_wires:
         return circuit.solver.SWEEP_BLOCK
     g = _g_bound(config)
     if g is None:
@@ -214,7 +214,7 @@ def _effective_conductance(g, config, interval):
     if config.has_nonlinear_cells:
         return g
     g = _series_folded(g, config)
-    if config.array.parasitics is None:
+    if not config.has_wires:
         return g
     from crossjax import circuit  # the exact IR-drop solve
 
@@ -436,7 +436,7 @@ def _tile_products(v, m, K, rows):
     The row tile leads: that is the layout of the batched product, so neither the
     per-tile currents nor their gradient is transposed (a transpose of every tile
     output cost more than the product). The partial last tile's padding inputs are
-    zero (``_tile_inputs``), so its padding rows add nothing.
+    zero (``tiling.tile_inputs``), so its padding rows add nothing.
 
     It runs as one plain batched matmul ``(Kt, B, R) @ (Kt, R, P*M)`` (batch axes
     flattened, arrays merged with columns; a plain matmul when ``Kt == 1``, where
@@ -447,7 +447,7 @@ def _tile_products(v, m, K, rows):
     variance in a VGG11 width-1/4 layer at batch 128, about 10x the products.
     """
     p, kt, r, n = m.shape
-    vt = _tile_inputs(v, K, rows)
+    vt = tiling.tile_inputs(v, K, rows)
     lead = vt.shape[:-2]
     if backend.policy().tile_product == "einsum":  # the plain form (GPU/TPU): no layout workaround
         return jnp.einsum("bkr,pkrn->kbpn", vt.reshape((-1, kt, r)), m).reshape((kt,) + lead + (p, n))
@@ -535,7 +535,7 @@ def _solved_currents(v, state, config, plan):
     from crossjax import circuit
 
     K, rows = state.in_features, config.array.rows
-    vt = _tile_inputs(v, K, rows)  # (S, ..., Kt, R)
+    vt = tiling.tile_inputs(v, K, rows)  # (S, ..., Kt, R)
     lead = vt.shape[:-2]
     kt, r = vt.shape[-2:]
     vb = jnp.moveaxis(vt.reshape((-1, kt, r)), 0, -2)  # (Kt, B, R)
@@ -563,13 +563,6 @@ def _noise_std(var):
     ReLU zeros, padding rows, empty packed columns)."""
     positive = var > 0
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-
-
-def _tile_inputs(v, K, rows):
-    """``(..., K)`` -> ``(..., Kt, R)`` with zero padding."""
-    kt = -(-K // rows)
-    v = jnp.pad(v, [(0, 0)] * (v.ndim - 1) + [(0, kt * rows - K)])
-    return v.reshape(v.shape[:-1] + (kt, rows))
 
 
 def _adc_bits(state, config):

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from crossjax.pruning._layout import check_matrix, check_tile_size, flatten_kernel, grid, tile
+from crossjax.tiling import check_matrix, check_tile_size, flatten_kernel, grid, tile
 
 __all__ = ["ADCEnergyModel", "LAWS", "conversion_energy", "dense_column_bits", "bits_reduction",
            "column_bits", "layer_conversions", "layer_adc_energy", "adc_energy_improvement",

@@ -24,11 +24,12 @@ from flax import struct
 from crossjax import config_checks as chk
 from crossjax.circuit.cell import Cell, check_cell, check_monotone
 from crossjax.circuit.parasitics import Parasitics, check_parasitics
+from crossjax.circuit.solver import METHODS
 from crossjax.converters import ADCConfig, DACConfig
 from crossjax.devices import DeviceConfig
 from crossjax.mapping import MappingConfig
 
-CIRCUIT_METHODS = ("auto", "direct", "iterative")  # crossjax.circuit.solve regimes
+CIRCUIT_METHODS = METHODS  # crossjax.circuit.solve regimes
 
 
 @struct.dataclass

@@ -60,12 +60,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from crossjax import tiling
+
 __all__ = [
     "MODES",
+    "CrossbarLayer",
     "CrossbarVariable",
     "HardwareVariable",
     "layer_names",
     "set_layer_hardware",
+    "layer_configs",
+    "check_hardware",
     "CrossbarLinear",
     "CrossbarConv",
     "crossbar_layers",
@@ -148,7 +153,7 @@ def recording() -> bool:
     return _RECORDING is not None
 
 
-class _CrossbarLayer(nnx.Module):
+class CrossbarLayer(nnx.Module):
     """Shared mode / key / program handling; subclasses define the matrices."""
 
     def _init_crossbar(self, rngs):
@@ -197,7 +202,9 @@ class _CrossbarLayer(nnx.Module):
             )
         return self.rngs()
 
-    def _config(self):
+    def active_config(self):
+        """The ``HardwareConfig`` this layer runs on now (its own, :func:`set_layer_hardware`, or
+        the one :func:`set_mode` gave); ``ValueError`` when it has none."""
         hw = self.effective_hardware(self.hardware.get_value())
         if hw is None:
             raise ValueError(
@@ -206,7 +213,8 @@ class _CrossbarLayer(nnx.Module):
             )
         return hw
 
-    def _programmed_state(self):
+    def programmed_state(self):
+        """The ``CrossbarState`` :func:`load_program` stored; ``ValueError`` when not programmed."""
         state = self.crossbar_state.get_value()
         if state is None:
             raise ValueError(
@@ -220,7 +228,7 @@ class _CrossbarLayer(nnx.Module):
         if _RECORDING is not None:
             _RECORDING.append((self, x))
         crossbar = _kernels()
-        config = self._config()
+        config = self.active_config()
         key = self._key(rngs)
         G = self.groups
         if self.mode == "train":
@@ -232,7 +240,7 @@ class _CrossbarLayer(nnx.Module):
                 x, W, config, keys
             )
             return y
-        state = self._programmed_state()
+        state = self.programmed_state()
         if self.calibrating and _readout_plan(config).needs_calibration:
             if G == 1:
                 state = crossbar.calibrate_adc(x, state, config, key)
@@ -248,11 +256,11 @@ class _CrossbarLayer(nnx.Module):
         )
 
 
-def sample_effective_weights(layer: _CrossbarLayer, key: jax.Array) -> jax.Array:
+def sample_effective_weights(layer: CrossbarLayer, key: jax.Array) -> jax.Array:
     """A fresh train-mode sample of ``layer``'s effective weights ``W_eff`` (shape of
     ``layer.crossbar_weights()``), drawn as ``crossbar.analog_matmul`` draws it
     (``crossbar.program`` with ``fold_in(key, 0)``; per group ``fold_in(split(key, G)[g], 0)``)."""
-    crossbar, config, W = _kernels(), layer._config(), layer.crossbar_weights()
+    crossbar, config, W = _kernels(), layer.active_config(), layer.crossbar_weights()
     if layer.groups == 1:
         return crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff
     keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.random.split(key, layer.groups), 0)
@@ -271,7 +279,7 @@ def _check_features(name, value):
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-class CrossbarLinear(_CrossbarLayer):
+class CrossbarLinear(CrossbarLayer):
     """Dense layer ``y = x @ W + b`` with ``W`` (in_features, out_features) on crossbars.
 
     Crossbar rows are the ``K = in_features`` inputs, columns the
@@ -381,7 +389,7 @@ def unfold_patches(x, kernel_size, strides, padding, dilation, input_dilation=No
     return jnp.stack(taps, axis=-1).reshape(x.shape[0], *out, x.shape[-1] * math.prod(ks))
 
 
-class CrossbarConv(_CrossbarLayer):
+class CrossbarConv(CrossbarLayer):
     """2-D convolution (NHWC) evaluated as im2col patches x crossbar tiles.
 
     ``y[b, i, j, :] = patches(x)[b, i, j, :] @ W + b`` with
@@ -434,7 +442,7 @@ class CrossbarConv(_CrossbarLayer):
     def crossbar_weights(self) -> jax.Array:
         kh, kw, cg, cout = self.kernel[...].shape
         G = self.feature_group_count
-        W = self.kernel[...].transpose(2, 0, 1, 3).reshape(cg * kh * kw, cout)
+        W = tiling.flatten_kernel(self.kernel[...])
         if G == 1:
             return W
         # output channels come in G consecutive blocks of Cout/G
@@ -459,7 +467,7 @@ class CrossbarConv(_CrossbarLayer):
         drawn as ``crossbar.analog_matmul`` draws it (``fold_in(key, 0)`` per group),
         when that would form ``G_eff`` (not the per-input ``"iterative"`` regime).
         """
-        config = self._config()
+        config = self.active_config()
         inputs = None
         if self.mode != "hardware":  # the sample's inputs decide G_eff vs a per-input solve ("auto")
             out = jax.eval_shape(lambda: self._conv(x, self.kernel[...]))
@@ -467,7 +475,7 @@ class CrossbarConv(_CrossbarLayer):
         if recording() or not _readout_plan(config, programmed=self.mode == "hardware", inputs=inputs).is_linear:
             return None
         if self.mode == "hardware":
-            return self._kernel_of(self._programmed_state().w_eff)
+            return self._kernel_of(self.programmed_state().w_eff)
         return self._kernel_of(sample_effective_weights(self, self._key(rngs)))
 
     def _kernel_of(self, w) -> jax.Array:
@@ -475,7 +483,7 @@ class CrossbarConv(_CrossbarLayer):
         kh, kw, cg, cout = self.kernel[...].shape
         if self.feature_group_count > 1:
             w = w.transpose(1, 0, 2).reshape(cg * kh * kw, cout)
-        return w.reshape(cg, kh, kw, cout).transpose(1, 2, 0, 3)
+        return tiling.unflatten_kernel(w, self.kernel[...].shape)
 
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         """``x (B, H, W, in_features) -> (B, H', W', out_features)``."""
@@ -490,7 +498,7 @@ class CrossbarConv(_CrossbarLayer):
             # elementwise DAC q (q(0) = 0), i.e. a convolution of q(x) with W_eff's kernel
             from crossjax.converters import dac_equivalent
 
-            y = self._conv(dac_equivalent(x, self._config().dac), kernel)
+            y = self._conv(dac_equivalent(x, self.active_config().dac), kernel)
         else:
             patches = unfold_patches(x, self.kernel_size, self.strides, self.padding, self.kernel_dilation)
             G = self.feature_group_count
@@ -509,15 +517,17 @@ class CrossbarConv(_CrossbarLayer):
 # ---------------------------------------------------------------------------
 # whole-model helpers
 # ---------------------------------------------------------------------------
-def crossbar_layers(model: nnx.Module) -> list[tuple[tuple, _CrossbarLayer]]:
+def crossbar_layers(model: nnx.Module) -> list[tuple[tuple, CrossbarLayer]]:
     """``[(path, layer)]`` of every crossbar layer in ``nnx.iter_graph`` order.
 
     The position in this list is the layer index folded into the programming key.
     """
-    return [(path, node) for path, node in nnx.iter_graph(model) if isinstance(node, _CrossbarLayer)]
+    return [(path, node) for path, node in nnx.iter_graph(model) if isinstance(node, CrossbarLayer)]
 
 
-def _check_hardware(hardware):
+def check_hardware(hardware) -> None:
+    """``None`` or a ``HardwareConfig`` (concrete values checked); ``ValueError`` naming the fix
+    otherwise."""
     if hardware is None:
         return
     from crossjax import hardware as hw_mod
@@ -582,9 +592,33 @@ def set_layer_hardware(model: nnx.Module, configs: dict) -> nnx.Module:
         raise ValueError(f"configs names layers the model does not have: {unknown}; its crossbar layers are "
                          f"{sorted(names)}")
     for name, config in configs.items():
-        _check_hardware(config)
+        check_hardware(config)
         names[name].layer_hardware.set_value(config)
     return model
+
+
+def layer_configs(model: nnx.Module, hardware) -> list:
+    """The config each crossbar layer runs on when the model runs on ``hardware`` (its own,
+    :func:`set_layer_hardware`, or a conversion rule's, else ``hardware``), in
+    :func:`crossbar_layers` order: what a check of "does any layer need X" must look at.
+
+    Args:
+      model: a model with crossbar layers.
+      hardware: the model-wide ``HardwareConfig`` (or ``None``).
+
+    Returns:
+      a list of ``HardwareConfig`` (or ``None`` for a layer without one).
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> m = set_layer_hardware(models.MLP(4, (8,), 2, rngs=nnx.Rngs(0)),
+      ...                        {"layers.1": HardwareConfig().set({"adc.bits": 6})})
+      >>> [c.adc.bits for c in layer_configs(m, HardwareConfig())]
+      [None, 6]
+    """
+    return [layer.effective_hardware(hardware) for _, layer in crossbar_layers(model)]
 
 
 def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:
@@ -595,7 +629,7 @@ def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    _check_hardware(hardware)
+    check_hardware(hardware)
     layers = crossbar_layers(model)
     if not layers:
         raise ValueError("model: has no CrossbarLinear/CrossbarConv layers")
@@ -621,7 +655,7 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     :func:`load_program`); the model is not modified, so
     ``jax.vmap(lambda k: program_model(model, hw, k))(keys)`` gives Monte Carlo samples.
     """
-    _check_hardware(hardware)
+    check_hardware(hardware)
     if hardware is None:
         raise ValueError("hardware: program_model needs a HardwareConfig")
     layers = crossbar_layers(model)

@@ -1,6 +1,6 @@
-"""Weights <-> normalized conductance targets, and the tile layout.
+"""Weights <-> normalized conductance targets on the tiles.
 
-Tile layout (docs/architecture.md): ``W`` ``(K, N)`` is zero-padded to
+Tile layout (:mod:`crossjax.tiling`, which owns it): ``W`` ``(K, N)`` is zero-padded to
 ``(Kt*R, Nt*C)``, ``Kt = ceil(K/R)``, ``Nt = ceil(N/C)``, and tile ``(a, b)`` is
 ``W[a*R:(a+1)*R, b*C:(b+1)*C]`` -> tiled shape ``(Kt, Nt, R, C)``.
 
@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from crossjax import config_checks as chk
+from crossjax import tiling
 from crossjax.converters import max_bits, shift_add, ste_round
 
 SCHEMES = ("differential", "offset")
@@ -142,27 +143,10 @@ class MappingConfig:
         return c + tuple(-x for x in c)
 
 
-def tile_counts(K: int, N: int, rows: int, cols: int) -> tuple[int, int]:
-    return math.ceil(K / rows), math.ceil(N / cols)
-
-
-def tile_weights(W, rows: int, cols: int):
-    """``(..., K, N)`` -> ``(..., Kt, Nt, rows, cols)`` with zero padding (layout above)."""
-    K, N = W.shape[-2:]
-    kt, nt = tile_counts(K, N, rows, cols)
-    pad = [(0, 0)] * (W.ndim - 2) + [(0, kt * rows - K), (0, nt * cols - N)]
-    Wp = jnp.pad(W, pad)
-    lead = W.shape[:-2]
-    t = Wp.reshape(lead + (kt, rows, nt, cols))
-    return jnp.moveaxis(t, -3, -2)
-
-
-def untile_weights(tiles, K: int, N: int):
-    """Inverse of :func:`tile_weights`: ``(..., Kt, Nt, R, C)`` -> ``(..., K, N)`` (padding dropped)."""
-    kt, nt, r, c = tiles.shape[-4:]
-    lead = tiles.shape[:-4]
-    W = jnp.moveaxis(tiles, -2, -3).reshape(lead + (kt * r, nt * c))
-    return W[..., :K, :N]
+# the tile layout lives in crossjax.tiling; these names are the mapping's view of it
+tile_counts = tiling.grid
+tile_weights = tiling.tile
+untile_weights = tiling.untile
 
 
 def weight_scale(W, mapping: MappingConfig):

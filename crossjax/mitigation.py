@@ -42,7 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from crossjax.pruning._layout import check_fraction, check_matrix, check_tile_size, grid, tile
+from crossjax import config_checks as chk
+from crossjax.tiling import check_matrix, check_tile_size, grid, tile
 
 __all__ = ["column_order", "rearrange_columns", "restore_outputs", "ir_drop_error",
            "optimize_column_order", "compare_column_orders", "differential_conductances", "wct_penalty",
@@ -191,7 +192,7 @@ def compare_column_orders(W, rows, cols, parasitics, key, g_min, g_max, w_max=No
 # ------------------------------------------------------------------------ WCT
 def wct_penalty(W, w_max, threshold=0.5):
     """WCT penalty ``sum relu(|W| / w_max - threshold)^2`` (dimensionless); multiply by strength."""
-    check_fraction(threshold, "threshold")
+    chk.fraction("threshold", threshold)
     return jnp.sum(jax.nn.relu(jnp.abs(W) / w_max - threshold) ** 2)
 
 
@@ -210,7 +211,7 @@ def add_weight_constraint(strength, threshold=0.5, w_max=None, mask=None):
     ``max|p|`` at ``init``, held fixed — pin it in ``MappingConfig.w_max``).
     ``mask``: optional pytree of bools choosing the leaves to constrain (e.g. only kernels).
     """
-    check_fraction(threshold, "threshold")
+    chk.fraction("threshold", threshold)
     if not isinstance(strength, jax.core.Tracer) and float(strength) < 0:
         raise ValueError(f"strength must be >= 0, got {strength}")
 
@@ -235,7 +236,7 @@ def project_weights(fraction=1.0, w_max=None, mask=None):
     The update is replaced by ``clip(p + u, -b, b) - p`` with ``b = fraction * w_max``
     (``w_max`` per leaf, default ``max|p|`` at ``init``); ``mask`` chooses leaves.
     """
-    check_fraction(fraction, "fraction")
+    chk.fraction("fraction", fraction)
 
     def init_fn(params):
         return {"w_max": _scales(params, w_max)}

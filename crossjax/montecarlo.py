@@ -318,7 +318,7 @@ def _put_keys(k, sharding):
     return _put_host(np.asarray(k), sharding)
 
 
-def _check_no_lu_deadlock(local, hardware) -> None:
+def _check_no_lu_deadlock(local, configs) -> None:
     """Refuse the IR-drop solve on several CPU devices of one process.
 
     With ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` (N > 1) the
@@ -329,7 +329,7 @@ def _check_no_lu_deadlock(local, hardware) -> None:
     devices, float32 and float64, every run). One CPU device per process works.
     """
     cpu = [d for d in local if d.platform == "cpu"]
-    if len(cpu) > 1 and hardware.array.parasitics is not None:
+    if len(cpu) > 1 and any(c.has_wires for c in configs):
         raise ValueError(
             f"montecarlo.evaluate: IR drop (hardware.array.parasitics) on {len(cpu)} CPU devices of one process "
             f"deadlocks in jaxlib {jax.__version__}'s batched LU kernel; use one CPU device per process: "
@@ -409,8 +409,10 @@ def evaluate(
         raise ValueError(f"keys must be a 1-D array of PRNG keys (jax.random.split(key, S)), got shape {keys.shape}")
     if not layers.crossbar_layers(model):
         raise ValueError("model: has no crossbar layers to evaluate on hardware")
-    layers._check_hardware(hardware)
-    if needs_calibration(hardware) and calibration_x is None:
+    layers.check_hardware(hardware)
+    configs = [c for c in layers.layer_configs(model, hardware) if c is not None]  # a layer's own config wins
+    calibrating = any(needs_calibration(c) for c in configs)
+    if calibrating and calibration_x is None:
         raise ValueError("hardware.adc.range='calibrated' needs calibration data: pass calibration_x "
                          "(e.g. a batch of training inputs)")
     S = keys.shape[0]
@@ -436,7 +438,7 @@ def evaluate(
     if not local:
         raise ValueError(f"mesh has no device of this process ({jax.process_index()}); build it from "
                          "jax.devices() (every process's devices: the default) or from this process's own devices")
-    _check_no_lu_deadlock(local, hardware)
+    _check_no_lu_deadlock(local, configs)
     multi = not sharded.is_fully_addressable  # the mesh spans processes (jax.distributed)
     if multi:
         _check_same_inputs(keys, x, y, batch_size, chunk_size)
@@ -456,7 +458,7 @@ def evaluate(
     hardware = _put(hardware, replicated)
 
     program, forward, calibrate = _compiled(graphdef, sharded)
-    if needs_calibration(hardware):
+    if calibrating:
         calibration_x = _put_host(np.asarray(calibration_x), replicated)
 
     batches = _batches(n, batch_size)
@@ -474,7 +476,7 @@ def evaluate(
             k = jnp.concatenate([k, jnp.repeat(k[-1:], chunk_size - (hi - lo), axis=0)], axis=0)
         k = _put_keys(k, sharded)
         prog = program(state, hardware, k)
-        if needs_calibration(hardware):
+        if calibrating:
             prog = calibrate(state, prog, hardware, k, calibration_x)
         chunk_logits = []
         for b, (start, size) in enumerate(batches):

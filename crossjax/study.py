@@ -187,7 +187,7 @@ class StudySpec:
             "train": self.train.to_dict(), "samples": self.samples,
             "eval_batch_size": self.eval_batch_size,
             "configs": [{"name": c.name, "samples": c.samples,
-                         "hardware": _jsonable(c.hardware.to_dict()),
+                         "hardware": jsonable(c.hardware.to_dict()),
                          **({"keys": c.keys} if c.keys is not None else {})} for c in self.configs],
             "finetune": None if self.finetune is None else {
                 "config": self.finetune.config, "train": self.finetune.train.to_dict()},
@@ -333,13 +333,20 @@ def is_stochastic(hw) -> bool:
     return bool(hw.program_is_stochastic or hw.read_is_stochastic)
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """``obj`` with NumPy/JAX arrays and scalars turned into lists and Python numbers, tuples into
+    lists and keys into strings: what ``json.dumps`` accepts (results files).
+
+    Example:
+      >>> jsonable({1: (np.int64(2), np.arange(2))})
+      {'1': [2, [0, 1]]}
+    """
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, (np.ndarray, jax.Array)):
-        return _jsonable(np.asarray(obj).tolist())
+        return jsonable(np.asarray(obj).tolist())
     if isinstance(obj, (np.integer,)):
         return int(obj)
     if isinstance(obj, (np.floating,)):
@@ -552,7 +559,8 @@ def read_results(path: str) -> dict:
     return results
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """Versions of crossjax and what it runs on (recorded in every results file's ``meta.versions``)."""
     import flax
     import optax
     import crossjax
@@ -646,7 +654,7 @@ def _load_results(spec, out, seed, fp, overwrite) -> dict:
         return results
     return {"digital": None, "configs": [], "finetune": None,
             "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model,
-                     "versions": _versions(), "seconds": 0.0,
+                     "versions": versions(), "seconds": 0.0,
                      "fingerprint": fp, "spec": spec.to_dict(),
                      "complete": False}}
 
@@ -712,7 +720,7 @@ def _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, results
         results["configs"].append({
             "name": case.name, "samples": int(samples), "accuracy": summarize(accs),
             "per_sample": accs.tolist(),
-            "hardware": _jsonable(case.hardware.to_dict()),
+            "hardware": jsonable(case.hardware.to_dict()),
             "cost": cost_lib.programmed_cost(model, case.hardware, x_test[:COST_EXAMPLES], keys[0]),
             "seconds": time.perf_counter() - t0})
         flush()

@@ -316,10 +316,10 @@ def test_rules_keep_first_and_last_digital_and_override_hardware():
     assert table == {"conv1": "digital (rule 0)", "conv2": "crossbar (rule 2)", "head": "digital (rule 1)"}
     assert type(analog.conv1) is nnx.Conv and type(analog.head) is nnx.Linear
     assert [p for p, _ in layers.crossbar_layers(analog)] == [("conv2",)]
-    assert analog.conv2._config().adc.bits == 4
+    assert analog.conv2.active_config().adc.bits == 4
     # the override follows whatever model-wide config the model runs on
     layers.set_mode(analog, "train", NOISY)
-    assert analog.conv2._config().adc.bits == 4 and analog.conv2._config().dac.bits == 6
+    assert analog.conv2.active_config().adc.bits == 4 and analog.conv2.active_config().dac.bits == 6
     state = layers.program_model(analog, NOISY, jax.random.key(0))  # per-layer config in programming
     layers.load_program(analog, state)
     layers.set_mode(analog, "hardware")
@@ -328,7 +328,7 @@ def test_rules_keep_first_and_last_digital_and_override_hardware():
     r = conversion.Rule("conv2", hardware=IDEAL)
     assert conversion.rules_from_data([r.to_dict()])[0] == r
     fixed = crossjax.convert(model, TILED, rules=[r])
-    assert fixed.conv2._config() == IDEAL and fixed.head._config() == TILED
+    assert fixed.conv2.active_config() == IDEAL and fixed.head.active_config() == TILED
 
 
 @pytest.mark.parametrize("rules, match", [

@@ -147,3 +147,17 @@ def test_set_layer_hardware_bad_input():
         layers.set_layer_hardware(model, [HardwareConfig()])
     with pytest.raises(ValueError):
         layers.set_layer_hardware(model, {"layers.0": {"adc.bits": 6}})
+
+
+def test_montecarlo_checks_every_layers_own_config():
+    model = _mlp()
+    x = np.random.default_rng(1).normal(size=(6, T)).astype(np.float32)
+    y = np.arange(6) % 5
+    keys = jax.random.split(jax.random.key(0), 2)
+    base = presets.get("rram").set({"array.rows": T, "array.cols": C, "adc.range": "max"})
+    layers.set_layer_hardware(model, {"layers.1": base.set({"adc.range": "calibrated"})})
+    assert [c.adc.range for c in layers.layer_configs(model, base)] == ["max", "calibrated"]
+    with pytest.raises(ValueError, match="calibration_x"):  # only the layer's own config calibrates
+        montecarlo.evaluate(model, base, keys, x, y, progress=False)
+    got = montecarlo.evaluate(model, base, keys, x, y, progress=False, calibration_x=x)
+    assert got["accuracy"].shape == (2,)

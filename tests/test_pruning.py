@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from crossjax import pruning as P
-from crossjax.pruning._layout import tile, untile
+from crossjax.tiling import tile, untile
 
 
 def _w(shape, seed=0, dtype=np.float64):

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from .ladder import RowLadders, port_response, row_ladders
 from .parasitics import Parasitics
+from .wires import reverse_cumsum
 
 SWEEP_BLOCK = 32  # rows between renormalizations (float32 stays within 1e-6 at 10 ohm wires, 1 mS cells)
 
@@ -166,10 +167,6 @@ def _up_pass(anchors, V, sink, reduce, acc):
     return acc, outs
 
 
-def _revcumsum(x, axis):
-    return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis), axis)
-
-
 def sweep_gradients(G, anchors, V, ybar):
     """Cotangents ``(dG, dp)`` of ``L = sum(ybar * (V @ G_eff))`` by the adjoint circuit.
 
@@ -190,7 +187,7 @@ def sweep_gradients(G, anchors, V, ybar):
 
     def reduce(acc, level, index):
         U, I, i_down, _ = level                    # (..., C, 2B): forward | adjoint
-        Tf, Ta = _revcumsum(I[..., :B], -2), _revcumsum(I[..., B:], -2)
+        Tf, Ta = reverse_cumsum(I[..., :B], -2), reverse_cumsum(I[..., B:], -2)
         col = jnp.sum(i_down[..., :B] * i_down[..., B:])
         acc = Parasitics(
             r_wire_row=acc.r_wire_row + jnp.sum(Tf * Ta),

@@ -29,13 +29,15 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def _revcumsum(x, axis):
+def reverse_cumsum(x, axis):
+    """``out[..., k, ...] = sum_(m >= k) x[..., m, ...]`` along ``axis`` (the current a wire segment
+    carries is the sum of the cell currents beyond it)."""
     return jnp.flip(jnp.cumsum(jnp.flip(x, axis), axis), axis)
 
 
 def row_segment_currents(I):
     """``T[..., i, k]``: current (A) in the row-wire segment just before cell ``(i, k)``."""
-    return _revcumsum(I, -1)
+    return reverse_cumsum(I, -1)
 
 
 def column_segment_currents(I):
@@ -52,7 +54,7 @@ def row_drop(I, p):
 def column_voltage(I, p):
     """``v_col[i, j]`` in volts for cell currents ``I`` (..., R, C)."""
     S = column_segment_currents(I)
-    return p.r_sink * S[..., -1:, :] + p.r_wire_col * _revcumsum(S, -2)
+    return p.r_sink * S[..., -1:, :] + p.r_wire_col * reverse_cumsum(S, -2)
 
 
 DENSE_KERNEL_MAX = 256  # rows/columns up to which P is applied by matrix products

@@ -48,7 +48,7 @@ from __future__ import annotations
 import numpy as np
 from flax import nnx
 
-from crossjax import cost, energy, layers, montecarlo, presets, pruning
+from crossjax import cost, energy, layers, montecarlo, presets, pruning, tiling
 from crossjax.paper_studies import tasks
 from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
 
@@ -71,22 +71,17 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
                 sparsity=0.75, samples=32)
 
 
+def _real_columns(N, cols=COLS):
+    """``(Nt, C)`` bool: the columns of a column-tile row that hold an output (not padding)."""
+    return tiling.valid_tiles(1, N, 1, cols)[0, :, 0, :]
+
+
 def column_balance(W, rows=ROWS, cols=COLS) -> float:
     """Mean over tiles of the (population) variance of the non-zero counts of the tile's real columns."""
-    W = np.asarray(W)
-    K, N = W.shape
-    Kt, Nt = -(-K // rows), -(-N // cols)
-    nz = np.zeros((Kt * rows, Nt * cols))
-    nz[:K, :N] = W != 0
-    counts = nz.reshape(Kt, rows, Nt, cols).sum(1)                  # (Kt, Nt, C)
-    real = np.zeros(Nt * cols, bool)
-    real[:N] = True
-    real = real.reshape(Nt, cols)
-    out = []
-    for b in range(Nt):   # at most a few column blocks; vectorised over row tiles
-        c = counts[:, b, real[b]]
-        out.append(c.var(axis=-1))
-    return float(np.mean(np.concatenate(out)))
+    counts = tiling.column_nonzeros(W, rows, cols)                  # (Kt, Nt, C)
+    real = _real_columns(np.shape(W)[1], cols)
+    # column blocks with padding have fewer real columns: one variance per (row tile, column block)
+    return float(np.mean(np.concatenate([counts[:, b, real[b]].var(axis=-1) for b in range(real.shape[0])])))
 
 
 def tile_levels(model) -> list[int]:
@@ -101,22 +96,12 @@ def tile_levels(model) -> list[int]:
 
 def _column_counts(W):
     """Non-zero counts of the real columns of every tile (flat)."""
-    W = np.asarray(W)
-    K, N = W.shape
-    Kt, Nt = -(-K // ROWS), -(-N // COLS)
-    nz = np.zeros((Kt * ROWS, Nt * COLS))
-    nz[:K, :N] = W != 0
-    real = np.zeros(Nt * COLS, bool)
-    real[:N] = True
-    return nz.reshape(Kt, ROWS, Nt * COLS).sum(1)[:, real].ravel()
+    counts = tiling.column_nonzeros(W, ROWS, COLS)
+    return counts[:, _real_columns(np.shape(W)[1])].ravel()
 
 
 def _max_column_nonzeros(W):
-    K, N = W.shape
-    Kt, Nt = -(-K // ROWS), -(-N // COLS)
-    nz = np.zeros((Kt * ROWS, Nt * COLS))
-    nz[:K, :N] = W != 0
-    return nz.reshape(Kt, ROWS, Nt, COLS).sum(1).max(-1)            # (Kt, Nt)
+    return tiling.column_nonzeros(W, ROWS, COLS).max(-1)             # (Kt, Nt)
 
 
 COST_EXAMPLES = 32  # test inputs the cost model averages over
@@ -279,7 +264,7 @@ def _summary(rs, makers, adc_j) -> dict:
 
 
 def _acc(rs, v, c):
-    rec = rs._cells.get(f"{v}@{c}")
+    rec = rs.record(v, c)
     if rec is None:
         return "-"
     a = rec["accuracy"]
@@ -329,7 +314,7 @@ def _plot(rs, variants, n_test):
     points = [(v, "own_bits", rs.results["variants"][v]["cost"]) for v in variants]
     points.append(("dense", f"adc{B0}", rs.results["variants"]["dense"]["cost_b0"]))
     for v, c, k in points:
-        rec = rs._cells[f"{v}@{c}"]
+        rec = rs.record(v, c)
         ax.errorbar(1e9 * k["energy_breakdown_J"]["adc"], 100 * rec["accuracy"]["mean"],
                     yerr=100 * error_bar(rec, n_test), marker="o", capsize=3, ls="none", label=f"{v}, {c}")
     ax.set_xlabel("ADC energy per inference (nJ)")

@@ -210,7 +210,7 @@ class StudyRun:
         if self.results is None:
             self.results = {"digital": None, "configs": [], "variants": {},
                             "meta": {"study": study, "seed": seed, "dataset": dataset,
-                                     "model": model, "versions": study_lib._versions(),
+                                     "model": model, "versions": study_lib.versions(),
                                      "seconds": 0.0, "fingerprint": fp, "args": args,
                                      "complete": False}}
         self._previous = float(self.results["meta"].get("seconds", 0.0))
@@ -226,7 +226,7 @@ class StudyRun:
     def save(self) -> None:
         meta = self.results["meta"]
         meta["seconds"] = self._previous + time.perf_counter() - self.t0
-        ckpt.atomic_write_text(self.path, json.dumps(study_lib._jsonable(self.results),
+        ckpt.atomic_write_text(self.path, json.dumps(study_lib.jsonable(self.results),
                                                      indent=1) + "\n")
 
     def model(self, variant: str, build, make):
@@ -277,7 +277,7 @@ class StudyRun:
         rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
                "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
                "seconds": time.perf_counter() - t,
-               "hardware": study_lib._jsonable(hardware.to_dict())}
+               "hardware": study_lib.jsonable(hardware.to_dict())}
         if layer_bits is not None:
             rec["layer_adc_bits"] = layer_bits()
         self.results["configs"].append(rec)
@@ -286,7 +286,13 @@ class StudyRun:
         self.save()
         return rec
 
+    def record(self, variant: str, config: str) -> dict | None:
+        """The record of cell ``variant@config`` (``configs[]`` of the results), ``None`` before
+        it is evaluated."""
+        return self._cells.get(f"{variant}@{config}")
+
     def mean(self, variant: str, config: str) -> float:
+        """Mean accuracy of an evaluated cell."""
         return self._cells[f"{variant}@{config}"]["accuracy"]["mean"]
 
     def finish(self, report_md: str) -> dict:

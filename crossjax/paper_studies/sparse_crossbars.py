@@ -216,7 +216,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         ideal = rs.mean(v, "ideal")
         summary[v] = {"ideal": ideal}
         for c in cfg_names[1:]:
-            a = rs._cells[f"{v}@{c}"]["accuracy"]
+            a = rs.record(v, c)["accuracy"]
             summary[v][c] = {"accuracy": a["mean"], "se": a["se"], "loss": ideal - a["mean"]}
     rs.results["summary"] = summary
     rs.results["finding"] = finding = _finding(summary, best, cfg_names[1:])
@@ -303,7 +303,7 @@ def _plot(rs, variants, configs):
         ax.set_xlabel("wire resistance per segment (Ohm)")
         ax.set_ylabel("accuracy loss vs ideal (points)")
         cell = "linear cells" if kind == "wires" else "nonlinear 1T1R cells"
-        n = rs._cells[f"dense@{cs[0]}"]["samples"]
+        n = rs.record("dense", cs[0])["samples"]
         ax.set_title(f"{cell} ({n} sample{'s' if n > 1 else ''}; bars: 2 standard errors)", fontsize=9)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.suptitle(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: IR-drop loss vs wire "

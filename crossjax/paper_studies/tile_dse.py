@@ -158,7 +158,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                    info["adc_energy_J"] * 1e12, info["energy_J"] * 1e9, info["latency_s"] * 1e6,
                    info["area_mm2"], ideal]
             for c in names[1:]:
-                a = rs._cells[f"{cell}@{c}"]["accuracy"]
+                a = rs.record(cell, c)["accuracy"]
                 row += [a["mean"], a["std"], ideal - a["mean"]]
             rows.append(row)
     header = ["T", "variant", "mapping", "sparsity", "crossbars", "ADC conversions", "ADC energy (pJ)",
@@ -244,7 +244,7 @@ def _plot(rs, tiles, configs):
     fig, axes = plt.subplots(1, len(configs) + 1, figsize=(4 * (len(configs) + 1), 3.8))
     for ax, c in zip(axes, configs):
         for v, mapping in CELLS:
-            recs = [rs._cells[f"{v}/{mapping}/T{t}@{c}"] for t in tiles]
+            recs = [rs.record(f"{v}/{mapping}/T{t}", c) for t in tiles]
             ax.errorbar(tiles, [100 * r["accuracy"]["mean"] for r in recs],
                         yerr=[100 * error_bar(r) for r in recs], marker="o", capsize=3,
                         label=f"{v}, {mapping} mapping")

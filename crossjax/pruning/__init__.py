@@ -5,7 +5,7 @@ pruning, group lasso), :mod:`.dub` (D.U.B. regularizer and projection),
 :mod:`.masks` (fixed masks in training), :mod:`.report` (crossbar counts, dense
 vs sparse mapping), :mod:`.model` (Flax NNX model wrappers).
 """
-from crossjax.pruning._layout import flatten_kernel, unflatten_kernel
+from crossjax.tiling import flatten_kernel, unflatten_kernel
 from crossjax.pruning.dub import (dub_levels, dub_project, dub_regularizer, dub_tile_levels,
                                   hoyer_square)
 from crossjax.pruning.masks import apply_masks, masked_updates

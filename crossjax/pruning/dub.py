@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from crossjax.pruning._layout import check_matrix, check_tile_size, tile, untile, valid_tiles
+from crossjax.tiling import check_matrix, check_tile_size, tile, untile, valid_tiles
 
 __all__ = ["hoyer_square", "dub_regularizer", "dub_levels", "dub_tile_levels", "dub_project"]
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from crossjax.pruning._layout import flatten_kernel, unflatten_kernel
+from crossjax.tiling import flatten_kernel, unflatten_kernel
 from crossjax.pruning.dub import dub_project, dub_regularizer
 from crossjax.pruning.masks import apply_masks
 from crossjax.pruning.report import crossbar_report

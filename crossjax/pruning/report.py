@@ -20,7 +20,7 @@ from flax import struct
 
 from crossjax import mapping
 from crossjax.mapping import Compaction, scatter_outputs
-from crossjax.pruning._layout import check_matrix, check_tile_size, grid, tile
+from crossjax.tiling import check_matrix, check_tile_size, grid, tile
 
 __all__ = ["CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs",
            "compacted_matmul"]

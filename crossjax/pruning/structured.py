@@ -34,8 +34,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from crossjax.pruning._layout import (check_fraction, check_matrix, check_tile_size, tile,
-                                      untile, valid_tiles)
+from crossjax import config_checks as chk
+from crossjax.tiling import check_matrix, check_tile_size, tile, untile, valid_tiles
 
 __all__ = ["magnitude_mask", "channel_scores", "channel_mask", "input_channel_mask",
            "crossbar_column_mask", "crossbar_row_mask", "tile_mask", "group_lasso"]
@@ -57,7 +57,7 @@ def magnitude_mask(W, sparsity):
 
     Works on any weight shape (dense matrices, conv kernels).
     """
-    check_fraction(sparsity, "sparsity")
+    chk.fraction("sparsity", sparsity)
     W = jnp.asarray(W)
     keep = _keep_all_but_lowest(jnp.abs(W).ravel(), _n_prune(sparsity, W.size))
     return keep.reshape(W.shape)
@@ -76,7 +76,7 @@ def channel_mask(W, sparsity):
     of ``W``'s shape; the per-channel keep vector is ``mask.reshape(-1, N).any(0)``
     (or use :func:`input_channel_mask` to prune the next layer's matching inputs).
     """
-    check_fraction(sparsity, "sparsity")
+    chk.fraction("sparsity", sparsity)
     W = jnp.asarray(W)
     if W.ndim not in (2, 4):
         raise ValueError(f"W must be (K, N) or (kh, kw, Cin, Cout), got shape {W.shape}")
@@ -111,7 +111,7 @@ def input_channel_mask(channel_keep, W_next):
 def _tile_group_mask(W, rows, cols, sparsity, axes):
     check_matrix(W)
     check_tile_size(rows, cols)
-    check_fraction(sparsity, "sparsity")
+    chk.fraction("sparsity", sparsity)
     W = jnp.asarray(W)
     K, N = W.shape
     valid_np = np.asarray(valid_tiles(K, N, rows, cols))
