@@ -364,6 +364,7 @@ def _add_data_arguments(p: argparse.ArgumentParser) -> None:
 
 def _run_data(args: argparse.Namespace) -> int:
     import numpy as np
+
     from crossjax import data
     t0 = time.perf_counter()
     paths = data.prepare(args.name, args.source, args.data_dir, verify=not args.no_verify)

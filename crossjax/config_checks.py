@@ -14,8 +14,8 @@ config, JAX arrays included, on entry (``HardwareConfig.check()``).
 """
 from __future__ import annotations
 
-import numpy as np
 import jax
+import numpy as np
 
 
 def concrete(value, include_jax: bool = True) -> np.ndarray | None:

@@ -83,7 +83,7 @@ import numpy as np
 from flax import nnx
 
 from crossjax import layers, readout
-from crossjax.layers import HardwareVariable, CrossbarLayer
+from crossjax.layers import CrossbarLayer, HardwareVariable
 
 __all__ = ["Rule", "convert", "conversion_table", "rules_from_data", "SUPPORTED",
            "AnalogLinear", "AnalogLinearGeneral", "AnalogEinsum", "AnalogConv"]

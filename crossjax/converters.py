@@ -239,7 +239,7 @@ def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
     if bits is None or isinstance(bits, jax.core.Tracer):
         return
     kind = getattr(bits, "dtype", None)
-    if isinstance(bits, (bool, np.bool_, str, bytes)) or (kind is not None and (kind == bool or kind.kind in "USO")):
+    if isinstance(bits, (bool, np.bool_, str, bytes)) or (kind is not None and (kind == np.bool_ or kind.kind in "USO")):
         raise ValueError(f"{name} must be an integer (or an integer array, or None for no ADC), got "
                          f"{bits!r} of type {type(bits).__name__}; write e.g. {name.split('.')[-1]} = 8.")
     if kind is not None and hasattr(bits, "shape") and not isinstance(bits, (np.generic, np.ndarray, jax.Array)):

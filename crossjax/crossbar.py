@@ -40,8 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from crossjax import config_checks as chk
 from crossjax import backend, converters, devices, mapping, readout, tiling
+from crossjax import config_checks as chk
 from crossjax.hardware import HardwareConfig
 from crossjax.readout import ReadoutPlan
 

@@ -51,7 +51,6 @@ concrete inputs.
 from __future__ import annotations
 
 import contextlib
-
 import math
 from collections.abc import Sequence
 from typing import Any

@@ -65,7 +65,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.extend import core as jex_core
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from crossjax import backend, layers
 from crossjax.distributed import is_writer  # noqa: F401  (public here too: montecarlo.is_writer)

@@ -48,8 +48,8 @@ import numpy as np
 
 from crossjax import checkpoint as ckpt
 from crossjax import config_checks as chk
-from crossjax import data as data_lib
 from crossjax import cost as cost_lib
+from crossjax import data as data_lib
 from crossjax import training
 
 RESULTS = "results.json"
@@ -502,6 +502,7 @@ def config_keys(seed: int, name: str, samples: int) -> jax.Array:
 def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: int, seed: int):
     """The study's model with ``nnx.Rngs(params=seed, hardware=seed + 1)``."""
     from flax import nnx
+
     from crossjax import models
 
     rngs = nnx.Rngs(params=seed, hardware=seed + 1)
@@ -563,6 +564,7 @@ def versions() -> dict[str, str]:
     """Versions of crossjax and what it runs on (recorded in every results file's ``meta.versions``)."""
     import flax
     import optax
+
     import crossjax
     return {"crossjax": crossjax.__version__, "jax": jax.__version__,
             "flax": flax.__version__, "optax": optax.__version__,
@@ -663,6 +665,7 @@ def _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, results
     """The study proper. ``writer``: this process trains, writes checkpoints and
     files (process 0); the others receive the trained variables and write nothing."""
     from flax import nnx
+
     from crossjax import distributed, montecarlo
 
     fp = results["meta"]["fingerprint"]

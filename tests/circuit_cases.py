@@ -21,8 +21,8 @@ jax.config.update("jax_enable_x64", True)
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-
 from circuit_reference import mna_currents  # noqa: E402
+
 from crossjax.circuit import Parasitics, effective_conductance, node_voltages, solve  # noqa: E402
 
 

@@ -13,12 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from crossjax.circuit import (Parasitics, effective_conductance, node_voltages, solve,
-                              to_spice)
-from crossjax.circuit.spice import ngspice_available, run_ngspice
-
 from circuit_reference import FIELDS, mna_currents  # noqa: E402  (tests/ is on sys.path)
+
+from crossjax.circuit import Parasitics, effective_conductance, node_voltages, solve, to_spice
+from crossjax.circuit.spice import ngspice_available, run_ngspice
 
 try:  # OpenBLAS threads spin badly on a shared 2-core machine; one thread per process is faster.
     from threadpoolctl import threadpool_limits

@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from circuit_reference import mna_currents
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from circuit_reference import mna_currents
 from crossjax import checked
 from crossjax.circuit import Parasitics, effective_conductance, node_voltages, solve, sweep_interval, to_spice
 

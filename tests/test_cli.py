@@ -15,10 +15,10 @@ def test_unknown_preset_lists_every_preset(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- help, errors, output
 import argparse  # noqa: E402
-import pytest  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 
+import pytest  # noqa: E402
 import results_schema  # noqa: E402  (tests/ is on sys.path)
 
 

@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from circuit_reference import mna_driver_power
 from flax import nnx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuit_reference import mna_driver_power
 from crossjax import cost, crossbar, energy, layers, models
 from crossjax.circuit import Cell, Parasitics
 from crossjax.hardware import HardwareConfig

@@ -179,7 +179,7 @@ def test_drift_compensation_trains_and_reads_in_float32():
 
 @pytest.mark.slow  # ~12 s on 2 cores
 def test_a_time_sweep_reads_one_chip_and_the_report_plots_it(tmp_path):
-    from crossjax import study, training
+    from crossjax import study
 
     toml = tmp_path / "drift.toml"
     toml.write_text("""

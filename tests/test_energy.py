@@ -65,7 +65,8 @@ def test_column_bits_and_energy_match_numpy(per):
     np.testing.assert_allclose(E.adc_energy_improvement(jnp.asarray(W), R, C, nv, per=per),
                                e_dense / e_ref, rtol=1e-12)
     assert int(E.layer_conversions(jnp.asarray(W), R, C, nv)) == nv * 4 * 13
-    Wp = np.zeros((64, 16)); Wp[:50, :13] = W
+    Wp = np.zeros((64, 16))
+    Wp[:50, :13] = W
     n_nonempty = sum((Wp[a * 16:(a + 1) * 16, j] != 0).any() for a in range(4) for j in range(13))
     assert int(E.layer_conversions(jnp.asarray(W), R, C, nv, 2, skip_empty_columns=True)) == 2 * nv * n_nonempty
 

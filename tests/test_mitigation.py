@@ -23,7 +23,10 @@ def _nodal_geff(G, r_row, r_col, r_src, r_snk):
     col = lambda i, j: R * C + i * C + j
 
     def link(a, b, g):
-        A[a, a] += g; A[b, b] += g; A[a, b] -= g; A[b, a] -= g
+        A[a, a] += g
+        A[b, b] += g
+        A[a, b] -= g
+        A[b, a] -= g
 
     B = np.zeros((n, R))
     for i in range(R):

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from circuit_reference import nonlinear_mna_currents
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuit_reference import nonlinear_mna_currents
 from crossjax.circuit import Cell, Parasitics, node_voltages, solve, solve_nonlinear, to_spice
 from crossjax.circuit.spice import ngspice_available, run_ngspice
 

@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 import pytest
-
 import results_schema  # tests/ is on sys.path
+
 from crossjax import paper_studies
 from crossjax.paper_studies import dub_adc, sparse_crossbars
 

@@ -30,7 +30,7 @@ def test_tile_layout_matches_slicing():
     T = np.asarray(tile(jnp.asarray(W), 4, 3))
     np.testing.assert_array_equal(T, _np_tiles(W, 4, 3))
     np.testing.assert_array_equal(np.asarray(untile(jnp.asarray(T), 13, 10)), W)
-    from crossjax import mapping                      # the binding layout of the kernels
+    from crossjax import mapping  # the binding layout of the kernels
     np.testing.assert_array_equal(np.asarray(mapping.tile_weights(jnp.asarray(W), 4, 3)), T)
 
 

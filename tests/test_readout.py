@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from circuit_reference import nonlinear_mna_currents
 from flax import nnx
 
-from circuit_reference import nonlinear_mna_currents
 from crossjax import converters, crossbar, layers, models, montecarlo, readout
 from crossjax.circuit import Cell, Parasitics
 from crossjax.hardware import HardwareConfig
@@ -288,7 +288,8 @@ def test_training_gradients_through_nonlinear_cells_match_central_differences():
 # ----------------------------------------------------------------------------- through the stack
 @pytest.mark.slow
 def test_layers_program_monte_carlo_and_finetune_with_nonlinear_cells():
-    from crossjax import data as data_lib, training
+    from crossjax import data as data_lib
+    from crossjax import training
 
     cfg = HardwareConfig().set({"array.rows": 16, "array.cols": 16, "array.cell": SINH_1T1R,
                                 "array.parasitics": WIRES, "device.write_noise.sigma": 0.02, "adc.bits": 8})

@@ -3,10 +3,10 @@ import json
 
 import numpy as np
 import pytest
+import results_schema  # tests/ is on sys.path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import results_schema  # tests/ is on sys.path
 from crossjax import cli, hardware, study, training
 from crossjax.circuit.parasitics import Parasitics
 from crossjax.devices import WriteNoise

@@ -10,8 +10,7 @@ from .cell import IV_FORMS, RRAM_1T1R, Cell
 from .interconnect import copper_resistivity, wire_segment_resistance
 from .nonlinear import NonlinearSolution, NotConverged
 from .parasitics import Parasitics
-from .solver import (METHODS, choose_method, effective_conductance, node_voltages, solve, solve_nonlinear,
-                     sweep_interval)
+from .solver import METHODS, choose_method, effective_conductance, node_voltages, solve, solve_nonlinear, sweep_interval
 from .spice import run_ngspice, to_spice
 
 
@@ -23,6 +22,6 @@ def plot_ir_drop(G, V, parasitics, ax=None, *, quantity="drop"):
     return _plot(G, V, parasitics, ax=ax, quantity=quantity)
 
 
-__all__ = ["Parasitics", "Cell", "IV_FORMS", "RRAM_1T1R", "solve", "solve_nonlinear", "NonlinearSolution", "NotConverged", "effective_conductance", "node_voltages", "to_spice",
-           "run_ngspice", "plot_ir_drop", "METHODS", "choose_method", "sweep_interval", "copper_resistivity",
-           "wire_segment_resistance"]
+__all__ = ["Parasitics", "Cell", "IV_FORMS", "RRAM_1T1R", "solve", "solve_nonlinear", "NonlinearSolution",
+           "NotConverged", "effective_conductance", "node_voltages", "to_spice", "run_ngspice", "plot_ir_drop",
+           "METHODS", "choose_method", "sweep_interval", "copper_resistivity", "wire_segment_resistance"]

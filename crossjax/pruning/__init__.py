@@ -5,18 +5,38 @@ pruning, group lasso), :mod:`.dub` (D.U.B. regularizer and projection),
 :mod:`.masks` (fixed masks in training), :mod:`.report` (crossbar counts, dense
 vs sparse mapping), :mod:`.model` (Flax NNX model wrappers).
 """
-from crossjax.tiling import flatten_kernel, unflatten_kernel
-from crossjax.pruning.dub import (dub_levels, dub_project, dub_regularizer, dub_tile_levels,
-                                  hoyer_square)
+from crossjax.pruning.dub import dub_levels, dub_project, dub_regularizer, dub_tile_levels, hoyer_square
 from crossjax.pruning.masks import apply_masks, masked_updates
-from crossjax.pruning.model import (METHODS, apply_model_masks, crossbar_kernels, crossbar_layer_paths,
-                                    model_dub_regularizer, model_group_lasso, model_report,
-                                    prune_channels, prune_model)
-from crossjax.pruning.report import (Compaction, CrossbarReport, compact_columns,
-                                     compacted_matmul, crossbar_report, scatter_outputs)
-from crossjax.pruning.structured import (channel_mask, channel_scores, crossbar_column_mask,
-                                         crossbar_row_mask, group_lasso, input_channel_mask,
-                                         magnitude_mask, tile_mask)
+from crossjax.pruning.model import (
+    METHODS,
+    apply_model_masks,
+    crossbar_kernels,
+    crossbar_layer_paths,
+    model_dub_regularizer,
+    model_group_lasso,
+    model_report,
+    prune_channels,
+    prune_model,
+)
+from crossjax.pruning.report import (
+    Compaction,
+    CrossbarReport,
+    compact_columns,
+    compacted_matmul,
+    crossbar_report,
+    scatter_outputs,
+)
+from crossjax.pruning.structured import (
+    channel_mask,
+    channel_scores,
+    crossbar_column_mask,
+    crossbar_row_mask,
+    group_lasso,
+    input_channel_mask,
+    magnitude_mask,
+    tile_mask,
+)
+from crossjax.tiling import flatten_kernel, unflatten_kernel
 
 __all__ = [
     "flatten_kernel", "unflatten_kernel",

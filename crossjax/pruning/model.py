@@ -14,12 +14,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from crossjax.tiling import flatten_kernel, unflatten_kernel
 from crossjax.pruning.dub import dub_project, dub_regularizer
 from crossjax.pruning.masks import apply_masks
 from crossjax.pruning.report import crossbar_report
-from crossjax.pruning.structured import (channel_mask, crossbar_column_mask, crossbar_row_mask,
-                                         group_lasso, input_channel_mask, magnitude_mask, tile_mask)
+from crossjax.pruning.structured import (
+    channel_mask,
+    crossbar_column_mask,
+    crossbar_row_mask,
+    group_lasso,
+    input_channel_mask,
+    magnitude_mask,
+    tile_mask,
+)
+from crossjax.tiling import flatten_kernel, unflatten_kernel
 
 __all__ = ["crossbar_layer_paths", "crossbar_kernels", "prune_model", "prune_channels", "apply_model_masks", "model_report",
            "model_group_lasso", "model_dub_regularizer", "METHODS"]
