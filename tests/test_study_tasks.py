@@ -114,6 +114,6 @@ def test_sparse_crossbars_on_mocked_cifar10(tmp_path):
     names = {c["name"] for c in res["configs"]}
     best = res["most_compressed"]
     for v in ("dense", "cf", "xcs", "xrs", f"{best}+rearranged", f"{best}+wct", f"{best}+ft"):
-        assert {f"{v}@ideal", f"{v}@ir_drop_r10"} <= names
+        assert {f"{v}@ideal", f"{v}@wires_x1", f"{v}@wires_x16"} <= names
     assert res["variants"][f"{best}+rearranged"]["max_logit_change"] < 1e-3
     assert res["variants"]["cf"]["crossbars"]["sparsity"] > 0.3
