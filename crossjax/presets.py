@@ -7,6 +7,7 @@ one place so studies can state it.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 from crossjax.circuit.parasitics import Parasitics
@@ -178,6 +179,18 @@ _PRESETS: dict[str, Callable[[], HardwareConfig]] = {
 def names() -> list[str]:
     """Names accepted by :func:`get`."""
     return sorted(_PRESETS)
+
+
+def describe(name: str) -> str:
+    """What preset ``name`` models and where its values come from (its factory's docstring).
+
+    Example:
+      >>> describe("sparse_dnn_date22").splitlines()[0]
+      'Seed study 1: sparse DNNs on non-ideal crossbars (Bhattacharjee, Bhatnagar, Panda,'
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {names()}.")
+    return inspect.cleandoc(_PRESETS[name].__doc__ or "")
 
 
 def get(name: str) -> HardwareConfig:

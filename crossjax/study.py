@@ -208,7 +208,13 @@ def register_preset(name: str, factory: Callable[[], StudySpec]) -> None:
     _PRESETS[name] = factory
 
 
+def unregister_preset(name: str) -> None:
+    """Remove a study preset added with :func:`register_preset` (no error if it is absent)."""
+    _PRESETS.pop(name, None)
+
+
 def preset_names() -> tuple[str, ...]:
+    """Names accepted by :func:`get_preset` and ``crossjax study --preset``."""
     return tuple(_PRESETS)
 
 

@@ -241,7 +241,7 @@ def test_quick_means_the_laptop_scale_run_for_the_default_preset_too():
         with pytest.raises(ValueError, match="--quick: study preset 'tmp_no_quick_variant' has no quick variant"):
             cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--preset", name, "--quick"]))
     finally:
-        study._PRESETS.pop(name, None)
+        study.unregister_preset(name)
 
 
 def test_model_flag_picks_the_vit_and_paper_presets_refuse_it(capsys):

@@ -164,7 +164,7 @@ def test_presets_and_serialization():
         again = HardwareConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
         assert jax.tree_util.tree_structure(again) == jax.tree_util.tree_structure(cfg)
         np.testing.assert_allclose(jax.tree_util.tree_leaves(again), jax.tree_util.tree_leaves(cfg))
-        assert len(presets._PRESETS[name].__doc__) > 40  # each preset documents its source/assumption
+        assert len(presets.describe(name)) > 40  # each preset documents its source/assumption
     with pytest.raises(ValueError, match="unknown preset"):
         presets.get("nope")
     rng = np.random.default_rng(6)

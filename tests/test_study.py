@@ -211,10 +211,7 @@ config = "noisy_adc"
 train = { steps = 9 }
 """)
     args = ["study", "--out", str(tmp_path / "o"), "--config", str(toml), "--samples", "6"]
-    import argparse
-    parser = argparse.ArgumentParser()
-    cli._add_study_arguments(parser)
-    ns = parser.parse_args(args[1:])
+    ns = cli.build_parser().parse_args(args)
     spec = cli.study_spec_from_args(ns)
     assert spec.samples == 6 and spec.hidden == (32,) and spec.train.steps == 77
     assert [c.name for c in spec.configs] == ["ideal", "noisy_adc"]
