@@ -77,8 +77,8 @@ def test_sparse_columns_are_exact_at_k_fewer_bits_per_tile(k):
     np.testing.assert_allclose(np.asarray(y32), ref, rtol=0, atol=1e-5 * np.max(np.abs(ref)))
 
 
-@settings(max_examples=15, deadline=None)
-@given(k=st.integers(0, 3), n=st.integers(1, 10), seed=st.integers(0, 2**31 - 1))
+@settings(max_examples=12, deadline=None)
+@given(k=st.integers(0, 3), n=st.sampled_from([1, 5, 8]), seed=st.integers(0, 2**31 - 1))  # few shapes: few compiles
 def test_property_granular_adc_is_lossless_within_its_bound(k, n, seed):
     rng = np.random.default_rng(seed)
     W = _sparse(rng, T, n, T >> k)
@@ -129,14 +129,13 @@ def test_set_layer_hardware_gives_layers_their_own_per_tile_bits():
     # the model-wide config has 2-bit ADCs; each layer's own config wins
     got = montecarlo.evaluate(own, _datapath(**{"adc.bits": 2}), keys, x, y, return_logits=True, progress=False)
     np.testing.assert_allclose(got["logits"], ref["logits"], rtol=0, atol=1e-5)  # float32 model
-    layers.set_mode(own, "train", _datapath(**{"adc.bits": 2}))
-    layers.set_mode(model, "train", ref_hw)
-    np.testing.assert_allclose(own(x), model(x), rtol=0, atol=1e-5)
     assert "MLP" in repr(own)  # array bits in a layer's config do not break the model's repr
-    # dropping the own configs brings the model-wide 2-bit ADC back
-    layers.set_layer_hardware(own, {n: None for n in names})
+    # in a model's own forward too; dropping the own configs brings the model-wide 2-bit ADC back
     layers.set_mode(own, "train", _datapath(**{"adc.bits": 2}))
-    assert np.max(np.abs(np.asarray(own(x) - model(x)))) > 1e-3
+    with_own = np.asarray(own(x))
+    layers.set_layer_hardware(own, {n: None for n in names})
+    np.testing.assert_allclose(with_own, got["logits"][0], rtol=0, atol=1e-5)
+    assert np.max(np.abs(np.asarray(own(x)) - with_own)) > 1e-3
 
 
 def test_set_layer_hardware_bad_input():

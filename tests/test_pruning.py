@@ -281,6 +281,7 @@ def test_model_wrappers(method):
         assert cols.sum() == rep["layers"]["conv/kernel"]["columns_nonempty"]
 
 
+@pytest.mark.slow  # 12 s of compiles; the per-matrix regularizer gradients stay in the default run
 def test_model_regularizers_grad():
     model = _Net(nnx.Rngs(1))
     st = nnx.state(model, nnx.Param)

@@ -39,6 +39,7 @@ def _check_schema(res, names):
     assert {"seed", "dataset", "model", "versions", "seconds"} <= set(res["meta"])
 
 
+@pytest.mark.slow  # 30 s: the default run keeps the resume checks of test_study_reliability
 def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
     spec = _tiny_spec(finetune=study.FinetuneSpec("wires", training.TrainConfig(
         steps=3, batch_size=32, learning_rate=1e-3)))
