@@ -255,7 +255,7 @@ def _initial_adc_range(g_eff, config):
     shape = g_eff.shape[:-2] + g_eff.shape[-1:]
     if adc.range == "fixed":
         return jnp.full((config.mapping.read_arrays,) + shape[1:], adc.i_max, g_eff.dtype)
-    if adc.range == "granular":  # recomputed at every read from the read-time bits (_full_scale)
+    if adc.range == "granular":  # what _apply recomputes at every read from the read's bits
         fs = 2.0 ** (converters.tile_column_bits(adc.bits, shape[1:]).astype(g_eff.dtype) - 1) * granular_step(config)
         return jnp.broadcast_to(fs, (config.mapping.read_arrays,) + shape[1:]).astype(g_eff.dtype)
     # "max" (and the default of "calibrated" until calibrate_adc is called):
@@ -725,6 +725,9 @@ def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, per
     _check_inputs(x, state, config, key)
     if config.adc.bits is None:
         raise ValueError("calibrate_adc needs config.adc.bits (no ADC configured).")
+    if config.adc.range == "granular":  # its full scale is a law of the bits: a calibration would be ignored
+        raise ValueError("calibrate_adc: adc.range='granular' fixes the full scale at 2**(bits-1) unit currents; "
+                         "use adc.range='calibrated' to set it from data.")
     if key is None:
         key = jax.random.key(0)
     q = config.adc.percentile if percentile is None else percentile

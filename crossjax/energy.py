@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from crossjax.tiling import check_matrix, check_tile_size, flatten_kernel, grid, tile
+from crossjax.tiling import check_matrix, check_tile_size, flatten_kernel, grid, real_columns, tile
 
 __all__ = ["ADCEnergyModel", "LAWS", "conversion_energy", "dense_column_bits", "bits_reduction",
            "column_bits", "layer_conversions", "layer_adc_energy", "adc_energy_improvement",
@@ -111,18 +111,15 @@ def column_bits(W, rows, cols, per="tile"):
         return jnp.full((Kt, Nt, cols), b0, jnp.int32)
     k = bits_reduction(jnp.sum(tile(W != 0, rows, cols), axis=2), rows)   # (Kt, Nt, C)
     if per == "tile":
-        real = np.zeros(Nt * cols, bool)
-        real[:N] = True
-        real = real.reshape(Nt, cols)
+        real = real_columns(N, cols)
         k = jnp.broadcast_to(jnp.min(jnp.where(real, k, 10 ** 6), axis=-1, keepdims=True), k.shape)
     return (b0 - k).astype(jnp.int32)
 
 
 def _real_columns(K, N, rows, cols):
-    Kt, Nt = grid(K, N, rows, cols)
-    real = np.zeros((Kt, Nt * cols), bool)
-    real[:, :N] = True
-    return real.reshape(Kt, Nt, cols)
+    """``(Kt, Nt, C)``: :func:`crossjax.tiling.real_columns` for every row tile."""
+    Kt, _ = grid(K, N, rows, cols)
+    return np.broadcast_to(real_columns(N, cols), (Kt,) + real_columns(N, cols).shape)
 
 
 def layer_conversions(W, rows, cols, n_vectors=1, conversions_per_column=1, skip_empty_columns=False):

@@ -23,8 +23,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["grid", "tile", "untile", "tile_inputs", "valid_tiles", "column_nonzeros", "flatten_kernel",
-           "unflatten_kernel", "check_tile_size", "check_matrix"]
+__all__ = ["grid", "tile", "untile", "tile_inputs", "valid_tiles", "real_columns", "column_nonzeros",
+           "flatten_kernel", "unflatten_kernel", "check_tile_size", "check_matrix"]
 
 
 def check_tile_size(rows, cols) -> None:
@@ -113,6 +113,17 @@ def valid_tiles(K: int, N: int, rows: int, cols: int) -> np.ndarray:
     v = np.zeros((Kt * rows, Nt * cols), bool)
     v[:K, :N] = True
     return v.reshape(Kt, rows, Nt, cols).transpose(0, 2, 1, 3)
+
+
+def real_columns(N: int, cols: int) -> np.ndarray:
+    """NumPy bool ``(Nt, C)``: which crossbar columns of a column-tile row hold an output (the
+    rest are padding of the last column tile).
+
+    Example:
+      >>> real_columns(3, 2).tolist()
+      [[True, True], [True, False]]
+    """
+    return valid_tiles(1, N, 1, cols)[0, :, 0, :]
 
 
 def column_nonzeros(W, rows: int, cols: int) -> np.ndarray:

@@ -160,3 +160,11 @@ def test_montecarlo_checks_every_layers_own_config():
         montecarlo.evaluate(model, base, keys, x, y, progress=False)
     got = montecarlo.evaluate(model, base, keys, x, y, progress=False, calibration_x=x)
     assert got["accuracy"].shape == (2,)
+
+
+def test_calibrating_a_granular_adc_is_refused():
+    # its full scale is 2**(bits-1) unit currents at every read: a calibrated one would be ignored
+    cfg = _datapath()
+    W = jnp.ones((T, C))
+    with pytest.raises(ValueError, match="granular"):
+        crossbar.calibrate_adc(jnp.ones((2, T)), crossbar.program(W, cfg), cfg)

@@ -71,15 +71,10 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
                 sparsity=0.75, samples=32)
 
 
-def _real_columns(N, cols=COLS):
-    """``(Nt, C)`` bool: the columns of a column-tile row that hold an output (not padding)."""
-    return tiling.valid_tiles(1, N, 1, cols)[0, :, 0, :]
-
-
 def column_balance(W, rows=ROWS, cols=COLS) -> float:
     """Mean over tiles of the (population) variance of the non-zero counts of the tile's real columns."""
     counts = tiling.column_nonzeros(W, rows, cols)                  # (Kt, Nt, C)
-    real = _real_columns(np.shape(W)[1], cols)
+    real = tiling.real_columns(np.shape(W)[1], cols)
     # column blocks with padding have fewer real columns: one variance per (row tile, column block)
     return float(np.mean(np.concatenate([counts[:, b, real[b]].var(axis=-1) for b in range(real.shape[0])])))
 
@@ -97,7 +92,7 @@ def tile_levels(model) -> list[int]:
 def _column_counts(W):
     """Non-zero counts of the real columns of every tile (flat)."""
     counts = tiling.column_nonzeros(W, ROWS, COLS)
-    return counts[:, _real_columns(np.shape(W)[1])].ravel()
+    return counts[:, tiling.real_columns(np.shape(W)[1], COLS)].ravel()
 
 
 def _max_column_nonzeros(W):

@@ -41,8 +41,8 @@ where the data is prepared). Steps:
    with nonlinear 1T1R cells (``circuit.RRAM_1T1R``: sinh I-V, ``v0 = 0.25`` V,
    behind a 2 kOhm access transistor; the exact per-input Newton solve with the
    wires) at a few points of the sweep, with ``samples_1t1r`` samples (each read
-   is a Newton solve per input and tile: about 14 s per sample of the full digits
-   network on 2 CPU cores, against 0.05 s for the linear cells).
+   is a Newton solve per input and tile, far slower than a linear read: times in
+   ``benchmarks/README.md``).
 
 Summary per variant and config: accuracy, its standard error over the Monte Carlo
 samples, and the loss (ideal accuracy - accuracy; the ideal crossbar is exact, so
@@ -88,11 +88,6 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
                     samples=2, samples_1t1r=1, wires=(1, 16, 64), wires_1t1r=(64,), max_test=450)
     return dict(hidden=HIDDEN, tile=64, train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
                 samples_1t1r=8, wires=(1, 2, 4, 8, 16, 32, 64), wires_1t1r=(1, 8, 64), max_test=None)
-
-
-def wire_resistance(config: str) -> float | None:
-    """Ohms per segment of a sweep config (``wires_x4``, ``1t1r_x4``: 4 R_22), ``None`` for ``ideal``."""
-    return None if config == "ideal" else R_22 * int(config.rsplit("_x", 1)[1])
 
 
 def hardware_configs(tile: int = 64, wires=(1,), wires_1t1r=()) -> dict:
@@ -209,7 +204,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
 
     names = [*variants, *mit]
     rs.results["most_compressed"] = best
-    rs.results["wires"] = {c: wire_resistance(c) for c in cfg_names[1:]}
+    rs.results["wires"] = {c: float(hws[c].array.parasitics.r_wire_row) for c in cfg_names[1:]}
     rs.results["technology"] = {f"{n}nm": circuit.wire_segment_resistance(n * 1e-9) for n in NODES_NM}
     summary = {}
     for v in names:
