@@ -147,9 +147,42 @@ def test_strong_parasitics_inside_the_range_are_exact(dtype, rg):
     assert sweep_interval(jnp.asarray(G, dtype), p) < 32
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_wide_arrays_past_the_fused_cross_block_sums_are_exact(dtype):
+    # 150 columns (padded to 160: ten 16-column ladder blocks, past FUSED_CROSS_BLOCKS) take the
+    # product form of the cross-block sums; forward and the adjoint's upward pass (node voltages)
+    rng = np.random.default_rng(150)
+    G = rng.uniform(1e-5, 1e-4, (12, 150))
+    V = rng.uniform(0, 1, (3, 12))
+    p = Parasitics(2.0, 3.0, 20.0, 10.0)
+    ref = np.stack([mna_currents(G, v, p) for v in V])
+    out = np.asarray(solve(jnp.asarray(G, dtype), jnp.asarray(V, dtype), p, method="direct"), np.float64)
+    assert np.abs(out - ref).max() / np.abs(ref).max() <= TOL[dtype]
+    v_row, v_col = node_voltages(jnp.asarray(G, dtype), jnp.asarray(V[0], dtype), p)
+    cells = np.asarray(G * (np.asarray(v_row, np.float64) - np.asarray(v_col, np.float64))).sum(0)
+    assert np.abs(cells - ref[0]).max() / np.abs(ref[0]).max() <= TOL[dtype]
+
+
 def test_physical_arrays_keep_the_long_interval():
     G = jnp.full((64, 64), 1e-4, jnp.float32)
-    assert sweep_interval(G, Parasitics(10.0, 10.0, 1e3, 1e3)) == 32
+    assert sweep_interval(G, Parasitics(10.0, 10.0, 1e3, 1e3)) == 256   # kappa 1e-3: one LU per 256 rows
+
+
+@pytest.mark.parametrize("dtype,R,kappa,k", [("float32", 256, 1.4e-3, 256), ("float32", 128, 5.5e-3, 128),
+                                             ("float32", 100, 0.02, 64), ("float64", 256, 8e-3, 256),
+                                             ("float64", 128, 0.034, 128), ("float64", 64, 0.15, 64)])
+def test_long_blocks_are_exact_at_the_edge_of_their_range(dtype, R, kappa, k):
+    # just inside the stiffness where the error model still allows k-row blocks (100 rows: two balanced
+    # blocks of 50), against the independent nodal solve
+    rng = np.random.default_rng(R)
+    G = rng.uniform(1e-5, 1e-4, (R, 48))
+    r = kappa / G.max()
+    p = Parasitics(r, r, r, r)
+    V = rng.uniform(0, 1, R)
+    assert sweep_interval(jnp.asarray(G, dtype), p) == k
+    ref = mna_currents(G, V, p)
+    out = np.asarray(V @ np.asarray(effective_conductance(jnp.asarray(G, dtype), p), np.float64))
+    assert np.abs(out - ref).max() / np.abs(ref).max() <= TOL[dtype]
 
 
 # ----------------------------------------------------------------------------- checked mode

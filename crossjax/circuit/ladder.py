@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 
 LADDER_BLOCK = 16  # columns per exponent-scaling block of the semiseparable Z
+FUSED_CROSS_BLOCKS = 8  # up to this many blocks (128 columns) the cross-block sums are fused multiply-sums
 
 
 class RowLadders(NamedTuple):
@@ -119,8 +120,14 @@ def port_response(row: RowLadders, c):
     Z_in = strict * (zg[..., :, None] * decay[..., None, :]) + strict.T * (decay[..., :, None] * zg[..., None, :])
     J = jnp.arange(nb)
     cross = jnp.where(J[:, None] < J[None, :], row.block, 0)          # block_JK, J < K
-    # batched vector-matrix products as fused multiply-sums (XLA CPU runs tiny dots one by one)
-    below = jnp.sum(cross[..., :, :, None] * jnp.sum(decay[..., None] * X, -2)[..., None, :, :], -2)  # sum_(K > J)
-    above = jnp.sum(cross[..., :, :, None] * jnp.sum(zg[..., None] * X, -2)[..., :, None, :], -3)    # sum_(K < J)
+    sd, sz = jnp.sum(decay[..., None] * X, -2), jnp.sum(zg[..., None] * X, -2)   # (..., nb, M)
+    if nb <= FUSED_CROSS_BLOCKS:
+        # batched vector-matrix products as fused multiply-sums (XLA CPU runs tiny dots one by one)
+        below = jnp.sum(cross[..., :, :, None] * sd[..., None, :, :], -2)    # sum_(K > J) block_JK sd_K
+        above = jnp.sum(cross[..., :, :, None] * sz[..., :, None, :], -3)    # sum_(K < J) block_KJ sz_K
+    else:
+        # the multiply-sums' (nb, nb, M) temporary grows as C^3 per row: products instead
+        below = cross @ sd
+        above = jnp.swapaxes(cross, -1, -2) @ sz
     out = Z_in @ X + zg[..., None] * below[..., :, None, :] + decay[..., None] * above[..., :, None, :]
     return row.diag[..., :, None] * c + out.reshape(X.shape[:-3] + (nb * b, M))[..., :C, :]

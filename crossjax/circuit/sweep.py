@@ -36,11 +36,16 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .ladder import RowLadders, port_response, row_ladders
 from .parasitics import Parasitics
 from .wires import reverse_cumsum
 
+# Narrower arrays are never split by column: many of them share a chunk, and splitting their
+# few columns made the products too small (2-3x slower for 64x64 arrays)
+COLUMN_CHUNKS_FROM = 256
+COLUMN_CHUNK_MIN = 64
 SWEEP_BLOCK = 32  # rows between renormalizations (float32 stays within 1e-6 at 10 ohm wires, 1 mS cells)
 
 
@@ -67,10 +72,14 @@ class _Layout(NamedTuple):
 
 
 def _blocking(R: int, block: int = SWEEP_BLOCK) -> tuple[int, int, int]:
-    """``(pad, k, nb)``: zero rows on top, rows per block (at most ``block``), blocks."""
-    k = min(R, block)
-    pad = (-R) % k
-    return pad, k, (R + pad) // k
+    """``(pad, k, nb)``: zero rows on top, rows per block (at most ``block``), blocks.
+
+    The blocks are balanced (``nb = ceil(R / block)`` blocks of ``ceil(R / nb)``
+    rows), so fewer than ``nb`` zero rows are swept: 100 rows in blocks of at
+    most 64 are two blocks of 50, not 128 rows."""
+    nb = -(-R // min(R, block))
+    k = -(-R // nb)
+    return nb * k - R, k, nb
 
 
 def _layout(G, p, block) -> _Layout:
@@ -88,6 +97,26 @@ def _layout(G, p, block) -> _Layout:
     return _Layout(pad, k, nb, RowLadders(*map(blocks, lad)), r.reshape(nb, k))
 
 
+def column_chunks(G) -> int:
+    """Chunks of the sweep's ``C`` excitation columns so that each chunk's state ``(N, D)``,
+    ``2 * arrays * C * columns`` numbers, fits a 16th of ``backend.policy().geff_chunk_bytes``
+    (1: no chunks; arrays narrower than ``COLUMN_CHUNKS_FROM`` are never split).
+
+    Arrays are already swept in cache-sized groups (``solver``); this splits one array that
+    alone outgrows the cache (float64 1024x1024: 16 MiB of state; the measurement is in
+    ``benchmarks/README.md``)."""
+    from crossjax import backend
+
+    budget = backend.policy().geff_chunk_bytes
+    arrays = int(np.prod(G.shape[:-2], dtype=int))
+    C = G.shape[-1]
+    if budget is None or C < COLUMN_CHUNKS_FROM:
+        return 1
+    # the row step's temporaries are several times the state: chunks of 1/16 of the budget measured best
+    columns = max(COLUMN_CHUNK_MIN, budget // (32 * arrays * C * G.dtype.itemsize))
+    return -(-C // columns) if columns < C else 1
+
+
 def _sweep(G, p, keep, block):
     R, C = G.shape[-2:]
     lay = _layout(G, p, block)
@@ -102,10 +131,30 @@ def _sweep(G, p, keep, block):
         a_row = jnp.sum(row.a[..., :, None] * D, -2)
         return (N, D + r * N), a_row
 
+    chunks = column_chunks(G)
+
+    def rows_of_block(Y, rows, r):
+        if chunks == 1:
+            return jax.lax.scan(level, (Y, eye), (rows, r))
+        # every excitation column of (N, D) evolves on its own inside a block: sweep them in
+        # chunks whose state stays in cache (one n x n array's state outgrows it from n ~ 512)
+        size = -(-C // chunks)
+
+        def split(X):
+            X = jnp.pad(X, [(0, 0)] * (X.ndim - 1) + [(0, chunks * size - C)])
+            return jnp.moveaxis(X.reshape(X.shape[:-1] + (chunks, size)), -2, 0)
+
+        def join(X):
+            X = jnp.moveaxis(X, 0, -2)
+            return X.reshape(X.shape[:-2] + (chunks * size,))[..., :C]
+
+        (N, D), a_rows = jax.lax.map(lambda yd: jax.lax.scan(level, yd, (rows, r)), (split(Y), split(eye)))
+        return (join(N), join(D)), join(a_rows)
+
     def block_step(carry, xs):
         Y, A = carry
         rows, r, b = xs
-        (N, D), a_rows = jax.lax.scan(level, (Y, eye), (rows, r))
+        (N, D), a_rows = rows_of_block(Y, rows, r)
         A = jax.lax.dynamic_update_slice_in_dim(A, jnp.moveaxis(a_rows, 0, -2), b * lay.k, axis=-2)
         X = jnp.linalg.solve(jnp.swapaxes(D, -1, -2), jnp.swapaxes(jnp.concatenate([N, A], -2), -1, -2))
         X = jnp.swapaxes(X, -1, -2)                     # [N; A] D^-1
