@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("circuit", "kernels", "network")
+BENCHMARKS = ("circuit", "kernels", "network", "ir_drop")
 
 
 def _run_one(name: str, quick: bool, device: str | None) -> dict:

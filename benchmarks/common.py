@@ -1,4 +1,4 @@
-"""Timing and memory helpers shared by the benchmark scripts.
+"""Timing and memory helpers, and the jitted model functions, shared by the benchmark scripts.
 
 Every benchmark reports the median (and min/max) of ``repeats`` timed runs after
 ``warmup`` untimed runs, each run ending with ``jax.block_until_ready`` so
@@ -12,6 +12,11 @@ import time
 from typing import Any, Callable
 
 import jax
+import numpy as np
+import optax
+from flax import nnx
+
+from crossjax import layers
 
 
 def timeit(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> dict:
@@ -29,3 +34,48 @@ def timeit(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1) -> dict:
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, MiB (Linux ``ru_maxrss`` is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def slope(xs, ys) -> float:
+    """Least-squares slope of log(y) vs log(x): the empirical scaling exponent."""
+    return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
+
+
+def forward_fns(model, hardware):
+    """Jitted pure functions (program, analog forward, digital forward) of a split model."""
+    model.eval()
+    layers.set_mode(model, "digital")
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def digital(state, x):
+        return nnx.merge(graphdef, state)(x)
+
+    @jax.jit
+    def program(state, hw, key):
+        return layers.program_model(nnx.merge(graphdef, state), hw, key)
+
+    @jax.jit
+    def analog(state, prog, hw, key, x):
+        m = nnx.merge(graphdef, state)
+        layers.load_program(m, prog)
+        layers.set_mode(m, "hardware", hw)
+        return m(x, rngs=nnx.Rngs(hardware=key))
+
+    return state, digital, program, analog
+
+
+def train_steps(model, hardware, lr=1e-3):
+    """Jitted digital and hardware-aware training steps on (model, optimizer)."""
+
+    def loss_fn(m, x, y, rngs):
+        logits = m(x, rngs=rngs)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    @nnx.jit
+    def step(m, opt, x, y, key):
+        loss, grads = nnx.value_and_grad(loss_fn)(m, x, y, nnx.Rngs(hardware=key))
+        opt.update(m, grads)
+        return loss
+
+    return step

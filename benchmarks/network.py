@@ -52,14 +52,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from benchmarks.common import peak_rss_mib, timeit
+from benchmarks.common import forward_fns, peak_rss_mib, slope, timeit, train_steps
 from crossjax import layers, models, montecarlo, presets
 from crossjax.hardware import HardwareConfig
-
-
-def _slope(xs, ys) -> float:
-    """Least-squares slope of log(y) vs log(x): the empirical scaling exponent."""
-    return float(np.polyfit(np.log(np.asarray(xs, float)), np.log(np.asarray(ys, float)), 1)[0])
 
 
 def _compiled_bytes(compiled) -> float:
@@ -70,46 +65,6 @@ def _compiled_bytes(compiled) -> float:
         return float(m.temp_size_in_bytes + m.output_size_in_bytes)
     except (AttributeError, NotImplementedError, TypeError):
         return float("nan")
-
-
-def _forward_fns(model, hardware):
-    """Jitted pure functions (program, analog forward, digital forward) of a split model."""
-    model.eval()
-    layers.set_mode(model, "digital")
-    graphdef, state = nnx.split(model)
-
-    @jax.jit
-    def digital(state, x):
-        return nnx.merge(graphdef, state)(x)
-
-    @jax.jit
-    def program(state, hw, key):
-        return layers.program_model(nnx.merge(graphdef, state), hw, key)
-
-    @jax.jit
-    def analog(state, prog, hw, key, x):
-        m = nnx.merge(graphdef, state)
-        layers.load_program(m, prog)
-        layers.set_mode(m, "hardware", hw)
-        return m(x, rngs=nnx.Rngs(hardware=key))
-
-    return state, digital, program, analog
-
-
-def _train_steps(model, hardware, lr=1e-3):
-    """Jitted digital and hardware-aware training steps on (model, optimizer)."""
-
-    def loss_fn(m, x, y, rngs):
-        logits = m(x, rngs=rngs)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    @nnx.jit
-    def step(m, opt, x, y, key):
-        loss, grads = nnx.value_and_grad(loss_fn)(m, x, y, nnx.Rngs(hardware=key))
-        opt.update(m, grads)
-        return loss
-
-    return step
 
 
 SIZES = {  # quick (CI) vs full
@@ -142,14 +97,14 @@ def _nonlinear_cells(size, hw, key, ratios, checks, timings) -> dict:
     x = jax.random.normal(key, (batch, 32, 32, 3), jnp.float32)
     y = jax.random.randint(jax.random.key(1), (batch,), 0, 10)
     model = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
-    state, digital, program, analog = _forward_fns(model, hw)
+    state, digital, program, analog = forward_fns(model, hw)
     prog_lin, prog_nl = program(state, hw, key), program(state, nl, key)
     t_lin = timeit(lambda: analog(state, prog_lin, hw, key, x), repeats=repeats)
     t_nl = timeit(lambda: analog(state, prog_nl, nl, key, x), repeats=repeats)
     y_nl = analog(state, prog_nl, nl, key, x)
     checks["nonlinear_vgg11_finite"] = bool(jnp.all(jnp.isfinite(y_nl)))  # NaN would mean a solve failed
     tmodel = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
-    step = _train_steps(tmodel, hw)
+    step = train_steps(tmodel, hw)
     opt = nnx.Optimizer(tmodel, optax.sgd(1e-3), wrt=nnx.Param)
     layers.set_mode(tmodel, "digital")
     t_dstep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
@@ -175,7 +130,7 @@ def run(quick: bool = False) -> dict:
 
     # -- VGG11: analog inference vs digital, programming cost -----------------
     model = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
-    state, digital, program, analog = _forward_fns(model, hw)
+    state, digital, program, analog = forward_fns(model, hw)
     t_dig = timeit(lambda: digital(state, x), repeats=repeats)
     prog = program(state, hw, key)
     t_prog = timeit(lambda: program(state, hw, key), repeats=repeats)
@@ -211,7 +166,7 @@ def run(quick: bool = False) -> dict:
 
     # -- training step with IR drop in the loop vs digital ---------------------
     tmodel = models.vgg11(10, width=width, rngs=nnx.Rngs(0))
-    step = _train_steps(tmodel, hw)
+    step = train_steps(tmodel, hw)
     opt = nnx.Optimizer(tmodel, optax.sgd(1e-3), wrt=nnx.Param)
     for b in size["train_batches"]:
         xt = jax.random.normal(key, (b, 32, 32, 3), jnp.float32)
@@ -231,7 +186,7 @@ def run(quick: bool = False) -> dict:
 
     # -- vmap over samples vs a Python loop (MLP on digits-sized inputs) -------
     mlp = models.MLP(64, hidden=size["mlp_hidden"], num_classes=10, rngs=nnx.Rngs(0))
-    mstate, _, mprog, mana = _forward_fns(mlp, hw)
+    mstate, _, mprog, mana = forward_fns(mlp, hw)
     xm = jax.random.normal(key, (256, 64), jnp.float32)
 
     @jax.jit
@@ -261,7 +216,7 @@ def run(quick: bool = False) -> dict:
         f = jax.jit(crossbar.program)
         t_tiles.append(timeit(lambda: f(W, cfg, key), repeats=repeats)["median"])
     scaling["program_256x256_vs_tile"] = {"tile": list(tiles), "seconds": t_tiles,
-                                          "exponent": _slope(tiles, t_tiles)}
+                                          "exponent": slope(tiles, t_tiles)}
     samples = size["samples"]
     t_s, mem_s = [], []
     for s in samples:
@@ -269,15 +224,15 @@ def run(quick: bool = False) -> dict:
         compiled = many.lower(ks).compile()
         t_s.append(timeit(lambda: compiled(ks), repeats=repeats)["median"])
         mem_s.append(_compiled_bytes(compiled))
-    scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": _slope(samples, t_s),
-                              "xla_bytes": mem_s, "memory_exponent": _slope(samples, mem_s),
+    scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": slope(samples, t_s),
+                              "xla_bytes": mem_s, "memory_exponent": slope(samples, mem_s),
                               "xla_bytes_per_sample": (mem_s[-1] - mem_s[0]) / (samples[-1] - samples[0])}
     batches = size["batches"]
     t_b = []
     for b in batches:
         xb = jax.random.normal(key, (b, 32, 32, 3), jnp.float32)
         t_b.append(timeit(lambda: analog(state, prog, hw, key, xb), repeats=repeats)["median"])
-    scaling["vgg11_analog_batch"] = {"batch": list(batches), "seconds": t_b, "exponent": _slope(batches, t_b)}
+    scaling["vgg11_analog_batch"] = {"batch": list(batches), "seconds": t_b, "exponent": slope(batches, t_b)}
 
     if not quick:  # minutes of compilation and Newton solves: not in the CI run (tests check the physics)
         out["nonlinear"] = _nonlinear_cells(size, hw, key, ratios, checks, timings)
