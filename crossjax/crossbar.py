@@ -1,6 +1,6 @@
 """The crossbar kernels: program a weight matrix onto tiles, multiply through them.
 
-Data path (DESIGN.md), for ``W`` ``(K, N)`` on ``R x C`` tiles::
+Data path (docs/circuit.md), for ``W`` ``(K, N)`` on ``R x C`` tiles::
 
     u      = map(W / w_max)                      (P, Kt, Nt, R, Cp)   crossjax.mapping
     G      = program(u; key)                      siemens             crossjax.devices
@@ -405,10 +405,35 @@ def _program_many(Ws, config, keys, interval):
 
 
 def effective_weights(state: CrossbarState, config: HardwareConfig | None = None):
-    """Effective digital weights ``(K, N)`` the programmed hardware applies (inverse map of
-    ``G_eff``; excludes ADC and read noise). ``config`` is accepted for symmetry.
+    """Effective digital weights ``(K, N)`` the programmed hardware applies.
 
-    Raises ``ValueError`` for nonlinear cells, whose read has no weight matrix."""
+    ``W_eff = recombine(G_eff) * w_max / (g_max - g_min)``: the inverse map of
+    ``G_eff``, without the ADC and read noise.
+
+    Args:
+      state: a :class:`CrossbarState` from :func:`program`.
+      config: optional; when given, the state must have been programmed with it
+        (:func:`check_state_config`), so weights are never read off a state made
+        for other hardware.
+
+    Returns:
+      ``(K, N)`` weights in the units of the programmed ``W``.
+
+    Raises:
+      ValueError: nonlinear cells (their read has no weight matrix), or a
+        ``config`` the state was not programmed with.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> W = jnp.array([[0.5, -1.0], [0.25, 0.0]])
+      >>> bool(jnp.allclose(crossbar.effective_weights(crossbar.program(W, HardwareConfig()), HardwareConfig()), W))
+      True
+    """
+    if config is not None:
+        _check_config(config)
+        check_state_config(state, config)
     if state.w_eff is None:
         raise ValueError("state has no effective weights: nonlinear cells (config.array.cell) have no G_eff, "
                          "their output depends on each input; use crossbar.matmul.")

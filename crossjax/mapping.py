@@ -14,7 +14,7 @@ such that, with ``w = W / w_max`` (``w_max`` the layer or column weight scale),
 where ``column_difference`` is the identity for ``"differential"`` and
 ``u[..., :C] - u[..., C]`` for ``"offset"`` (one reference column per tile at ``u = 1/2``).
 
-- ``"differential"`` (default, DESIGN.md): ``u+ = max(w, 0)``, ``u- = max(-w, 0)``,
+- ``"differential"`` (default, docs/circuit.md): ``u+ = max(w, 0)``, ``u- = max(-w, 0)``,
   ``coef = (+1, -1)``.
 - ``"offset"``: ``u = (w + 1) / 2`` plus the reference column, ``coef = (2,)``.
 - bit slicing (``slice_bits = b``, ``slices = S``, differential only): ``|w|`` is

@@ -5,7 +5,7 @@ Bhattacharjee, Bhatnagar, Panda (DATE 2022, arXiv 2201.05229); the exact
 criteria of that study are not known, so the ones below are defined here.
 
 **Column rearrangement.** A tile's columns (outputs) can be permuted freely:
-the permutation is undone digitally on the ADC outputs. Circuit (shared/DESIGN.md):
+the permutation is undone digitally on the ADC outputs. Circuit (docs/circuit.md):
 row i is driven at column 0's end and carries, through its segment k (between
 cells k-1 and k, ``r_wire_row``), the currents of all cells j >= k. To first
 order in ``r_wire_row`` the row voltage at cell j drops by
@@ -88,7 +88,7 @@ def restore_outputs(y, perm):
 
 
 def differential_conductances(W, w_max, g_min, g_max):
-    """Differential pair (shared/DESIGN.md): ``G± = g_min + (g_max - g_min) max(±W, 0) / w_max`` (S)."""
+    """Differential pair (docs/circuit.md): ``G± = g_min + (g_max - g_min) max(±W, 0) / w_max`` (S)."""
     W = jnp.asarray(W)
     s = (g_max - g_min) / w_max
     return g_min + s * jnp.maximum(W, 0), g_min + s * jnp.maximum(-W, 0)

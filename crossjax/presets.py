@@ -1,7 +1,7 @@
 """Named hardware presets.
 
 ``get(name)`` returns a ``HardwareConfig``; ``names()`` lists them. Where a
-source does not give a value (see ``shared/PAPERS.md``), the preset says so and
+source does not give a value (see ``docs/papers.md``), the preset says so and
 the value is a documented assumption, chosen to be typical and kept here in
 one place so studies can state it.
 """
@@ -148,7 +148,7 @@ def dse_iscas22() -> HardwareConfig:
     """Seed study 3: dense vs sparse mapping DSE on tiled 1T1R RRAM (Lammie et al.,
     ISCAS 2022, arXiv 2201.06703).
 
-    From PAPERS.md: differential mapping, 128x128 tiles (its simulator's default),
+    From docs/papers.md: differential mapping, 128x128 tiles (its simulator's default),
     per-tile ADC, finite conductance states, stuck-at faults, device-to-device
     variation of R_on 10 kOhm +- 1 kOhm and R_off 100 kOhm +- 10 kOhm (relative 10 %),
     no IR drop (1T1R). Not known (documented assumption): 32 states, 8-bit ADC,

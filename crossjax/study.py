@@ -17,7 +17,7 @@ fine-tuning). :func:`run_study` then
    non-idealities (``crossjax.training.finetune``) and evaluates it on the same
    keys as before fine-tuning;
 5. writes ``DIR/results.json`` atomically after every step (the schema of
-   ``shared/DESIGN.md``), then ``DIR/report.md`` and the plots.
+   ``docs/results.md``), then ``DIR/report.md`` and the plots.
 
 A killed study rerun with the same arguments finds ``results.json``, checks
 that it was written by the same study (a fingerprint of the spec, seed and

@@ -1,6 +1,6 @@
 """An independent reference for the crossbar circuit: scipy sparse modified nodal analysis.
 
-Written from the topology in shared/DESIGN.md, sharing no code with
+Written from the topology in docs/circuit.md, sharing no code with
 crossjax.circuit. Used by the circuit tests and by the subprocess robustness
 sweep (``circuit_cases.py``).
 """
@@ -31,7 +31,7 @@ def mna_driver_power(G, V, p, cell=None):
 
 
 def _law(iv, v0, c2, c3):
-    """``(h, h')`` of the element law ``f = G h(u)`` written from shared/DESIGN.md."""
+    """``(h, h')`` of the element law ``f = G h(u)`` written from docs/circuit.md."""
     if iv == "sinh":
         return (lambda u: v0 * np.sinh(u / v0)), (lambda u: np.cosh(u / v0))
     if iv == "poly":

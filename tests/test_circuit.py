@@ -1,7 +1,7 @@
 """Tests of crossjax.circuit against independent references.
 
 References: (1) a scipy sparse modified-nodal-analysis solve of the full
-resistor network written here from the topology in shared/DESIGN.md,
+resistor network written here from the topology in docs/circuit.md,
 (2) ngspice operating point of ``to_spice`` (marked ``spice``), (3) closed
 forms, (4) central finite differences for gradients.
 """

@@ -31,6 +31,15 @@ def test_ideal_is_exact_matmul(K, N, R, C, scheme):
     np.testing.assert_allclose(crossbar.effective_weights(crossbar.program(W, cfg), cfg), W, rtol=0, atol=1e-12)
 
 
+def test_effective_weights_refuse_a_config_the_state_was_not_programmed_with():
+    W = jnp.asarray(np.random.default_rng(1).normal(size=(8, 4)))
+    cfg = HardwareConfig().set({"array.parasitics": WIRES})
+    state = crossbar.program(W, cfg)
+    assert _rel(crossbar.effective_weights(state, cfg), crossbar.effective_weights(state)) == 0
+    with pytest.raises(ValueError, match="programmed with another hardware config"):
+        crossbar.effective_weights(state, HardwareConfig())
+
+
 def test_default_config_exact_and_float32():
     rng = np.random.default_rng(0)
     W, x = rng.normal(size=(100, 30)), rng.normal(size=(8, 100))
@@ -44,7 +53,7 @@ def test_default_config_exact_and_float32():
 
 @pytest.mark.slow
 def test_wires_equal_independent_tile_sum():
-    """y == sum over tiles of V_t @ G_eff(G+) - V_t @ G_eff(G-), rescaled (DESIGN.md formula)."""
+    """y == sum over tiles of V_t @ G_eff(G+) - V_t @ G_eff(G-), rescaled (docs/circuit.md formula)."""
     rng = np.random.default_rng(1)
     K, N, R, C = 20, 11, 8, 4
     W, x = rng.normal(size=(K, N)), rng.normal(size=(6, K))

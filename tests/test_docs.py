@@ -128,12 +128,25 @@ def test_readme_keeps_its_first_commands_and_links_the_docs():
     first_block = text.split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
     assert first_block[0].startswith("pip install -e . && crossjax study --out runs/study ")
     assert first_block[1].startswith('pip install -e ".[dev]" && python -m pytest -q ')
-    for doc in ("docs/configuration.md", "docs/results.md"):
+    for doc in ("docs/configuration.md", "docs/results.md", "docs/circuit.md", "docs/papers.md"):
         assert f"]({doc})" in text and (DOCS.parent / doc).exists(), doc
     for section in ("Installing for an NVIDIA GPU or a TPU", "Monte Carlo across hosts",
                     "What the tests cost", "How crossjax compares"):
         assert f"## {section}\n" in text, section
     assert 'pip install "crossjax[cuda12]"' in text and 'pip install "crossjax[tpu]"' in text
+
+
+def test_package_docstrings_cite_only_documents_in_the_repository():
+    """Docstrings and comments may send the reader to ``docs/*.md``; those files exist, and
+    nothing points to design notes that are not part of the repository."""
+    cited = set()
+    for py in sorted((DOCS.parent / "crossjax").rglob("*.py")) + sorted((DOCS.parent / "benchmarks").glob("*.py")):
+        text = py.read_text()
+        assert not re.search(r"shared/|DESIGN\.md|PAPERS\.md|DEVICES\.md", text), py
+        cited |= set(re.findall(r"docs/[a-z_]+\.md", text))
+    assert {"docs/circuit.md", "docs/papers.md", "docs/results.md"} <= cited
+    for doc in cited:
+        assert (DOCS.parent / doc).exists(), doc
 
 
 def test_readme_comparison_cites_only_recorded_numbers():

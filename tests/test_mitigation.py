@@ -15,7 +15,7 @@ G_MIN, G_MAX = 1e-6, 1e-4      # 1 MOhm .. 10 kOhm
 
 
 def _nodal_geff(G, r_row, r_col, r_src, r_snk):
-    """Independent dense nodal-analysis reference of G_eff (shared/DESIGN.md conventions)."""
+    """Independent dense nodal-analysis reference of G_eff (docs/circuit.md conventions)."""
     R, C = G.shape
     n = 2 * R * C
     A = np.zeros((n, n))

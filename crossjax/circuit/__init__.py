@@ -1,6 +1,6 @@
 """Exact, differentiable IR-drop solve of a resistive crossbar array.
 
-Public names (``shared/DESIGN.md``): :class:`Parasitics`, :func:`solve`,
+Public names (``docs/circuit.md``): :class:`Parasitics`, :func:`solve`,
 :func:`effective_conductance`, :func:`node_voltages`, :func:`to_spice`,
 :class:`Cell` with :func:`solve_nonlinear` (nonlinear cells, 1T1R),
 :func:`plot_ir_drop`; :func:`wire_segment_resistance` (a line's ohms per segment from its

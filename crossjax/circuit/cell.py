@@ -2,7 +2,7 @@
 
 Cell ``(i, j)`` carries ``I = f(u; G[i, j])`` between its row and column nodes,
 where ``u`` is the voltage across the resistive element and ``G[i, j]`` its
-small-signal conductance at 0 V (``shared/DESIGN.md``, "Nonlinear cells"):
+small-signal conductance at 0 V (``docs/circuit.md``, "Topology and units"):
 
 * ``iv="linear"``: ``f = G u``;
 * ``iv="sinh"``:   ``f = G v0 sinh(u / v0)`` — the common compact form of
@@ -147,8 +147,8 @@ LINEAR = Cell()
 
 #: Nonlinear 1T1R RRAM: a sinh cell with ``v0 = 0.25`` V (filamentary RRAM, "a few
 #: tenths of a volt", GENIEx, Chakraborty et al., DAC 2020) behind an access
-#: transistor in its triode region, 2 kOhm (1T1R arrays: kOhm-range on-resistance,
-#: shared/DEVICES.md). A starting point, not a fit to one chip.
+#: transistor in its triode region, 2 kOhm (a 1T1R cell's access transistor in its linear
+#: region adds a series resistance in the kOhm range). A starting point, not a fit to one chip.
 RRAM_1T1R = Cell(iv="sinh", v0=0.25, r_series=2e3)
 
 

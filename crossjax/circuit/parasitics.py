@@ -1,6 +1,6 @@
 """Wire and terminal resistances of a crossbar array (ohms).
 
-Topology (``shared/DESIGN.md``, "Circuit conventions"): row ``i`` is driven at
+Topology (``docs/circuit.md``, "Topology and units"): row ``i`` is driven at
 ``V[i]`` through ``r_source`` and one ``r_wire_row`` segment before cell
 ``(i, 0)``, with one ``r_wire_row`` segment between neighbouring cells and an
 open far end; column ``j`` runs from cell ``(0, j)`` through one ``r_wire_col``

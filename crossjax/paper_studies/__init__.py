@@ -1,7 +1,7 @@
 """The three seed studies as runnable presets (``crossjax study --preset NAME``).
 
 ``RUNNERS[name](out, quick=..., seed=..., samples=..., progress=..., overwrite=...) -> dict``
-writes ``out/results.json`` (schema of shared/DESIGN.md plus study sections),
+writes ``out/results.json`` (schema of docs/results.md plus study sections),
 ``out/report.md`` and PNG plots, and resumes a killed run (``overwrite=True``:
 discards an earlier run's files there and starts afresh). See
 :mod:`.sparse_crossbars` (Bhattacharjee et al., DATE 2022), :mod:`.dub_adc`

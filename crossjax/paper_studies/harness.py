@@ -2,7 +2,7 @@
 
 A study run owns a directory ``out``:
 
-* ``results.json`` (schema of shared/DESIGN.md plus study sections), rewritten
+* ``results.json`` (schema of docs/results.md plus study sections), rewritten
   atomically (temp file + ``os.replace``) after every finished cell;
 * ``model_<variant>.npz``: the parameters of every trained model variant, so a
   killed run resumes without retraining what it finished;

@@ -14,7 +14,7 @@ data is prepared). For every tile size ``T`` (``T x T`` crossbars):
 3. mappings (``mapping.layout``): ``dense`` programs every tile of the grid,
    zeros included; ``sparse`` skips the all-zero crossbar columns and packs the
    rest, per row block, into ``ceil(nnz / T)`` crossbars, undone digitally
-   (PAPERS.md: the paper's exact definition is not known; this is the
+   (docs/papers.md: the paper's exact definition is not known; this is the
    column-compaction scheme of ``crossjax.pruning.report``).
 
 Every (variant, mapping, T) cell is evaluated on ``"ideal"`` (exact ``x @ W``),
