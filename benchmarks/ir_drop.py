@@ -11,7 +11,7 @@ config with ideal wires):
   exact IR drop and its exact gradient over its digital step; goal <= 15.
   ``train_mlp_ir_off_vs_digital`` is the same step with ideal wires (what the
   IR drop adds to is not the IR drop).
-- full mode: ``mc_vgg11_ir_on_vs_off`` (VGG11 width 1/4, batch 32; goal <= 1.1)
+- full mode: ``mc_vgg11_ir_on_vs_off`` (VGG11 width 1/4, 256 inputs per sample; goal <= 1.1)
   and ``train_vgg11_ir_vs_digital`` (batch 128; goal <= 5).
 - ``geff_exponent``: slope of log time vs log n of one n x n ``G_eff``
   (float64; quick n = 32..128, full n = 256..1024; goal < 3).
@@ -141,7 +141,7 @@ def _mlp_goals(size, hw, ratios, checks, timings) -> dict:
 
 def _vgg_goals(hw, ratios, checks, timings) -> dict:
     key = jax.random.key(0)
-    x = jax.random.normal(key, (32, 32, 32, 3), jnp.float32)
+    x = jax.random.normal(key, (256, 32, 32, 3), jnp.float32)   # a sample reads many inputs, as Monte Carlo does
     model = models.vgg11(10, width=0.25, rngs=nnx.Rngs(0))
     keys = jax.random.split(key, 2)
     t_off, _ = _mc_seconds(model, _ideal_wires(hw), x, keys, 3)
@@ -160,7 +160,7 @@ def _vgg_goals(hw, ratios, checks, timings) -> dict:
     ratios["train_vgg11_ir_vs_digital"] = t_ion["median"] / t_dig["median"]
     timings.update(mc_vgg11_sample_ir_off=t_off, mc_vgg11_sample_ir_on=t_on, train_vgg11_digital=t_dig,
                    train_vgg11_ir_on=t_ion)
-    return {"model": "VGG11 width 1/4", "mc_batch": 32, "train_batch": 128}
+    return {"model": "VGG11 width 1/4", "mc_inputs": 256, "train_batch": 128}
 
 
 def _geff_scaling(sizes, repeats, ratios, timings) -> dict:

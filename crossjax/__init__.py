@@ -1,10 +1,10 @@
 """crossjax: differentiable simulation of DNNs on analog resistive crossbar arrays.
 
 Importing crossjax limits OpenBLAS (which serves JAX's CPU LU factorizations
-and triangular solves; the exact IR-drop solve uses one every 32 rows) to one
-thread: they are many small (C x C) problems, batched by XLA, and OpenBLAS
-threads competing with XLA's own thread pool made them 30-100x slower on a
-2-core machine.
+and triangular solves; the exact IR-drop solve renormalizes with one every
+block of rows) to one thread: they are many small (C x C) problems, batched by
+XLA, and OpenBLAS threads competing with XLA's own thread pool made them many
+times slower on a 2-core machine (README, "Performance notes").
 Set ``OPENBLAS_NUM_THREADS`` yourself before importing to override. The limit
 is the CPU row of :func:`crossjax.backend.policy` (``openblas_threads``); it is
 applied at import, before JAX has chosen a backend, so it is skipped where JAX

@@ -49,7 +49,7 @@ class Policy:
     Attributes:
       backend: ``"cpu"``, ``"gpu"`` or ``"tpu"``.
       row_tile_sum: ``"pairwise"`` (halving adds, fused by XLA CPU; its
-        reduce over a leading axis ran 7-15x slower) or ``"reduce"``.
+        reduce over a leading axis is several times slower) or ``"reduce"``.
       tile_product: ``"flat"`` (one batched matmul ``(Kt, B, R) @ (Kt, R, P*M)``
         with the batch axes flattened) or ``"einsum"``.
       read_noise_generator: ``"counter"`` or ``"threefry"``.

@@ -123,6 +123,8 @@ NOTES: dict[str, tuple[str, str, str]] = {
                                 "2**(bits-1) steps: exact for quantized inputs and weights while the "
                                 "column sum fits, see crossjax.converters)"),
     "ADCConfig.i_max": ("A", "> 0", ""),
+    "ADCConfig.kind": ("", "uniform, or a name added by converters.register_adc", "the conversion law: uniform is the "
+                              "two's-complement quantizer with a straight-through gradient"),
     "ADCConfig.percentile": ("%", "(0, 100]", ""),
     "StudySpec.model": ("", "", "the network: an MLP (widths from hidden), a CIFAR-style VGG / ResNet, "
                                 "or vit (a vision transformer in plain Flax, converted by crossjax.convert)"),

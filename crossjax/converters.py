@@ -83,6 +83,51 @@ def max_bits(dtype=None) -> int:
     return jnp.finfo(dtype).nmant + 1
 ADC_RANGES = ("fixed", "max", "calibrated", "granular")
 
+#: ``ADCConfig.kind`` -> conversion law ``law(current, full_scale, bits) -> current``: amperes
+#: in and out, ``full_scale`` (A) and ``bits`` (an int or integer array) broadcast against
+#: ``current``; the read-out applies it to every tile column it converts. Add a kind with
+#: :func:`register_adc` (the default ``"uniform"`` is :func:`adc_quantize`).
+ADC_KINDS: dict = {}
+
+
+def register_adc(kind: str, law=None):
+    """Make ``law`` the conversion of ``ADCConfig(kind=kind)``; returns ``law`` (a decorator too).
+
+    A new ADC type is a module with its law and this one call: configs name it by
+    ``adc.kind``, and every read-out that converts (``crossbar.matmul``, training,
+    Monte Carlo, the studies) applies it. The law must be differentiable (or
+    carry a straight-through gradient, as :func:`adc_quantize` does) and keep
+    the dtype of ``current``.
+
+    Args:
+      kind: the name, a non-empty string.
+      law: ``law(current, full_scale, bits) -> current`` (see :data:`ADC_KINDS`).
+
+    Returns:
+      ``law``.
+
+    Raises:
+      ValueError: an empty or non-string ``kind``, or a ``law`` that is not callable.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> @converters.register_adc("clip_only")     # an ideal converter that only saturates
+      ... def clip_only(current, full_scale, bits):
+      ...     return jnp.clip(current, -full_scale, full_scale)
+      >>> converters.ADCConfig(bits=4, kind="clip_only").kind
+      'clip_only'
+      >>> del converters.ADC_KINDS["clip_only"]
+    """
+    if law is None:  # used as @register_adc(kind)
+        return lambda fn: register_adc(kind, fn)
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"kind must be a non-empty string naming the ADC type, got {kind!r}.")
+    if not callable(law):
+        raise ValueError(f"law must be callable as law(current, full_scale, bits), got {law!r}.")
+    ADC_KINDS[kind] = law
+    return law
+
 
 def shift_add(a, coef, axis: int = 0):
     """``sum_k coef[k] * a[k]`` along ``axis`` for a static tuple ``coef`` (bit slices, array pairs).
@@ -178,12 +223,15 @@ class ADCConfig:
       range: ``"fixed"``, ``"max"``, ``"calibrated"`` or ``"granular"`` (module doc). static.
       i_max: full scale in amperes for ``range="fixed"``.
       percentile: percentile of ``|I|`` used by ``crossbar.calibrate_adc``.
+      kind: the conversion law, a name in :data:`ADC_KINDS` (``"uniform"``: the
+        two's-complement quantizer :func:`adc_quantize`; more by :func:`register_adc`). static.
     """
 
     bits: object = None
     range: str = struct.field(pytree_node=False, default="max")
     i_max: float = 1e-4
     percentile: float = 99.99
+    kind: str = struct.field(pytree_node=False, default="uniform")
 
     def __post_init__(self):
         self.check(include_jax=False)
@@ -193,6 +241,7 @@ class ADCConfig:
         j = include_jax
         check_bits("adc.bits", self.bits, j)
         chk.choice("adc.range", self.range, ADC_RANGES)
+        chk.choice("adc.kind", self.kind, tuple(ADC_KINDS))
         chk.positive("adc.i_max", self.i_max, j)
         check_percentile("adc.percentile", self.percentile, j)
 
@@ -378,12 +427,14 @@ def _adc_bwd(residuals, ct):
 
 
 _adc.defvjp(_adc_fwd, _adc_bwd)
+register_adc("uniform", adc_quantize)
 
 
 def _sum_products_to(a, b, shape):
     """``sum(a * b)`` over the axes that ``shape`` broadcasts to ``a.shape``, as
     ``shape``: the cotangent of a broadcast operand. One ``einsum`` (a batched
-    dot product): XLA CPU's reduce of ``a * b`` over a middle axis ran about 30x slower.
+    dot product): XLA CPU's reduce of ``a * b`` over a middle axis is far slower
+    (``benchmarks/README.md``, "Per-tile outputs").
     """
     lead = a.ndim - len(shape)
     kept = [ax for ax in range(a.ndim) if ax >= lead and shape[ax - lead] == a.shape[ax] != 1]

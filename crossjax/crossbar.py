@@ -468,8 +468,8 @@ def _tile_products(v, m, K, rows):
     XLA would drop the batch axis). Only this form keeps XLA CPU from laying the
     cotangent out batch-minor for the weight gradient: otherwise every tile
     output's cotangent was transposed inside the fusion that computes it from
-    the read noise and ADC backward: 0.25-0.3 s each for the currents and their
-    variance in a VGG11 width-1/4 layer at batch 128, about 10x the products.
+    the read noise and ADC backward, several times the products' own cost
+    (``benchmarks/README.md``, "Per-tile outputs").
     """
     p, kt, r, n = m.shape
     vt = tiling.tile_inputs(v, K, rows)
@@ -496,7 +496,7 @@ def _sum_row_tiles(i):
 def _sum_row_tiles_pairwise(i):
     """``sum_k i[k]`` over the leading row-tile axis by pairwise halving (``ceil(log2 Kt)``
     elementwise adds of contiguous halves, which XLA fuses with the converters that
-    produce ``i``): XLA CPU's reduce over a leading axis ran 7-15x slower. The
+    produce ``i``): XLA CPU's reduce over a leading axis is several times slower. The
     gradient is the cotangent broadcast over the row tiles (autodiff of the halving
     would pad every half back to full size)."""
     while i.shape[0] > 1:  # static: log2(Kt) levels
@@ -657,7 +657,7 @@ def _apply(x, state, config, key, plan: ReadoutPlan | None = None):
         else:
             full_scale = jnp.moveaxis(_readout(state.adc_range, state, config), 1, 0)  # (Kt, P_read, M)
             full_scale = full_scale.reshape(full_scale.shape[:1] + (1,) * (i.ndim - 3) + full_scale.shape[1:])
-        i = converters.adc_quantize(i, full_scale, bits)
+        i = converters.ADC_KINDS[config.adc.kind](i, full_scale, bits)
     i = converters.shift_add(i, coef, axis=1)  # bit-serial shift-add
     if config.mapping.reference_columns:
         i = i.reshape(i.shape[:-1] + state.g_eff.shape[2:3] + state.g_eff.shape[-1:])  # (Kt, ..., P, Nt, Cp)

@@ -434,8 +434,8 @@ def draw(sample, key, shape, dtype):
 
     The numbers equal a direct draw of ``shape`` (JAX's counter-based threefry,
     ``jax_threefry_partitionable``, indexes draws by their flat position), but XLA
-    compiles a rank-2 draw several times faster than a rank-4/5 one (0.2 s vs
-    1-2 s per call site on a CPU), which adds up over the layers of a network.
+    compiles a rank-2 draw several times faster than a rank-4/5 one (the times are in
+    ``benchmarks/README.md``, "Compilation"), which adds up over the layers of a network.
     """
     shape = tuple(shape)
     flat = (math.prod(shape[:-1]), shape[-1]) if len(shape) > 2 else shape

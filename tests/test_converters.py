@@ -148,6 +148,37 @@ def test_bad_converter_config():
         DACConfig(v_read=0.0)
     with pytest.raises(ValueError, match="dac.slice_bits"):
         DACConfig(slice_bits=2)
+    with pytest.raises(ValueError, match="adc.kind"):
+        ADCConfig(bits=8, kind="flash")
+    with pytest.raises(ValueError, match="kind must be a non-empty string"):
+        converters.register_adc("", converters.adc_quantize)
+    with pytest.raises(ValueError, match="law must be callable"):
+        converters.register_adc("flash", 3)
+
+
+def test_a_registered_adc_kind_is_what_the_read_out_applies(monkeypatch):
+    """A new ADC type is one law and one ``register_adc`` call: a config naming it converts
+    every tile column with it (here a midrise quantizer: no code at zero, codes at half
+    steps), in the programmed read and in training's fresh-sample read."""
+    def midrise(current, full_scale, bits):
+        step = full_scale / 2.0 ** (jnp.asarray(bits, current.dtype) - 1)
+        half = 2.0 ** (jnp.asarray(bits, current.dtype) - 1)
+        return (jnp.clip(jnp.floor(current / step), -half, half - 1) + 0.5) * step
+
+    monkeypatch.setitem(converters.ADC_KINDS, "midrise", midrise)
+    rng = np.random.default_rng(4)
+    W, x = jnp.asarray(rng.normal(size=(6, 3))), jnp.asarray(rng.uniform(-1, 1, (5, 6)))
+    uniform = HardwareConfig().set({"adc.bits": 3})
+    mid = uniform.set({"adc.kind": "midrise"})
+    state = crossbar.program(W, mid)
+    y_mid, y_uni = crossbar.matmul(x, state, mid), crossbar.matmul(x, state, uniform)
+    assert float(jnp.max(jnp.abs(y_mid - y_uni))) > 1e-3               # the law is applied
+    # a zero input reads code 0 of the uniform ADC but half a step of the midrise one on each
+    # array of the pair: 0 against half the difference of the two arrays' steps
+    zero = jnp.zeros((1, 6))
+    assert float(jnp.max(jnp.abs(crossbar.matmul(zero, state, uniform)))) == 0.0
+    assert float(jnp.min(jnp.abs(crossbar.matmul(zero, state, mid)))) > 0.0
+    np.testing.assert_allclose(crossbar.analog_matmul(x, W, mid), y_mid, rtol=1e-12)
 
 
 from hypothesis import given, settings  # noqa: E402

@@ -250,7 +250,7 @@ def solve_flat(G, V, p, cell, rtol, maxiter):
 
     The ``N * B`` problems (array, input vector) run in chunks of :func:`chunk_size`
     through ``lax.map``: each chunk's Newton loop stops when its own problems
-    converge, and its working set stays in cache (2x faster on CPU than one loop
+    converge, and its working set stays in cache (faster on CPU than one loop
     over all problems, ``benchmarks/README.md``). Returns a :class:`NonlinearSolution`
     with ``currents`` (..., B, C); ``newton_steps`` and ``cg_iterations`` are the
     most over the chunks.

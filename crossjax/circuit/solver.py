@@ -13,10 +13,10 @@ Two exact regimes (``method``):
   Kirchhoff's law, each step a CG solve of the linearized crossbar
   (:mod:`.nonlinear`, :func:`solve_nonlinear`).
 * ``"auto"``: ``"iterative"`` when there are fewer than ``ITERATIVE_BELOW``
-  (4) input vectors per conductance sample, else ``"direct"`` (measured on 2
-  CPU cores, float32, 1 ohm wires: at 64x64 and 128x128 the direct solve and
-  its gradient are as fast as CG from 4 inputs on and 4-10x faster at 32; CG
-  needs more iterations as the wires get stronger, the direct solve does not).
+  (4) input vectors per conductance sample, else ``"direct"``: the sweep's
+  cost does not grow with the inputs and CG's does, with more iterations as
+  the wires get stronger (the crossover measured at 64x64 and 128x128 is in
+  ``benchmarks/README.md``).
 
 Gradients (w.r.t. ``G``, ``V`` and each resistance) use the adjoint circuit
 through ``jax.custom_vjp``: for ``"direct"`` and ``effective_conductance`` the
@@ -231,10 +231,9 @@ def _chunks(G):
     array fits in cache (``count == 1``: one sweep).
 
     A batch that outgrows the cache streams the state from memory at every row
-    step (64x64 float32 on 2 CPU cores: 1.1 ms per array forward at 64-256
-    arrays, 1.9 ms at 1024; with the gradient 2.4 and 5.2 ms). Chunks run one
-    after another (``lax.map``); the backend policy's ``geff_chunk_bytes`` sets
-    their size (``None``: one sweep).
+    step (per-array costs in ``benchmarks/README.md``). Chunks run one after
+    another (``lax.map``); the backend policy's ``geff_chunk_bytes`` sets their
+    size (``None``: one sweep).
     """
     n, R, C = G.shape
     chunk_bytes = backend.policy().geff_chunk_bytes
@@ -329,8 +328,7 @@ def _pad_columns(G):
 
 def _geff_flat(G, p, block=SWEEP_BLOCK):
     """``_geff`` over one flattened batch axis: XLA CPU runs the sweep's fused
-    products several times slower with several batch axes (3x at
-    (2, 9, 1, 64, 64) against (18, 64, 64))."""
+    products several times slower with several batch axes."""
     C = G.shape[-1]
     Gp = _pad_columns(G)
     return _geff(block, Gp.reshape((-1,) + Gp.shape[-2:]), p)[..., :C].reshape(G.shape)

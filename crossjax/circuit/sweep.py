@@ -43,7 +43,7 @@ from .parasitics import Parasitics
 from .wires import reverse_cumsum
 
 # Narrower arrays are never split by column: many of them share a chunk, and splitting their
-# few columns made the products too small (2-3x slower for 64x64 arrays)
+# few columns makes the products too narrow (slower for 64x64 arrays, benchmarks/README.md)
 COLUMN_CHUNKS_FROM = 256
 COLUMN_CHUNK_MIN = 64
 SWEEP_BLOCK = 32  # rows between renormalizations (float32 stays within 1e-6 at 10 ohm wires, 1 mS cells)

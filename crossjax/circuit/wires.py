@@ -20,7 +20,7 @@ Summing the segment currents gives ``P`` entrywise,
 
 so up to ``DENSE_KERNEL_MAX`` rows and columns :func:`wire_operator` applies ``P``
 as two small matrix products (``I @ K_row + K_col @ I``): O(R + C) multiply-adds
-per cell, but on CPU 2-3x faster than the four cumulative sums, which XLA lowers
+per cell, but faster on CPU than the four cumulative sums, which XLA lowers
 to windowed reductions (``benchmarks/README.md``, "Wire operator"). Larger arrays
 use the sums (O(1) per cell).
 """
