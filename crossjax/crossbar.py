@@ -43,6 +43,7 @@ from flax import struct
 from crossjax import backend, converters, devices, mapping, readout, tiling
 from crossjax import config_checks as chk
 from crossjax.hardware import HardwareConfig
+from crossjax.numerics import safe_sqrt
 from crossjax.readout import ReadoutPlan
 
 
@@ -551,7 +552,7 @@ def _tile_currents(v, state, config, key, plan: ReadoutPlan | None = None, coef=
     if plan.noise is not None:
         s = devices.read_noise_std(state.g, config.device)
         var = _tile_products(drive * drive, per_row(s * s, variance=True), K, rows)
-        i = i + _noise_std(var) * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
+        i = i + safe_sqrt(var) * devices.read_noise_normal(key, i.shape, i.dtype, config.device)
     return i
 
 
@@ -581,13 +582,6 @@ def _solved_currents(v, state, config, plan):
                           g_max=_g_bound(config), cell=config.array.cell)  # (P, Kt, Nt, B, Cp)
     i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
     return jnp.moveaxis(i, -2, 0).reshape((kt,) + lead + i.shape[1:2] + i.shape[-1:])
-
-
-def _noise_std(var):
-    """``sqrt(var)`` with a finite gradient where ``var == 0`` (no input reaches the column:
-    ReLU zeros, padding rows, empty packed columns)."""
-    positive = var > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
 
 
 def _adc_bits(state, config):
@@ -689,7 +683,7 @@ def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
     c2 = tuple(c * c for c in config.mapping.coefficients())
     s2 = _untile(converters.shift_add(s * s, c2), K, N, state.column_index)  # (K, N)
     var = converters.shift_add((v * v) @ s2, tuple(c * c for c in coef))  # (..., N), A^2
-    noise = _noise_std(var) * devices.read_noise_normal(key, var.shape, var.dtype, config.device)
+    noise = safe_sqrt(var) * devices.read_noise_normal(key, var.shape, var.dtype, config.device)
     y = converters.dac_equivalent(x, config.dac) @ state.w_eff   # w_eff holds the compensation
     return y + _compensated(noise * state.w_max * x_range * _scale(config), state.out_scale)
 

@@ -4,7 +4,8 @@ Every function in ``FUNCTIONS`` maps two arrays to one and is checked for the
 same properties (in the spirit of lineax's tests): ``jit`` equals eager,
 ``vmap`` over a leading axis equals a Python loop, the gradient of both
 arguments matches central finite differences (float64, a random direction),
-and float32 inputs give float32 outputs close to the float64 ones. chex
+and float32 inputs give float32 outputs close to the float64 ones (the gradient
+row is slow-marked). chex
 asserts the shapes, dtypes and closeness. Sizes are tiny; the physics of each
 function is checked against its references elsewhere.
 """
@@ -67,6 +68,7 @@ def test_vmap_over_a_leading_axis_equals_a_loop(case):
     chex.assert_trees_all_close(out, jnp.stack([f(s, b) for s in stacked]), rtol=1e-10, atol=0)
 
 
+@pytest.mark.slow   # compile-heavy; the kernels' own files check their gradients in the default run
 def test_gradient_matches_central_finite_differences(case):
     f, a, b = case
     out = f(a, b)

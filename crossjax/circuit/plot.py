@@ -29,7 +29,7 @@ def plot_ir_drop(G, V, parasitics, ax=None, *, quantity="drop"):
       >>> import jax.numpy as jnp
       >>> from crossjax.circuit import Parasitics, plot_ir_drop
       >>> ax = plot_ir_drop(jnp.full((4, 4), 1e-4), jnp.full(4, 0.2), Parasitics(r_wire_row=5.0))
-      >>> ax.images[0].get_array().max() > 0
+      >>> bool(ax.images[0].get_array().max() > 0)
       True
     """
     import matplotlib.pyplot as plt

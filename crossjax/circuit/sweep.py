@@ -11,10 +11,11 @@ That Riccati recursion is linear in a fractional representation ``Y = N D^-1``:
 
     N <- N + Y_row D,        D <- D + r N          (one application of Y_row per row)
 
-and the Norton currents telescope, ``J D = sum_i v_i a_i^T D_i``. Every
-``SWEEP_BLOCK`` rows the representation is brought back to ``(Y, 1)`` by one LU
-solve with ``D`` (which also maps the accumulated rows of ``G_eff``), so ``D``
-stays well conditioned (it is a product of ``1 + r Y'``, eigenvalues >= 1). After
+and the Norton currents telescope, ``J D = sum_i v_i a_i^T D_i``. After every
+block of rows (up to 256, chosen by the stiffness in ``solver.sweep_interval``)
+the representation is brought back to ``(Y, 1)`` by one LU solve with ``D``
+(which also maps the accumulated rows of ``G_eff``), so ``D`` stays well
+conditioned (it is a product of ``1 + r Y'``, eigenvalues >= 1). After
 the last row the sinks sit at 0 V and ``G_eff`` is the accumulated matrix:
 ``I = V @ G_eff`` exactly (no 1/r anywhere; zero resistances and conductances are
 fine). ``Y_row D`` costs ``O(b C^2)`` in the ladder's blocked semiseparable
@@ -46,7 +47,7 @@ from .wires import reverse_cumsum
 # few columns makes the products too narrow (slower for 64x64 arrays, benchmarks/README.md)
 COLUMN_CHUNKS_FROM = 256
 COLUMN_CHUNK_MIN = 64
-SWEEP_BLOCK = 32  # rows between renormalizations (float32 stays within 1e-6 at 10 ohm wires, 1 mS cells)
+SWEEP_BLOCK = 32  # rows between renormalizations when the stiffness is not known (traced values)
 
 
 class Anchors(NamedTuple):

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from crossjax import config_checks as chk
+from crossjax.numerics import safe_sqrt
 from crossjax.tiling import check_matrix, check_tile_size, tile, untile, valid_tiles
 
 __all__ = ["magnitude_mask", "channel_scores", "channel_mask", "input_channel_mask",
@@ -143,12 +144,6 @@ def tile_mask(W, rows, cols, sparsity):
 _GROUP_AXES = {"column": (2,), "row": (3,), "tile": (2, 3)}
 
 
-def _safe_norm(sumsq):
-    """sqrt with a zero (not NaN) gradient at 0, so pruned groups stay finite."""
-    pos = sumsq > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sumsq, 1.0)), 0.0)
-
-
 def group_lasso(W, rows=None, cols=None, group="column"):
     """Group-lasso penalty  sum_g sqrt(|g|) * ||W_g||_2  (|g| = real weights in the group).
 
@@ -160,7 +155,7 @@ def group_lasso(W, rows=None, cols=None, group="column"):
     W = jnp.asarray(W)
     if group == "channel":
         sumsq = jnp.sum(W.reshape(-1, W.shape[-1]) ** 2, axis=0)
-        return jnp.sqrt(W.size // W.shape[-1]) * jnp.sum(_safe_norm(sumsq))
+        return jnp.sqrt(W.size // W.shape[-1]) * jnp.sum(safe_sqrt(sumsq))
     if group not in _GROUP_AXES:
         raise ValueError(f"group must be one of 'column', 'row', 'tile', 'channel', got {group!r}")
     check_matrix(W)
@@ -169,4 +164,4 @@ def group_lasso(W, rows=None, cols=None, group="column"):
     axes = _GROUP_AXES[group]
     count = np.asarray(valid_tiles(K, N, rows, cols)).sum(axis=axes)
     sumsq = jnp.sum(tile(W, rows, cols) ** 2, axis=axes)
-    return jnp.sum(np.sqrt(count) * _safe_norm(sumsq))
+    return jnp.sum(np.sqrt(count) * safe_sqrt(sumsq))
