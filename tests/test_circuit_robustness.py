@@ -168,7 +168,8 @@ def test_physical_arrays_keep_the_long_interval():
     assert sweep_interval(G, Parasitics(10.0, 10.0, 1e3, 1e3)) == 256   # kappa 1e-3: one LU per 256 rows
 
 
-@pytest.mark.parametrize("dtype,R,kappa,k", [("float32", 256, 1.4e-3, 256), ("float32", 128, 5.5e-3, 128),
+@pytest.mark.parametrize("dtype,R,kappa,k", [("float32", 512, 3.4e-4, 512), ("float64", 1024, 4.8e-4, 1024),
+                                             ("float32", 256, 1.4e-3, 256), ("float32", 128, 5.5e-3, 128),
                                              ("float32", 100, 0.02, 64), ("float64", 256, 8e-3, 256),
                                              ("float64", 128, 0.034, 128), ("float64", 64, 0.15, 64)])
 def test_long_blocks_are_exact_at_the_edge_of_their_range(dtype, R, kappa, k):

@@ -119,7 +119,7 @@ def _check_V(V, R):
 # 20 kappa ulps. relative error ~ eps (q^k + 20 kappa) for k rows per block.
 _TARGET = {4: 2e-5, 8: 1e-10}   # choose the longest block within this
 _LIMIT = {4: 1e-4, 8: 1e-9}     # beyond this even one-row blocks are refused
-_BLOCKS = (256, 128, 64, SWEEP_BLOCK, 16, 8, 4, 2, 1)  # longest first; mild circuits take long ones
+_BLOCKS = (1024, 512, 256, 128, 64, SWEEP_BLOCK, 16, 8, 4, 2, 1)  # longest first; mild circuits take long ones
 
 
 def _error_estimate(kappa, k, dtype):
@@ -133,12 +133,13 @@ def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
 
     The stiffness ``kappa = g_max * max(r_wire_row, r_wire_col)`` sets how
     fast the sweep's fractional form loses precision; the longest block
-    (256 rows down to 1) whose estimated relative error stays within 2e-5
-    (float32) / 1e-10 (float64) is used: 256 rows up to ``kappa`` = 1.5e-3 in
-    float32 (8.4e-3 in float64), 128 up to 6e-3 (0.035), 64 up to 0.025 (0.16),
-    32 up to 0.11 (0.79), 16 up to 0.53 (5.1), 8 up to 2.9 (57), one row at
-    the end. Physical arrays (1-10 ohm wires, 100 uS cells: ``kappa`` = 1e-4
-    to 1e-3) take 256: one LU solve per 256 rows instead of eight.
+    (1024 rows down to 1) whose estimated relative error stays within 2e-5
+    (float32) / 1e-10 (float64) is used: 1024 rows up to ``kappa`` = 9e-5 in
+    float32 (5e-4 in float64), 512 up to 3.6e-4 (2e-3), 256 up to 1.5e-3
+    (8.4e-3), 128 up to 6e-3 (0.035), 64 up to 0.025 (0.16), 32 up to 0.11
+    (0.79), 16 up to 0.53 (5.1), 8 up to 2.9 (57), one row at the end.
+    Physical arrays (1-10 ohm wires, 100 uS cells: ``kappa`` = 1e-4 to 1e-3)
+    take 256-1024 rows: one LU solve where 32-row blocks needed 8-32.
 
     Args:
       G: conductances (..., R, C) (siemens); only its dtype and, when

@@ -12,7 +12,7 @@ That Riccati recursion is linear in a fractional representation ``Y = N D^-1``:
     N <- N + Y_row D,        D <- D + r N          (one application of Y_row per row)
 
 and the Norton currents telescope, ``J D = sum_i v_i a_i^T D_i``. After every
-block of rows (up to 256, chosen by the stiffness in ``solver.sweep_interval``)
+block of rows (up to 1024, chosen by the stiffness in ``solver.sweep_interval``)
 the representation is brought back to ``(Y, 1)`` by one LU solve with ``D``
 (which also maps the accumulated rows of ``G_eff``), so ``D`` stays well
 conditioned (it is a product of ``1 + r Y'``, eigenvalues >= 1). After
