@@ -259,7 +259,7 @@ _MNIST_URL = "https://yann.lecun.com/exdb/mnist/ (or a mirror)"
 
 # CIFAR archive layouts: (dataset, kind) -> (folder, train members, test
 # member, label bytes per binary record, label key of the python pickles).
-_CIFAR_LAYOUTS = {
+CIFAR_LAYOUTS = {
     ("cifar10", "python"): ("cifar-10-batches-py",
                             tuple(f"data_batch_{i}" for i in range(1, 6)),
                             "test_batch", None, "labels"),
@@ -585,7 +585,7 @@ def _dir_reader(root: pathlib.Path) -> Iterator[tuple[list[str], Callable[[str],
 @contextlib.contextmanager
 def _cifar_source(name: str, source: pathlib.Path, verify: bool):
     """Yields (kind, where, read) for a CIFAR archive or extracted directory."""
-    folders = {layout[0]: key for key, layout in _CIFAR_LAYOUTS.items()}
+    folders = {layout[0]: key for key, layout in CIFAR_LAYOUTS.items()}
     if source.is_dir():
         for kind in ("python", "binary"):  # an archive inside the directory
             archive = source / _CIFAR_ARCHIVE[(name, kind)]
@@ -624,7 +624,7 @@ def _cifar_source(name: str, source: pathlib.Path, verify: bool):
 def _read_cifar(name: str, source: pathlib.Path, verify: bool
                 ) -> dict[str, dict[str, np.ndarray]]:
     with _cifar_source(name, source, verify) as (kind, where, read):
-        folder, train, test, label_bytes, label_key = _CIFAR_LAYOUTS[(name, kind)]
+        folder, train, test, label_bytes, label_key = CIFAR_LAYOUTS[(name, kind)]
         classes = NUM_CLASSES[name]
         out = {}
         for split, members in (("train", train), ("test", (test,))):

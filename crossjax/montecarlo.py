@@ -71,7 +71,8 @@ from jax.sharding import PartitionSpec as P
 from crossjax import backend, layers
 from crossjax.distributed import is_writer  # noqa: F401  (public here too: montecarlo.is_writer)
 
-__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample", "needs_calibration", "is_writer"]
+__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample", "needs_calibration", "is_writer",
+           "memory_budget_bytes", "peak_bytes"]
 
 AXIS = "samples"
 
@@ -186,7 +187,7 @@ def _sub_jaxprs(eqn):
                 yield q
 
 
-def _peak_bytes(jaxpr) -> int:
+def peak_bytes(jaxpr) -> int:
     """Peak bytes of the arrays ``jaxpr`` creates, if each is freed after its last use.
 
     Walks the equations in order keeping the live intermediates; an equation
@@ -195,6 +196,19 @@ def _peak_bytes(jaxpr) -> int:
     counted. An estimate of what XLA allocates, not a bound: XLA fuses most
     elementwise chains so that their arrays never exist, but its buffer
     schedule may keep arrays alive longer than their last use.
+
+    Args:
+      jaxpr: a ``jax.core.Jaxpr`` (``jax.make_jaxpr(f)(*args).jaxpr``).
+
+    Returns:
+      The peak, in bytes.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import montecarlo
+      >>> jaxpr = jax.make_jaxpr(lambda v: jnp.sin(v) * 2)(jnp.ones(1000, jnp.float32)).jaxpr
+      >>> montecarlo.peak_bytes(jaxpr)   # sin's 4000 bytes are live while the product is made
+      8000
     """
     last_use = {}
     for i, eqn in enumerate(jaxpr.eqns):
@@ -207,7 +221,7 @@ def _peak_bytes(jaxpr) -> int:
     live, peak, size = 0, 0, {}
     for i, eqn in enumerate(jaxpr.eqns):
         out = sum(_var_bytes(v) for v in eqn.outvars)
-        inner = max((_peak_bytes(sub) for sub in _sub_jaxprs(eqn)), default=0)
+        inner = max((peak_bytes(sub) for sub in _sub_jaxprs(eqn)), default=0)
         peak = max(peak, live + inner + out)
         for v in eqn.outvars:
             if last_use.get(v, -1) > i:
@@ -225,7 +239,7 @@ def bytes_per_sample(model: nnx.Module, hardware, x_batch, *, exact: bool = Fals
     ``x_batch``. The weights and data, shared by all samples, are not counted.
 
     ``exact=False`` traces only (nothing is compiled or run): the peak of live
-    arrays in the traced jaxprs (:func:`_peak_bytes`), which ignores XLA's
+    arrays in the traced jaxprs (:func:`peak_bytes`), which ignores XLA's
     fusion and buffer scheduling. On CPU, XLA's compiled figure was 0.22x-1.35x
     of it (VGG11, ResNet18, MLP; 2 to 134 MiB per sample): a guide, not a bound.
 
@@ -248,7 +262,7 @@ def bytes_per_sample(model: nnx.Module, hardware, x_batch, *, exact: bool = Fals
         except (AttributeError, NotImplementedError, TypeError):  # no memory analysis on this backend
             pass
     forward_jaxpr = jax.make_jaxpr(forward)(state, prog, hardware, key, 0, x_batch)
-    return _tree_bytes(prog) + max(_peak_bytes(program_jaxpr.jaxpr), _peak_bytes(forward_jaxpr.jaxpr))
+    return _tree_bytes(prog) + max(peak_bytes(program_jaxpr.jaxpr), peak_bytes(forward_jaxpr.jaxpr))
 
 
 # A chunk is sized from the traced estimate alone when this multiple of it fits
@@ -265,12 +279,25 @@ def _to_host(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def _memory_budget(device) -> int:
+def memory_budget_bytes(device) -> int:
     """Bytes the samples may fill on ``device``: the backend policy's share
     (:func:`crossjax.backend.policy`: 60 % on an accelerator, 50 % on CPU) of
     its free memory (:func:`crossjax.backend.memory_bytes`: the device's own
     figure where the backend reports one, else the host's, shared by the local
-    devices)."""
+    devices). :func:`evaluate` sizes its chunks by it unless given ``memory_budget``.
+
+    Args:
+      device: a ``jax.Device``.
+
+    Returns:
+      The budget in bytes.
+
+    Example:
+      >>> import jax
+      >>> from crossjax import montecarlo
+      >>> montecarlo.memory_budget_bytes(jax.devices()[0]) > 0
+      True
+    """
     return int(backend.policy(device.platform).memory_fraction * backend.memory_bytes(device))
 
 
@@ -445,7 +472,7 @@ def evaluate(
         _check_same_inputs(keys, x, y, batch_size, chunk_size)
     per_sample = bytes_per_sample(model, hardware, x[:batch_size])
     if chunk_size is None:
-        budget = _memory_budget(local[0]) * n_dev if memory_budget is None else int(memory_budget)
+        budget = memory_budget_bytes(local[0]) * n_dev if memory_budget is None else int(memory_budget)
         if TRACE_MARGIN * per_sample * (S + (-S) % n_dev) > budget:  # tight: ask XLA
             per_sample = bytes_per_sample(model, hardware, x[:batch_size], exact=True)
         chunk_size = max(1, budget // max(per_sample, 1))

@@ -58,7 +58,7 @@ def test_memory_bytes_uses_the_device_figure():
     assert backend.memory_bytes(dev) == 50 << 30
     assert backend.memory_bytes(FakeDevice("tpu", {"bytes_limit": 16 << 30})) == 16 << 30
     assert backend.memory_bytes(FakeDevice("gpu", {"bytes_limit": 1, "bytes_in_use": 5})) == 0
-    assert montecarlo._memory_budget(dev) == int(0.6 * (50 << 30))
+    assert montecarlo.memory_budget_bytes(dev) == int(0.6 * (50 << 30))
 
 
 @pytest.mark.parametrize("dev", [FakeDevice("cpu", None), FakeDevice("cpu", {}), FakeDevice("cpu", raises=True),
@@ -69,7 +69,7 @@ def test_memory_bytes_falls_back_to_host_memory_shared_by_local_devices(dev, mon
     assert backend.memory_bytes(dev, local) == 4 << 30  # three CPU devices share the host
     assert backend.memory_bytes(dev, []) == 12 << 30
     if jax.devices()[0].memory_stats() is None:  # XLA CPU: the host figure
-        assert montecarlo._memory_budget(jax.devices()[0]) == \
+        assert montecarlo.memory_budget_bytes(jax.devices()[0]) == \
             int(0.5 * ((12 << 30) // max(1, sum(d.platform == "cpu" for d in jax.local_devices()))))
 
 
@@ -77,10 +77,15 @@ def test_host_memory_is_positive():
     assert backend.host_memory_bytes() > 0
 
 
-def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch):
+@pytest.mark.parametrize("lead,K", [((5,), 29), pytest.param((2, 3), 6, marks=pytest.mark.slow),
+                                    pytest.param((2, 1, 3), 40, marks=pytest.mark.slow),
+                                    pytest.param((4,), 64, marks=pytest.mark.slow)])
+def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch, lead, K):
     """Under the GPU/TPU policy (forced here on the CPU) the plain kernels give the CPU
-    kernels' currents and gradients: several row tiles, IR drop (one G_eff sweep instead
-    of cache-sized chunks), 8-bit converters, read noise."""
+    kernels' currents and gradients (inputs and weights), for 1, 4, 5 and 8 row tiles of 8
+    rows (the flat tile product is a plain matmul for one, the pairwise row-tile sum halves
+    odd and even counts; all but the first case slow-marked) and one to three batch axes, with IR drop (one G_eff sweep instead
+    of cache-sized chunks), 8-bit converters and read noise; and the CPU forms under vmap."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -90,26 +95,33 @@ def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch):
     hw = HardwareConfig().set({"array.rows": 8, "array.cols": 8, "array.parasitics.r_wire_row": 2.0,
                                "array.parasitics.r_wire_col": 2.0, "device.read_noise.sigma": 0.02,
                                "dac.bits": 8, "adc.bits": 8})
-    rng = np.random.default_rng(3)
-    W, x = jnp.asarray(rng.normal(size=(29, 11))), jnp.asarray(rng.uniform(-1, 1, (5, 29)))
+    rng = np.random.default_rng(K)
+    W, x = jnp.asarray(rng.normal(size=(K, 11))), jnp.asarray(rng.uniform(-1, 1, lead + (K,)))
     state = crossbar.program(W, hw, jax.random.key(0))
+
+    def loss(x, W):
+        return jnp.sum(crossbar.matmul(x, crossbar.program(W, hw, jax.random.key(0)), hw, jax.random.key(1)) ** 2)
 
     def run():
         jax.clear_caches()
         y = crossbar.matmul(x, state, hw, jax.random.key(1))
-        g = jax.grad(lambda W: jnp.sum(crossbar.matmul(x, crossbar.program(W, hw, jax.random.key(0)), hw,
-                                                        jax.random.key(1)) ** 2))(W)
-        return np.asarray(y), np.asarray(g)
+        gx, gW = jax.grad(loss, argnums=(0, 1))(x, W)
+        return np.asarray(y), np.asarray(gx), np.asarray(gW)
 
-    y_cpu, g_cpu = run()
+    cpu = run()
+    flat = x.reshape((-1, K))
+    stacked = jax.vmap(lambda v: crossbar.matmul(v, state, hw, jax.random.key(1)))(flat[:, None, :])
     plain = backend.plain(jax.default_backend())
     monkeypatch.setitem(backend.POLICIES, jax.default_backend(), plain)
     assert backend.policy().tile_product == "einsum"
-    y_plain, g_plain = run()
+    y_plain, gx_plain, gW_plain = run()
     jax.clear_caches()
-    np.testing.assert_allclose(y_plain, y_cpu, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(g_plain, g_cpu, rtol=1e-9, atol=1e-12)
-    assert np.abs(y_cpu).max() > 0.1
+    np.testing.assert_allclose(y_plain, cpu[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx_plain, cpu[1], rtol=1e-9, atol=1e-12 * np.abs(cpu[1]).max())
+    np.testing.assert_allclose(gW_plain, cpu[2], rtol=1e-9, atol=1e-12 * np.abs(cpu[2]).max())
+    assert np.abs(cpu[0]).max() > 0.1
+    loop = np.stack([np.asarray(crossbar.matmul(v[None], state, hw, jax.random.key(1))) for v in flat])
+    np.testing.assert_allclose(np.asarray(stacked), loop, rtol=1e-12, atol=1e-12 * np.abs(loop).max())
 
 
 @pytest.mark.parametrize("platforms, expected", [("cpu", False), ("cuda", True), ("tpu,cpu", True),

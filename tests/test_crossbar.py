@@ -395,34 +395,3 @@ def test_read_noise_without_adc_is_one_gaussian_per_output(layout, subtract):
     np.testing.assert_array_less(np.abs(yt[:, live].std(0) / std - 1), 5 / np.sqrt(2 * n) + 1e-3)
 
 
-@pytest.mark.parametrize("lead,K,rows", [((5,), 20, 8), ((2, 3), 20, 8), ((4,), 6, 8), ((2, 1, 3), 16, 8)])
-def test_tile_products_equal_the_direct_einsum_values_and_gradients(lead, K, rows):
-    """The flattened, array-merged batched matmul of ``_tile_products`` (a plain matmul
-    for one row tile) against the direct per-tile einsum, values and VJP."""
-    kt = -(-K // rows)
-    rng = np.random.default_rng(3)
-    v = jnp.asarray(rng.normal(size=lead + (K,)))
-    m = jnp.asarray(rng.normal(size=(2, kt, rows, 5)))
-    ct = jnp.asarray(rng.normal(size=(kt,) + lead + (2, 5)))
-
-    def direct(v, m):
-        vt = jnp.pad(v, [(0, 0)] * len(lead) + [(0, kt * rows - K)]).reshape(lead + (kt, rows))
-        return jnp.einsum("...kr,pkrm->k...pm", vt, m)
-
-    out, vjp = jax.vjp(lambda v, m: crossbar._tile_products(v, m, K, rows), v, m)
-    ref, vjp_ref = jax.vjp(direct, v, m)
-    np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13)
-    for a, b in zip(vjp(ct), vjp_ref(ct)):
-        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
-
-
-@pytest.mark.parametrize("kt", [1, 2, 5, 8])
-def test_sum_row_tiles_values_and_gradient(kt):
-    """Pairwise halving and its broadcast VJP against ``jnp.sum`` over the leading axis."""
-    i = jnp.asarray(np.random.default_rng(5).normal(size=(kt, 3, 2, 4)))
-    ct = jnp.asarray(np.random.default_rng(6).normal(size=(3, 2, 4)))
-    out, vjp = jax.vjp(crossbar._sum_row_tiles, i)
-    ref, vjp_ref = jax.vjp(lambda i: jnp.sum(i, axis=0), i)
-    np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-14)
-    np.testing.assert_array_equal(vjp(ct)[0], vjp_ref(ct)[0])
-    np.testing.assert_allclose(jax.vmap(crossbar._sum_row_tiles, in_axes=1)(i), ref, rtol=1e-14, atol=1e-14)

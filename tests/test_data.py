@@ -155,7 +155,7 @@ def make_cifar(tmp_path, name, kind, seed=0, archive_name=None):
     rng = np.random.default_rng(seed)
     batches, per, n_test = _split_sizes(name)
     classes = data.NUM_CLASSES[name]
-    folder, train_files, test_file, label_bytes, label_key = data._CIFAR_LAYOUTS[(name, kind)]
+    folder, train_files, test_file, label_bytes, label_key = data.CIFAR_LAYOUTS[(name, kind)]
     # the layout table is what is under test: restate the official names here
     official = {("cifar10", "python"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
                 ("cifar10", "binary"): ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin"),

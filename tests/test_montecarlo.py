@@ -109,8 +109,8 @@ def test_peak_bytes_frees_arrays_after_their_last_use():
         return jax.jit(chain)(v) + w.sum()
 
     v = jnp.zeros(1000, jnp.float32)
-    assert montecarlo._peak_bytes(jax.make_jaxpr(chain)(v).jaxpr) == 2 * 4000
-    assert montecarlo._peak_bytes(jax.make_jaxpr(nested)(v).jaxpr) == 4000 + 2 * 4000 + 4
+    assert montecarlo.peak_bytes(jax.make_jaxpr(chain)(v).jaxpr) == 2 * 4000
+    assert montecarlo.peak_bytes(jax.make_jaxpr(nested)(v).jaxpr) == 4000 + 2 * 4000 + 4
 
 
 def test_bad_inputs(setup):
