@@ -342,7 +342,7 @@ def test_chunked_and_vmapped_sweeps_equal_one_sweep(monkeypatch):
     cpu = backend.POLICIES[jax.default_backend()]
     monkeypatch.setitem(backend.POLICIES, jax.default_backend(),
                         dataclasses.replace(cpu, geff_chunk_bytes=2 * 6 * 5 * 8 * 2))  # two arrays per chunk
-    assert solver._chunks(G.reshape(-1, 6, 5)) == (8, 2)          # 15 arrays + 1 of padding
+    assert solver.geff_chunks(G.reshape(-1, 6, 5)) == (8, 2)          # 15 arrays + 1 of padding
     jax.clear_caches()
     np.testing.assert_allclose(effective_conductance(G, p), ref, rtol=1e-12)
     np.testing.assert_allclose(jax.grad(loss)(G), ref_grad, rtol=1e-10)

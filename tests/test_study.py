@@ -7,7 +7,7 @@ import results_schema  # tests/ is on sys.path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crossjax import cli, hardware, study, training
+from crossjax import cli, hardware, montecarlo, study, training
 from crossjax.circuit.parasitics import Parasitics
 from crossjax.devices import WriteNoise
 
@@ -45,12 +45,12 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
         steps=3, batch_size=32, learning_rate=1e-3)))
     out = tmp_path / "s"
     calls = []
-    real = study._monte_carlo
+    real = montecarlo.evaluate   # every Monte Carlo evaluation of the study goes through it
 
     def counting(model, hw, keys, *args, **kw):
         calls.append(int(keys.shape[0]))
         return real(model, hw, keys, *args, **kw)
-    monkeypatch.setattr(study, "_monte_carlo", counting)
+    monkeypatch.setattr(montecarlo, "evaluate", counting)
 
     # "kill" the study after its first non-ideal config
     def killer(path, text, _real=study.ckpt.atomic_write_text):
@@ -65,7 +65,7 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
     assert calls == [1, 3]  # deterministic ideal: 1 sample; noise: S
 
     monkeypatch.undo()
-    monkeypatch.setattr(study, "_monte_carlo", counting)
+    monkeypatch.setattr(montecarlo, "evaluate", counting)
     calls.clear()
     res = study.run_study(spec, out, seed=0, progress=False, plots=True)
     # only the unfinished config and the fine-tuning before/after evaluations ran

@@ -227,7 +227,7 @@ def _unit_inputs(G):
     return jnp.eye(G.shape[-2], dtype=G.dtype)
 
 
-def _chunks(G):
+def geff_chunks(G):
     """``(count, size)`` for sweeping ``G`` (n, R, C) in chunks whose sweep state ``2 C^2`` per
     array fits in cache (``count == 1``: one sweep).
 
@@ -254,7 +254,7 @@ def _join(X, n):
 
 
 def _sweep_chunked(G, p, block):
-    count, size = _chunks(G)
+    count, size = geff_chunks(G)
     if count == 1:
         return _sweep(G, p, block)
     return _join(jax.lax.map(lambda g: _sweep(g, p, block), _split(G, count, size)), G.shape[0])
@@ -288,7 +288,7 @@ def _geff(block, G, p):
 
 
 def _geff_fwd(block, G, p):
-    count, size = _chunks(G)
+    count, size = geff_chunks(G)
     if count == 1:
         Geff, anchors = _sweep_anchored(G, p, block)
         return Geff, (G, p, anchors)
