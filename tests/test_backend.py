@@ -157,14 +157,15 @@ def test_accelerator_extras_pull_jax_own_extras():
 
 
 def test_column_chunked_sweep_of_a_wide_array_equals_one_sweep(monkeypatch):
-    """A 256-wide array's sweep state is split by excitation column on the CPU policy
-    (``circuit.sweep``); the plain policy sweeps it whole: the same ``G_eff`` and gradient."""
+    """A 256-wide array's sweep state (forward, and the upward pass of its gradient) is split by
+    excitation column on the CPU policy (``circuit.sweep``); the plain policy sweeps it whole:
+    the same ``G_eff`` and gradient."""
     import jax.numpy as jnp
     import numpy as np
 
     from crossjax import circuit
 
-    G = jax.random.uniform(jax.random.key(0), (6, 256), jnp.float64, 1e-5, 1e-4)
+    G = jax.random.uniform(jax.random.key(0), (64, 256), jnp.float64, 1e-5, 1e-4)
     W = jax.random.normal(jax.random.key(1), G.shape, jnp.float64)
     p = circuit.Parasitics(r_wire_row=2.0, r_wire_col=3.0, r_source=10.0, r_sink=5.0)
 
@@ -173,7 +174,7 @@ def test_column_chunked_sweep_of_a_wide_array_equals_one_sweep(monkeypatch):
         value, grad = jax.value_and_grad(lambda g: jnp.sum(W * circuit.effective_conductance(g, p)))(G)
         return np.asarray(circuit.effective_conductance(G, p)), float(value), np.asarray(grad)
 
-    assert circuit.sweep.column_chunks(G) > 1
+    assert circuit.sweep.column_chunks(G) > 1 and circuit.sweep.column_chunks(G, 2 * 64) > 1   # forward and upward pass
     chunked = run()
     monkeypatch.setitem(backend.POLICIES, jax.default_backend(), backend.plain(jax.default_backend()))
     whole = run()

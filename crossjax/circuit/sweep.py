@@ -98,10 +98,11 @@ def _layout(G, p, block) -> _Layout:
     return _Layout(pad, k, nb, RowLadders(*map(blocks, lad)), r.reshape(nb, k))
 
 
-def column_chunks(G) -> int:
-    """Chunks of the sweep's ``C`` excitation columns so that each chunk's state ``(N, D)``,
-    ``2 * arrays * C * columns`` numbers, fits a 16th of ``backend.policy().geff_chunk_bytes``
-    (1: no chunks; arrays narrower than ``COLUMN_CHUNKS_FROM`` are never split).
+def column_chunks(G, columns: int | None = None) -> int:
+    """Chunks of the sweep's excitation columns (``C`` by default; the upward pass's ``2 B``)
+    so that each chunk's state, ``2 * arrays * C * columns`` numbers, fits a 16th of
+    ``backend.policy().geff_chunk_bytes`` (1: no chunks; arrays narrower than
+    ``COLUMN_CHUNKS_FROM`` are never split).
 
     Arrays are already swept in cache-sized groups (``solver``); this splits one array that
     alone outgrows the cache (float64 1024x1024: 16 MiB of state; the measurement is in
@@ -111,11 +112,12 @@ def column_chunks(G) -> int:
     budget = backend.policy().geff_chunk_bytes
     arrays = int(np.prod(G.shape[:-2], dtype=int))
     C = G.shape[-1]
+    total = C if columns is None else int(columns)
     if budget is None or C < COLUMN_CHUNKS_FROM:
         return 1
     # the row step's temporaries are several times the state: chunks of 1/16 of the budget measured best
-    columns = max(COLUMN_CHUNK_MIN, budget // (32 * arrays * C * G.dtype.itemsize))
-    return -(-C // columns) if columns < C else 1
+    size = max(COLUMN_CHUNK_MIN, budget // (32 * arrays * C * G.dtype.itemsize))
+    return -(-total // size) if size < total else 1
 
 
 def _sweep(G, p, keep, block):
@@ -227,11 +229,29 @@ def sweep_gradients(G, anchors, V, ybar):
         dL/dG[i, j] = -sum_b U_b[i, j] Lambda_b[i, j]        (cell voltages)
         dL/dr       = +sum_b sum_(segments of r) i_b iadj_b  (wire currents, same orientation)
     """
-    B = V.shape[-2]
-    R, C = G.shape[-2:]
     lead = jnp.broadcast_shapes(G.shape[:-2], V.shape[:-2], ybar.shape[:-2])
     V = jnp.broadcast_to(V, lead + V.shape[-2:])
     ybar = jnp.broadcast_to(ybar, lead + ybar.shape[-2:])
+    B = V.shape[-2]
+    chunks = column_chunks(G, 2 * B)
+    if chunks == 1:
+        return _gradients(G, anchors, V, ybar)
+    # both cotangents are sums over the excitations: walk them up in chunks whose state stays
+    # in cache (zero rows of padding excite nothing) and add the chunks' sums
+    size = -(-B // chunks)
+
+    def split(X):
+        X = jnp.pad(X, [(0, 0)] * (X.ndim - 2) + [(0, chunks * size - B), (0, 0)])
+        return jnp.moveaxis(X.reshape(X.shape[:-2] + (chunks, size, X.shape[-1])), -3, 0)
+
+    dG, dp = jax.lax.map(lambda vy: _gradients(G, anchors, *vy), (split(V), split(ybar)))
+    return jnp.sum(dG, 0), jax.tree.map(lambda d: jnp.sum(d, 0), dp)
+
+
+def _gradients(G, anchors, V, ybar):
+    """:func:`sweep_gradients` for ``V`` and ``ybar`` broadcast to the same leading shape."""
+    B = V.shape[-2]
+    R, C = G.shape[-2:]
     Vs = jnp.concatenate([V, jnp.zeros_like(V)], -2)
     sinks = jnp.concatenate([jnp.zeros_like(ybar), ybar], -2)
 
