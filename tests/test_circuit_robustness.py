@@ -163,6 +163,20 @@ def test_wide_arrays_past_the_fused_cross_block_sums_are_exact(dtype):
     assert np.abs(cells - ref[0]).max() / np.abs(ref[0]).max() <= TOL[dtype]
 
 
+def test_gradient_through_one_long_block_matches_finite_differences():
+    # 256 rows in one block: the upward pass walks all of them from one anchor
+    rng = np.random.default_rng(256)
+    G = jnp.asarray(rng.uniform(1e-5, 1e-4, (256, 16)))
+    p = Parasitics(2.0, 2.0, 10.0, 5.0)
+    assert sweep_interval(G, p) >= 256   # the default is one block too
+    W = jnp.asarray(rng.normal(size=G.shape))
+    loss = jax.jit(lambda g: jnp.sum(W * effective_conductance(g, p, interval=256)))
+    d = jnp.asarray(rng.normal(size=G.shape)) * G
+    h = 1e-4
+    fd = (loss(G + h * d) - loss(G - h * d)) / (2 * h)
+    np.testing.assert_allclose(float(jnp.sum(jax.grad(loss)(G) * d)), float(fd), rtol=1e-7)
+
+
 def test_physical_arrays_keep_the_long_interval():
     G = jnp.full((64, 64), 1e-4, jnp.float32)
     assert sweep_interval(G, Parasitics(10.0, 10.0, 1e3, 1e3)) == 256   # kappa 1e-3: one LU per 256 rows

@@ -139,7 +139,7 @@ def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
     (8.4e-3), 128 up to 6e-3 (0.035), 64 up to 0.025 (0.16), 32 up to 0.11
     (0.79), 16 up to 0.53 (5.1), 8 up to 2.9 (57), one row at the end.
     Physical arrays (1-10 ohm wires, 100 uS cells: ``kappa`` = 1e-4 to 1e-3)
-    take 256-1024 rows: one LU solve where 32-row blocks needed 8-32.
+    take 256-1024 rows: a 64-row array is one block (32-row blocks made two).
 
     Args:
       G: conductances (..., R, C) (siemens); only its dtype and, when
