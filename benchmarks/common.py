@@ -6,6 +6,8 @@ asynchronous dispatch is not mistaken for speed.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import resource
 import statistics
 import time
@@ -79,3 +81,11 @@ def train_steps(model, hardware, lr=1e-3):
         return loss
 
     return step
+
+
+def run_from_command_line(run: Callable[[bool], dict], doc: str) -> None:
+    """``python benchmarks/NAME.py [--quick]``: call ``run(quick)`` and print its JSON."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(json.dumps(run(args.quick), indent=2, default=float))

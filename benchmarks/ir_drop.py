@@ -27,16 +27,13 @@ loss are finite, and the profiled ``G_eff`` equals the programmed state's.
 """
 from __future__ import annotations
 
-import argparse
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
 
-from benchmarks.common import forward_fns, slope, timeit, train_steps
+from benchmarks.common import forward_fns, run_from_command_line, slope, timeit, train_steps
 from crossjax import circuit, crossbar, data, layers, models, presets
 
 GOALS = {"mc_mlp_ir_on_vs_off": 1.3, "train_mlp_ir_vs_digital": 15.0, "mc_vgg11_ir_on_vs_off": 1.1,
@@ -199,7 +196,4 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2, default=float))
+    run_from_command_line(run, __doc__)

@@ -38,8 +38,6 @@ vmapped samples against the loop.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
@@ -52,7 +50,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from benchmarks.common import forward_fns, peak_rss_mib, slope, timeit, train_steps
+from benchmarks.common import forward_fns, peak_rss_mib, run_from_command_line, slope, timeit, train_steps
 from crossjax import layers, models, montecarlo, presets
 from crossjax.hardware import HardwareConfig
 
@@ -244,7 +242,4 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    print(json.dumps(run(args.quick), indent=2, default=float))
+    run_from_command_line(run, __doc__)
