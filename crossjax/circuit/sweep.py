@@ -39,6 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from crossjax import backend
+
 from .ladder import RowLadders, port_response, row_ladders
 from .parasitics import Parasitics
 from .wires import reverse_cumsum
@@ -107,8 +109,6 @@ def column_chunks(G, columns: int | None = None) -> int:
     Arrays are already swept in cache-sized groups (``solver``); this splits one array that
     alone outgrows the cache (float64 1024x1024: 16 MiB of state; the measurement is in
     ``benchmarks/README.md``)."""
-    from crossjax import backend
-
     budget = backend.policy().geff_chunk_bytes
     arrays = int(np.prod(G.shape[:-2], dtype=int))
     C = G.shape[-1]
