@@ -84,8 +84,9 @@ def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch, lead, K):
     """Under the GPU/TPU policy (forced here on the CPU) the plain kernels give the CPU
     kernels' currents and gradients (inputs and weights), for 1, 4, 5 and 8 row tiles of 8
     rows (the flat tile product is a plain matmul for one, the pairwise row-tile sum halves
-    odd and even counts; all but the first case slow-marked) and one to three batch axes, with IR drop (one G_eff sweep instead
-    of cache-sized chunks), 8-bit converters and read noise; and the CPU forms under vmap."""
+    odd and even counts; all but the first case slow-marked) and one to three batch axes,
+    with IR drop (one G_eff sweep instead of cache-sized chunks), 8-bit converters and read
+    noise; and, on the CPU forms, a vmap over the examples equals a loop."""
     import jax.numpy as jnp
     import numpy as np
 
@@ -111,17 +112,17 @@ def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch, lead, K):
     cpu = run()
     flat = x.reshape((-1, K))
     stacked = jax.vmap(lambda v: crossbar.matmul(v, state, hw, jax.random.key(1)))(flat[:, None, :])
+    loop = np.stack([np.asarray(crossbar.matmul(v[None], state, hw, jax.random.key(1))) for v in flat])
     plain = backend.plain(jax.default_backend())
     monkeypatch.setitem(backend.POLICIES, jax.default_backend(), plain)
     assert backend.policy().tile_product == "einsum"
     y_plain, gx_plain, gW_plain = run()
     jax.clear_caches()
     np.testing.assert_allclose(y_plain, cpu[0], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(gx_plain, cpu[1], rtol=1e-9, atol=1e-12 * np.abs(cpu[1]).max())
-    np.testing.assert_allclose(gW_plain, cpu[2], rtol=1e-9, atol=1e-12 * np.abs(cpu[2]).max())
+    np.testing.assert_allclose(gx_plain, cpu[1], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(gW_plain, cpu[2], rtol=1e-9, atol=1e-12)
     assert np.abs(cpu[0]).max() > 0.1
-    loop = np.stack([np.asarray(crossbar.matmul(v[None], state, hw, jax.random.key(1))) for v in flat])
-    np.testing.assert_allclose(np.asarray(stacked), loop, rtol=1e-12, atol=1e-12 * np.abs(loop).max())
+    np.testing.assert_allclose(np.asarray(stacked), loop, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("platforms, expected", [("cpu", False), ("cuda", True), ("tpu,cpu", True),
