@@ -196,6 +196,59 @@ def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
     return meta
 
 
+def check_fingerprint(path: str | os.PathLike, fingerprint: str | None, *, label: str = "checkpoint") -> dict:
+    """The metadata of checkpoint ``path`` once it is known to be the run's own.
+
+    A study tags everything it saves with its fingerprint (``extra["fingerprint"]``,
+    ``crossjax.study.fingerprint_of``); a file written by another run is refused.
+
+    Args:
+      path: a checkpoint file.
+      fingerprint: the fingerprint the file must carry.
+      label: who asks, for the error message.
+
+    Returns:
+      The metadata dict (as :func:`restore_checkpoint` returns it).
+
+    Raises:
+      ValueError: the file is corrupt (see :func:`read_checkpoint`) or carries another fingerprint.
+    """
+    _, meta = read_checkpoint(path)
+    saved = (meta.get("extra") or {}).get("fingerprint")
+    if saved != fingerprint:
+        raise ValueError(f"{label}: {os.fspath(path)!r} was written by a run with other arguments (fingerprint "
+                         f"{saved!r}, this run {fingerprint!r}); delete it, choose another out directory or pass "
+                         "--overwrite.")
+    return meta
+
+
+def save_model(path: str | os.PathLike, model: nnx.Module, fingerprint: str, **extra) -> None:
+    """Save a trained model (no optimizer) tagged with its run's ``fingerprint``: the model file of
+    every study (a paper study's ``model_<variant>.ckpt``); ``extra``: JSON-able notes.
+
+    Example:
+      >>> import os, tempfile
+      >>> from flax import nnx
+      >>> from crossjax import checkpoint, models
+      >>> path = os.path.join(tempfile.mkdtemp(), "model_dense.ckpt")
+      >>> checkpoint.save_model(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(0)), "f00d")
+      >>> m = checkpoint.load_model(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "f00d")
+    """
+    save_checkpoint(path, model=model, extra={"fingerprint": fingerprint, **extra})
+
+
+def load_model(path: str | os.PathLike, model: nnx.Module, fingerprint: str) -> nnx.Module:
+    """Load a model :func:`save_model` wrote into ``model`` (the same architecture); returns it.
+
+    Raises ``ValueError`` naming the file when it is corrupt or truncated, was
+    written by another run (``fingerprint``), does not fit ``model`` or holds
+    non-finite weights.
+    """
+    check_fingerprint(path, fingerprint, label="load_model")
+    restore_checkpoint(path, model=model)
+    return model
+
+
 class DirectoryLock:
     """Exclusive lock on an output directory (``DIR/.lock``, ``fcntl.flock``), held while
     a study writes there. A second run fails at once with ``ValueError`` naming the

@@ -30,13 +30,11 @@ SPEC_ONLY_FLAGS = (("config", "--config"), ("train_steps", "--train-steps"),
 
 
 def _add_study_arguments(p: argparse.ArgumentParser) -> None:
-    from crossjax import study
-    p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots)")
     from crossjax import paper_studies
-    names = (*study.preset_names(), *paper_studies.RUNNERS)
+    p.add_argument("--out", required=True, help="output directory (results.json, report.md, plots)")
     p.add_argument("--preset", default="default",
-                   help=f"study preset, one of {', '.join(names)} (default: default); "
-                        f"{', '.join(paper_studies.RUNNERS)} rerun the seed papers' studies")
+                   help=f"study preset, one of {', '.join(preset_names())} (default: default); "
+                        f"{', '.join(paper_studies.STUDIES)} rerun the seed papers' studies")
     p.add_argument("--quick", action="store_true",
                    help="laptop-scale run of any preset (small model, few samples; "
                         "--preset default --quick is the 'quick' preset)")
@@ -75,30 +73,35 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def preset_names() -> tuple[str, ...]:
-    """Every ``--preset`` name: the study presets, then the paper-study ones."""
-    from crossjax import paper_studies, study
-    return (*study.preset_names(), *paper_studies.RUNNERS)
+    """Every ``--preset`` name (``crossjax.study.preset_names``: the study presets, then the paper studies)."""
+    from crossjax import study
+    return study.preset_names()
 
 
 def _check_preset(name: str) -> None:
     if name not in preset_names():
-        from crossjax import paper_studies, study
+        from crossjax import paper_studies
+        plain = [n for n in preset_names() if n not in paper_studies.STUDIES]
         raise ValueError(
             f"unknown study preset --preset={name!r}; choose one of "
-            f"{', '.join(preset_names())} (study presets: "
-            f"{', '.join(study.preset_names())}; paper-study presets: "
-            f"{', '.join(paper_studies.RUNNERS)})")
+            f"{', '.join(preset_names())} (study presets: {', '.join(plain)}; paper-study presets: "
+            f"{', '.join(paper_studies.STUDIES)})")
 
 
 def study_spec_from_args(args: argparse.Namespace):
-    """The :class:`crossjax.study.StudySpec` that ``args`` describe."""
-    from crossjax import study
+    """The spec that ``args`` describe: a :class:`crossjax.study.StudySpec`, or for a paper-study
+    preset a ``crossjax.paper_studies.PaperStudy`` (which takes ``--quick``, ``--samples`` and
+    ``--dataset`` only)."""
+    from crossjax import paper_studies, study
     _check_preset(args.preset)
-    if args.preset not in study.preset_names():
-        raise ValueError(f"--preset={args.preset!r} is a paper-study preset, "
-                         f"which has no StudySpec; run it with "
-                         f"crossjax.paper_studies.run({args.preset!r}, out) or "
-                         f"`crossjax study --preset {args.preset} --out DIR`")
+    if isinstance(study.get_preset(args.preset), paper_studies.PaperStudy):
+        given = [flag for dest, flag in SPEC_ONLY_FLAGS if getattr(args, dest, None)]
+        if given:
+            raise ValueError(f"--preset {args.preset} is a paper-study preset: its settings are fixed "
+                             f"(choose the scale with --quick, --samples, --seed, --dataset, --data-dir; "
+                             f"--overwrite starts afresh); it does not take {', '.join(given)}")
+        return study.get_preset(args.preset).replace(
+            quick=bool(getattr(args, "quick", False)), samples=args.samples, dataset=args.dataset or "digits")
     name = args.preset
     if getattr(args, "quick", False) and name != "quick":
         if name != "default":
@@ -214,24 +217,16 @@ def _print_paper_resume(out: str, prior: dict | None, results: dict, models_befo
           f"computed {results['meta'].get('computed', '?')} new")
 
 
-def _run_paper_study(args: argparse.Namespace) -> int:
-    from crossjax import paper_studies
-    given = [flag for dest, flag in SPEC_ONLY_FLAGS if getattr(args, dest, None)]
-    if given:
-        raise ValueError(f"--preset {args.preset} is a paper-study preset: its settings are fixed "
-                         f"(choose the scale with --quick, --samples, --seed, --dataset, --data-dir; "
-                         f"--overwrite starts afresh); "
-                         f"it does not take {', '.join(given)}")
+def _run_paper_study(args: argparse.Namespace, spec) -> int:
+    from crossjax import study
     t0 = time.perf_counter()
     before = _snapshot(args.out) if os.path.isdir(args.out) else {}
     # --overwrite discards the earlier run: nothing of it is reused
     prior = None if args.overwrite else _finished_before(args.out)
     models_before = set() if args.overwrite else \
-        {n for n in before if n.startswith("model_") and n.endswith(".npz")}
-    results = paper_studies.run(args.preset, args.out, quick=args.quick, seed=args.seed,
-                                samples=args.samples, progress=not args.quiet,
-                                dataset=args.dataset or "digits", data_dir=args.data_dir,
-                                overwrite=args.overwrite)
+        {n for n in before if n.startswith("model_") and n.endswith(".ckpt")}
+    results = study.run_study(spec, args.out, seed=args.seed, data_dir=args.data_dir,
+                              overwrite=args.overwrite, progress=not args.quiet)
     for c in results["configs"]:
         a = c["accuracy"]
         print(f"{c['name']:>28s}: {100 * a['mean']:6.2f} +- {100 * a['std']:5.2f} % "
@@ -306,18 +301,18 @@ def _start_distributed(args: argparse.Namespace) -> None:
 
 def _run_study(args: argparse.Namespace) -> int:
     from crossjax import paper_studies, study
-    _check_preset(args.preset)
-    if args.distributed and args.preset in paper_studies.RUNNERS:
-        raise ValueError(f"--distributed runs the default study framework; the paper study "
+    spec = study_spec_from_args(args)
+    paper = isinstance(spec, paper_studies.PaperStudy)
+    if args.distributed and paper:
+        raise ValueError(f"--distributed shards a StudySpec's Monte Carlo samples; the paper study "
                          f"{args.preset!r} runs in one process (drop --distributed)")
     _start_distributed(args)  # before JAX starts its backends, as --devices
     if getattr(args, "devices", None) is not None:
         use_local_devices(args.devices)
-    if args.preset in paper_studies.RUNNERS:
-        return _run_paper_study(args)
+    if paper:
+        return _run_paper_study(args, spec)
     from crossjax import distributed
     t0 = time.perf_counter()
-    spec = study_spec_from_args(args)
     if not distributed.is_writer():  # process 0 reports; the others run quietly
         study.run_study(spec, args.out, seed=args.seed, data_dir=args.data_dir, overwrite=args.overwrite,
                         progress=False, plots=not args.no_plots)

@@ -29,6 +29,8 @@ ACCURACY_PNG = "accuracy.png"
 PARETO_PNG = "accuracy_vs_energy.png"
 IR_DROP_PNG = "ir_drop.png"
 TIME_PNG = "accuracy_vs_time.png"
+#: every plot :func:`write_report` may write (what ``--overwrite`` discards with the results)
+PLOTS = (ACCURACY_PNG, PARETO_PNG, IR_DROP_PNG, TIME_PNG)
 #: hardware fields that hold the time of inference after programming (seconds)
 TIME_FIELDS = (("device", "pcm", "t"), ("device", "rram", "t"), ("device", "drift", "t"))
 

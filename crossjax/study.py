@@ -24,10 +24,15 @@ that it was written by the same study (a fingerprint of the spec, seed and
 dataset) and skips every finished config. Different arguments with the same
 ``DIR`` raise ``ValueError`` (pick another ``--out`` or pass ``--overwrite``).
 
-Presets are a registry, ``name -> () -> StudySpec``: :func:`register_preset`
-adds one (later study presets plug in the same way), :func:`get_preset` and
-:func:`preset_names` read it. A TOML file (``--config``) overrides any field of
-the preset (see :func:`spec_from_toml`).
+Presets are one registry, ``name -> () -> spec``, of every study ``crossjax
+study --preset`` runs: :func:`register_preset` adds one, :func:`get_preset` and
+:func:`preset_names` read it. A spec is a :class:`StudySpec` (the pipeline
+above; a TOML file, ``--config``, overrides any field of it, see
+:func:`spec_from_toml`) or a ``crossjax.paper_studies.PaperStudy`` (the seed
+papers' studies, registered by ``paper_studies.STUDIES``). Both kinds run
+through :func:`run_study` on one :class:`RunDirectory` (lock, fingerprint,
+resume, ``--overwrite``), :func:`crossjax.training.train` and
+``crossjax.checkpoint`` files.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ import os
 import platform
 import time
 import tomllib
+import weakref
 import zlib
 from typing import Any, Callable
 
@@ -201,8 +207,9 @@ class StudySpec:
 _PRESETS: dict[str, Callable[[], StudySpec]] = {}
 
 
-def register_preset(name: str, factory: Callable[[], StudySpec]) -> None:
-    """Add a study preset: ``factory()`` builds its :class:`StudySpec`."""
+def register_preset(name: str, factory: Callable[[], Any]) -> None:
+    """Add a study preset: ``factory()`` builds its spec (a :class:`StudySpec` or a
+    ``paper_studies.PaperStudy``)."""
     if name in _PRESETS:
         raise ValueError(f"register_preset: a study preset named {name!r} exists already")
     _PRESETS[name] = factory
@@ -218,8 +225,8 @@ def preset_names() -> tuple[str, ...]:
     return tuple(_PRESETS)
 
 
-def get_preset(name: str) -> StudySpec:
-    """The :class:`StudySpec` of preset ``name``."""
+def get_preset(name: str):
+    """The spec of preset ``name`` (a :class:`StudySpec` or a ``paper_studies.PaperStudy``)."""
     if name not in _PRESETS:
         raise ValueError(f"unknown study preset {name!r}; choose one of {preset_names()}")
     return _PRESETS[name]()
@@ -528,16 +535,28 @@ def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: in
     return factory(num_classes=num_classes, in_channels=int(feature_shape[-1]), rngs=rngs)
 
 
-def fingerprint(spec: StudySpec, seed: int, data_dir: str | None = None) -> str:
-    """Hash of everything that changes a study's numbers: the whole spec, the seed,
-    the dataset and where it is read from, the float precision and the package
-    version. Every resumable artifact of the study carries it."""
+def fingerprint_of(arguments: dict) -> str:
+    """Hash of a study's ``arguments`` (a JSON-able dict of everything that changes its
+    numbers) together with the float precision and the package version: the
+    fingerprint every resumable artifact of a study carries (16 hex digits).
+
+    Example:
+      >>> from crossjax import study
+      >>> study.fingerprint_of({"seed": 0}) == study.fingerprint_of({"seed": 0})
+      True
+      >>> study.fingerprint_of({"seed": 0}) == study.fingerprint_of({"seed": 1})
+      False
+    """
     import crossjax
-    doc = json.dumps({"spec": spec.to_dict(), "seed": seed,
-                      "data_dir": None if data_dir is None else os.path.abspath(os.fspath(data_dir)),
-                      "x64": bool(jax.config.jax_enable_x64), "crossjax": crossjax.__version__},
+    doc = json.dumps({**arguments, "x64": bool(jax.config.jax_enable_x64), "crossjax": crossjax.__version__},
                      sort_keys=True, default=str)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def fingerprint(spec: StudySpec, seed: int, data_dir: str | None = None) -> str:
+    """:func:`fingerprint_of` the whole spec, the seed and where the dataset is read from."""
+    return fingerprint_of({"spec": spec.to_dict(), "seed": seed,
+                           "data_dir": None if data_dir is None else os.path.abspath(os.fspath(data_dir))})
 
 
 def check_out_dir(out: str) -> None:
@@ -580,30 +599,190 @@ def versions() -> dict[str, str]:
             "processes": str(jax.process_count())}
 
 
-def _write_results(out: str, results: dict) -> None:
-    ckpt.atomic_write_text(os.path.join(out, RESULTS), json.dumps(results, indent=1) + "\n")
+def _is_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a file ``crossjax.checkpoint`` wrote (its format and content hash)."""
+    try:
+        ckpt.read_checkpoint(path)
+        return True
+    except (ValueError, OSError, KeyError, TypeError):  # not ours, or torn
+        return False
+
+
+def discard(out: str, files=()) -> list[str]:
+    """Delete what a study run wrote into ``out``; returns the deleted names.
+
+    Deleted: ``results.json``, ``report.md``, the ``files`` named (a study's
+    plots and fixed checkpoint names, whatever their state) and every
+    ``model_*.ckpt`` that is a crossjax checkpoint (a study's trained model
+    variants). Nothing else in ``out`` is touched.
+    """
+    gone = []
+    names = [RESULTS, REPORT, *files]
+    names += sorted(n for n in os.listdir(out) if n.startswith("model_") and n.endswith(".ckpt")
+                    and _is_checkpoint(os.path.join(out, n)))
+    for name in dict.fromkeys(names):
+        path = os.path.join(out, name)
+        if os.path.isfile(path):
+            os.unlink(path)
+            gone.append(name)
+    return gone
+
+
+class RunDirectory:
+    """The output directory of one study run: locked, resumable, written atomically.
+
+    Every study (:func:`run_study` and the paper studies) keeps its state here:
+    ``results.json`` (rewritten atomically by :meth:`save`, with the wall time of
+    every run into the directory in ``meta.seconds``) and its checkpoints, all
+    tagged with the run's :func:`fingerprint_of`. Opening it
+
+    1. checks ``out`` is a writable directory (``ValueError`` naming the fix);
+    2. locks it (``checkpoint.DirectoryLock``: a second run into it fails at once)
+       until :meth:`close` (or the object is collected);
+    3. with ``overwrite``, first deletes what an earlier run wrote (:func:`discard`,
+       ``files``: the study's other file names);
+    4. reads ``results.json`` when it exists and carries ``fingerprint``
+       (another fingerprint: ``ValueError`` naming ``--overwrite``), else starts
+       from ``fresh`` (its ``meta`` gets the fingerprint, the versions and
+       ``complete: False``).
+
+    Args:
+      out: the directory (created if missing).
+      fingerprint: the run's :func:`fingerprint_of`.
+      fresh: the results of a run that has computed nothing (a dict with ``"configs": []``
+        and a ``"meta"`` dict).
+      overwrite: discard an earlier run's files first.
+      files: the names besides ``results.json``, ``report.md`` and ``model_*.ckpt``
+        that the study writes (plots, fixed checkpoint names).
+      label: who opens it, for error messages.
+
+    Example:
+      >>> import tempfile
+      >>> from crossjax import study
+      >>> out = tempfile.mkdtemp()
+      >>> with study.RunDirectory(out, "f00d", {"configs": [], "meta": {}}) as d:
+      ...     d.results["configs"].append({"name": "ideal"})
+      ...     d.save()
+      >>> with study.RunDirectory(out, "f00d", {"configs": [], "meta": {}}) as d:
+      ...     [c["name"] for c in d.results["configs"]]
+      ['ideal']
+    """
+
+    def __init__(self, out, fingerprint: str, fresh: dict, *, overwrite: bool = False, files=(),
+                 label: str = "study"):
+        self.out = os.fspath(out)
+        self.writer = True
+        self.fingerprint = fingerprint
+        check_out_dir(self.out)
+        self._lock = ckpt.DirectoryLock(self.out).__enter__()
+        self._release = weakref.finalize(self, self._lock.__exit__)
+        try:
+            if overwrite:
+                discard(self.out, files)
+            self.results = self._read(fresh, label)
+        except BaseException:
+            self.close()
+            raise
+        self._start(self.results)
+
+    @classmethod
+    def follower(cls, out, results: dict) -> "RunDirectory":
+        """A non-writing view of a run another process writes (``jax.distributed``: processes but
+        0): ``results`` received from it, :meth:`save` only keeps the wall time."""
+        self = cls.__new__(cls)
+        self.out, self.writer, self._lock = os.fspath(out), False, None
+        self.fingerprint = results["meta"].get("fingerprint")
+        self._start(results)
+        return self
+
+    def _start(self, results: dict) -> None:
+        self.results = results
+        self._t0 = time.perf_counter()
+        self._previous = float(results["meta"].get("seconds", 0.0))
+
+    def _read(self, fresh: dict, label: str) -> dict:
+        path = os.path.join(self.out, RESULTS)
+        if os.path.exists(path):
+            results = read_results(path)
+            if results["meta"].get("fingerprint") != self.fingerprint:
+                raise ValueError(
+                    f"{label}: {path!r} was written with other arguments (another preset, config, settings, "
+                    f"seed, samples, dataset, data_dir, precision or version); pass --overwrite "
+                    f"(overwrite=True) to discard it and start afresh, or choose another out directory")
+            return results
+        meta = {**fresh.get("meta", {}), "versions": versions(), "seconds": 0.0,
+                "fingerprint": self.fingerprint, "complete": False}
+        return {**fresh, "meta": meta}
+
+    def path(self, name: str) -> str:
+        """The path of file ``name`` in the directory."""
+        return os.path.join(self.out, name)
+
+    def save(self) -> None:
+        """Record the wall time so far in ``meta.seconds`` and (the writer) rewrite ``results.json``."""
+        self.results["meta"]["seconds"] = self._previous + time.perf_counter() - self._t0
+        if self.writer:
+            ckpt.atomic_write_text(self.path(RESULTS), json.dumps(jsonable(self.results), indent=1) + "\n")
+
+    def close(self) -> None:
+        """Release the lock (idempotent)."""
+        if self._lock is not None:
+            self._release()
+
+    def __enter__(self) -> "RunDirectory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 CALIBRATION_EXAMPLES = 256  # training inputs that set calibrated ADC ranges (adc.range="calibrated")
 COST_EXAMPLES = 32  # test inputs the cost model averages a config's read energy over
 
 
-def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
-                 calibration_x=None, name: str = "?") -> np.ndarray:
+def evaluate_config(model, hardware, keys, x, y, *, name: str, batch_size: int = 512,
+                    chunk_size: int | None = None, progress: bool = False, calibration_x=None) -> np.ndarray:
+    """Test accuracy of every Monte Carlo sample of one hardware config of a study.
+
+    ``crossjax.montecarlo.evaluate`` on ``keys`` (``config_keys``), with
+    non-finite logits reported under the config's ``name``.
+
+    Args:
+      model: the trained model (digital mode).
+      hardware: the config's ``HardwareConfig``.
+      keys: ``(S,)`` PRNG keys, one per sample.
+      x, y: test inputs and integer labels.
+      name: the config's name (in error messages).
+      batch_size, chunk_size, progress, calibration_x: as ``montecarlo.evaluate``.
+
+    Returns:
+      ``(S,)`` float64 accuracies (fractions).
+    """
     from crossjax import montecarlo
     try:
-        res = montecarlo.evaluate(model, hw, keys, x, y, batch_size=spec.eval_batch_size,
-                                  chunk_size=spec.chunk_size, progress=progress,
+        res = montecarlo.evaluate(model, hardware, keys, x, y, batch_size=batch_size,
+                                  chunk_size=chunk_size, progress=progress,
                                   calibration_x=calibration_x)
     except montecarlo.NonFiniteLogits as e:
         raise montecarlo.NonFiniteLogits(f"config {name!r}: {e}") from None
     return np.asarray(res["accuracy"], dtype=np.float64).reshape(-1)
 
 
-def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
+def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
+                 calibration_x=None, name: str = "?") -> np.ndarray:
+    return evaluate_config(model, hw, keys, x, y, name=name, batch_size=spec.eval_batch_size,
+                           chunk_size=spec.chunk_size, progress=progress, calibration_x=calibration_x)
+
+
+def run_study(spec, out: str | os.PathLike, *, seed: int = 0,
               data_dir: str | None = None, overwrite: bool = False,
               progress: bool = True, plots: bool = True) -> dict:
     """Run (or resume) ``spec`` into directory ``out``; returns the results dict.
+
+    ``spec``: what :func:`get_preset` gives, a :class:`StudySpec` (the steps of
+    the module docstring) or a ``paper_studies.PaperStudy`` (its module runs
+    it, on the same directory, training and checkpoint machinery; always with
+    plots, in one process).
 
     The directory is locked while the study runs (a second run into it fails at
     once); ``results.json`` and the checkpoints are reused only when they carry
@@ -617,71 +796,48 @@ def run_study(spec: StudySpec, out: str | os.PathLike, *, seed: int = 0,
     sharded over every process's devices, and every process returns the same
     results. Only process 0 needs ``out``.
     """
-    from crossjax import distributed
+    from crossjax import distributed, report
 
-    t_start = time.perf_counter()
     out = os.fspath(out)
-    fp = fingerprint(spec, seed, data_dir)
+    if isinstance(spec, paper_studies.PaperStudy):
+        if not plots:
+            raise ValueError(f"run_study: the paper study {spec.name!r} always writes its plots; drop "
+                             "plots=False (--no-plots)")
+        if jax.process_count() > 1:
+            raise ValueError(f"run_study: the paper study {spec.name!r} runs in one process; drop "
+                             "--distributed (jax.distributed)")
+        return spec.run(out, seed=seed, data_dir=data_dir, overwrite=overwrite, progress=progress)
+    if not isinstance(spec, StudySpec):
+        raise ValueError(f"run_study: spec must be a StudySpec or a paper_studies.PaperStudy (study.get_preset), "
+                         f"got {type(spec).__name__}")
     if not distributed.is_writer():
         got = distributed.broadcast_json()
         if "error" in got:
             raise ValueError(got["error"])
-        return _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, got["results"], writer=False)
+        return _run_study_body(spec, RunDirectory.follower(out, got["results"]), seed, data_dir, progress, plots)
+    fresh = {"digital": None, "configs": [], "finetune": None,
+             "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model, "spec": spec.to_dict()}}
     try:
-        check_out_dir(out)
-        lock = ckpt.DirectoryLock(out).__enter__()
+        run = RunDirectory(out, fingerprint(spec, seed, data_dir), fresh, overwrite=overwrite,
+                           files=(MODEL_CKPT, FINETUNE_CKPT, *report.PLOTS), label="run_study")
     except ValueError as e:
         distributed.broadcast_json({"error": str(e)})
         raise
-    try:
-        try:
-            results = _load_results(spec, out, seed, fp, overwrite)
-        except ValueError as e:
-            distributed.broadcast_json({"error": str(e)})
-            raise
-        distributed.broadcast_json({"results": results})
-        return _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, results, writer=True)
-    finally:
-        lock.__exit__(None, None, None)
+    with run:
+        distributed.broadcast_json({"results": run.results})
+        return _run_study_body(spec, run, seed, data_dir, progress, plots)
 
 
-def _load_results(spec, out, seed, fp, overwrite) -> dict:
-    """The results so far in ``out`` (fingerprint checked), or fresh ones (``overwrite`` deletes the old)."""
-    path = os.path.join(out, RESULTS)
-    if overwrite:
-        for name in (RESULTS, MODEL_CKPT, FINETUNE_CKPT):
-            if os.path.exists(os.path.join(out, name)):
-                os.unlink(os.path.join(out, name))
-    if os.path.exists(path):
-        results = read_results(path)
-        if results["meta"].get("fingerprint") != fp:
-            raise ValueError(
-                f"run_study: {path!r} was written by a different study (other preset, "
-                f"config, seed, dataset, data_dir, precision or version); choose another --out DIR "
-                f"or pass --overwrite to start afresh")
-        return results
-    return {"digital": None, "configs": [], "finetune": None,
-            "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model,
-                     "versions": versions(), "seconds": 0.0,
-                     "fingerprint": fp, "spec": spec.to_dict(),
-                     "complete": False}}
-
-
-def _run_study_body(spec, out, seed, data_dir, progress, plots, t_start, results, *, writer: bool) -> dict:
-    """The study proper. ``writer``: this process trains, writes checkpoints and
+def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) -> dict:
+    """The study proper. ``run.writer``: this process trains, writes checkpoints and
     files (process 0); the others receive the trained variables and write nothing."""
     from flax import nnx
 
     from crossjax import distributed, montecarlo
 
-    fp = results["meta"]["fingerprint"]
-    previous_seconds = float(results["meta"].get("seconds", 0.0))
+    out, results, fp, writer = run.out, run.results, run.fingerprint, run.writer
     progress = progress and writer
-
-    def flush():
-        results["meta"]["seconds"] = previous_seconds + (time.perf_counter() - t_start)
-        if writer:
-            _write_results(out, results)
+    flush = run.save
 
     def trained(run, model, **kw):
         """``run(model, ...)`` on process 0; its variables and step count everywhere."""
@@ -780,3 +936,8 @@ def _recovered(digital: float, before: float, after: float) -> float | None:
     """Fraction of the accuracy lost under the config that fine-tuning regains."""
     lost = digital - before
     return None if lost <= 0 else (after - before) / lost
+
+
+# the paper studies register themselves as presets (crossjax.paper_studies.STUDIES); imported last,
+# since that package imports this module
+from crossjax import paper_studies  # noqa: E402

@@ -105,15 +105,39 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.sgd(schedule, momentum=0.9)
 
 
-def new_optimizer(model: nnx.Module, config: TrainConfig) -> nnx.Optimizer:
-    """An ``nnx.Optimizer`` over the model's ``nnx.Param`` leaves."""
-    return nnx.Optimizer(model, make_optimizer(config), wrt=nnx.Param)
+def new_optimizer(model: nnx.Module, config: TrainConfig, *, masks=None, transforms=()) -> nnx.Optimizer:
+    """An ``nnx.Optimizer`` over the model's ``nnx.Param`` leaves.
+
+    ``transforms``: optax transforms placed before the optimizer (e.g. the WCT
+    constraint, ``mitigation.add_weight_constraint``); ``masks``: fixed pruning
+    masks (``pruning.prune_model``): :func:`crossjax.pruning.masked_updates`
+    goes last in the chain, so pruned weights never move.
+    """
+    from crossjax import pruning
+
+    chain = [*transforms, make_optimizer(config)]
+    if masks is not None:
+        chain.append(pruning.masked_updates(masks))
+    return nnx.Optimizer(model, optax.chain(*chain) if len(chain) > 1 else chain[0], wrt=nnx.Param)
 
 
 def cross_entropy_loss(model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of ``model(x)`` against integer labels ``y``."""
     logits = model(x)
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularized:
+    """The loss ``base(model, x, y) + regularizer(nnx.state(model, nnx.Param))`` (hashable, so it
+    can be the static ``loss_fn`` of :func:`train_step`; ``regularizer``: e.g.
+    ``pruning.model_dub_regularizer`` scaled by its strength)."""
+
+    regularizer: Any
+    base: Any = cross_entropy_loss
+
+    def __call__(self, model: nnx.Module, x: jax.Array, y: jax.Array) -> jax.Array:
+        return self.base(model, x, y) + self.regularizer(nnx.state(model, nnx.Param))
 
 
 @nnx.jit(static_argnames=("loss_fn",))
@@ -140,13 +164,21 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
           checkpoint_path: str | os.PathLike | None = None,
           stop_at: int | None = None, progress: bool = True,
           description: str = "train", fingerprint: str | None = None,
-          loss_fn=None) -> TrainResult:
+          loss_fn=None, masks=None, transforms=(), regularizer=None) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``config.steps`` steps.
 
     ``loss_fn(model, x, y) -> scalar`` replaces the cross-entropy (e.g.
     :func:`crossjax.cost.energy_aware_loss`); it must be hashable (a function or
     a frozen dataclass: it is a static argument of the compiled step), and it is
     not part of what a checkpoint records: put it in ``fingerprint``.
+    ``regularizer(params)`` is added to the loss (:class:`Regularized`).
+
+    ``masks`` (fixed pruning masks, ``pruning.prune_model``): the pruned weights
+    are zeroed before the first step and stay exactly 0 (``masked_updates``
+    ends the optimizer chain); ``transforms``: optax transforms before the
+    optimizer. Both build the optimizer (:func:`new_optimizer`), so they are
+    refused with an explicit ``optimizer``; like ``loss_fn``, neither is
+    recorded in a checkpoint.
 
     The model's current mode is used as is (set it with
     ``layers.set_mode``; :func:`finetune` does this for hardware-aware
@@ -161,7 +193,16 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
     else ``ValueError``.
     """
     if optimizer is None:
-        optimizer = new_optimizer(model, config)
+        optimizer = new_optimizer(model, config, masks=masks, transforms=transforms)
+    elif masks is not None or transforms:
+        raise ValueError("train: masks and transforms build the optimizer; pass them to new_optimizer "
+                         "(optimizer=new_optimizer(model, config, masks=..., transforms=...)) or drop optimizer")
+    if masks is not None:
+        from crossjax import pruning
+
+        pruning.apply_model_masks(model, masks)
+    if regularizer is not None:
+        loss_fn = Regularized(regularizer, loss_fn or cross_entropy_loss)
     start = 0
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         _check_resumable(checkpoint_path, config, fingerprint)

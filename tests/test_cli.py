@@ -1,4 +1,7 @@
 """Tests of crossjax.cli argument handling (cheap: nothing is trained)."""
+import sys
+import types
+
 from crossjax import cli, paper_studies, study
 
 
@@ -6,8 +9,8 @@ def test_unknown_preset_lists_every_preset(tmp_path, capsys):
     rc = cli.main(["study", "--out", str(tmp_path), "--preset", "nope", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown study preset" in err and "'nope'" in err
-    names = (*study.preset_names(), *paper_studies.RUNNERS)
-    assert set(cli.preset_names()) == set(names) and len(names) >= 3
+    names = study.preset_names()
+    assert set(cli.preset_names()) == set(names) and set(paper_studies.STUDIES) < set(names)
     for name in names:
         assert name in err
     assert not list(tmp_path.iterdir())  # nothing written for a bad preset
@@ -121,9 +124,9 @@ def test_paper_study_lists_written_files_and_reused_cells(tmp_path, capsys, monk
     30-100 s; tests/test_paper_studies.py runs them)."""
     calls = []
 
-    def fake_run(name, out, **kw):
+    def fake_run(out, **kw):
         first = not calls
-        calls.append(name)
+        calls.append(kw)
         os.makedirs(out, exist_ok=True)
         cells = [{"name": "dense@ideal", "samples": 1, "accuracy": {"mean": 0.9, "std": 0.0}}]
         res = {"digital": {"accuracy": 0.9}, "configs": cells, "variants": {},
@@ -133,25 +136,25 @@ def test_paper_study_lists_written_files_and_reused_cells(tmp_path, capsys, monk
         with open(os.path.join(out, "report.md"), "w") as f:
             f.write("# report\n")
         if first:
-            with open(os.path.join(out, "model_dense.npz"), "wb") as f:
+            with open(os.path.join(out, "model_dense.ckpt"), "wb") as f:
                 f.write(b"weights")
             with open(os.path.join(out, "accuracy_vs_energy.png"), "wb") as f:
                 f.write(b"png")
         return res
 
-    monkeypatch.setattr(paper_studies, "run", fake_run)
+    monkeypatch.setitem(sys.modules, "crossjax.paper_studies.dub_adc", types.SimpleNamespace(run=fake_run))
     out = tmp_path / "p"
     argv = ["study", "--out", str(out), "--preset", "dub_adc", "--quick", "--quiet"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert _last_line_files(printed) == ["results.json", "report.md", "accuracy_vs_energy.png",
-                                         "model_dense.npz"]
+                                         "model_dense.ckpt"]
     assert "resumed" not in printed
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "skipped 1 finished cells (dense@ideal) and 1 trained models (model_dense.npz)" in printed
+    assert "skipped 1 finished cells (dense@ideal) and 1 trained models (model_dense.ckpt)" in printed
     assert _last_line_files(printed) == ["results.json", "report.md"]
-    assert calls == ["dub_adc", "dub_adc"]
+    assert [(c["quick"], c["samples"], c["dataset"]) for c in calls] == [(True, None, "digits")] * 2
 
 
 def _tiny_paper_study(out, *, quick=False, seed=0, samples=None, overwrite=False, **kw):
@@ -181,16 +184,16 @@ def _tiny_paper_study(out, *, quick=False, seed=0, samples=None, overwrite=False
 
 
 def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(paper_studies.RUNNERS, "dub_adc", _tiny_paper_study)
+    monkeypatch.setitem(sys.modules, "crossjax.paper_studies.dub_adc", types.SimpleNamespace(run=_tiny_paper_study))
     out = tmp_path / "p"
     out.mkdir()
     (out / "notes.txt").write_text("mine")           # not the study's: --overwrite keeps it
-    (out / "model_mine.npz").write_bytes(b"not a saved model")
+    (out / "model_mine.ckpt").write_bytes(b"not a saved model")
     base = ["study", "--out", str(out), "--preset", "dub_adc", "--quick", "--quiet"]
     assert cli.main(base + ["--samples", "2"]) == 0
     first = json.loads((out / "results.json").read_text())
     assert [c["samples"] for c in first["configs"]] == [2]
-    model_before = (out / "model_dense.npz").read_bytes()
+    model_before = (out / "model_dense.ckpt").read_bytes()
     capsys.readouterr()
 
     # other --samples without --overwrite: refused, naming --overwrite; nothing changed
@@ -203,7 +206,7 @@ def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsy
     (out / "results.json").unlink()
     assert cli.main(base + ["--samples", "3"]) == 2
     err = capsys.readouterr().err
-    assert "model_dense.npz" in err and "--overwrite" in err
+    assert "model_dense.ckpt" in err and "--overwrite" in err
 
     # --overwrite: everything recomputed with --samples 3
     assert cli.main(base + ["--samples", "3", "--overwrite"]) == 0
@@ -213,10 +216,10 @@ def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsy
     assert [c["samples"] for c in res["configs"]] == [3] and len(res["configs"][0]["values"]) == 3
     assert res["meta"]["args"]["samples"] == 3 and res["meta"]["computed"] == 2   # model + cell
     assert res["meta"]["fingerprint"] != first["meta"]["fingerprint"] and res["meta"]["complete"]
-    assert (out / "model_dense.npz").read_bytes() != model_before
-    assert {"results.json", "report.md", "model_dense.npz", "tiny.png"} <= set(_last_line_files(printed))
+    assert (out / "model_dense.ckpt").read_bytes() != model_before
+    assert {"results.json", "report.md", "model_dense.ckpt", "tiny.png"} <= set(_last_line_files(printed))
     assert (out / "notes.txt").read_text() == "mine"
-    assert (out / "model_mine.npz").read_bytes() == b"not a saved model"
+    assert (out / "model_mine.ckpt").read_bytes() == b"not a saved model"
 
     # and the overwritten run resumes as usual without --overwrite
     assert cli.main(base + ["--samples", "3"]) == 0

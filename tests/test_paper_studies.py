@@ -1,12 +1,14 @@
 """The three seed studies in quick mode: schema, resume, and the D.U.B. invariants."""
 import json
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
 import results_schema  # tests/ is on sys.path
 
-from crossjax import paper_studies
+from crossjax import paper_studies, study
 from crossjax.paper_studies import dub_adc, sparse_crossbars
 
 STAT_KEYS = {"mean", "std", "min", "max", "p05", "p50", "p95"}
@@ -39,7 +41,7 @@ def _rerun_skips(name, out):
 
 
 def test_unknown_study_raises(tmp_path):
-    with pytest.raises(ValueError, match="unknown study"):
+    with pytest.raises(ValueError, match="unknown paper study"):
         paper_studies.run("nope", tmp_path)
     with pytest.raises(ValueError, match="samples"):
         paper_studies.run("dub_adc", tmp_path, samples=0)
@@ -97,7 +99,7 @@ def test_dub_adc_quick_levels_and_balance(tmp_path):
     own = [c for c in doc["configs"] if c["config"] == "own_bits"]
     assert len(own) == 3 and all(c["layer_adc_bits"] for c in own)
     _rerun_skips("dub_adc", tmp_path)
-    # killed after model_dub.npz was written but before its record: the resumed record
+    # killed after model_dub.ckpt was written but before its record: the resumed record
     # still has the mask statistics (they used to be lost with the process)
     path = tmp_path / "results.json"
     doc = json.loads(path.read_text())
@@ -110,9 +112,38 @@ def test_dub_adc_quick_levels_and_balance(tmp_path):
 
 
 def test_registry_lists_the_three_studies():
-    assert set(paper_studies.RUNNERS) == {"sparse_crossbars", "dub_adc", "tile_dse"}
-    with pytest.raises(ValueError, match="unknown study"):
+    """The paper studies are presets of the one registry: get_preset gives their spec, run_study runs it."""
+    assert set(paper_studies.STUDIES) == {"sparse_crossbars", "dub_adc", "tile_dse"}
+    for name in paper_studies.STUDIES:
+        spec = study.get_preset(name)
+        assert isinstance(spec, paper_studies.PaperStudy) and spec.name == name and not spec.quick
+    with pytest.raises(ValueError, match="unknown paper study"):
         paper_studies.run("tile_sweep", "unused")
+    with pytest.raises(ValueError, match="unknown paper study"):
+        paper_studies.run("default", "unused")   # a StudySpec preset: run_study runs it
+    with pytest.raises(ValueError, match="dataset"):
+        study.get_preset("dub_adc").replace(dataset="imagenet")
+    with pytest.raises(ValueError, match="plots"):
+        study.run_study(study.get_preset("dub_adc"), "unused", plots=False)
+
+
+def test_a_registered_paper_study_runs_through_run_study(tmp_path, monkeypatch):
+    """A new paper study is its module and one registration: run_study hands it the spec's scale."""
+    seen = []
+
+    def run(out, **kw):
+        seen.append((out, kw))
+        return {"configs": [], "meta": {}}
+
+    monkeypatch.setitem(sys.modules, "toy.study", types.SimpleNamespace(run=run))
+    study.register_preset("toy", lambda: paper_studies.PaperStudy("toy", "toy.study"))
+    try:
+        assert "toy" in study.preset_names()
+        study.run_study(study.get_preset("toy").replace(quick=True, samples=3), tmp_path, seed=2, progress=False)
+    finally:
+        study.unregister_preset("toy")
+    assert seen == [(str(tmp_path), {"quick": True, "seed": 2, "samples": 3, "progress": False, "dataset": "digits",
+                                "data_dir": None, "overwrite": False})]
 
 
 @pytest.mark.slow

@@ -140,18 +140,21 @@ def test_corrupt_results_json_names_the_file(tmp_path, text):
     assert not (out / "model.ckpt").exists()   # refused before any training
 
 
-def test_paper_study_models_carry_fingerprint_and_hash(tmp_path):
+def test_study_models_carry_fingerprint_and_hash(tmp_path):
     m = models.MLP(4, (3,), 2, rngs=nnx.Rngs(0))
-    path = str(tmp_path / "model_dense.npz")
-    harness.save_params(path, m, "abc")
-    harness.load_params(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "abc")
+    path = str(tmp_path / "model_dense.ckpt")
+    ckpt.save_model(path, m, "abc")
+    back = ckpt.load_model(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "abc")
+    np.testing.assert_array_equal(back.layers[0].kernel[...], m.layers[0].kernel[...])
     with pytest.raises(ValueError, match="other arguments"):
-        harness.load_params(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "xyz")
+        ckpt.load_model(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "xyz")
+    with pytest.raises(ValueError, match="shape"):
+        ckpt.load_model(path, models.MLP(4, (5,), 2, rngs=nnx.Rngs(1)), "abc")
     raw = bytearray(open(path, "rb").read())
     raw[len(raw) // 3] ^= 0xFF
     open(path, "wb").write(bytes(raw))
     with pytest.raises(ValueError, match="corrupt"):
-        harness.load_params(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "abc")
+        ckpt.load_model(path, models.MLP(4, (3,), 2, rngs=nnx.Rngs(1)), "abc")
 
 
 # ----------------------------------------------------------------------------- validate before work

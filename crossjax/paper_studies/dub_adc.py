@@ -50,7 +50,7 @@ from flax import nnx
 
 from crossjax import cost, energy, layers, montecarlo, presets, pruning, tiling
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
+from crossjax.paper_studies.harness import error_bar, md_table, setup
 
 ROWS, COLS = 64, 16
 LAM = 3e-3
@@ -152,8 +152,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     ds = setup("dub_adc", out, st, quick=quick, seed=seed, samples=samples or st["samples"],
                progress=progress, dataset=dataset, data_dir=data_dir,
                overwrite=overwrite, files=(PLOT,))
-    rs, train, x, y = ds.run, ds.train, ds.x, ds.y
-    batch = st.get("batch_size", 64)
+    rs, x, y = ds.run, ds.x, ds.y
     paper = presets.get("dub_adc_2024")
     hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
            "datapath": datapath(), f"adc{B0}": paper}
@@ -161,15 +160,13 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     def magnitude_make():
         m = nnx.clone(ds.dense())
         masks = pruning.prune_model(m, "magnitude", ROWS, COLS, st["sparsity"])
-        train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
-                     batch_size=batch, masks=masks)
+        ds.fit(m, st["finetune_steps"], seed=seed + 1, masks=masks)
         return m
 
     def dub_make():
         m = nnx.clone(ds.dense())
         reg = lambda p: LAM * pruning.model_dub_regularizer(p, ROWS, COLS)  # noqa: E731
-        train_masked(m, train, steps=st["reg_steps"], learning_rate=1e-3, seed=seed + 2,
-                     batch_size=batch, regularizer=reg)
+        ds.fit(m, st["reg_steps"], seed=seed + 2, regularizer=reg)
         pruning.apply_model_masks(m, pruning.prune_model(m, "magnitude", ROWS, COLS, st["sparsity"]))
         masks = pruning.prune_model(m, "dub", ROWS, COLS)
         kernel_masks = [np.asarray(pruning.flatten_kernel(k)) for k in pruning.crossbar_kernels(masks).values()]
@@ -183,8 +180,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         # finds the model without its mask statistics
         rs.results.setdefault("pending", {})["dub"] = dict(structural)
         rs.save()
-        train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 3,
-                     batch_size=batch, masks=masks)
+        ds.fit(m, st["finetune_steps"], seed=seed + 3, masks=masks)
         return m
 
     structural = {}
@@ -208,7 +204,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                 saved = rs.results.get("pending", {}).get("dub")
                 if saved is None:
                     raise ValueError(f"dub_adc: {rs.out!r} holds the D.U.B. model but not its mask statistics; "
-                                     "delete model_dub.npz (or the directory) and rerun.")
+                                     "delete model_dub.ckpt (or the directory) and rerun.")
                 rs.results["variants"][v].update(saved)
             rs.save()
         bits[v] = lambda v=v: tile_bits(fns[v]())

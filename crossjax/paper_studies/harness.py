@@ -1,11 +1,16 @@
-"""The bookkeeping every seed study shares: resumable results, masked training, Monte Carlo cells.
+"""What a paper study adds to the study framework: model variants and (variant, config) cells.
 
-A study run owns a directory ``out``:
+A paper study runs on the machinery of :mod:`crossjax.study`: its directory is a
+``study.RunDirectory`` (lock, fingerprint, resume, ``--overwrite``), its
+training :func:`crossjax.training.train`, its model files
+``crossjax.checkpoint`` files, its Monte Carlo ``study.evaluate_config`` on
+``study.config_keys``. A study run owns a directory ``out``:
 
 * ``results.json`` (schema of docs/results.md plus study sections), rewritten
   atomically (temp file + ``os.replace``) after every finished cell;
-* ``model_<variant>.npz``: the parameters of every trained model variant, so a
-  killed run resumes without retraining what it finished;
+* ``model_<variant>.ckpt``: every trained model variant (``checkpoint.save_model``,
+  tagged with the run's fingerprint), so a killed run resumes without
+  retraining what it finished;
 * ``report.md`` and PNG plots, written at the end.
 
 A *cell* is one (model variant, hardware config) pair, named
@@ -17,154 +22,33 @@ already recorded; ``meta["computed"]`` counts the cells and models this
 invocation computed (0 on a complete rerun). A rerun with other arguments
 raises ``ValueError`` naming ``--overwrite``; ``overwrite=True`` (``crossjax
 study --overwrite``) first deletes what an earlier run of a study wrote there
-(``results.json``, ``report.md``, the study's plots, every ``model_*.npz`` that
-:func:`save_params` wrote) and recomputes everything; other files are left alone.
+(``results.json``, ``report.md``, the study's plots, every ``model_*.ckpt``
+checkpoint: ``crossjax.study.discard``) and recomputes everything; other files
+are left alone.
 
-Training (:func:`train_masked`) is Adam with a cosine learning-rate decay on
-``cross_entropy + regularizer(params)``; with ``masks`` the pruned weights are
-zeroed first and :func:`crossjax.pruning.masked_updates` (last in the optax
-chain) keeps them exactly 0 for every step.
+Training is :func:`crossjax.training.train`, the loop the default study runs
+(``Setup.fit``): Adam with a cosine learning-rate decay on ``cross_entropy +
+regularizer(params)``; with ``masks`` the pruned weights are zeroed first and
+:func:`crossjax.pruning.masked_updates` (last in the optax chain) keeps them
+exactly 0 for every step.
 """
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import os
 import time
-import weakref
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from crossjax import checkpoint as ckpt
-from crossjax import data as data_lib
-from crossjax import montecarlo, pruning, report
+from crossjax import montecarlo, report, training
 from crossjax import study as study_lib
 
 if TYPE_CHECKING:
     from crossjax.paper_studies import tasks
 
-__all__ = ["StudyRun", "Setup", "setup", "train_masked", "save_params", "load_params", "md_table"]
-
-
-WEIGHTS = (nnx.Param, nnx.BatchStat)  # what a trained network is: parameters and batch-norm statistics
-
-
-def _digest(arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(f"{a.dtype}{a.shape}".encode())
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
-def save_params(path: str, model: nnx.Module, fingerprint: str = "") -> None:
-    """Write the parameters and batch-norm statistics of ``model`` to ``path`` (npz, atomically),
-    with the run's ``fingerprint`` and a content hash that :func:`load_params` verifies."""
-    arrays = [np.asarray(x) for x in jax.tree.leaves(nnx.as_pure(nnx.state(model, WEIGHTS)))]
-    buf = io.BytesIO()
-    np.savez(buf, *arrays, fingerprint=np.asarray(fingerprint), sha256=np.asarray(_digest(arrays)))
-    ckpt.atomic_write_bytes(path, buf.getvalue())
-
-
-def load_params(path: str, model: nnx.Module, fingerprint: str = "") -> nnx.Module:
-    """Load weights saved by :func:`save_params` into ``model`` (same architecture); returns it.
-
-    Raises ``ValueError`` naming the file when it was written by another run
-    (``fingerprint``), is corrupt or truncated, or holds non-finite weights.
-    """
-    state = nnx.state(model, WEIGHTS)
-    pure = nnx.as_pure(state)
-    treedef = jax.tree.structure(pure)
-    fix = "delete it, choose another out directory or pass --overwrite"
-    try:
-        with np.load(path) as f:
-            arrays = [f[f"arr_{i}"] for i in range(treedef.num_leaves)]
-            saved_fp, digest = str(f["fingerprint"]), str(f["sha256"])
-    except Exception as e:  # zip, pickle and key errors on bad bytes
-        raise ValueError(f"{path!r} is corrupt, truncated or of an older format ({type(e).__name__}); {fix}.") from None
-    if saved_fp != fingerprint:
-        raise ValueError(f"{path!r} was written by a run with other arguments (fingerprint {saved_fp!r}, this "
-                         f"run {fingerprint!r}); {fix}.")
-    if _digest(arrays) != digest:
-        raise ValueError(f"{path!r} is corrupt (content hash mismatch); {fix}.")
-    if not all(np.all(np.isfinite(a)) for a in arrays if np.issubdtype(a.dtype, np.floating)):
-        raise ValueError(f"{path!r} holds non-finite weights (a diverged run?); {fix}.")
-    nnx.update(model, jax.tree.unflatten(treedef, [jnp.asarray(a) for a in arrays]))
-    return model
-
-
-def _saved_by_save_params(path: str) -> bool:
-    """Whether ``path`` is an npz file :func:`save_params` wrote (its ``fingerprint`` and ``sha256``)."""
-    try:
-        with np.load(path) as f:
-            return {"fingerprint", "sha256"} <= set(getattr(f, "files", ()))
-    except Exception:  # not an npz file: not ours
-        return False
-
-
-def discard(out: str, files=()) -> list[str]:
-    """Delete what a study run wrote into ``out`` (``results.json``, ``report.md``, the ``files``
-    it names, e.g. its plots, and the ``model_*.npz`` files of :func:`save_params`); returns the
-    deleted names. Nothing else in ``out`` is touched."""
-    gone = []
-    names = [study_lib.RESULTS, study_lib.REPORT, *files]
-    names += sorted(n for n in os.listdir(out) if n.startswith("model_") and n.endswith(".npz")
-                    and _saved_by_save_params(os.path.join(out, n)))
-    for name in dict.fromkeys(names):
-        path = os.path.join(out, name)
-        if os.path.isfile(path):
-            os.unlink(path)
-            gone.append(name)
-    return gone
-
-
-def train_masked(model: nnx.Module, ds: data_lib.Dataset, *, steps: int, learning_rate: float,
-                 batch_size: int = 64, seed: int = 0, masks=None, regularizer=None,
-                 pre=()) -> np.ndarray:
-    """Train ``model`` in place; returns the per-step losses.
-
-    loss = mean softmax cross-entropy + ``regularizer(params)`` (``params``:
-    ``nnx.state(model, nnx.Param)``; ``None``: 0). ``pre``: optax transforms
-    placed before Adam (e.g. the WCT constraint). ``masks``: fixed pruning
-    masks (pruned weights are zeroed and stay exactly 0).
-    """
-    schedule = optax.cosine_decay_schedule(learning_rate, decay_steps=steps, alpha=0.05)
-    chain = [*pre, optax.adam(schedule)]
-    if masks is not None:
-        pruning.apply_model_masks(model, masks)
-        chain.append(pruning.masked_updates(masks))
-    opt = nnx.Optimizer(model, optax.chain(*chain), wrt=nnx.Param)
-
-    @nnx.jit
-    def step(model, opt, x, y):
-        def loss_fn(model):
-            logits = model(x)
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-            if regularizer is not None:
-                loss = loss + regularizer(nnx.state(model, nnx.Param))
-            return loss
-        loss, grads = nnx.value_and_grad(loss_fn)(model)
-        opt.update(model, grads)
-        return loss
-
-    if data_lib.num_batches(len(ds), batch_size) == 0:
-        raise ValueError(f"train_masked: batch_size={batch_size} exceeds the {len(ds)} "
-                         f"examples of {ds.name!r}; lower it")
-    losses, done, epoch = [], 0, 0
-    while done < steps:
-        for xb, yb in data_lib.batches(ds.x, ds.y, batch_size, seed=seed, epoch=epoch):
-            losses.append(step(model, opt, jnp.asarray(xb), jnp.asarray(yb)))
-            done += 1
-            if done == steps:
-                break
-        epoch += 1
-    return np.asarray(jnp.stack(losses)) if losses else np.zeros((0,))
+__all__ = ["StudyRun", "Setup", "setup", "error_bar", "md_table"]
 
 
 class StudyRun:
@@ -173,75 +57,43 @@ class StudyRun:
     def __init__(self, study: str, out, *, quick: bool, seed: int, samples: int,
                  dataset: str, model: str, progress: bool = False, extra: dict | None = None,
                  overwrite: bool = False, files=()):
-        """``overwrite``: discard an earlier run's files in ``out`` (:func:`discard`; ``files``:
-        the other names the study writes, e.g. its plots) and recompute everything."""
-        import crossjax
-
-        self.out = os.fspath(out)
-        study_lib.check_out_dir(self.out)
-        # held while this run lives: a second run into the same directory fails at once
-        self._lock = ckpt.DirectoryLock(self.out).__enter__()
-        weakref.finalize(self, self._lock.__exit__)
+        """``overwrite``: discard an earlier run's files in ``out`` (``crossjax.study.discard``;
+        ``files``: the other names the study writes, e.g. its plots) and recompute everything."""
+        args = {"study": study, "quick": quick, "seed": seed, "samples": samples, **(extra or {})}
+        fresh = {"digital": None, "configs": [], "variants": {},
+                 "meta": {"study": study, "seed": seed, "dataset": dataset, "model": model, "args": args}}
+        self.dir = study_lib.RunDirectory(out, study_lib.fingerprint_of(args), fresh, overwrite=overwrite,
+                                          files=files, label=study)
+        self.out, self.results, self.fingerprint = self.dir.out, self.dir.results, self.dir.fingerprint
         self.seed, self.samples, self.progress = seed, samples, progress
         self.overwrite = bool(overwrite)
-        if self.overwrite:
-            try:
-                discard(self.out, files)
-            except OSError:
-                self.close()
-                raise
-        self.t0 = time.perf_counter()
-        args = {"study": study, "quick": quick, "seed": seed, "samples": samples,
-                **(extra or {})}
-        fp = hashlib.sha256(json.dumps({**args, "x64": bool(jax.config.jax_enable_x64),
-                                        "crossjax": crossjax.__version__},
-                                       sort_keys=True, default=str).encode()).hexdigest()[:16]
-        self.fingerprint = fp
-        self.path = os.path.join(self.out, study_lib.RESULTS)
-        self.results = None
-        if os.path.exists(self.path):
-            self.results = study_lib.read_results(self.path)
-            if self.results.get("meta", {}).get("fingerprint") != fp:
-                self.close()
-                raise ValueError(f"{study}: {self.path!r} was written with other arguments "
-                                 f"(quick, seed, samples, settings, dataset or precision); pass "
-                                 f"--overwrite (overwrite=True) to discard it and start afresh, or "
-                                 f"choose another out directory")
-        if self.results is None:
-            self.results = {"digital": None, "configs": [], "variants": {},
-                            "meta": {"study": study, "seed": seed, "dataset": dataset,
-                                     "model": model, "versions": study_lib.versions(),
-                                     "seconds": 0.0, "fingerprint": fp, "args": args,
-                                     "complete": False}}
-        self._previous = float(self.results["meta"].get("seconds", 0.0))
         self.results["meta"]["computed"] = 0
         self._cells = {c["name"]: c for c in self.results["configs"]}
         self._models = {}
 
     def close(self) -> None:
         """Release the output directory (also done by :meth:`finish` and when the run is collected)."""
-        self._lock.__exit__()
+        self.dir.close()
 
     # ------------------------------------------------------------------ persistence
     def save(self) -> None:
-        meta = self.results["meta"]
-        meta["seconds"] = self._previous + time.perf_counter() - self.t0
-        ckpt.atomic_write_text(self.path, json.dumps(study_lib.jsonable(self.results),
-                                                     indent=1) + "\n")
+        """Rewrite ``results.json`` (atomically, with the wall time so far)."""
+        self.dir.save()
 
     def model(self, variant: str, build, make):
         """The model of ``variant``: held from an earlier call of this run, else loaded
-        from ``model_<variant>.npz`` into ``build()``, else ``make()`` (which returns
-        the trained model) and saved. With ``overwrite`` a file this run did not write is
-        never loaded (it is retrained and replaced)."""
+        from ``model_<variant>.ckpt`` (``crossjax.checkpoint.load_model``, the run's
+        fingerprint checked) into ``build()``, else ``make()`` (which returns the trained
+        model) and saved. With ``overwrite`` a file this run did not write is never loaded
+        (it is retrained and replaced)."""
         if variant in self._models:
             return self._models[variant]
-        path = os.path.join(self.out, f"model_{variant}.npz")
+        path = self.dir.path(f"model_{variant}.ckpt")
         if os.path.exists(path) and not self.overwrite:
-            m = load_params(path, build(), self.fingerprint)
+            m = ckpt.load_model(path, build(), self.fingerprint)
         else:
             m = make()
-            save_params(path, m, self.fingerprint)
+            ckpt.save_model(path, m, self.fingerprint, variant=variant)
             self.results["meta"]["computed"] += 1
         self._models[variant] = m
         return m
@@ -268,12 +120,7 @@ class StudyRun:
             S = 1
         keys = study_lib.config_keys(self.seed, name, S)
         t = time.perf_counter()
-        try:
-            acc = montecarlo.evaluate(model_fn(), hardware, keys, x, y, batch_size=512,
-                                      progress=False, calibration_x=calibration_x)["accuracy"]
-        except montecarlo.NonFiniteLogits as e:
-            raise montecarlo.NonFiniteLogits(f"config {name!r}: {e}") from None
-        acc = np.asarray(acc, np.float64).reshape(-1)
+        acc = study_lib.evaluate_config(model_fn(), hardware, keys, x, y, name=name, calibration_x=calibration_x)
         rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
                "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
                "seconds": time.perf_counter() - t,
@@ -308,7 +155,7 @@ class StudyRun:
         lines = [report_md.rstrip("\n"), *report.config_definitions(labels), "",
                  f"Wall time: {self.results['meta']['seconds']:.1f} s (all runs into this directory; "
                  "`results.json` `meta.seconds`)."]
-        ckpt.atomic_write_text(os.path.join(self.out, study_lib.REPORT), "\n".join(lines) + "\n")
+        ckpt.atomic_write_text(self.dir.path(study_lib.REPORT), "\n".join(lines) + "\n")
         self.close()
         return self.results
 
@@ -322,6 +169,7 @@ class Setup(NamedTuple):
     y: np.ndarray          # test labels
     dense: Callable[[], nnx.Module]   # the digitally trained network (variant "dense", trained once)
     variant: Callable[[str, Callable[[], nnx.Module]], nnx.Module]   # rs.model(name, build, make)
+    fit: Callable[..., np.ndarray]   # fit(model, steps, seed=..., masks=..., ...): see setup()
 
     @property
     def train(self):
@@ -336,6 +184,10 @@ def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, pr
     ``st`` (the study's settings) gives the network (``hidden`` or ``width``),
     ``train_steps`` (Adam ``learning_rate``, default 3e-3, cosine decay, data
     seed ``seed``, ``batch_size`` default 64) and optionally ``max_test``.
+    ``Setup.fit(model, steps, *, seed, learning_rate=1e-3, masks=None,
+    regularizer=None, transforms=())`` trains a variant in place with
+    :func:`crossjax.training.train` at the study's batch size and returns the
+    per-step losses.
     Records the dense network's digital accuracy on first use. ``overwrite``
     and ``files`` (the study's plots): see :class:`StudyRun`.
     """
@@ -350,10 +202,15 @@ def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, pr
     def variant(name, make):
         return rs.model(name, task.build, make)
 
+    def fit(model, steps, *, seed, learning_rate=1e-3, masks=None, regularizer=None, transforms=()):
+        config = training.TrainConfig(steps=steps, learning_rate=learning_rate, seed=seed,
+                                      batch_size=st.get("batch_size", 64))
+        return training.train(model, task.train, config, progress=progress, description=f"{study} training",
+                              masks=masks, regularizer=regularizer, transforms=transforms).losses
+
     def dense_make():
         m = task.build()
-        train_masked(m, task.train, steps=st["train_steps"], learning_rate=st.get("learning_rate", 3e-3),
-                     batch_size=st.get("batch_size", 64), seed=seed)
+        fit(m, st["train_steps"], seed=seed, learning_rate=st.get("learning_rate", 3e-3))
         return m
 
     def dense():
@@ -364,7 +221,7 @@ def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, pr
     if rs.results["digital"] is None:
         rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
         rs.save()
-    return Setup(rs, task, x, y, dense, variant)
+    return Setup(rs, task, x, y, dense, variant, fit)
 
 
 def error_bar(record: dict, test_examples: int | None = None) -> float:

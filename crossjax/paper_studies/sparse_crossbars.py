@@ -64,7 +64,7 @@ from flax import nnx
 from crossjax import circuit, cost, mitigation, presets, pruning
 from crossjax.devices import WriteNoise
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import md_table, setup, train_masked
+from crossjax.paper_studies.harness import md_table, setup
 
 HIDDEN = (256, 256)
 WCT_STRENGTH = 1e-2
@@ -135,8 +135,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     ds = setup("sparse_crossbars", out, st, quick=quick, seed=seed, samples=S, progress=progress,
                dataset=dataset, data_dir=data_dir,
                overwrite=overwrite, files=(PLOT,))
-    rs, train, x, y = ds.run, ds.train, ds.x, ds.y
-    batch = st.get("batch_size", 64)
+    rs, x, y = ds.run, ds.x, ds.y
     tile = st["tile"]
     hws = hardware_configs(tile, st["wires"], st["wires_1t1r"])
     cfg_names = list(hws)
@@ -147,8 +146,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     def pruned(method):
         def make():
             m = nnx.clone(ds.dense())
-            train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
-                         batch_size=batch, masks=tasks.structured_masks(m, method, st["sparsity"], tile))
+            ds.fit(m, st["finetune_steps"], seed=seed + 1, masks=tasks.structured_masks(m, method, st["sparsity"], tile))
             return m
         return make
 
@@ -181,8 +179,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
             kmask = jax.tree_util.tree_map_with_path(
                 lambda path, _: str(getattr(path[-1], "key", path[-1])) == "kernel", params)
             pre = (mitigation.add_weight_constraint(WCT_STRENGTH, WCT_THRESHOLD, mask=kmask),)
-        train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 2,
-                     batch_size=batch, masks=tasks.nonzero_masks(m, tile), pre=pre)
+        ds.fit(m, st["finetune_steps"], seed=seed + 2, masks=tasks.nonzero_masks(m, tile), transforms=pre)
         return m
 
     mit = {f"{best}+rearranged": lazy(f"{best}+rearranged", rearranged),

@@ -26,8 +26,7 @@ from flax import nnx
 
 from crossjax import data as data_lib
 from crossjax import mitigation, models, pruning
-
-DATASETS = ("digits", "mnist", "cifar10", "cifar100")
+from crossjax.paper_studies import DATASETS
 
 
 @dataclasses.dataclass(frozen=True)

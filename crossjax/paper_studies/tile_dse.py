@@ -49,7 +49,7 @@ from flax import nnx
 
 from crossjax import circuit, cost, energy, presets, pruning
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import error_bar, md_table, setup, train_masked
+from crossjax.paper_studies.harness import error_bar, md_table, setup
 
 CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
 CALIBRATION = 256  # training inputs that calibrate the ADC ranges
@@ -128,9 +128,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     def xcs_make(tile):
         def make():
             m = nnx.clone(ds.dense())
-            train_masked(m, train, steps=st["finetune_steps"], learning_rate=1e-3, seed=seed + 1,
-                         batch_size=st.get("batch_size", 64),
-                         masks=tasks.structured_masks(m, "xcs", st["sparsity"], tile))
+            ds.fit(m, st["finetune_steps"], seed=seed + 1, masks=tasks.structured_masks(m, "xcs", st["sparsity"], tile))
             return m
         return make
 
