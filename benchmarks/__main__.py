@@ -7,6 +7,7 @@ printed. The exit status is non-zero when a benchmark's correctness checks
 (``result["checks"]``, name -> bool, results vs an unoptimized reference)
 fail or a benchmark crashes -- never because of a time.
 """
+
 from __future__ import annotations
 
 import argparse

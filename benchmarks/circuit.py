@@ -6,6 +6,7 @@ limited to one thread for both crossjax and scipy (``threadpoolctl``): on a
 shared 2-core machine OpenBLAS threads spin and slow small LAPACK calls 10-1000x.
 ``run(quick) -> dict`` is the entry point for a common benchmark driver.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,11 +51,11 @@ def nodal_matrix(G, p):
         a = a.ravel()
         rows.append(a), cols.append(a), vals.append(np.broadcast_to(g, a.shape).ravel())
 
-    couple(idx[:, :-1], idx[:, 1:], g_wr)                # row wires
-    ground(idx[:, 0], g_drive)                           # driver (source in the rhs)
-    couple(idx, n + idx, G)                              # cells
-    couple(n + idx[:-1], n + idx[1:], g_wc)              # column wires
-    ground(n + idx[-1], g_sink)                          # sink
+    couple(idx[:, :-1], idx[:, 1:], g_wr)  # row wires
+    ground(idx[:, 0], g_drive)  # driver (source in the rhs)
+    couple(idx, n + idx, G)  # cells
+    couple(n + idx[:-1], n + idx[1:], g_wc)  # column wires
+    ground(n + idx[-1], g_sink)  # sink
     A = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(2 * n, 2 * n))
     return A, g_drive, g_sink
 
@@ -67,7 +68,7 @@ def scipy_geff(G, p, system=None):
     B = np.zeros((2 * R * C, R))
     B[np.arange(R) * C, np.arange(R)] = g_drive
     X = lu.solve(B)
-    return g_sink * X[2 * R * C - C:, :].T
+    return g_sink * X[2 * R * C - C :, :].T
 
 
 def scipy_currents(G, V, p, system=None):
@@ -77,7 +78,7 @@ def scipy_currents(G, V, p, system=None):
     lu = spla.splu(A)
     B = np.zeros((2 * R * C, V.shape[0]))
     B[np.arange(R) * C, :] = g_drive * V.T
-    return g_sink * lu.solve(B)[2 * R * C - C:, :].T
+    return g_sink * lu.solve(B)[2 * R * C - C :, :].T
 
 
 def _memory_mib(fn, *args):
@@ -109,8 +110,12 @@ def _run(quick: bool) -> dict:
     system = nodal_matrix(G, p)  # assembly is not timed: scipy gets factorize + solves only
     t_scipy = timeit(lambda: scipy_geff(G, p, system), repeats=reps, warmup=0)
     err = float(np.abs(np.asarray(effective_conductance(Gj, p)) - scipy_geff(G, p)).max() / np.abs(G).max())
-    out["geff_128"] = {"crossjax_s": t_ours["median"], "scipy_splu_s": t_scipy["median"],
-                       "speedup": t_scipy["median"] / t_ours["median"], "max_rel_diff": err}
+    out["geff_128"] = {
+        "crossjax_s": t_ours["median"],
+        "scipy_splu_s": t_scipy["median"],
+        "speedup": t_scipy["median"] / t_ours["median"],
+        "max_rel_diff": err,
+    }
 
     # 2. 256 inputs through 128x128, 1 ohm wires.
     V = rng.uniform(-0.2, 0.2, (256, n))
@@ -119,13 +124,19 @@ def _run(quick: bool) -> dict:
     t_scipy = timeit(lambda: scipy_currents(G, V, p, system), repeats=reps, warmup=0)
     ref = scipy_currents(G, V, p)
     err = float(np.abs(np.asarray(solve(Gj, Vj, p)) - ref).max() / np.abs(ref).max())
-    out["inputs256_128"] = {"crossjax_s": t_ours["median"], "scipy_splu_s": t_scipy["median"],
-                            "speedup": t_scipy["median"] / t_ours["median"], "max_rel_diff": err}
+    out["inputs256_128"] = {
+        "crossjax_s": t_ours["median"],
+        "scipy_splu_s": t_scipy["median"],
+        "speedup": t_scipy["median"] / t_ours["median"],
+        "max_rel_diff": err,
+    }
 
     # 3. value_and_grad vs forward, both regimes.
     vg = {}
-    for name, (m, B, method) in {"direct_128_B256": (128, 256, "direct"),
-                                 "iterative_64_B8": (64, 8, "iterative")}.items():
+    for name, (m, B, method) in {
+        "direct_128_B256": (128, 256, "direct"),
+        "iterative_64_B8": (64, 8, "iterative"),
+    }.items():
         Gm = jnp.asarray(rng.uniform(1e-6, 1e-4, (m, m)))
         Vm = jnp.asarray(rng.uniform(-0.2, 0.2, (B, m)))
         fwd = jax.jit(lambda G, V: jnp.sum(solve(G, V, p, method=method)))
@@ -151,29 +162,42 @@ def _run(quick: bool) -> dict:
         Gm = jnp.asarray(rng.uniform(1e-6, 1e-4, (m, m)))
         f = jax.jit(lambda g: effective_conductance(g, p))
         t = timeit(lambda: f(Gm), repeats=1 if m >= 512 else (2 if m >= 256 else reps))
-        scaling.append({"n": m, "seconds": t["median"], "xla_mib": _memory_mib(lambda g: effective_conductance(g, p), Gm),
-                        "peak_rss_mib": peak_rss_mib()})
+        scaling.append(
+            {
+                "n": m,
+                "seconds": t["median"],
+                "xla_mib": _memory_mib(lambda g: effective_conductance(g, p), Gm),
+                "peak_rss_mib": peak_rss_mib(),
+            }
+        )
     ns = np.array([s["n"] for s in scaling if s["n"] >= 64], float)
     ts = np.array([s["seconds"] for s in scaling if s["n"] >= 64])
     out["scaling"] = {"rows": scaling, "exponent": float(np.polyfit(np.log(ns), np.log(ts), 1)[0])}
     # 6. nonlinear cells (sinh, v0 = 0.25 V, 2 kOhm access transistor): Newton vs the linear per-input solve.
     cell = Cell(iv="sinh", v0=0.25, r_series=2e3)
     nl = {}
-    for m in ([64] if quick else [64, 128]):
+    for m in [64] if quick else [64, 128]:
         Gm = jnp.asarray(rng.uniform(1e-6, 1e-4, (m, m)))
         Vm = jnp.asarray(rng.uniform(-0.5, 0.5, (256, m)))
         lin = jax.jit(lambda G, V: solve(G, V, p, method="iterative"))
         fwd = jax.jit(lambda G, V: solve_nonlinear(G, V, p, cell))
-        vg_nl = jax.jit(jax.value_and_grad(lambda G, V: jnp.sum(solve_nonlinear(G, V, p, cell).currents),
-                                           argnums=(0, 1)))
+        vg_nl = jax.jit(
+            jax.value_and_grad(lambda G, V: jnp.sum(solve_nonlinear(G, V, p, cell).currents), argnums=(0, 1))
+        )
         tl = timeit(lambda: lin(Gm, Vm), repeats=reps)["median"]
         tn = timeit(lambda: fwd(Gm, Vm), repeats=reps)["median"]
         tg = timeit(lambda: vg_nl(Gm, Vm), repeats=reps)["median"]
         sol = fwd(Gm, Vm)
-        nl[f"{m}x{m}_B256"] = {"linear_cg_s": tl, "nonlinear_s": tn, "value_and_grad_s": tg,
-                               "over_linear": tn / tl, "grad_over_forward": tg / tn,
-                               "newton_steps": int(sol.newton_steps), "cg_iterations": int(sol.cg_iterations),
-                               "converged": bool(np.all(np.asarray(sol.converged)))}
+        nl[f"{m}x{m}_B256"] = {
+            "linear_cg_s": tl,
+            "nonlinear_s": tn,
+            "value_and_grad_s": tg,
+            "over_linear": tn / tl,
+            "grad_over_forward": tg / tn,
+            "newton_steps": int(sol.newton_steps),
+            "cg_iterations": int(sol.cg_iterations),
+            "converged": bool(np.all(np.asarray(sol.converged))),
+        }
     out["nonlinear"] = nl
     out["ratios"] = {
         **{f"nonlinear_over_linear_{k}": v["over_linear"] for k, v in nl.items()},
@@ -199,17 +223,27 @@ def main(argv=None):
     t0 = time.perf_counter()
     res = run(args.quick)
     g, i = res["geff_128"], res["inputs256_128"]
-    print(f"G_eff 128x128 f64: crossjax {g['crossjax_s']*1e3:.1f} ms, scipy splu {g['scipy_splu_s']*1e3:.1f} ms "
-          f"-> {g['speedup']:.1f}x (max rel diff {g['max_rel_diff']:.1e})")
-    print(f"256 inputs, 128x128, 1 ohm: crossjax {i['crossjax_s']*1e3:.1f} ms, scipy splu {i['scipy_splu_s']*1e3:.1f} ms "
-          f"-> {i['speedup']:.1f}x (max rel diff {i['max_rel_diff']:.1e})")
+    print(
+        f"G_eff 128x128 f64: crossjax {g['crossjax_s'] * 1e3:.1f} ms, scipy splu {g['scipy_splu_s'] * 1e3:.1f} ms "
+        f"-> {g['speedup']:.1f}x (max rel diff {g['max_rel_diff']:.1e})"
+    )
+    print(
+        f"256 inputs, 128x128, 1 ohm: crossjax {i['crossjax_s'] * 1e3:.1f} ms, scipy splu {i['scipy_splu_s'] * 1e3:.1f} ms "
+        f"-> {i['speedup']:.1f}x (max rel diff {i['max_rel_diff']:.1e})"
+    )
     for k, v in res["value_and_grad"].items():
-        print(f"value_and_grad/forward {k}: {v['value_and_grad_s']*1e3:.1f} / {v['forward_s']*1e3:.1f} ms "
-              f"= {v['ratio']:.2f}x")
+        print(
+            f"value_and_grad/forward {k}: {v['value_and_grad_s'] * 1e3:.1f} / {v['forward_s'] * 1e3:.1f} ms "
+            f"= {v['ratio']:.2f}x"
+        )
     v = res["vmap64_64"]
-    print(f"{v['samples']} samples of 64x64: vmap {v['vmap_s']*1e3:.1f} ms, loop {v['loop_s']*1e3:.1f} ms -> {v['speedup']:.1f}x")
+    print(
+        f"{v['samples']} samples of 64x64: vmap {v['vmap_s'] * 1e3:.1f} ms, loop {v['loop_s'] * 1e3:.1f} ms -> {v['speedup']:.1f}x"
+    )
     for s in res["scaling"]["rows"]:
-        print(f"  n={s['n']:4d}: {s['seconds']:.4f} s, XLA buffers {s['xla_mib']:.1f} MiB, peak RSS {s['peak_rss_mib']:.0f} MiB")
+        print(
+            f"  n={s['n']:4d}: {s['seconds']:.4f} s, XLA buffers {s['xla_mib']:.1f} MiB, peak RSS {s['peak_rss_mib']:.0f} MiB"
+        )
     print(f"scaling exponent (time ~ n^k, n>=64): k = {res['scaling']['exponent']:.2f}")
     print(f"total {time.perf_counter() - t0:.1f} s")
     print(json.dumps(res, indent=1, default=float)[:0])

@@ -4,6 +4,7 @@ Every benchmark reports the median (and min/max) of ``repeats`` timed runs after
 ``warmup`` untimed runs, each run ending with ``jax.block_until_ready`` so
 asynchronous dispatch is not mistaken for speed.
 """
+
 from __future__ import annotations
 
 import argparse

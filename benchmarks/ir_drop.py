@@ -25,6 +25,7 @@ training), so the note can say where the time goes.
 Correctness checks (fail the run): the IR-on Monte Carlo logits and training
 loss are finite, and the profiled ``G_eff`` equals the programmed state's.
 """
+
 from __future__ import annotations
 
 import jax
@@ -36,8 +37,13 @@ from flax import nnx
 from benchmarks.common import forward_fns, run_from_command_line, slope, timeit, train_steps
 from crossjax import circuit, crossbar, data, layers, models, presets
 
-GOALS = {"mc_mlp_ir_on_vs_off": 1.3, "train_mlp_ir_vs_digital": 15.0, "mc_vgg11_ir_on_vs_off": 1.1,
-         "train_vgg11_ir_vs_digital": 5.0, "geff_exponent": 3.0}
+GOALS = {
+    "mc_mlp_ir_on_vs_off": 1.3,
+    "train_mlp_ir_vs_digital": 15.0,
+    "mc_vgg11_ir_on_vs_off": 1.1,
+    "train_vgg11_ir_vs_digital": 5.0,
+    "geff_exponent": 3.0,
+}
 
 SIZES = {  # quick (CI) vs full
     True: dict(samples=4, repeats=5, train_repeats=10, geff_n=(32, 64, 128), vgg=False),
@@ -91,10 +97,14 @@ def _profile(model, hw, key, repeats, checks) -> dict:
     all_g = jnp.concatenate(gs)
     interval = circuit.sweep_interval(all_g, p)
     geff = jax.jit(lambda g: circuit.effective_conductance(g, p, interval=interval))
-    out = {"arrays_per_layer": [int(g.shape[0]) for g in gs],
-           "geff_all_layers_one_sweep": timeit(lambda: geff(all_g), repeats=repeats)}
-    err = max(float(jnp.max(jnp.abs(geff(g) - s.g_eff.reshape(g.shape)))) / float(jnp.max(s.g_eff))
-              for g, s in zip(gs, states))
+    out = {
+        "arrays_per_layer": [int(g.shape[0]) for g in gs],
+        "geff_all_layers_one_sweep": timeit(lambda: geff(all_g), repeats=repeats),
+    }
+    err = max(
+        float(jnp.max(jnp.abs(geff(g) - s.g_eff.reshape(g.shape)))) / float(jnp.max(s.g_eff))
+        for g, s in zip(gs, states)
+    )
     checks["profile_geff_equals_programmed"] = err < 1e-5
     grad = jax.jit(jax.grad(lambda g, w: jnp.sum(w * circuit.effective_conductance(g, p, interval=interval))))
     per_layer_fwd, per_layer_grad = [], []
@@ -102,8 +112,11 @@ def _profile(model, hw, key, repeats, checks) -> dict:
         w = jax.random.normal(key, g.shape, g.dtype)
         per_layer_fwd.append(timeit(lambda: geff(g), repeats=repeats)["median"])
         per_layer_grad.append(timeit(lambda: grad(g, w), repeats=repeats)["median"])
-    out.update(geff_per_layer_forward_s=per_layer_fwd, geff_per_layer_with_gradient_s=per_layer_grad,
-               geff_training_step_s=float(sum(per_layer_grad)))
+    out.update(
+        geff_per_layer_forward_s=per_layer_fwd,
+        geff_per_layer_with_gradient_s=per_layer_grad,
+        geff_training_step_s=float(sum(per_layer_grad)),
+    )
     return out
 
 
@@ -128,19 +141,29 @@ def _mlp_goals(size, hw, ratios, checks, timings) -> dict:
     checks["train_mlp_ir_loss_finite"] = bool(np.isfinite(loss))
     ratios["train_mlp_ir_vs_digital"] = t_ion["median"] / t_dig["median"]
     ratios["train_mlp_ir_off_vs_digital"] = t_ioff["median"] / t_dig["median"]
-    timings.update(mc_mlp_sample_ir_off=t_off, mc_mlp_sample_ir_on=t_on, train_mlp_digital=t_dig,
-                   train_mlp_ir_off=t_ioff, train_mlp_ir_on=t_ion)
+    timings.update(
+        mc_mlp_sample_ir_off=t_off,
+        mc_mlp_sample_ir_on=t_on,
+        train_mlp_digital=t_dig,
+        train_mlp_ir_off=t_ioff,
+        train_mlp_ir_on=t_ion,
+    )
     prof = _profile(model, hw, jax.random.key(2), size["repeats"], checks)
     # the IR drop's part of each run, and the share of it the G_eff sweeps account for
     prof["mc_ir_part_s"] = t_on["median"] - t_off["median"]
     prof["train_ir_part_s"] = t_ion["median"] - t_ioff["median"]
-    return {"model": "MLP 64-256-256-10", "inputs": int(x.shape[0]), "samples": int(keys.shape[0]),
-            "train_batch": 64, "profile": prof}
+    return {
+        "model": "MLP 64-256-256-10",
+        "inputs": int(x.shape[0]),
+        "samples": int(keys.shape[0]),
+        "train_batch": 64,
+        "profile": prof,
+    }
 
 
 def _vgg_goals(hw, ratios, checks, timings) -> dict:
     key = jax.random.key(0)
-    x = jax.random.normal(key, (256, 32, 32, 3), jnp.float32)   # a sample reads many inputs, as Monte Carlo does
+    x = jax.random.normal(key, (256, 32, 32, 3), jnp.float32)  # a sample reads many inputs, as Monte Carlo does
     model = models.vgg11(10, width=0.25, rngs=nnx.Rngs(0))
     keys = jax.random.split(key, 2)
     t_off, _ = _mc_seconds(model, _ideal_wires(hw), x, keys, 3)
@@ -157,8 +180,9 @@ def _vgg_goals(hw, ratios, checks, timings) -> dict:
     t_ion, loss = _train_seconds(make, hw, xt, yt, 3)
     checks["train_vgg11_ir_loss_finite"] = bool(np.isfinite(loss))
     ratios["train_vgg11_ir_vs_digital"] = t_ion["median"] / t_dig["median"]
-    timings.update(mc_vgg11_sample_ir_off=t_off, mc_vgg11_sample_ir_on=t_on, train_vgg11_digital=t_dig,
-                   train_vgg11_ir_on=t_ion)
+    timings.update(
+        mc_vgg11_sample_ir_off=t_off, mc_vgg11_sample_ir_on=t_on, train_vgg11_digital=t_dig, train_vgg11_ir_on=t_ion
+    )
     return {"model": "VGG11 width 1/4", "mc_inputs": 256, "train_batch": 128}
 
 
@@ -184,10 +208,14 @@ def run(quick: bool = False) -> dict:
     if size["vgg"]:
         out["vgg11"] = _vgg_goals(hw, ratios, checks, timings)
     # the goal is for n = 256..1024 (full mode); the quick sizes only show the trend
-    out["geff_scaling"] = _geff_scaling(size["geff_n"], 3, ratios, timings,
-                                        "geff_exponent_32_128" if quick else "geff_exponent")
-    out["goals"] = {k: {"measured": ratios[k], "goal": g, "met": ratios[k] < g if k == "geff_exponent" else ratios[k] <= g}
-                    for k, g in GOALS.items() if k in ratios}
+    out["geff_scaling"] = _geff_scaling(
+        size["geff_n"], 3, ratios, timings, "geff_exponent_32_128" if quick else "geff_exponent"
+    )
+    out["goals"] = {
+        k: {"measured": ratios[k], "goal": g, "met": ratios[k] < g if k == "geff_exponent" else ratios[k] <= g}
+        for k, g in GOALS.items()
+        if k in ratios
+    }
     print("\n| goal | measured | target |\n| --- | --- | --- |")
     for k, v in out["goals"].items():
         print(f"| {k} | {v['measured']:.3g} | {'<' if k == 'geff_exponent' else '<='} {v['goal']:g} |")

@@ -19,6 +19,7 @@ Measured in one run, so the ratios compare like with like:
 
 ``python -m benchmarks.kernels [--quick]``; ``run(quick)`` returns the numbers as a dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,15 @@ def run(quick: bool = False) -> dict:
     cfg = HardwareConfig().set({"array.parasitics": wires})
     cfg_adc = cfg.set({"adc.bits": 8, "dac.bits": 8})
     repeats = 3 if quick else 10
-    out: dict = {"device": jax.devices()[0].device_kind, "platform": platform.machine(), "dtype": "float32",
-                 "K": K, "N": N, "inputs": B, "tile": [64, 64]}
+    out: dict = {
+        "device": jax.devices()[0].device_kind,
+        "platform": platform.machine(),
+        "dtype": "float32",
+        "K": K,
+        "N": N,
+        "inputs": B,
+        "tile": [64, 64],
+    }
 
     # --- 1. prepared state vs digital -------------------------------------------------------
     digital = jax.jit(lambda x, W: x @ W)
@@ -68,21 +76,31 @@ def run(quick: bool = False) -> dict:
     t_adc = timeit(lambda: analog(x, state_adc, cfg_adc, None), repeats=repeats)
     ir_drop = float(jnp.linalg.norm(crossbar.matmul(x, state, cfg) - x @ W) / jnp.linalg.norm(x @ W))
     out["matmul"] = {
-        "digital_s": t_dig["median"], "analog_ir_drop_s": t_ana["median"], "analog_ir_drop_adc8_s": t_adc["median"],
+        "digital_s": t_dig["median"],
+        "analog_ir_drop_s": t_ana["median"],
+        "analog_ir_drop_adc8_s": t_adc["median"],
         "ratio_analog_vs_digital": t_ana["median"] / t_dig["median"],
         "ratio_analog_adc8_vs_digital": t_adc["median"] / t_dig["median"],
-        "program_with_geff_s": t_prog["median"], "relative_ir_drop_error": ir_drop,
+        "program_with_geff_s": t_prog["median"],
+        "relative_ir_drop_error": ir_drop,
         "mem_digital_mib": _compiled_mib(lambda x, W: x @ W, x, W),
         "mem_analog_mib": _compiled_mib(lambda x, s: crossbar.matmul(x, s, cfg, jax.random.key(0)), x, state),
         "mem_analog_adc8_mib": _compiled_mib(
-            lambda x, s: crossbar.matmul(x, s, cfg_adc, jax.random.key(0)), x, state_adc),
+            lambda x, s: crossbar.matmul(x, s, cfg_adc, jax.random.key(0)), x, state_adc
+        ),
     }
 
     # --- 2. Monte Carlo: vmap vs Python loop ------------------------------------------------
     # per sample: program (write noise, stuck-at) then matmul (read noise, 8-bit ADC)
     S = 8 if quick else 32
-    noisy = HardwareConfig().set({"device.write_noise": WriteNoise(0.03), "device.stuck": StuckAt(0.01, 0.01),
-                                  "device.read_noise": ReadNoise(0.01), "adc.bits": 8})
+    noisy = HardwareConfig().set(
+        {
+            "device.write_noise": WriteNoise(0.03),
+            "device.stuck": StuckAt(0.01, 0.01),
+            "device.read_noise": ReadNoise(0.01),
+            "adc.bits": 8,
+        }
+    )
     cases = (  # (name, K=N, inputs, samples, config)
         ("small_128x128_32_inputs", 128, 32, 32, noisy),
         ("512x512_256_inputs", 512, 256, S, noisy),
@@ -96,17 +114,19 @@ def run(quick: bool = False) -> dict:
         many = jax.jit(jax.vmap(one, in_axes=(None, None, 0)))
         t_v = timeit(lambda: many(Wm, xm, keys), repeats=2 if quick else 3)
         t_l = timeit(lambda: [one(Wm, xm, k) for k in keys], repeats=2 if quick else 3)
-        np.testing.assert_allclose(np.asarray(many(Wm, xm, keys)[-1]), np.asarray(one(Wm, xm, keys[-1])),
-                                   rtol=2e-4, atol=2e-4)
+        np.testing.assert_allclose(
+            np.asarray(many(Wm, xm, keys)[-1]), np.asarray(one(Wm, xm, keys[-1])), rtol=2e-4, atol=2e-4
+        )
         out["monte_carlo"][name] = {
-            "samples": s, "vmap_s": t_v["median"], "loop_s": t_l["median"],
+            "samples": s,
+            "vmap_s": t_v["median"],
+            "loop_s": t_l["median"],
             "speedup_vmap_vs_loop": t_l["median"] / t_v["median"],
             "mem_vmap_mib": _compiled_mib(jax.vmap(one, in_axes=(None, None, 0)), Wm, xm, keys),
             "mem_one_sample_mib": _compiled_mib(one, Wm, xm, keys[0]),
         }
     # --- 4. this backend's kernel forms vs the plain forms -----------------------------------
-    out["backend_forms"] = _backend_forms(W, x[:256], cfg_adc.set({"device.read_noise": ReadNoise(0.01)}),
-                                          repeats)
+    out["backend_forms"] = _backend_forms(W, x[:256], cfg_adc.set({"device.read_noise": ReadNoise(0.01)}), repeats)
     out["peak_rss_mib"] = peak_rss_mib()
     out["ratios"] = {
         "plain_vs_backend_forms_adc8_grad": out["backend_forms"]["ratio_plain_vs_policy_adc8_grad"],
@@ -133,8 +153,9 @@ def _backend_forms(W, x, cfg, repeats) -> dict:
         backend.POLICIES[name] = pol
         try:
             key = jax.random.key(0)
-            step = jax.jit(jax.value_and_grad(
-                lambda W: jnp.sum(crossbar.matmul(x, crossbar.program(W, cfg), cfg, key) ** 2)))
+            step = jax.jit(
+                jax.value_and_grad(lambda W: jnp.sum(crossbar.matmul(x, crossbar.program(W, cfg), cfg, key) ** 2))
+            )
             geff = jax.jit(lambda G: circuit.effective_conductance(G, wires))
             res[f"{label}_adc8_grad_s"] = timeit(lambda: step(W), repeats=repeats)["median"]
             res[f"{label}_geff_s"] = timeit(lambda: geff(G), repeats=max(2, repeats // 3))["median"]

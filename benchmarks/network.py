@@ -36,6 +36,7 @@ Correctness checks (``checks``), which fail the run, compare optimized results
 with unoptimized references: the ideal crossbar against the digital model, and
 vmapped samples against the loop.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,12 +67,38 @@ def _compiled_bytes(compiled) -> float:
 
 
 SIZES = {  # quick (CI) vs full
-    True: dict(width=0.0625, batch=4, repeats=5, mc_samples=2, mlp_hidden=(128,), vmap_samples=8,
-               tiles=(16, 64), samples=(1, 8), batches=(4, 8), train_batches=(4,), train_ir_drop_write=False,
-               nl_width=0.0625, nl_batch=1, nl_repeats=1),  # nl_*: not run in quick mode
-    False: dict(width=0.25, batch=32, repeats=5, mc_samples=16, mlp_hidden=(256, 256), vmap_samples=64,
-                tiles=(16, 32, 64, 128, 256), samples=(1, 4, 16, 64, 256), batches=(8, 32, 128, 512),
-                train_batches=(32, 128), train_ir_drop_write=True, nl_width=0.125, nl_batch=2, nl_repeats=2),
+    True: dict(
+        width=0.0625,
+        batch=4,
+        repeats=5,
+        mc_samples=2,
+        mlp_hidden=(128,),
+        vmap_samples=8,
+        tiles=(16, 64),
+        samples=(1, 8),
+        batches=(4, 8),
+        train_batches=(4,),
+        train_ir_drop_write=False,
+        nl_width=0.0625,
+        nl_batch=1,
+        nl_repeats=1,
+    ),  # nl_*: not run in quick mode
+    False: dict(
+        width=0.25,
+        batch=32,
+        repeats=5,
+        mc_samples=16,
+        mlp_hidden=(256, 256),
+        vmap_samples=64,
+        tiles=(16, 32, 64, 128, 256),
+        samples=(1, 4, 16, 64, 256),
+        batches=(8, 32, 128, 512),
+        train_batches=(32, 128),
+        train_ir_drop_write=True,
+        nl_width=0.125,
+        nl_batch=2,
+        nl_repeats=2,
+    ),
 }
 
 
@@ -79,8 +106,12 @@ def _study_seconds() -> float:
     """Wall time of ``crossjax study`` (default preset) in a fresh process."""
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "crossjax.cli", "study", "--out", out, "--quiet", "--no-plots"],
-                       check=True, capture_output=True, env=dict(os.environ))
+        subprocess.run(
+            [sys.executable, "-m", "crossjax.cli", "study", "--out", out, "--quiet", "--no-plots"],
+            check=True,
+            capture_output=True,
+            env=dict(os.environ),
+        )
         return time.perf_counter() - t0
 
 
@@ -109,8 +140,12 @@ def _nonlinear_cells(size, hw, key, ratios, checks, timings) -> dict:
     layers.set_mode(tmodel, "train", nl)
     t_nstep = timeit(lambda: step(tmodel, opt, x, y, key), repeats=repeats)
     checks["nonlinear_train_loss_finite"] = bool(np.isfinite(float(step(tmodel, opt, x, y, key))))
-    timings.update(vgg11_nonlinear_forward=t_nl, vgg11_linear_forward_same_batch=t_lin,
-                   train_step_nonlinear=t_nstep, train_step_digital_nonlinear_batch=t_dstep)
+    timings.update(
+        vgg11_nonlinear_forward=t_nl,
+        vgg11_linear_forward_same_batch=t_lin,
+        train_step_nonlinear=t_nstep,
+        train_step_digital_nonlinear_batch=t_dstep,
+    )
     ratios["nonlinear_vs_linear_forward"] = t_nl["median"] / t_lin["median"]
     ratios["nonlinear_train_vs_digital"] = t_nstep["median"] / t_dstep["median"]
     return {"model": f"vgg11 width {width}", "batch": batch, "cell": "circuit.RRAM_1T1R", "hardware": "rram preset"}
@@ -157,8 +192,13 @@ def run(quick: bool = False) -> dict:
     t0 = time.perf_counter()
     res = montecarlo.evaluate(model, hw, keys, np.asarray(x), np.asarray(y), batch_size=batch, progress=False)
     t_mc = time.perf_counter() - t0
-    out["montecarlo"] = {"samples": S, "seconds": t_mc, "samples_per_s": S / t_mc,
-                         "chunk_size": int(res["chunk_size"]), "bytes_per_sample": int(res["bytes_per_sample"])}
+    out["montecarlo"] = {
+        "samples": S,
+        "seconds": t_mc,
+        "samples_per_s": S / t_mc,
+        "chunk_size": int(res["chunk_size"]),
+        "bytes_per_sample": int(res["bytes_per_sample"]),
+    }
     if not quick:  # one more compilation of the network: the figure XLA allocates
         out["montecarlo"]["bytes_per_sample_xla"] = montecarlo.bytes_per_sample(model, hw, x, exact=True)
 
@@ -213,8 +253,7 @@ def run(quick: bool = False) -> dict:
         cfg = hw.replace(array=hw.array.replace(rows=t, cols=t))
         f = jax.jit(crossbar.program)
         t_tiles.append(timeit(lambda: f(W, cfg, key), repeats=repeats)["median"])
-    scaling["program_256x256_vs_tile"] = {"tile": list(tiles), "seconds": t_tiles,
-                                          "exponent": slope(tiles, t_tiles)}
+    scaling["program_256x256_vs_tile"] = {"tile": list(tiles), "seconds": t_tiles, "exponent": slope(tiles, t_tiles)}
     samples = size["samples"]
     t_s, mem_s = [], []
     for s in samples:
@@ -222,9 +261,14 @@ def run(quick: bool = False) -> dict:
         compiled = many.lower(ks).compile()
         t_s.append(timeit(lambda: compiled(ks), repeats=repeats)["median"])
         mem_s.append(_compiled_bytes(compiled))
-    scaling["mlp_samples"] = {"samples": list(samples), "seconds": t_s, "exponent": slope(samples, t_s),
-                              "xla_bytes": mem_s, "memory_exponent": slope(samples, mem_s),
-                              "xla_bytes_per_sample": (mem_s[-1] - mem_s[0]) / (samples[-1] - samples[0])}
+    scaling["mlp_samples"] = {
+        "samples": list(samples),
+        "seconds": t_s,
+        "exponent": slope(samples, t_s),
+        "xla_bytes": mem_s,
+        "memory_exponent": slope(samples, mem_s),
+        "xla_bytes_per_sample": (mem_s[-1] - mem_s[0]) / (samples[-1] - samples[0]),
+    }
     batches = size["batches"]
     t_b = []
     for b in batches:

@@ -12,6 +12,7 @@ will run on an accelerator: ``JAX_PLATFORMS`` names no ``cpu`` first, or
 (``JAX_PLATFORMS`` unset) a JAX GPU/TPU plugin is installed
 (:func:`crossjax.backend.accelerator_installed`).
 """
+
 import os as _os
 
 from crossjax import backend as _backend

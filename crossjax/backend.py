@@ -34,6 +34,7 @@ changes the numbers drawn (not their distribution), and a study's numbers must
 not depend on the machine, so ``device.read_noise.generator`` keeps its
 ``"counter"`` default on every backend.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,13 +70,26 @@ class Policy:
     memory_fraction: float
 
 
-_PLAIN = dict(row_tile_sum="reduce", tile_product="einsum", read_noise_generator="threefry",
-              geff_chunk_bytes=None, openblas_threads=None, memory_fraction=0.6)
+_PLAIN = dict(
+    row_tile_sum="reduce",
+    tile_product="einsum",
+    read_noise_generator="threefry",
+    geff_chunk_bytes=None,
+    openblas_threads=None,
+    memory_fraction=0.6,
+)
 
 #: backend name -> :class:`Policy`
 POLICIES = {
-    "cpu": Policy("cpu", row_tile_sum="pairwise", tile_product="flat", read_noise_generator="counter",
-                  geff_chunk_bytes=4 * 2**20, openblas_threads=1, memory_fraction=0.5),
+    "cpu": Policy(
+        "cpu",
+        row_tile_sum="pairwise",
+        tile_product="flat",
+        read_noise_generator="counter",
+        geff_chunk_bytes=4 * 2**20,
+        openblas_threads=1,
+        memory_fraction=0.5,
+    ),
     "gpu": Policy("gpu", **_PLAIN),
     "tpu": Policy("tpu", **_PLAIN),
 }
@@ -103,8 +117,9 @@ def policy(backend: str | None = None) -> Policy:
         raise ValueError(f"backend must be a string such as 'cpu', 'gpu' or 'tpu', got {backend!r}")
     name = _ALIASES.get(backend.lower(), backend.lower())
     if name not in POLICIES:
-        raise ValueError(f"backend={backend!r} has no policy; choose one of {', '.join(POLICIES)} "
-                         f"(or 'cuda'/'rocm' for 'gpu')")
+        raise ValueError(
+            f"backend={backend!r} has no policy; choose one of {', '.join(POLICIES)} (or 'cuda'/'rocm' for 'gpu')"
+        )
     return POLICIES[name]
 
 
@@ -190,6 +205,7 @@ def accelerator_installed() -> bool:
         import pkgutil
 
         import jax_plugins  # namespace package of the CUDA / ROCm plugins
+
         if any(pkgutil.iter_modules(jax_plugins.__path__)):
             return True
     except ImportError:

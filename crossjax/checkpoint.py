@@ -25,6 +25,7 @@ structure, shapes and dtypes, and a mismatch raises ``ValueError``.
 
 :class:`DirectoryLock` keeps two runs from writing one output directory.
 """
+
 from __future__ import annotations
 
 import errno
@@ -53,10 +54,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path),
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix="-" + os.path.basename(path), dir=directory)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600; honour the umask like open()
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; honour the umask like open()
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -93,20 +93,23 @@ def _unflatten_into(prefix: str, template, arrays: dict[str, np.ndarray]):
     for path, leaf in leaves_with_path:
         name = prefix + jax.tree_util.keystr(path)
         if name not in arrays:
-            raise ValueError(f"restore_checkpoint: the checkpoint has no entry "
-                             f"{name!r}; was it written for a different model "
-                             f"or optimizer? Build the same model/optimizer "
-                             f"before restoring.")
+            raise ValueError(
+                f"restore_checkpoint: the checkpoint has no entry "
+                f"{name!r}; was it written for a different model "
+                f"or optimizer? Build the same model/optimizer "
+                f"before restoring."
+            )
         value = arrays[name]
         if _is_key(leaf):
-            restored = jax.random.wrap_key_data(
-                jnp.asarray(value), impl=jax.random.key_impl(leaf))
+            restored = jax.random.wrap_key_data(jnp.asarray(value), impl=jax.random.key_impl(leaf))
         else:
             if tuple(value.shape) != tuple(np.shape(leaf)):
-                raise ValueError(f"restore_checkpoint: {name!r} has shape "
-                                 f"{value.shape} in the checkpoint but "
-                                 f"{np.shape(leaf)} in the live model; build the "
-                                 f"model with the same sizes")
+                raise ValueError(
+                    f"restore_checkpoint: {name!r} has shape "
+                    f"{value.shape} in the checkpoint but "
+                    f"{np.shape(leaf)} in the live model; build the "
+                    f"model with the same sizes"
+                )
             if isinstance(leaf, (bool, int, float, complex)):  # python scalars
                 restored = type(leaf)(np.asarray(value).item())  # (e.g. config fields)
             else:
@@ -115,9 +118,15 @@ def _unflatten_into(prefix: str, template, arrays: dict[str, np.ndarray]):
     return jax.tree_util.tree_unflatten(treedef, new_leaves)
 
 
-def save_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
-                    optimizer: nnx.Optimizer | None = None, step: int = 0,
-                    hardware=None, extra: dict[str, Any] | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: nnx.Module,
+    optimizer: nnx.Optimizer | None = None,
+    step: int = 0,
+    hardware=None,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Atomically save model, optimizer state, step, hardware config and ``extra``.
 
     ``hardware`` is a ``HardwareConfig`` (stored via ``to_dict()``) or ``None``;
@@ -140,8 +149,10 @@ def save_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
 
 
 def _corrupt(path, why):
-    return ValueError(f"checkpoint {path!r} is corrupt or truncated ({why}); delete it or pass --overwrite "
-                      f"(run_study(overwrite=True)) to start afresh.")
+    return ValueError(
+        f"checkpoint {path!r} is corrupt or truncated ({why}); delete it or pass --overwrite "
+        f"(run_study(overwrite=True)) to start afresh."
+    )
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
@@ -169,13 +180,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dic
     content = serialization.msgpack_restore(payload)
     meta = json.loads(content["meta"])
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"read_checkpoint: {path!r} has format_version="
-                         f"{meta.get('format_version')}, expected {FORMAT_VERSION}")
+        raise ValueError(
+            f"read_checkpoint: {path!r} has format_version={meta.get('format_version')}, expected {FORMAT_VERSION}"
+        )
     return dict(content["arrays"]), meta
 
 
-def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
-                       optimizer: nnx.Optimizer | None = None) -> dict:
+def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module, optimizer: nnx.Optimizer | None = None) -> dict:
     """Restore ``model`` (and ``optimizer``) in place from ``path``.
 
     Returns the metadata dict: ``step``, ``hardware`` (a dict, or ``None``;
@@ -185,13 +196,14 @@ def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module,
     for name, value in arrays.items():
         a = np.asarray(value)
         if name.startswith("model") and np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
-            raise ValueError(f"restore_checkpoint: {os.fspath(path)!r} holds non-finite values in {name!r} "
-                             "(a diverged run?); delete it or pass --overwrite to retrain.")
+            raise ValueError(
+                f"restore_checkpoint: {os.fspath(path)!r} holds non-finite values in {name!r} "
+                "(a diverged run?); delete it or pass --overwrite to retrain."
+            )
     nnx.update(model, _unflatten_into("model", nnx.state(model), arrays))
     if optimizer is not None:
         if not meta.get("has_optimizer"):
-            raise ValueError(f"restore_checkpoint: {os.fspath(path)!r} holds no "
-                             f"optimizer state; pass optimizer=None")
+            raise ValueError(f"restore_checkpoint: {os.fspath(path)!r} holds no optimizer state; pass optimizer=None")
         nnx.update(optimizer, _unflatten_into("optimizer", nnx.state(optimizer), arrays))
     return meta
 
@@ -216,9 +228,11 @@ def check_fingerprint(path: str | os.PathLike, fingerprint: str | None, *, label
     _, meta = read_checkpoint(path)
     saved = (meta.get("extra") or {}).get("fingerprint")
     if saved != fingerprint:
-        raise ValueError(f"{label}: {os.fspath(path)!r} was written by a run with other arguments (fingerprint "
-                         f"{saved!r}, this run {fingerprint!r}); delete it, choose another out directory or pass "
-                         "--overwrite.")
+        raise ValueError(
+            f"{label}: {os.fspath(path)!r} was written by a run with other arguments (fingerprint "
+            f"{saved!r}, this run {fingerprint!r}); delete it, choose another out directory or pass "
+            "--overwrite."
+        )
     return meta
 
 
@@ -277,8 +291,10 @@ class DirectoryLock:
                 raise
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise ValueError(f"output directory {os.path.dirname(self.path)!r} is in use by {holder}; "
-                             "wait for it to finish or choose another --out.") from None
+            raise ValueError(
+                f"output directory {os.path.dirname(self.path)!r} is in use by {holder}; "
+                "wait for it to finish or choose another --out."
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} on {os.uname().nodename}".encode())
         self._fd = fd

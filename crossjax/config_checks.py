@@ -12,6 +12,7 @@ negative or violate ``g_min < g_max``), so config constructors check only
 Python/NumPy values (``include_jax=False``); the kernels re-check the whole
 config, JAX arrays included, on entry (``HardwareConfig.check()``).
 """
+
 from __future__ import annotations
 
 import jax

@@ -25,6 +25,7 @@ Regenerate after changing a config class::
 ``python -m crossjax.config_reference --check docs/configuration.md`` exits 1
 when the file is stale (``tests/test_docs.py`` runs the same comparison).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,11 +64,13 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "DeviceConfig.stuck": ("", "", "stuck-at-g_min / stuck-at-g_max faults"),
     "DeviceConfig.drift": ("", "", "power-law conductance drift after programming"),
     "DeviceConfig.read_noise": ("", "", "read noise, resampled at every read"),
-    "WriteNoise.sigma": ("1 (relative)", ">= 0",
-                         "noise strength: std sigma * (g_max - g_min) (gaussian), "
-                         "G * (1 + sigma n) (proportional) or G * exp(sigma n) (lognormal)"),
-    "WriteNoise.kind": ("", "", "noise model: gaussian (absolute, in units of the range), "
-                                "proportional or lognormal"),
+    "WriteNoise.sigma": (
+        "1 (relative)",
+        ">= 0",
+        "noise strength: std sigma * (g_max - g_min) (gaussian), "
+        "G * (1 + sigma n) (proportional) or G * exp(sigma n) (lognormal)",
+    ),
+    "WriteNoise.kind": ("", "", "noise model: gaussian (absolute, in units of the range), proportional or lognormal"),
     "RangeVariation.sigma_g_min": ("1 (relative)", ">= 0", "relative std of each device's g_min"),
     "RangeVariation.sigma_g_max": ("1 (relative)", ">= 0", "relative std of each device's g_max"),
     "StuckAt.p_min": ("fraction", "[0, 1], p_min + p_max <= 1", "fraction of devices stuck at g_min"),
@@ -76,34 +79,57 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "Drift.t0": ("s", "> 0", "reference time of the power law"),
     "Drift.nu": ("1", ">= 0", "mean drift exponent: G(t) = G (t / t0)^(-nu_d)"),
     "Drift.nu_std": ("1", ">= 0", "device-to-device std of the drift exponent nu_d"),
-    "ReadNoise.sigma": ("1 (relative)", ">= 0",
-                        "noise strength: per-cell std sigma * G (proportional) or "
-                        "sigma * (g_max - g_min) (gaussian)"),
+    "ReadNoise.sigma": (
+        "1 (relative)",
+        ">= 0",
+        "noise strength: per-cell std sigma * G (proportional) or sigma * (g_max - g_min) (gaussian)",
+    ),
     "ReadNoise.kind": ("", "", "noise model: proportional (to G) or gaussian (absolute)"),
-    "ReadNoise.generator": ("", "", "the per-read normals: counter (crossjax.counter_rng, cheaper "
-                                    "on a CPU) or threefry (jax.random.normal)"),
-    "DeviceConfig.pcm": ("", "", "fitted PCM model (Nandakumar 2019 / Joshi 2020): programming noise, "
-                                 "conductance-dependent drift and 1/f read noise at time t; replaces "
-                                 "write_noise and drift"),
+    "ReadNoise.generator": (
+        "",
+        "",
+        "the per-read normals: counter (crossjax.counter_rng, cheaper on a CPU) or threefry (jax.random.normal)",
+    ),
+    "DeviceConfig.pcm": (
+        "",
+        "",
+        "fitted PCM model (Nandakumar 2019 / Joshi 2020): programming noise, "
+        "conductance-dependent drift and 1/f read noise at time t; replaces "
+        "write_noise and drift",
+    ),
     "DeviceConfig.rram": ("", "", "fitted RRAM deviation (Wan 2022) at time t; replaces write_noise"),
-    "DeviceConfig.drift_compensation": ("", "", "output factor from a reference read right after "
-                                                "programming and one at time t (global or per column)"),
+    "DeviceConfig.drift_compensation": (
+        "",
+        "",
+        "output factor from a reference read right after programming and one at time t (global or per column)",
+    ),
     "PCMModel.t": ("s", ">= 0", "inference time after programming"),
     "PCMModel.t0": ("s", "> 0", "drift reference time: g_prog ((t + t0) / t0)^(-nu)"),
-    "PCMModel.prog": ("1 (relative)", "3 finite numbers",
-                      "programming std / g_max = prog_scale * max(p0 + p1 x + p2 x^2, 0), x = g_T / g_max"),
+    "PCMModel.prog": (
+        "1 (relative)",
+        "3 finite numbers",
+        "programming std / g_max = prog_scale * max(p0 + p1 x + p2 x^2, 0), x = g_T / g_max",
+    ),
     "PCMModel.prog_scale": ("1", ">= 0", "multiplier of the programming std (1 = as published)"),
     "PCMModel.nu_mean": ("1", "4 finite numbers (a, b, lo, hi)", "drift exponent mean clip(a ln x + b, lo, hi)"),
-    "PCMModel.nu_std": ("1", "4 finite numbers (a, b, lo, hi)",
-                        "drift exponent std clip(a ln x + b, lo, hi); nu = |N(mean, std)|"),
-    "PCMModel.q": ("1", "3 finite numbers (q0, q1, q2)",
-                   "1/f noise: relative std min(q0 / max(g_prog / g_max, 1e-3)^q1, q2) "
-                   "* sqrt(ln((t + t0 + t_read) / (2 t_read)))"),
+    "PCMModel.nu_std": (
+        "1",
+        "4 finite numbers (a, b, lo, hi)",
+        "drift exponent std clip(a ln x + b, lo, hi); nu = |N(mean, std)|",
+    ),
+    "PCMModel.q": (
+        "1",
+        "3 finite numbers (q0, q1, q2)",
+        "1/f noise: relative std min(q0 / max(g_prog / g_max, 1e-3)^q1, q2) * sqrt(ln((t + t0 + t_read) / (2 t_read)))",
+    ),
     "PCMModel.t_read": ("s", "> 0", "duration of one read (1/f noise integration)"),
     "RRAMModel.t": ("s", ">= 0", "inference time after programming"),
     "RRAMModel.std_scale": ("1", ">= 0", "multiplier of the deviation std (1 = as published)"),
-    "RRAMModel.coeffs": ("1 (relative)", "(len(times), K) finite numbers",
-                         "deviation std / g_max at each fitted time, ascending powers of x = g_T / g_max"),
+    "RRAMModel.coeffs": (
+        "1 (relative)",
+        "(len(times), K) finite numbers",
+        "deviation std / g_max at each fitted time, ascending powers of x = g_T / g_max",
+    ),
     "RRAMModel.times": ("s", "increasing, > 0", "times of the fits (std interpolated in ln t, held outside)"),
     "DriftCompensation.kind": ("", "", "global (one factor per layer) or per_column"),
     "MappingConfig.w_max": ("weight units", "> 0, or None", ""),
@@ -114,26 +140,45 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "DACConfig.x_max": ("input units", "> 0", ""),
     "DACConfig.slice_bits": ("bits", ">= 1 (needs bits), or None", ""),
     "ADCConfig.bits": ("bits", _BITS + ", or None; int or integer array", ""),
-    "ADCConfig.range": ("", "", "full scale of the codes: fixed (i_max); max (the largest current the "
-                                "column can carry, every input at +-v_read: v_read * sum_i |G_ij|, "
-                                "so typical reads, far below it, land on a few codes and an 8-bit "
-                                "max ADC can cost points); calibrated (a percentile of |I| measured "
-                                "on training data, crossbar.calibrate_adc); granular (the step is one unit "
-                                "current, one input level through one cell level, and the full scale "
-                                "2**(bits-1) steps: exact for quantized inputs and weights while the "
-                                "column sum fits, see crossjax.converters)"),
+    "ADCConfig.range": (
+        "",
+        "",
+        "full scale of the codes: fixed (i_max); max (the largest current the "
+        "column can carry, every input at +-v_read: v_read * sum_i |G_ij|, "
+        "so typical reads, far below it, land on a few codes and an 8-bit "
+        "max ADC can cost points); calibrated (a percentile of |I| measured "
+        "on training data, crossbar.calibrate_adc); granular (the step is one unit "
+        "current, one input level through one cell level, and the full scale "
+        "2**(bits-1) steps: exact for quantized inputs and weights while the "
+        "column sum fits, see crossjax.converters)",
+    ),
     "ADCConfig.i_max": ("A", "> 0", ""),
-    "ADCConfig.kind": ("", "uniform, or a name added by converters.register_adc", "the conversion law: uniform is the "
-                              "two's-complement quantizer with a straight-through gradient"),
+    "ADCConfig.kind": (
+        "",
+        "uniform, or a name added by converters.register_adc",
+        "the conversion law: uniform is the two's-complement quantizer with a straight-through gradient",
+    ),
     "ADCConfig.percentile": ("%", "(0, 100]", ""),
-    "StudySpec.model": ("", "", "the network: an MLP (widths from hidden), a CIFAR-style VGG / ResNet, "
-                                "or vit (a vision transformer in plain Flax, converted by crossjax.convert)"),
-    "StudySpec.rules": ("", "", "per-layer conversion rules for converted models (vit), first match wins: "
-                                "match (fnmatch pattern on the module path, e.g. \"head\" or "
-                                "\"blocks/*/attention/*\") with digital = true, or hardware = {overrides of "
-                                "the config, e.g. \"adc.bits\" = 6}, or config = {a full hardware table}"),
-    "StudySpec.finetune": ("", "", "non-ideality-aware fine-tuning of a copy of the model under one "
-                                   "config, evaluated before and after on the same keys"),
+    "StudySpec.model": (
+        "",
+        "",
+        "the network: an MLP (widths from hidden), a CIFAR-style VGG / ResNet, "
+        "or vit (a vision transformer in plain Flax, converted by crossjax.convert)",
+    ),
+    "StudySpec.rules": (
+        "",
+        "",
+        "per-layer conversion rules for converted models (vit), first match wins: "
+        "match (fnmatch pattern on the module path, e.g. \"head\" or "
+        "\"blocks/*/attention/*\") with digital = true, or hardware = {overrides of "
+        "the config, e.g. \"adc.bits\" = 6}, or config = {a full hardware table}",
+    ),
+    "StudySpec.finetune": (
+        "",
+        "",
+        "non-ideality-aware fine-tuning of a copy of the model under one "
+        "config, evaluated before and after on the same keys",
+    ),
     "StudySpec.hidden": ("units", "list of integers >= 1", ""),
     "StudySpec.samples": ("samples", ">= 1", ""),
     "StudySpec.eval_batch_size": ("examples", ">= 1", ""),
@@ -143,16 +188,27 @@ NOTES: dict[str, tuple[str, str, str]] = {
     "TrainConfig.steps": ("steps", ">= 1", ""),
     "TrainConfig.batch_size": ("examples", ">= 1", ""),
     "TrainConfig.learning_rate": ("1", "> 0", ""),
-    "TrainConfig.final_lr_fraction": ("fraction", "[0, 1]",
-                                      "the cosine schedule ends at final_lr_fraction * learning_rate"),
+    "TrainConfig.final_lr_fraction": (
+        "fraction",
+        "[0, 1]",
+        "the cosine schedule ends at final_lr_fraction * learning_rate",
+    ),
     "TrainConfig.weight_decay": ("1", ">= 0", "decoupled weight decay of adamw (unused by adam and sgd)"),
     "TrainConfig.seed": ("", "integer", ""),
     "TrainConfig.checkpoint_every": ("steps", ">= 1", ""),
 }
 
 # Units named in a docstring's meaning text.
-_UNIT_WORDS = (("volts", "V"), ("volt", "V"), ("amperes", "A"), ("siemens", "S"), ("ohms", "ohm"),
-               ("seconds", "s"), ("1/V^2", "1/V^2"), ("1/V", "1/V"))
+_UNIT_WORDS = (
+    ("volts", "V"),
+    ("volt", "V"),
+    ("amperes", "A"),
+    ("siemens", "S"),
+    ("ohms", "ohm"),
+    ("seconds", "s"),
+    ("1/V^2", "1/V^2"),
+    ("1/V", "1/V"),
+)
 
 
 class Field(NamedTuple):
@@ -161,13 +217,14 @@ class Field(NamedTuple):
     path: str
     type: str
     default: str
-    kind: str          # "static", "leaf", "sub-config" or "sub-config, None = off"
+    kind: str  # "static", "leaf", "sub-config" or "sub-config, None = off"
     unit: str
     range: str
     meaning: str
 
 
 # --------------------------------------------------------------------------- introspection
+
 
 def _sub_config_class(hint) -> type | None:
     """The dataclass in a field's type hint (``X`` or ``X | None``), else ``None``."""
@@ -258,14 +315,17 @@ def _inline(doc: str, names: set[str]) -> dict[str, str]:
     for para in re.split(r"\n\s*\n", inspect.cleandoc(doc)):
         text = " ".join(para.split())
         # ``name``: text, ``name`` (static): text, or ``a`` / ``b``: text (shared)
-        marks = [m for m in re.finditer(r"((?:``\w+``\s*/\s*)*``\w+``)(?:\s*\(static\))?:\s", text)
-                 if set(re.findall(r"``(\w+)``", m.group(1))) <= names]
+        marks = [
+            m
+            for m in re.finditer(r"((?:``\w+``\s*/\s*)*``\w+``)(?:\s*\(static\))?:\s", text)
+            if set(re.findall(r"``(\w+)``", m.group(1))) <= names
+        ]
         for k, m in enumerate(marks):
             end = marks[k + 1].start() if k + 1 < len(marks) else len(text)
-            part = text[m.end():end]
+            part = text[m.end() : end]
             stop = re.search(r"\.\s+(?=[A-Z`])", part)
             if stop:
-                part = part[:stop.start()]
+                part = part[: stop.start()]
             for name in re.findall(r"``(\w+)``", m.group(1)):
                 out.setdefault(name, part.strip().rstrip(";.").strip())
     return out
@@ -333,8 +393,17 @@ def describe(cls, prefix: str = "") -> list[Field]:
                     rng = " / ".join(f'"{c}"' for c in choices)
             rng = rng or _auto_range(meaning)
         unit = unit or (_auto_unit(meaning) if sub is None else "")
-        rows.append(Field(prefix + f.name, _type_name(hint), _format_value(default), kind,
-                          unit, rng, meaning or "(undocumented: add it to the class docstring)"))
+        rows.append(
+            Field(
+                prefix + f.name,
+                _type_name(hint),
+                _format_value(default),
+                kind,
+                unit,
+                rng,
+                meaning or "(undocumented: add it to the class docstring)",
+            )
+        )
     return rows
 
 
@@ -364,6 +433,7 @@ def leaf_paths(cls=None) -> list[str]:
 
 # --------------------------------------------------------------------------- rendering
 
+
 def _summary(cls) -> str:
     doc = inspect.cleandoc(cls.__doc__ or "")
     return _rst_to_md(doc.split("\n\n")[0].replace("\n", " ").strip())
@@ -382,13 +452,17 @@ def _table(rows: list[Field], *, unit: bool = True) -> list[str]:
 def _hardware_section() -> list[str]:
     from crossjax.hardware import HardwareConfig
 
-    lines = ["## Hardware: `crossjax.hardware.HardwareConfig`", "",
-             "`HardwareConfig()` is the ideal crossbar (returns `x @ W` exactly). Set any field by its "
-             "dotted path: `HardwareConfig().set({\"device.g_max\": 1e-4})` or "
-             "`.set(device__write_noise__sigma=0.02)` in Python; in a study TOML file, as nested "
-             "tables under `[[configs]]`'s `hardware` (below). Setting a field of an optional "
-             "sub-config that is off (`None`) switches it on with the defaults listed for it; "
-             "setting the sub-config itself to `None` switches it off.", ""]
+    lines = [
+        "## Hardware: `crossjax.hardware.HardwareConfig`",
+        "",
+        "`HardwareConfig()` is the ideal crossbar (returns `x @ W` exactly). Set any field by its "
+        "dotted path: `HardwareConfig().set({\"device.g_max\": 1e-4})` or "
+        "`.set(device__write_noise__sigma=0.02)` in Python; in a study TOML file, as nested "
+        "tables under `[[configs]]`'s `hardware` (below). Setting a field of an optional "
+        "sub-config that is off (`None`) switches it on with the defaults listed for it; "
+        "setting the sub-config itself to `None` switches it off.",
+        "",
+    ]
     for path, cls, _ in walk(HardwareConfig):
         parent_opt = ""
         if path:
@@ -408,23 +482,32 @@ def _study_section() -> list[str]:
     from crossjax import data, presets, study, training
 
     default = study.get_preset("default")
-    lines = ["## Study: `crossjax study --config FILE.toml`", "",
-             "A TOML file overrides the preset (`--preset`, default `default`); command-line flags "
-             "override the file (`--samples`, `--dataset`, `--train-steps`, `--chunk-size`, "
-             "`--no-finetune`). Top-level keys are the fields of `crossjax.study.StudySpec`; "
-             "unknown keys are refused with the list of known ones. The `default` column is "
-             "`StudySpec()`'s; `preset default` is what `--preset default` uses.", ""]
+    lines = [
+        "## Study: `crossjax study --config FILE.toml`",
+        "",
+        "A TOML file overrides the preset (`--preset`, default `default`); command-line flags "
+        "override the file (`--samples`, `--dataset`, `--train-steps`, `--chunk-size`, "
+        "`--no-finetune`). Top-level keys are the fields of `crossjax.study.StudySpec`; "
+        "unknown keys are refused with the list of known ones. The `default` column is "
+        "`StudySpec()`'s; `preset default` is what `--preset default` uses.",
+        "",
+    ]
     spec_rows = describe(study.StudySpec)
-    extra = {"dataset": " / ".join(f'"{n}"' for n in data.names()),
-             "model": " / ".join(f'"{n}"' for n in study.MODELS)}
-    lines += ["### Top-level keys", "",
-              "| key | type | default | preset default | range / choices | meaning |", "|---|---|---|---|---|---|"]
+    extra = {"dataset": " / ".join(f'"{n}"' for n in data.names()), "model": " / ".join(f'"{n}"' for n in study.MODELS)}
+    lines += [
+        "### Top-level keys",
+        "",
+        "| key | type | default | preset default | range / choices | meaning |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in spec_rows:
         val = getattr(default, r.path)
         if r.path == "configs":
             shown = f"{len(val)} configs: " + ", ".join(f"`{c.name}`" for c in val)
-            rng, meaning = "array of tables `[[configs]]`", ("the named hardware configs (replace the "
-                                                              "preset's list; one must be named `ideal`)")
+            rng, meaning = (
+                "array of tables `[[configs]]`",
+                ("the named hardware configs (replace the preset's list; one must be named `ideal`)"),
+            )
         elif r.path == "train":
             shown = f"steps={val.steps}, batch_size={val.batch_size}, learning_rate={val.learning_rate:g}"
             rng, meaning = "table `[train]` (keys below)", _rst_to_md(r.meaning)
@@ -440,61 +523,102 @@ def _study_section() -> list[str]:
             meaning = _rst_to_md(r.meaning)
         cells = [f"`{r.path}`", f"`{r.type}`", f"`{r.default}`", shown, rng, meaning]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
-    lines += ["", "### `[train]` and `[finetune.train]`: `crossjax.training.TrainConfig`", "",
-              _summary(training.TrainConfig) + " Keys not given keep the preset's values.", ""]
-    train_rows = [r._replace(range=r.range or (" / ".join(f'"{o}"' for o in training.OPTIMIZERS)
-                                               if r.path == "optimizer" else ""))
-                  for r in describe(training.TrainConfig)]
+    lines += [
+        "",
+        "### `[train]` and `[finetune.train]`: `crossjax.training.TrainConfig`",
+        "",
+        _summary(training.TrainConfig) + " Keys not given keep the preset's values.",
+        "",
+    ]
+    train_rows = [
+        r._replace(
+            range=r.range or (" / ".join(f'"{o}"' for o in training.OPTIMIZERS) if r.path == "optimizer" else "")
+        )
+        for r in describe(training.TrainConfig)
+    ]
     lines += _table(train_rows)
-    lines += ["", "### `[finetune]`", "",
-              "| key | type | meaning |", "|---|---|---|",
-              "| `config` | `str` | name of the `[[configs]]` entry whose non-idealities are in the loop |",
-              "| `train` | table | `TrainConfig` keys (above) for the fine-tuning run |",
-              "", "`finetune = false` (or an empty table) switches fine-tuning off.", "",
-              "### `[[configs]]`: one named hardware config each", "",
-              "| key | type | meaning |", "|---|---|---|",
-              "| `name` | `str` | required, unique; one config must be named `ideal` |",
-              "| `samples` | `int` | Monte Carlo samples of this config (default: the study's "
-              "`samples`, or 1 when the config is deterministic) |",
-              "| `keys` | `str` | the name its Monte Carlo keys come from (default: its own `name`); "
-              "configs with one `keys` program the same chips, e.g. one chip read at several times |",
-              "| `hardware` | table | nested `HardwareConfig` fields by path, e.g. "
-              "`hardware = { device = { write_noise = { sigma = 0.05 } }, adc = { bits = 6 } }`; "
-              "unspecified fields keep their defaults |",
-              "| `hardware.preset` | `str` | start from a named preset instead of the ideal "
-              "crossbar: " + ", ".join(f"`{n}`" for n in presets.names()) + " |",
-              "", "Example:", "", "```toml", "samples = 16", "hidden = [64]", "", "[train]",
-              "steps = 600", "", "[[configs]]", 'name = "ideal"', "", "[[configs]]",
-              'name = "rram_wires"', 'hardware = { preset = "rram", array = { parasitics = '
-              '{ r_wire_row = 2.0, r_wire_col = 2.0 } } }', "", "[finetune]", 'config = "rram_wires"',
-              "train = { steps = 60 }", "```", ""]
+    lines += [
+        "",
+        "### `[finetune]`",
+        "",
+        "| key | type | meaning |",
+        "|---|---|---|",
+        "| `config` | `str` | name of the `[[configs]]` entry whose non-idealities are in the loop |",
+        "| `train` | table | `TrainConfig` keys (above) for the fine-tuning run |",
+        "",
+        "`finetune = false` (or an empty table) switches fine-tuning off.",
+        "",
+        "### `[[configs]]`: one named hardware config each",
+        "",
+        "| key | type | meaning |",
+        "|---|---|---|",
+        "| `name` | `str` | required, unique; one config must be named `ideal` |",
+        "| `samples` | `int` | Monte Carlo samples of this config (default: the study's "
+        "`samples`, or 1 when the config is deterministic) |",
+        "| `keys` | `str` | the name its Monte Carlo keys come from (default: its own `name`); "
+        "configs with one `keys` program the same chips, e.g. one chip read at several times |",
+        "| `hardware` | table | nested `HardwareConfig` fields by path, e.g. "
+        "`hardware = { device = { write_noise = { sigma = 0.05 } }, adc = { bits = 6 } }`; "
+        "unspecified fields keep their defaults |",
+        "| `hardware.preset` | `str` | start from a named preset instead of the ideal "
+        "crossbar: " + ", ".join(f"`{n}`" for n in presets.names()) + " |",
+        "",
+        "Example:",
+        "",
+        "```toml",
+        "samples = 16",
+        "hidden = [64]",
+        "",
+        "[train]",
+        "steps = 600",
+        "",
+        "[[configs]]",
+        'name = "ideal"',
+        "",
+        "[[configs]]",
+        'name = "rram_wires"',
+        'hardware = { preset = "rram", array = { parasitics = { r_wire_row = 2.0, r_wire_col = 2.0 } } }',
+        "",
+        "[finetune]",
+        'config = "rram_wires"',
+        "train = { steps = 60 }",
+        "```",
+        "",
+    ]
     return lines
 
 
 def render() -> str:
     """The whole ``docs/configuration.md`` text."""
-    lines = ["# Configuration reference", "",
-             f"<!-- Generated by crossjax/config_reference.py; do not edit. Regenerate: {REGENERATE} -->",
-             "",
-             "Every field of the hardware configuration and of the study configuration, read "
-             "from the dataclasses themselves.", "",
-             "Kinds: **leaf** is a pytree leaf: a new value, or a `vmap` over values, runs the "
-             "compiled kernel again without recompiling, and `jax.grad` reaches it. **static** "
-             "(`flax.struct.field(pytree_node=False)`) is part of the pytree structure: shapes, bit "
-             "counts and switches; each new value compiles anew. **sub-config** is a nested "
-             "dataclass; `None = off` means its default is `None` (the non-ideality is absent) and "
-             "switching it on or off changes the structure (a recompile). Units: siemens (S), "
-             "ohms (ohm), volts (V), amperes (A), seconds (s); `1 (relative)` is dimensionless. "
-             "Bit-count ranges depend on the working dtype (float32 unless `jax_enable_x64`).", "",
-             "See also `docs/results.md` (what a study writes).", ""]
+    lines = [
+        "# Configuration reference",
+        "",
+        f"<!-- Generated by crossjax/config_reference.py; do not edit. Regenerate: {REGENERATE} -->",
+        "",
+        "Every field of the hardware configuration and of the study configuration, read "
+        "from the dataclasses themselves.",
+        "",
+        "Kinds: **leaf** is a pytree leaf: a new value, or a `vmap` over values, runs the "
+        "compiled kernel again without recompiling, and `jax.grad` reaches it. **static** "
+        "(`flax.struct.field(pytree_node=False)`) is part of the pytree structure: shapes, bit "
+        "counts and switches; each new value compiles anew. **sub-config** is a nested "
+        "dataclass; `None = off` means its default is `None` (the non-ideality is absent) and "
+        "switching it on or off changes the structure (a recompile). Units: siemens (S), "
+        "ohms (ohm), volts (V), amperes (A), seconds (s); `1 (relative)` is dimensionless. "
+        "Bit-count ranges depend on the working dtype (float32 unless `jax_enable_x64`).",
+        "",
+        "See also `docs/results.md` (what a study writes).",
+        "",
+    ]
     lines += _hardware_section()
     lines += _study_section()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m crossjax.config_reference",
-                                description="Generate the configuration reference (Markdown).")
+    p = argparse.ArgumentParser(
+        prog="python -m crossjax.config_reference", description="Generate the configuration reference (Markdown)."
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--write", metavar="PATH", help="write it to PATH (e.g. docs/configuration.md)")
     g.add_argument("--check", metavar="PATH", help="exit 1 if PATH differs from the generated text")

@@ -70,6 +70,7 @@ Example:
   >>> bool((analog(x) == net(x)).all())    # digital mode: bit for bit
   True
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -85,8 +86,17 @@ from flax import nnx
 from crossjax import layers, readout
 from crossjax.layers import CrossbarLayer, HardwareVariable
 
-__all__ = ["Rule", "convert", "conversion_table", "rules_from_data", "SUPPORTED",
-           "AnalogLinear", "AnalogLinearGeneral", "AnalogEinsum", "AnalogConv"]
+__all__ = [
+    "Rule",
+    "convert",
+    "conversion_table",
+    "rules_from_data",
+    "SUPPORTED",
+    "AnalogLinear",
+    "AnalogLinearGeneral",
+    "AnalogEinsum",
+    "AnalogConv",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -123,11 +133,15 @@ class Rule:
             try:
                 HardwareConfig().set(self.hardware)
             except (ValueError, AttributeError, KeyError, TypeError) as e:
-                raise ValueError(f"rule {self.match!r}: hardware overrides {self.hardware!r} are invalid: {e}") from None
+                raise ValueError(
+                    f"rule {self.match!r}: hardware overrides {self.hardware!r} are invalid: {e}"
+                ) from None
             object.__setattr__(self, "hardware", dict(self.hardware))
         elif self.hardware is not None and not isinstance(self.hardware, HardwareConfig):
-            raise ValueError(f"rule {self.match!r}: hardware must be a HardwareConfig, a dict of overrides "
-                             f"or None, got {type(self.hardware).__name__}")
+            raise ValueError(
+                f"rule {self.match!r}: hardware must be a HardwareConfig, a dict of overrides "
+                f"or None, got {type(self.hardware).__name__}"
+            )
 
     def matches(self, path: str) -> bool:
         return fnmatch.fnmatchcase(path, self.match)
@@ -161,8 +175,10 @@ def rules_from_data(rules) -> tuple[Rule, ...]:
             raise ValueError(f"rules[{i}] must be a Rule or a dict, got {type(r).__name__}")
         unknown = set(r) - {"match", "digital", "hardware", "config"}
         if unknown:
-            raise ValueError(f"rules[{i}]: unknown keys {sorted(unknown)}; use match, digital, hardware "
-                             "(overrides) or config (a full hardware config)")
+            raise ValueError(
+                f"rules[{i}]: unknown keys {sorted(unknown)}; use match, digital, hardware "
+                "(overrides) or config (a full hardware config)"
+            )
         if "match" not in r:
             raise ValueError(f"rules[{i}] needs a 'match' path pattern")
         if "hardware" in r and "config" in r:
@@ -227,7 +243,7 @@ class _Converted(CrossbarLayer):
         self.fixed_hardware = HardwareVariable(None if isinstance(hardware, dict) else hardware)
 
     def effective_hardware(self, hardware):
-        own = self.layer_hardware.get_value()   # layers.set_layer_hardware wins over the rule
+        own = self.layer_hardware.get_value()  # layers.set_layer_hardware wins over the rule
         if own is not None:
             return own
         fixed = self.fixed_hardware.get_value()
@@ -237,15 +253,16 @@ class _Converted(CrossbarLayer):
         return hw
 
     # -- the product in analog modes -----------------------------------------------
-    def _dot_general(self, lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None,
-                     **kwargs):
+    def _dot_general(self, lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None, **kwargs):
         """``lax.dot_general`` with the kernel's contraction on the crossbar."""
         (lc, rc), (lb, rb) = dimension_numbers
         lc, rc = _check_ints("lhs contraction", lc, lhs.ndim), _check_ints("kernel contraction", rc, rhs.ndim)
         lb, rb = _check_ints("lhs batch", lb, lhs.ndim), _check_ints("kernel batch", rb, rhs.ndim)
         if (rc, rb) != self._layout():
-            raise ValueError(f"{type(self).__name__}: the product contracts kernel dims {rc} (batch {rb}) but the "
-                             f"layer was programmed for {self._layout()}; keep this layer digital with a rule")
+            raise ValueError(
+                f"{type(self).__name__}: the product contracts kernel dims {rc} (batch {rb}) but the "
+                f"layer was programmed for {self._layout()}; keep this layer digital with a rule"
+            )
         lfree = [d for d in range(lhs.ndim) if d not in lc and d not in lb]
         rfree = [d for d in range(rhs.ndim) if d not in rc and d not in rb]
         lead = [lhs.shape[d] for d in lfree]
@@ -289,6 +306,7 @@ def _mode_property(hook):
         if self.mode == "digital":
             return self.digital_op
         return getattr(self, hook)
+
     return property(get)
 
 
@@ -310,8 +328,10 @@ class AnalogLinearGeneral(_Converted, nnx.LinearGeneral):
 
     def __init__(self, original, **kwargs):
         if original.dot_general_cls is not None:
-            raise ValueError("nnx.LinearGeneral with dot_general_cls cannot be converted (its product is a "
-                             "user class); keep it digital with a rule")
+            raise ValueError(
+                "nnx.LinearGeneral with dot_general_cls cannot be converted (its product is a "
+                "user class); keep it digital with a rule"
+            )
         super().__init__(original, **kwargs)
         if self.digital_op is None:
             self.digital_op = jax.lax.dot_general
@@ -358,16 +378,23 @@ class AnalogEinsum(_Converted, nnx.Einsum):
 
     def __init__(self, original, **kwargs):
         if original.einsum_str is None:
-            raise ValueError("nnx.Einsum without einsum_str in its constructor (given per call) cannot be "
-                             "converted: its crossbar matrix must be known before programming; set einsum_str")
+            raise ValueError(
+                "nnx.Einsum without einsum_str in its constructor (given per call) cannot be "
+                "converted: its crossbar matrix must be known before programming; set einsum_str"
+            )
         eq = original.einsum_str.replace(" ", "")
         if "->" not in eq or eq.count(",") != 1 or "..." in eq.split("->")[0].split(",")[1]:
             raise ValueError(f"einsum_str {eq!r}: needs the form 'input,kernel->output' (no ellipsis in the kernel)")
-        a, b, out = (eq.split("->")[0].split(",")[0].replace("...", ""), eq.split("->")[0].split(",")[1],
-                     eq.split("->")[1].replace("...", ""))
+        a, b, out = (
+            eq.split("->")[0].split(",")[0].replace("...", ""),
+            eq.split("->")[0].split(",")[1],
+            eq.split("->")[1].replace("...", ""),
+        )
         if _einsum_layout(a, b, out)[2]:
-            raise ValueError(f"einsum_str {original.einsum_str!r}: a kernel index in neither input nor output "
-                             "sums the kernel first; fold it into the kernel or keep the layer digital")
+            raise ValueError(
+                f"einsum_str {original.einsum_str!r}: a kernel index in neither input nor output "
+                "sums the kernel first; fold it into the kernel or keep the layer digital"
+            )
         super().__init__(original, **kwargs)
 
     def _layout(self):
@@ -388,8 +415,11 @@ class AnalogEinsum(_Converted, nnx.Einsum):
         lb = tuple(a.index(b[i]) for i in batch)
         y = self._dot_general(lhs, rhs, ((lc, contract), (lb, batch)), precision, preferred_element_type)
         # y is (batch, input free, kernel free); einsum's output order is `out`
-        have = ("".join(b[i] for i in batch) + "".join(c for c in a if c not in b)
-                + "".join(c for i, c in enumerate(b) if i not in contract and i not in batch))
+        have = (
+            "".join(b[i] for i in batch)
+            + "".join(c for c in a if c not in b)
+            + "".join(c for i, c in enumerate(b) if i not in contract and i not in batch)
+        )
         return jnp.einsum(f"{have}->{out}", y) if have != out else y
 
 
@@ -424,25 +454,53 @@ class AnalogConv(_Converted, nnx.Conv):
     def _layout(self):  # pragma: no cover - convs have their own matrix (crossbar_weights)
         raise NotImplementedError
 
-    def _conv(self, lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-              dimension_numbers=None, feature_group_count=1, precision=None, preferred_element_type=None,
-              **kwargs):
+    def _conv(
+        self,
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation=None,
+        rhs_dilation=None,
+        dimension_numbers=None,
+        feature_group_count=1,
+        precision=None,
+        preferred_element_type=None,
+        **kwargs,
+    ):
         nd = lhs.ndim - 2
-        want = jax.lax.ConvDimensionNumbers((0, nd + 1, *range(1, nd + 1)), (nd + 1, nd, *range(nd)),
-                                            (0, nd + 1, *range(1, nd + 1)))
-        if dimension_numbers is not None and jax.lax.conv_dimension_numbers(
-                lhs.shape, rhs.shape, dimension_numbers) != want:
-            raise ValueError(f"{type(self).__name__}: only channels-last convolutions run on crossbars, got "
-                             f"dimension_numbers={dimension_numbers}; keep this layer digital with a rule")
+        want = jax.lax.ConvDimensionNumbers(
+            (0, nd + 1, *range(1, nd + 1)), (nd + 1, nd, *range(nd)), (0, nd + 1, *range(1, nd + 1))
+        )
+        if (
+            dimension_numbers is not None
+            and jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) != want
+        ):
+            raise ValueError(
+                f"{type(self).__name__}: only channels-last convolutions run on crossbars, got "
+                f"dimension_numbers={dimension_numbers}; keep this layer digital with a rule"
+            )
         ones = (1,) * nd
         strides = tuple(window_strides or ones)
         lhs_dilation, rhs_dilation = tuple(lhs_dilation or ones), tuple(rhs_dilation or ones)
-        out_shape = jax.eval_shape(lambda: self.digital_op(
-            lhs, rhs, strides, padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers, feature_group_count=feature_group_count)).shape
+        out_shape = jax.eval_shape(
+            lambda: self.digital_op(
+                lhs,
+                rhs,
+                strides,
+                padding,
+                lhs_dilation=lhs_dilation,
+                rhs_dilation=rhs_dilation,
+                dimension_numbers=dimension_numbers,
+                feature_group_count=feature_group_count,
+            )
+        ).shape
         config = self.active_config()
-        plan = readout.plan(config, programmed=self.mode == "hardware",
-                            inputs=math.prod(out_shape[:-1]) if self.mode != "hardware" else None)
+        plan = readout.plan(
+            config,
+            programmed=self.mode == "hardware",
+            inputs=math.prod(out_shape[:-1]) if self.mode != "hardware" else None,
+        )
         if plan.is_linear and not layers.recording():
             # no ADC, no read noise: q(patches) @ W_eff is a convolution of q(x) with W_eff's kernel
             from crossjax.converters import dac_equivalent
@@ -452,10 +510,17 @@ class AnalogConv(_Converted, nnx.Conv):
             else:
                 w_eff = layers.sample_effective_weights(self, self._key(None))
             kernel = self.kernel_from_matrix(w_eff)
-            y = self.digital_op(dac_equivalent(lhs, config.dac), kernel.astype(rhs.dtype), strides, padding,
-                                lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
-                                dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
-                                precision=precision)
+            y = self.digital_op(
+                dac_equivalent(lhs, config.dac),
+                kernel.astype(rhs.dtype),
+                strides,
+                padding,
+                lhs_dilation=lhs_dilation,
+                rhs_dilation=rhs_dilation,
+                dimension_numbers=dimension_numbers,
+                feature_group_count=feature_group_count,
+                precision=precision,
+            )
         else:
             kshape = rhs.shape[:nd]
             patches = layers.unfold_patches(lhs, kshape, strides, padding, rhs_dilation, lhs_dilation)
@@ -470,8 +535,12 @@ class AnalogConv(_Converted, nnx.Conv):
         return y
 
 
-_CLASSES = {nnx.Linear: AnalogLinear, nnx.LinearGeneral: AnalogLinearGeneral, nnx.Einsum: AnalogEinsum,
-            nnx.Conv: AnalogConv}
+_CLASSES = {
+    nnx.Linear: AnalogLinear,
+    nnx.LinearGeneral: AnalogLinearGeneral,
+    nnx.Einsum: AnalogEinsum,
+    nnx.Conv: AnalogConv,
+}
 SUPPORTED = tuple(_CLASSES)
 
 
@@ -497,8 +566,12 @@ def _subclass(user_cls, analog_cls):
     key = (user_cls, analog_cls)
     if key not in _SUBCLASSES:
         hook = analog_cls._HOOK
-        ns = {"_HOOK": hook, hook: analog_cls.__dict__[hook], "__module__": user_cls.__module__,
-              "__qualname__": f"Analog{user_cls.__qualname__}"}
+        ns = {
+            "_HOOK": hook,
+            hook: analog_cls.__dict__[hook],
+            "__module__": user_cls.__module__,
+            "__qualname__": f"Analog{user_cls.__qualname__}",
+        }
         _SUBCLASSES[key] = type(f"Analog{user_cls.__name__}", (analog_cls, user_cls), ns)
     return _SUBCLASSES[key]
 

@@ -55,6 +55,7 @@ shrink the range, not the resolution (CrossSim offers such an ADC range as
 Rounding uses the straight-through estimator ``round(x) ~ x`` in the backward
 pass; clipping passes zero gradient outside the range.
 """
+
 from __future__ import annotations
 
 import functools
@@ -81,6 +82,8 @@ def max_bits(dtype=None) -> int:
     float64); ``None``: JAX's default float (float64 only with ``jax_enable_x64``)."""
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     return jnp.finfo(dtype).nmant + 1
+
+
 ADC_RANGES = ("fixed", "max", "calibrated", "granular")
 
 #: ``ADCConfig.kind`` -> conversion law ``law(current, full_scale, bits) -> current``: amperes
@@ -174,9 +177,11 @@ class DACConfig:
         j = include_jax
         chk.positive_int("dac.bits", self.bits, allow_none=True)
         if self.bits is not None and not 2 <= self.bits <= max_bits():
-            raise ValueError(f"dac.bits must lie in [2, {max_bits()}] (sign + magnitude; the working dtype "
-                             f"{jnp.result_type(float)} represents integers exactly up to 2**{max_bits()}), "
-                             f"got {self.bits}.")
+            raise ValueError(
+                f"dac.bits must lie in [2, {max_bits()}] (sign + magnitude; the working dtype "
+                f"{jnp.result_type(float)} represents integers exactly up to 2**{max_bits()}), "
+                f"got {self.bits}."
+            )
         chk.positive("dac.v_read", self.v_read, j)
         chk.positive("dac.x_max", self.x_max, j)
         chk.choice("dac.range", self.range, DAC_RANGES)
@@ -187,8 +192,10 @@ class DACConfig:
             raise ValueError("dac.slice_bits needs dac.bits: set dac.bits or slice_bits=None.")
         chk.choice("dac.encoding", self.encoding, ENCODINGS)
         if self.encoding == "pulse_width" and (self.bits is None or self.slice_bits is not None):
-            raise ValueError("dac.encoding='pulse_width' times 2**(bits-1) - 1 levels: it needs dac.bits "
-                             "and no dac.slice_bits (bit-serial slices are an amplitude encoding).")
+            raise ValueError(
+                "dac.encoding='pulse_width' times 2**(bits-1) - 1 levels: it needs dac.bits "
+                "and no dac.slice_bits (bit-serial slices are an amplitude encoding)."
+            )
 
     @property
     def input_levels(self) -> int:
@@ -198,7 +205,7 @@ class DACConfig:
         if self.bits is None:
             return 1
         if self.slice_bits is not None:
-            return 2 ** self.slice_bits - 1
+            return 2**self.slice_bits - 1
         return 2 ** (self.bits - 1) - 1
 
     @property
@@ -272,9 +279,11 @@ def tile_column_bits(bits, shape):
             return jnp.broadcast_to(jnp.asarray(bits), target)
         except ValueError:
             pass
-    raise ValueError(f"adc.bits of shape {np.shape(bits)} does not broadcast to this layer's tile columns "
-                     f"(Kt, Nt, C) = {tuple(shape)} or (Nt, C); give one bit count per column of the layer's "
-                     "tiles (crossjax.layers.set_layer_hardware gives each layer its own config).")
+    raise ValueError(
+        f"adc.bits of shape {np.shape(bits)} does not broadcast to this layer's tile columns "
+        f"(Kt, Nt, C) = {tuple(shape)} or (Nt, C); give one bit count per column of the layer's "
+        "tiles (crossjax.layers.set_layer_hardware gives each layer its own config)."
+    )
 
 
 def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
@@ -288,9 +297,13 @@ def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
     if bits is None or isinstance(bits, jax.core.Tracer):
         return
     kind = getattr(bits, "dtype", None)
-    if isinstance(bits, (bool, np.bool_, str, bytes)) or (kind is not None and (kind == np.bool_ or kind.kind in "USO")):
-        raise ValueError(f"{name} must be an integer (or an integer array, or None for no ADC), got "
-                         f"{bits!r} of type {type(bits).__name__}; write e.g. {name.split('.')[-1]} = 8.")
+    if isinstance(bits, (bool, np.bool_, str, bytes)) or (
+        kind is not None and (kind == np.bool_ or kind.kind in "USO")
+    ):
+        raise ValueError(
+            f"{name} must be an integer (or an integer array, or None for no ADC), got "
+            f"{bits!r} of type {type(bits).__name__}; write e.g. {name.split('.')[-1]} = 8."
+        )
     if kind is not None and hasattr(bits, "shape") and not isinstance(bits, (np.generic, np.ndarray, jax.Array)):
         return  # an abstract stand-in (jax.ShapeDtypeStruct, nnx's repr of an array): no values to check
     if not isinstance(bits, (int, float, np.integer, np.floating, np.ndarray, jax.Array)):
@@ -300,10 +313,13 @@ def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
         return
     top = max_bits(dtype)
     if b.size == 0 or not np.all(np.isfinite(b)) or np.any(b != np.round(b)) or np.any(b < 2) or np.any(b > top):
-        raise ValueError(f"{name} must be integers in [2, {top}] (or None for no ADC), got {bits!r}: 1 bit only "
-                         f"resolves the sign and more than {top} exceed the exact integers of "
-                         f"{jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)}"
-                         + ("; enable float64 for more" if top == 24 else "") + ".")
+        raise ValueError(
+            f"{name} must be integers in [2, {top}] (or None for no ADC), got {bits!r}: 1 bit only "
+            f"resolves the sign and more than {top} exceed the exact integers of "
+            f"{jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)}"
+            + ("; enable float64 for more" if top == 24 else "")
+            + "."
+        )
 
 
 def check_percentile(name: str, value, include_jax: bool = True) -> None:

@@ -84,6 +84,7 @@ Example:
   >>> bool(c["energy"]["adc"] > 0), c["conversions"].tolist()
   (True, 16.0)
 """
+
 from __future__ import annotations
 
 import math
@@ -96,10 +97,26 @@ from flax import struct
 from crossjax import config_checks as chk
 from crossjax import converters
 
-__all__ = ["ADCCost", "DACCost", "ArrayCost", "DigitalCost", "CostConfig", "ADC_LAWS", "CELL_TYPES",
-           "adc_energy", "adc_area", "layer_cost", "model_cost", "programmed_cost", "total", "EnergyAwareLoss",
-           "energy_aware_loss",
-           "Component", "budget", "pareto_front"]
+__all__ = [
+    "ADCCost",
+    "DACCost",
+    "ArrayCost",
+    "DigitalCost",
+    "CostConfig",
+    "ADC_LAWS",
+    "CELL_TYPES",
+    "adc_energy",
+    "adc_area",
+    "layer_cost",
+    "model_cost",
+    "programmed_cost",
+    "total",
+    "EnergyAwareLoss",
+    "energy_aware_loss",
+    "Component",
+    "budget",
+    "pareto_front",
+]
 
 ADC_LAWS = ("walden", "schreier", "table")
 CELL_TYPES = ("auto", "1R", "1T1R")
@@ -150,8 +167,10 @@ class ADCCost:
             else:
                 e = chk.concrete(e, False)
             if e is not None and (np.shape(e) != (len(bits),) or not np.all(np.asarray(e) > 0)):
-                raise ValueError(f"adc.table_energy must hold {len(bits)} energies > 0 J (one per table_bits), "
-                                 f"got {self.table_energy!r}")
+                raise ValueError(
+                    f"adc.table_energy must hold {len(bits)} energies > 0 J (one per table_bits), "
+                    f"got {self.table_energy!r}"
+                )
 
 
 @struct.dataclass
@@ -268,14 +287,16 @@ def adc_energy(bits, adc: ADCCost = ADCCost()):
     """
     b = jnp.asarray(bits, dtype=jnp.result_type(float))
     if adc.law == "walden":
-        return adc.fom_walden * 2.0 ** b
+        return adc.fom_walden * 2.0**b
     if adc.law == "schreier":
         return 0.5 * 10.0 ** ((6.02 * b + 1.76 - adc.fom_schreier) / 10.0)
     tb = np.asarray(adc.table_bits, dtype=float)
     concrete = chk.concrete(bits, True)
     if concrete is not None and (np.min(concrete) < tb[0] or np.max(concrete) > tb[-1]):
-        raise ValueError(f"adc_energy: bits {np.unique(concrete).tolist()} lie outside adc.table_bits "
-                         f"[{tb[0]:g}, {tb[-1]:g}]; extend the table")
+        raise ValueError(
+            f"adc_energy: bits {np.unique(concrete).tolist()} lie outside adc.table_bits "
+            f"[{tb[0]:g}, {tb[-1]:g}]; extend the table"
+        )
     log_e = jnp.log2(jnp.asarray(adc.table_energy, dtype=b.dtype))
     return 2.0 ** jnp.interp(b, jnp.asarray(tb, b.dtype), log_e)
 
@@ -311,8 +332,10 @@ def _cell_conductance(g, config):
     if cell is None:
         return g
     if not cell.is_linear:
-        raise ValueError("cost.layer_cost: the array read energy needs linear cells (array.cell.iv='linear'); "
-                         "nonlinear cells' row currents follow their I-V law, not modelled here")
+        raise ValueError(
+            "cost.layer_cost: the array read energy needs linear cells (array.cell.iv='linear'); "
+            "nonlinear cells' row currents follow their I-V law, not modelled here"
+        )
     return cell.series_folded(g)
 
 
@@ -337,7 +360,7 @@ def _row_power(vt, g, parasitics):
     """Power the drivers deliver, summed over inputs: ``vt (S, B, Kt, R)`` volts, ``g (P, Kt, Nt, R, C)``
     siemens (disconnected columns at 0) -> watts per slice ``(S,)``, summed over inputs and arrays."""
     if parasitics is None:  # I_i = V_i sum_j g_ij
-        return jnp.einsum("sbkr,pknr->s", vt ** 2, jnp.sum(g, axis=-1))
+        return jnp.einsum("sbkr,pknr->s", vt**2, jnp.sum(g, axis=-1))
     from crossjax.circuit import node_voltages
 
     P, kt, nt, R, C = g.shape
@@ -431,8 +454,7 @@ def layer_cost(x, state, config, cost: CostConfig = CostConfig(), *, weights=Non
         a_adc = p_read * per_array * jnp.sum(jnp.where(built, adc_area(tile_bits, cost.adc), 0.0))
 
     # digital periphery
-    adds = n_conn * ((s_conv - 1) * p_read + (p_read - 1)) + jnp.maximum(
-        jnp.sum(connected, axis=0) - 1, 0).sum()
+    adds = n_conn * ((s_conv - 1) * p_read + (p_read - 1)) + jnp.maximum(jnp.sum(connected, axis=0) - 1, 0).sum()
     in_bytes = K * (config.dac.bits or 8) / 8.0
     out_bytes = state.out_features * cost.digital.output_bits / 8.0
     e_digital = adds * cost.digital.add + (in_bytes + out_bytes) * cost.digital.buffer
@@ -449,10 +471,14 @@ def layer_cost(x, state, config, cost: CostConfig = CostConfig(), *, weights=Non
     a_digital = adc_units * cost.digital.shift_add_area + (in_bytes + out_bytes) * cost.digital.buffer_area
     dtype = e_array.dtype
     f = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-    return {"energy": {"array": e_array, "dac": f(e_dac), "adc": f(e_adc), "digital": f(e_digital)},
-            "latency": f(latency),
-            "area": {"cells": f(a_cells), "dac": f(a_dac), "adc": f(a_adc), "digital": f(a_digital)},
-            "conversions": f(conversions), "arrays": f(n_built), "slices": f(S)}
+    return {
+        "energy": {"array": e_array, "dac": f(e_dac), "adc": f(e_adc), "digital": f(e_digital)},
+        "latency": f(latency),
+        "area": {"cells": f(a_cells), "dac": f(a_dac), "adc": f(a_adc), "digital": f(a_digital)},
+        "conversions": f(conversions),
+        "arrays": f(n_built),
+        "slices": f(S),
+    }
 
 
 def total(parts: dict):
@@ -497,14 +523,18 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
         raise ValueError("model_cost: the model has no crossbar layer (crossjax.convert it or use crossjax.models)")
     modes = {layer.mode for _, layer in found}
     if "digital" in modes:
-        raise ValueError("model_cost: the model is in 'digital' mode; cost is that of a crossbar: "
-                         "crossjax.layers.set_mode(model, 'hardware', hw) and load_program(...) "
-                         "(or set_mode(model, 'train', hw) for a differentiable cost)")
+        raise ValueError(
+            "model_cost: the model is in 'digital' mode; cost is that of a crossbar: "
+            "crossjax.layers.set_mode(model, 'hardware', hw) and load_program(...) "
+            "(or set_mode(model, 'train', hw) for a differentiable cost)"
+        )
     adc_bits = adc_bits or {}
     names = {".".join(map(str, path)) for path, _ in found}
     if set(adc_bits) - names:
-        raise ValueError(f"model_cost: adc_bits names layers the model does not have: {sorted(set(adc_bits) - names)}; "
-                         f"its crossbar layers are {sorted(names)}")
+        raise ValueError(
+            f"model_cost: adc_bits names layers the model does not have: {sorted(set(adc_bits) - names)}; "
+            f"its crossbar layers are {sorted(names)}"
+        )
     batch = jnp.asarray(x).shape[0]
     with layers.record_inputs() as calls:
         logits = layers.run(model, x, key)
@@ -521,8 +551,10 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
         W = layer.crossbar_weights()
         bits = adc_bits.get(name)
         if bits is not None and layer.groups > 1:
-            raise ValueError(f"model_cost: adc_bits[{name!r}] given for a grouped layer ({layer.groups} groups); "
-                             "per-column bits apply to ungrouped layers only")
+            raise ValueError(
+                f"model_cost: adc_bits[{name!r}] given for a grouped layer ({layer.groups} groups); "
+                "per-column bits apply to ungrouped layers only"
+            )
         if layer.groups == 1:
             c = layer_cost(inputs, state, config, cost, weights=W, adc_bits=bits)
         else:  # (..., G, K/G) inputs, one state per group: sum the groups
@@ -531,7 +563,7 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
             c = jax.tree.map(lambda a: jnp.sum(a, axis=0), c)
             c["latency"] = c["latency"] / layer.groups  # the groups' arrays read at once
             c["slices"] = c["slices"] / layer.groups
-        vectors = math.prod(inputs.shape[:-1 if layer.groups == 1 else -2]) / batch
+        vectors = math.prod(inputs.shape[: -1 if layer.groups == 1 else -2]) / batch
         c = dict(c, vectors=jnp.asarray(vectors))
         c["energy"] = {k: v * vectors for k, v in c["energy"].items()}
         c["latency"] = c["latency"] * vectors
@@ -550,8 +582,16 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
             area[k] = area.get(k, 0.0) + v
         latency = latency + c["latency"]
         interval = jnp.maximum(interval, c["latency"])
-    return {"layers": per_layer, "energy": energies, "energy_total": total(energies), "latency": latency,
-            "interval": interval, "area": area, "area_total": total(area), "logits": logits}
+    return {
+        "layers": per_layer,
+        "energy": energies,
+        "energy_total": total(energies),
+        "latency": latency,
+        "interval": interval,
+        "area": area,
+        "area_total": total(area),
+        "logits": logits,
+    }
 
 
 def programmed_cost(model, hardware, x, key=None, cost: CostConfig = CostConfig(), **kwargs) -> dict:
@@ -588,10 +628,14 @@ def programmed_cost(model, hardware, x, key=None, cost: CostConfig = CostConfig(
         if "linear cells" not in str(e):
             raise
         return {"unavailable": str(e)}
-    return {"energy_J": float(c["energy_total"]),
-            "energy_breakdown_J": {k: float(v) for k, v in c["energy"].items()},
-            "latency_s": float(c["latency"]), "interval_s": float(c["interval"]), "area_mm2": float(c["area_total"]),
-            "area_breakdown_mm2": {k: float(v) for k, v in c["area"].items()}}
+    return {
+        "energy_J": float(c["energy_total"]),
+        "energy_breakdown_J": {k: float(v) for k, v in c["energy"].items()},
+        "latency_s": float(c["latency"]),
+        "interval_s": float(c["interval"]),
+        "area_mm2": float(c["area_total"]),
+        "area_breakdown_mm2": {k: float(v) for k, v in c["area"].items()},
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -616,8 +660,9 @@ class EnergyAwareLoss:
         return ce + self.weight * e / self.reference
 
 
-def energy_aware_loss(weight: float, reference: float, *, component: str | None = None,
-                      cost: CostConfig = CostConfig()) -> EnergyAwareLoss:
+def energy_aware_loss(
+    weight: float, reference: float, *, component: str | None = None, cost: CostConfig = CostConfig()
+) -> EnergyAwareLoss:
     """A training loss that trades accuracy for energy: ``CE + weight * E / reference``.
 
     ``E`` is :func:`model_cost`'s energy per inference of the batch (the model in
@@ -695,8 +740,10 @@ def pareto_front(objectives) -> np.ndarray:
     if f.ndim != 2:
         raise ValueError(f"objectives must be 2-D (designs, objectives), got shape {f.shape}")
     if not np.all(np.isfinite(f)):
-        raise ValueError("objectives hold a NaN or infinity: a design without a finite figure cannot be ranked; "
-                         "drop it (or give it a finite worst value) first")
-    le = np.all(f[:, None, :] <= f[None, :, :], axis=-1)     # [j, i]: j at least as good as i everywhere
-    lt = np.any(f[:, None, :] < f[None, :, :], axis=-1)      # [j, i]: j better somewhere
+        raise ValueError(
+            "objectives hold a NaN or infinity: a design without a finite figure cannot be ranked; "
+            "drop it (or give it a finite worst value) first"
+        )
+    le = np.all(f[:, None, :] <= f[None, :, :], axis=-1)  # [j, i]: j at least as good as i everywhere
+    lt = np.any(f[:, None, :] < f[None, :, :], axis=-1)  # [j, i]: j better somewhere
     return ~np.any(le & lt, axis=0)

@@ -29,6 +29,7 @@ float32 and float64, so both precisions see the same noise.
 Like ``jax.random``, the draw is a pure function of ``(key, shape)``, works
 under ``jit``/``vmap``/``grad`` (zero gradient) and is reproducible bit for bit.
 """
+
 from __future__ import annotations
 
 import math

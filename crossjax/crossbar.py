@@ -29,6 +29,7 @@ gives Monte Carlo samples.
 Checks (``ValueError`` naming the argument) run eagerly on concrete inputs; under
 ``jit``/``vmap`` traced arrays are not checked (config static fields still are).
 """
+
 from __future__ import annotations
 
 import functools
@@ -107,9 +108,15 @@ def programming_signature(config: HardwareConfig) -> tuple:
     state), and so may the read-time effects ``device.read_noise`` and
     ``mapping.subtract`` (where the pair is subtracted). Traced values are
     recorded as ``None`` and not compared."""
-    return tuple(item for item in (*_fields(config.array, "array"), *_fields(config.device, "device"),
-                                   *_fields(config.mapping, "mapping"))
-                 if not item[0].startswith(_READ_TIME))
+    return tuple(
+        item
+        for item in (
+            *_fields(config.array, "array"),
+            *_fields(config.device, "device"),
+            *_fields(config.mapping, "mapping"),
+        )
+        if not item[0].startswith(_READ_TIME)
+    )
 
 
 _READ_TIME = ("mapping.subtract", "device.read_noise")
@@ -119,21 +126,30 @@ def check_state_config(state: CrossbarState, config: HardwareConfig) -> None:
     """Raise ``ValueError`` when ``state`` was programmed with a config that differs from ``config``
     in a field the state depends on (:func:`programming_signature`)."""
     if config.adc.bits is not None and state.adc_range is None:
-        raise ValueError("config has an ADC (adc.bits) but the state was programmed without one, so it has no "
-                         "ADC full scale; program with the ADC configured: crossbar.program(W, config, key).")
-    if (config.adc.bits is not None and not isinstance(state.adc_range, jax.core.Tracer)
-            and state.adc_range.shape[0] != config.mapping.read_arrays):
-        raise ValueError(f"state's ADC full scale has {state.adc_range.shape[0]} read-out arrays but config reads "
-                         f"{config.mapping.read_arrays} (mapping.subtract={config.mapping.subtract!r}); program "
-                         "with the read-out you use, or switch the ADC off to compare subtractions.")
+        raise ValueError(
+            "config has an ADC (adc.bits) but the state was programmed without one, so it has no "
+            "ADC full scale; program with the ADC configured: crossbar.program(W, config, key)."
+        )
+    if (
+        config.adc.bits is not None
+        and not isinstance(state.adc_range, jax.core.Tracer)
+        and state.adc_range.shape[0] != config.mapping.read_arrays
+    ):
+        raise ValueError(
+            f"state's ADC full scale has {state.adc_range.shape[0]} read-out arrays but config reads "
+            f"{config.mapping.read_arrays} (mapping.subtract={config.mapping.subtract!r}); program "
+            "with the read-out you use, or switch the ADC off to compare subtractions."
+        )
     if not state.programmed_with:
         return
     now = dict(programming_signature(config))
     differ = [k for k, v in state.programmed_with if k in now and v is not None and now[k] is not None and now[k] != v]
     if differ or set(now) != {k for k, _ in state.programmed_with}:
         fields = ", ".join(differ[:6]) + (" ..." if len(differ) > 6 else "") or "the config's structure"
-        raise ValueError(f"state was programmed with another hardware config (differs in {fields}); pass the "
-                         "config it was programmed with, or reprogram: crossbar.program(W, config, key).")
+        raise ValueError(
+            f"state was programmed with another hardware config (differs in {fields}); pass the "
+            "config it was programmed with, or reprogram: crossbar.program(W, config, key)."
+        )
 
 
 # ----------------------------------------------------------------------------- checks
@@ -147,8 +163,10 @@ def _check_array(name, a, ndim_min=1):
     if not hasattr(a, "shape") or a.ndim < ndim_min:
         raise ValueError(f"{name} must be an array with at least {ndim_min} dimension(s), got {a!r:.80}.")
     if 0 in a.shape:
-        raise ValueError(f"{name} has shape {a.shape} with a zero-size axis; pass at least one "
-                         f"{'input vector' if name == 'x' else 'row and column'}.")
+        raise ValueError(
+            f"{name} has shape {a.shape} with a zero-size axis; pass at least one "
+            f"{'input vector' if name == 'x' else 'row and column'}."
+        )
     if jnp.issubdtype(a.dtype, jnp.complexfloating) or a.dtype == jnp.bool_:
         raise ValueError(f"{name} must be real numbers, got dtype {a.dtype}; convert explicitly.")
     c = chk.concrete(a)
@@ -161,8 +179,10 @@ def _check_dtype_bits(x, config):
     dtype = jnp.result_type(x) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else jnp.result_type(float)
     converters.check_bits("adc.bits", config.adc.bits, dtype=dtype)
     if config.dac.bits is not None and config.dac.bits > converters.max_bits(dtype):
-        raise ValueError(f"dac.bits={config.dac.bits} exceeds the exact integers of {dtype} inputs "
-                         f"(<= {converters.max_bits(dtype)}); pass float64 inputs or fewer bits.")
+        raise ValueError(
+            f"dac.bits={config.dac.bits} exceeds the exact integers of {dtype} inputs "
+            f"(<= {converters.max_bits(dtype)}); pass float64 inputs or fewer bits."
+        )
 
 
 def _check_key(key, needed, what):
@@ -302,8 +322,10 @@ def _drift_compensation(g_ref, g, w_max, config, K, N, index):
     comp = config.device.drift_compensation
     tiny = jnp.finfo(g.dtype).tiny
     if comp.kind == "global":
-        y_ref, y_t = (jnp.mean(jnp.abs(jnp.sum(_fold_weights(_series_folded(a, config), w_max, config, K, N, index),
-                                                axis=0))) for a in (g_ref, g))
+        y_ref, y_t = (
+            jnp.mean(jnp.abs(jnp.sum(_fold_weights(_series_folded(a, config), w_max, config, K, N, index), axis=0)))
+            for a in (g_ref, g)
+        )
         return jax.lax.stop_gradient(jnp.broadcast_to(jnp.where(y_t > 0, y_ref / jnp.maximum(y_t, tiny), 1.0), (N,)))
     cols = config.array.cols
 
@@ -316,12 +338,21 @@ def _drift_compensation(g_ref, g, w_max, config, K, N, index):
 
 
 def _state(g, g_eff, w_max, index, config, K, N, out_scale=None):
-    w_eff = None if config.has_nonlinear_cells else _compensated(
-        _fold_weights(g_eff, w_max, config, K, N, index), out_scale)
+    w_eff = (
+        None
+        if config.has_nonlinear_cells
+        else _compensated(_fold_weights(g_eff, w_max, config, K, N, index), out_scale)
+    )
     return CrossbarState(
-        g=g, g_eff=g_eff, w_eff=w_eff, w_max=w_max,
-        adc_range=_initial_adc_range(g_eff, config), column_index=index, out_scale=out_scale,
-        in_features=K, out_features=N,
+        g=g,
+        g_eff=g_eff,
+        w_eff=w_eff,
+        w_max=w_max,
+        adc_range=_initial_adc_range(g_eff, config),
+        column_index=index,
+        out_scale=out_scale,
+        in_features=K,
+        out_features=N,
     )
 
 
@@ -400,8 +431,9 @@ def _program_many(Ws, config, keys, interval):
         if W.ndim == 2:
             states.append(_state(g, g_eff, w_max, index, config, K, N, scale))
         else:
-            states.append(jax.vmap(_state, in_axes=(0, 0, 0, 0, None, None, None, 0))(
-                g, g_eff, w_max, index, config, K, N, scale))
+            states.append(
+                jax.vmap(_state, in_axes=(0, 0, 0, 0, None, None, None, 0))(g, g_eff, w_max, index, config, K, N, scale)
+            )
     return states
 
 
@@ -436,8 +468,10 @@ def effective_weights(state: CrossbarState, config: HardwareConfig | None = None
         _check_config(config)
         check_state_config(state, config)
     if state.w_eff is None:
-        raise ValueError("state has no effective weights: nonlinear cells (config.array.cell) have no G_eff, "
-                         "their output depends on each input; use crossbar.matmul.")
+        raise ValueError(
+            "state has no effective weights: nonlinear cells (config.array.cell) have no G_eff, "
+            "their output depends on each input; use crossbar.matmul."
+        )
     return state.w_eff
 
 
@@ -502,8 +536,8 @@ def _sum_row_tiles_pairwise(i):
     would pad every half back to full size)."""
     while i.shape[0] > 1:  # static: log2(Kt) levels
         h = i.shape[0] // 2
-        odd = i[2 * h:]
-        i = i[:h] + i[h:2 * h]
+        odd = i[2 * h :]
+        i = i[:h] + i[h : 2 * h]
         if odd.shape[0]:
             i = i.at[0].add(odd[0])
     return i[0]
@@ -573,13 +607,23 @@ def _solved_currents(v, state, config, plan):
         elif config.has_wires:
             i = circuit.solve(state.g, vb, config.array.parasitics, cell=cell)
         else:  # ideal wires, r_series traced: the exact sum when it is 0, else the Newton solve
-            i = jax.lax.cond(jnp.all(jnp.asarray(cell.r_series) == 0),
-                             lambda g, v, c: circuit.nonlinear.without_wires(g, v, c),
-                             lambda g, v, c: circuit.solve(g, v, circuit.Parasitics(), cell=c),
-                             state.g, vb, cell)
+            i = jax.lax.cond(
+                jnp.all(jnp.asarray(cell.r_series) == 0),
+                lambda g, v, c: circuit.nonlinear.without_wires(g, v, c),
+                lambda g, v, c: circuit.solve(g, v, circuit.Parasitics(), cell=c),
+                state.g,
+                vb,
+                cell,
+            )
     else:
-        i = circuit.solve(state.g, vb, config.array.parasitics, method=plan.physics.method,
-                          g_max=_g_bound(config), cell=config.array.cell)  # (P, Kt, Nt, B, Cp)
+        i = circuit.solve(
+            state.g,
+            vb,
+            config.array.parasitics,
+            method=plan.physics.method,
+            g_max=_g_bound(config),
+            cell=config.array.cell,
+        )  # (P, Kt, Nt, B, Cp)
     i = _readout(jnp.moveaxis(mapping.subtract_pairs(i, config.mapping), -2, 0), state, config)  # (B, P_read, Kt, M)
     return jnp.moveaxis(i, -2, 0).reshape((kt,) + lead + i.shape[1:2] + i.shape[-1:])
 
@@ -684,7 +728,7 @@ def _apply_summed_read_noise(x, v, coef, x_range, state, config, key):
     s2 = _untile(converters.shift_add(s * s, c2), K, N, state.column_index)  # (K, N)
     var = converters.shift_add((v * v) @ s2, tuple(c * c for c in coef))  # (..., N), A^2
     noise = safe_sqrt(var) * devices.read_noise_normal(key, var.shape, var.dtype, config.device)
-    y = converters.dac_equivalent(x, config.dac) @ state.w_eff   # w_eff holds the compensation
+    y = converters.dac_equivalent(x, config.dac) @ state.w_eff  # w_eff holds the compensation
     return y + _compensated(noise * state.w_max * x_range * _scale(config), state.out_scale)
 
 
@@ -696,8 +740,9 @@ def _matmul(x, state, config, key, plan):
 def _check_inputs(x, state, config, key):
     _check_config(config)
     if not isinstance(state, CrossbarState):
-        raise ValueError(f"state must be a crossjax.crossbar.CrossbarState (from crossbar.program), "
-                         f"got {type(state).__name__}.")
+        raise ValueError(
+            f"state must be a crossjax.crossbar.CrossbarState (from crossbar.program), got {type(state).__name__}."
+        )
     check_state_config(state, config)
     _check_array("x", x, 1)
     _check_dtype_bits(x, config)
@@ -733,8 +778,10 @@ def _raise_if_unsolved(y, plan):
     if plan.physics.nonlinear and not isinstance(y, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(y))):
         from crossjax.circuit import NotConverged
 
-        raise NotConverged("the nonlinear crossbar solve did not converge for some inputs (outputs NaN); "
-                           "check that the cell's I-V law is increasing on +-dac.v_read.")
+        raise NotConverged(
+            "the nonlinear crossbar solve did not converge for some inputs (outputs NaN); "
+            "check that the cell's I-V law is increasing on +-dac.v_read."
+        )
     return y
 
 
@@ -745,8 +792,10 @@ def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, per
     if config.adc.bits is None:
         raise ValueError("calibrate_adc needs config.adc.bits (no ADC configured).")
     if config.adc.range == "granular":  # its full scale is a law of the bits: a calibration would be ignored
-        raise ValueError("calibrate_adc: adc.range='granular' fixes the full scale at 2**(bits-1) unit currents; "
-                         "use adc.range='calibrated' to set it from data.")
+        raise ValueError(
+            "calibrate_adc: adc.range='granular' fixes the full scale at 2**(bits-1) unit currents; "
+            "use adc.range='calibrated' to set it from data."
+        )
     if key is None:
         key = jax.random.key(0)
     q = config.adc.percentile if percentile is None else percentile
@@ -793,7 +842,9 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
     _check_array("x", x, 1)
     _check_dtype_bits(x, config)
     if x.shape[-1] != W.shape[0]:
-        raise ValueError(f"x has {x.shape[-1]} features but W has K={W.shape[0]} rows; pass x of shape (..., {W.shape[0]}).")
+        raise ValueError(
+            f"x has {x.shape[-1]} features but W has K={W.shape[0]} rows; pass x of shape (..., {W.shape[0]})."
+        )
     _check_key(key, config.program_is_stochastic or config.read_is_stochastic, "config has stochastic non-idealities")
     if key is None:
         key = jax.random.key(0)
@@ -809,8 +860,17 @@ def _analog_matmul(x, W, config, key, interval, plan):
     K, N = W.shape
     g, w_max, index, scale = _write(W, config, k_prog)
     g_eff = _effective_conductance(g, config, interval) if plan.forms_g_eff else g
-    state = CrossbarState(g=g, g_eff=g_eff, w_eff=None, w_max=w_max, adc_range=None, column_index=index,
-                          out_scale=scale, in_features=K, out_features=N)
+    state = CrossbarState(
+        g=g,
+        g_eff=g_eff,
+        w_eff=None,
+        w_max=w_max,
+        adc_range=None,
+        column_index=index,
+        out_scale=scale,
+        in_features=K,
+        out_features=N,
+    )
     if plan.adc is not None:
         if plan.adc.calibrated:
             v, coef, _ = _encode(x, config, plan)

@@ -31,6 +31,7 @@
 ``batches`` iterates over minibatches in a deterministic order given by
 ``(seed, epoch)``, so a training run can be resumed at any step.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -89,8 +90,7 @@ def names() -> tuple[str, ...]:
     return tuple(NUM_CLASSES)
 
 
-def load_dataset(name: str, *, split: str, data_dir: str | None = None,
-                 flatten: bool = False) -> Dataset:
+def load_dataset(name: str, *, split: str, data_dir: str | None = None, flatten: bool = False) -> Dataset:
     """Load ``split`` ("train" or "test") of dataset ``name``.
 
     MNIST and CIFAR are read from the files :func:`prepare` wrote under
@@ -118,11 +118,9 @@ def load_dataset(name: str, *, split: str, data_dir: str | None = None,
       ((450, 64), 10)
     """
     if name not in NUM_CLASSES:
-        raise ValueError(f"load_dataset: unknown dataset name={name!r}; "
-                         f"choose one of {names()}")
+        raise ValueError(f"load_dataset: unknown dataset name={name!r}; choose one of {names()}")
     if split not in SPLITS:
-        raise ValueError(f"load_dataset: unknown split={split!r} for dataset "
-                         f"{name!r}; choose one of {SPLITS}")
+        raise ValueError(f"load_dataset: unknown split={split!r} for dataset {name!r}; choose one of {SPLITS}")
     if name == "digits":
         ds = _load_digits(split)
     else:
@@ -142,19 +140,18 @@ def _load_digits(split: str) -> Dataset:
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int32)
     x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y,
-        random_state=DIGITS_SPLIT_SEED)
+        x, y, test_size=DIGITS_TEST_FRACTION, stratify=y, random_state=DIGITS_SPLIT_SEED
+    )
     if split == "train":
         return Dataset("digits", split, x_tr, y_tr, 10)
     return Dataset("digits", split, x_te, y_te, 10)
 
 
-def _images_to_dataset(name: str, split: str, images: np.ndarray,
-                       labels: np.ndarray) -> Dataset:
+def _images_to_dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray) -> Dataset:
     """uint8 images ``(N, H, W[, C])`` and labels -> the normalised Dataset."""
     if images.ndim == 3:  # (N, H, W) -> (N, H, W, 1)
         images = images[..., None]
-    x = (images.astype(np.float32) / 255.0)
+    x = images.astype(np.float32) / 255.0
     y = np.asarray(labels, dtype=np.int32)
     return Dataset(name, split, x, y, NUM_CLASSES[name])
 
@@ -163,8 +160,8 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> Dataset:
     where = data_dir if data_dir is not None else "the default tfds data_dir"
     try:
         import tensorflow_datasets as tfds
-        source = tfds.data_source(name, split=split, data_dir=data_dir,
-                                  download=False)
+
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
         n = len(source)
         records = [source[i] for i in range(n)]
     except Exception as err:  # tfds raises assorted types for missing data
@@ -177,11 +174,10 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> Dataset:
             f"TensorFlow installed, `tfds build {name} "
             f"--file_format=array_record --data_dir=DIR`; then pass "
             f"data_dir=DIR (--data-dir DIR), or use the offline dataset "
-            f"'digits'.") from err
+            f"'digits'."
+        ) from err
     if n == 0:
-        raise FileNotFoundError(
-            f"load_dataset: dataset {name!r} split {split!r} in "
-            f"data_dir={where!r} is empty")
+        raise FileNotFoundError(f"load_dataset: dataset {name!r} split {split!r} in data_dir={where!r} is empty")
     images = np.stack([np.asarray(r["image"]) for r in records])
     labels = np.asarray([int(r["label"]) for r in records], dtype=np.int32)
     return _images_to_dataset(name, split, images, labels)
@@ -204,10 +200,17 @@ def epoch_permutation(n: int, *, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0,
-            epoch: int = 0, shuffle: bool = True,
-            drop_remainder: bool = True, start: int = 0
-            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def batches(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int = 0,
+    epoch: int = 0,
+    shuffle: bool = True,
+    drop_remainder: bool = True,
+    start: int = 0,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield ``(x_batch, y_batch)`` for one epoch, beginning at batch ``start``.
 
     With ``shuffle`` the order is :func:`epoch_permutation` ``(seed, epoch)``;
@@ -219,11 +222,12 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0,
         raise ValueError(f"batches: x has {n} examples but y has {y.shape[0]}")
     nb = num_batches(n, batch_size, drop_remainder=drop_remainder)
     if nb == 0:
-        raise ValueError(f"batches: batch_size={batch_size} exceeds the "
-                         f"{n} examples with drop_remainder=True; lower it")
+        raise ValueError(
+            f"batches: batch_size={batch_size} exceeds the {n} examples with drop_remainder=True; lower it"
+        )
     order = epoch_permutation(n, seed=seed, epoch=epoch) if shuffle else np.arange(n)
     for b in range(start, nb):
-        idx = order[b * batch_size:(b + 1) * batch_size]
+        idx = order[b * batch_size : (b + 1) * batch_size]
         yield x[idx], y[idx]
 
 
@@ -235,9 +239,11 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, *, seed: int = 0,
 IMAGE_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3), "cifar100": (32, 32, 3)}
 
 #: Examples per split in the official archives (checked unless verify=False).
-OFFICIAL_COUNTS = {"mnist": {"train": 60000, "test": 10000},
-                   "cifar10": {"train": 50000, "test": 10000},
-                   "cifar100": {"train": 50000, "test": 10000}}
+OFFICIAL_COUNTS = {
+    "mnist": {"train": 60000, "test": 10000},
+    "cifar10": {"train": 50000, "test": 10000},
+    "cifar100": {"train": 50000, "test": 10000},
+}
 
 #: Official archives: file name -> (dataset, MD5 published with the dataset).
 KNOWN_ARCHIVES = {
@@ -260,31 +266,42 @@ _MNIST_URL = "https://yann.lecun.com/exdb/mnist/ (or a mirror)"
 # CIFAR archive layouts: (dataset, kind) -> (folder, train members, test
 # member, label bytes per binary record, label key of the python pickles).
 CIFAR_LAYOUTS = {
-    ("cifar10", "python"): ("cifar-10-batches-py",
-                            tuple(f"data_batch_{i}" for i in range(1, 6)),
-                            "test_batch", None, "labels"),
-    ("cifar10", "binary"): ("cifar-10-batches-bin",
-                            tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
-                            "test_batch.bin", 1, None),
+    ("cifar10", "python"): (
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        None,
+        "labels",
+    ),
+    ("cifar10", "binary"): (
+        "cifar-10-batches-bin",
+        tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+        "test_batch.bin",
+        1,
+        None,
+    ),
     ("cifar100", "python"): ("cifar-100-python", ("train",), "test", None, "fine_labels"),
     ("cifar100", "binary"): ("cifar-100-binary", ("train.bin",), "test.bin", 2, None),
 }
-_CIFAR_ARCHIVE = {("cifar10", "python"): "cifar-10-python.tar.gz",
-                  ("cifar10", "binary"): "cifar-10-binary.tar.gz",
-                  ("cifar100", "python"): "cifar-100-python.tar.gz",
-                  ("cifar100", "binary"): "cifar-100-binary.tar.gz"}
+_CIFAR_ARCHIVE = {
+    ("cifar10", "python"): "cifar-10-python.tar.gz",
+    ("cifar10", "binary"): "cifar-10-binary.tar.gz",
+    ("cifar100", "python"): "cifar-100-python.tar.gz",
+    ("cifar100", "binary"): "cifar-100-binary.tar.gz",
+}
 _CIFAR_PIXELS = 3 * 32 * 32
 
 # MNIST idx files: (split, part) -> official stem; magic numbers 2051/2049.
-_MNIST_STEMS = {("train", "images"): "train-images-idx3-ubyte",
-                ("train", "labels"): "train-labels-idx1-ubyte",
-                ("test", "images"): "t10k-images-idx3-ubyte",
-                ("test", "labels"): "t10k-labels-idx1-ubyte"}
+_MNIST_STEMS = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
 _MNIST_MAGIC = {"images": 2051, "labels": 2049}
 
 # idx type codes -> big-endian NumPy dtypes.
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4",
-               0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def default_data_dir() -> pathlib.Path:
@@ -304,8 +321,7 @@ def default_data_dir() -> pathlib.Path:
     return pathlib.Path(env if env else "~/tensorflow_datasets").expanduser()
 
 
-def prepared_path(name: str, split: str, data_dir: str | os.PathLike | None = None
-                  ) -> pathlib.Path:
+def prepared_path(name: str, split: str, data_dir: str | os.PathLike | None = None) -> pathlib.Path:
     """Where :func:`prepare` writes ``split`` of ``name``.
 
     Args:
@@ -326,13 +342,14 @@ def prepared_path(name: str, split: str, data_dir: str | os.PathLike | None = No
 
 def _download_hint(name: str) -> str:
     if name == "mnist":
-        return (f"the four MNIST files train-images-idx3-ubyte.gz, "
-                f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-                f"t10k-labels-idx1-ubyte.gz from {_MNIST_URL} into one "
-                f"directory PATH")
-    num = name[len("cifar"):]
-    return (f"cifar-{num}-python.tar.gz or cifar-{num}-binary.tar.gz (PATH) "
-            f"from {_CIFAR_URL}")
+        return (
+            f"the four MNIST files train-images-idx3-ubyte.gz, "
+            f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+            f"t10k-labels-idx1-ubyte.gz from {_MNIST_URL} into one "
+            f"directory PATH"
+        )
+    num = name[len("cifar") :]
+    return f"cifar-{num}-python.tar.gz or cifar-{num}-binary.tar.gz (PATH) from {_CIFAR_URL}"
 
 
 def read_idx(raw: bytes, *, where: str = "idx data") -> np.ndarray:
@@ -363,22 +380,27 @@ def read_idx(raw: bytes, *, where: str = "idx data") -> np.ndarray:
         raise ValueError(
             f"{where}: not an idx file (first bytes {raw[:4]!r}; expected 0, 0, "
             f"a type code in {sorted(_IDX_DTYPES)} and the number of "
-            f"dimensions); pass the original, decompressed-or-.gz idx file")
+            f"dimensions); pass the original, decompressed-or-.gz idx file"
+        )
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     ndim = raw[3]
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
-        raise ValueError(f"{where}: idx header with {ndim} dimensions is "
-                         f"truncated or empty ({len(raw)} bytes); the file is "
-                         f"damaged, download it again")
+        raise ValueError(
+            f"{where}: idx header with {ndim} dimensions is "
+            f"truncated or empty ({len(raw)} bytes); the file is "
+            f"damaged, download it again"
+        )
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     count = int(np.prod(shape, dtype=np.int64))
     expected = header + count * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{where}: idx header says shape {shape} of "
-                         f"{dtype.name} ({expected} bytes) but the file has "
-                         f"{len(raw)} bytes; the file is truncated or damaged, "
-                         f"download it again")
+        raise ValueError(
+            f"{where}: idx header says shape {shape} of "
+            f"{dtype.name} ({expected} bytes) but the file has "
+            f"{len(raw)} bytes; the file is truncated or damaged, "
+            f"download it again"
+        )
     values = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
     return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
 
@@ -398,9 +420,11 @@ def _check_archive(path: pathlib.Path, name: str, verify: bool) -> None:
         return
     dataset, md5 = known
     if dataset != name:
-        raise ValueError(f"prepare: --source {path} is the official {dataset!r} "
-                         f"archive, not one of {name!r}; pass name={dataset!r} "
-                         f"or the {name!r} archive")
+        raise ValueError(
+            f"prepare: --source {path} is the official {dataset!r} "
+            f"archive, not one of {name!r}; pass name={dataset!r} "
+            f"or the {name!r} archive"
+        )
     if verify:
         got = _md5(path)
         if got != md5:
@@ -408,10 +432,12 @@ def _check_archive(path: pathlib.Path, name: str, verify: bool) -> None:
                 f"prepare: {path} has MD5 {got}, but the official {path.name} "
                 f"has MD5 {md5}: the download is incomplete or damaged (download "
                 f"it again), or it is a different file under the official name "
-                f"(pass verify=False / --no-verify to use it anyway)")
+                f"(pass verify=False / --no-verify to use it anyway)"
+            )
 
 
 # -- restricted unpickling of the CIFAR python batches -----------------------
+
 
 def _plain_dtype(*args):
     dt = np.dtype(*args)
@@ -441,31 +467,37 @@ class _CifarUnpickler(pickle.Unpickler):
     ints, lists and one uint8 array, which needs exactly these globals.
     """
 
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"): _plain_reconstruct,
-                ("numpy._core.multiarray", "_reconstruct"): _plain_reconstruct,
-                ("numpy", "ndarray"): np.ndarray,
-                ("numpy", "dtype"): _plain_dtype}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _plain_reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _plain_reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): _plain_dtype,
+    }
 
     def find_class(self, module, name):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(
-                f"refusing global {module}.{name}: not part of an official "
-                f"CIFAR batch") from None
+                f"refusing global {module}.{name}: not part of an official CIFAR batch"
+            ) from None
 
 
 def _unpickle_batch(raw: bytes, where: str) -> dict:
     try:
         obj = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # pickle raises assorted types for bad data
-        raise ValueError(f"{where}: not an official CIFAR python batch "
-                         f"({type(err).__name__}: {err}); download the "
-                         f"python version again from {_CIFAR_URL}") from err
+        raise ValueError(
+            f"{where}: not an official CIFAR python batch "
+            f"({type(err).__name__}: {err}); download the "
+            f"python version again from {_CIFAR_URL}"
+        ) from err
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: holds a {type(obj).__name__}, not the dict "
-                         f"of a CIFAR python batch; download it again from "
-                         f"{_CIFAR_URL}")
+        raise ValueError(
+            f"{where}: holds a {type(obj).__name__}, not the dict "
+            f"of a CIFAR python batch; download it again from "
+            f"{_CIFAR_URL}"
+        )
     return obj
 
 
@@ -473,23 +505,29 @@ def _entry(d: dict, key: str, where: str):
     for k in (key.encode(), key):
         if k in d:
             return d[k]
-    raise ValueError(f"{where}: the CIFAR batch has no {key.encode()!r} entry "
-                     f"(keys {sorted(map(repr, d))}); is it the right dataset "
-                     f"(CIFAR-10 batches have b'labels', CIFAR-100 ones "
-                     f"b'fine_labels')? Download it again from {_CIFAR_URL}")
+    raise ValueError(
+        f"{where}: the CIFAR batch has no {key.encode()!r} entry "
+        f"(keys {sorted(map(repr, d))}); is it the right dataset "
+        f"(CIFAR-10 batches have b'labels', CIFAR-100 ones "
+        f"b'fine_labels')? Download it again from {_CIFAR_URL}"
+    )
 
 
 def _check_labels(labels, classes: int, where: str) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise ValueError(f"{where}: labels must be a 1-D list of integers, got "
-                         f"shape {labels.shape} dtype {labels.dtype}; download "
-                         f"the file again")
+        raise ValueError(
+            f"{where}: labels must be a 1-D list of integers, got "
+            f"shape {labels.shape} dtype {labels.dtype}; download "
+            f"the file again"
+        )
     bad = labels[(labels < 0) | (labels >= classes)]
     if bad.size:
-        raise ValueError(f"{where}: label {int(bad[0])} out of range [0, "
-                         f"{classes}); the file is damaged or belongs to "
-                         f"another dataset")
+        raise ValueError(
+            f"{where}: label {int(bad[0])} out of range [0, "
+            f"{classes}); the file is damaged or belongs to "
+            f"another dataset"
+        )
     return labels.astype(np.int32)
 
 
@@ -498,37 +536,36 @@ def _chw_to_hwc(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
-def _cifar_python(raw: bytes, where: str, label_key: str, classes: int,
-                  coarse: bool) -> dict[str, np.ndarray]:
+def _cifar_python(raw: bytes, where: str, label_key: str, classes: int, coarse: bool) -> dict[str, np.ndarray]:
     d = _unpickle_batch(raw, where)
     data = _entry(d, "data", where)
-    if (not isinstance(data, np.ndarray) or data.dtype != np.uint8
-            or data.ndim != 2 or data.shape[1] != _CIFAR_PIXELS):
-        desc = (f"shape {data.shape} dtype {data.dtype}" if isinstance(data, np.ndarray)
-                else type(data).__name__)
-        raise ValueError(f"{where}: b'data' must be a uint8 array (N, "
-                         f"{_CIFAR_PIXELS}), got {desc}; download the python "
-                         f"version again from {_CIFAR_URL}")
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _CIFAR_PIXELS:
+        desc = f"shape {data.shape} dtype {data.dtype}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise ValueError(
+            f"{where}: b'data' must be a uint8 array (N, "
+            f"{_CIFAR_PIXELS}), got {desc}; download the python "
+            f"version again from {_CIFAR_URL}"
+        )
     out = {"label": _check_labels(_entry(d, label_key, where), classes, where)}
     if coarse:
         out["coarse_label"] = _check_labels(_entry(d, "coarse_labels", where), 20, where)
     for k, v in out.items():
         if len(v) != len(data):
-            raise ValueError(f"{where}: {len(data)} images but {len(v)} "
-                             f"{k}s; the batch is damaged, download it again")
+            raise ValueError(f"{where}: {len(data)} images but {len(v)} {k}s; the batch is damaged, download it again")
     out["image"] = _chw_to_hwc(data)
     return out
 
 
-def _cifar_binary(raw: bytes, where: str, label_bytes: int, classes: int
-                  ) -> dict[str, np.ndarray]:
+def _cifar_binary(raw: bytes, where: str, label_bytes: int, classes: int) -> dict[str, np.ndarray]:
     record = label_bytes + _CIFAR_PIXELS
     if len(raw) % record:
-        raise ValueError(f"{where}: {len(raw)} bytes is not a whole number of "
-                         f"{record}-byte records ({label_bytes} label byte(s) + "
-                         f"{_CIFAR_PIXELS} pixels); the file is truncated, or it "
-                         f"is not the binary version of this dataset (download "
-                         f"it again from {_CIFAR_URL})")
+        raise ValueError(
+            f"{where}: {len(raw)} bytes is not a whole number of "
+            f"{record}-byte records ({label_bytes} label byte(s) + "
+            f"{_CIFAR_PIXELS} pixels); the file is truncated, or it "
+            f"is not the binary version of this dataset (download "
+            f"it again from {_CIFAR_URL})"
+        )
     rows = np.frombuffer(raw, dtype=np.uint8).reshape(-1, record)
     out = {"label": _check_labels(rows[:, label_bytes - 1], classes, where)}
     if label_bytes == 2:  # CIFAR-100: coarse, fine
@@ -548,21 +585,27 @@ def _tar_reader(path: pathlib.Path) -> Iterator[tuple[list[str], Callable[[str],
         tar = tarfile.open(path, mode="r:*")
         members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise ValueError(f"prepare: --source {path} is not a readable .tar.gz "
-                         f"archive ({type(err).__name__}: {err}); download it "
-                         f"again from {_CIFAR_URL}") from err
+        raise ValueError(
+            f"prepare: --source {path} is not a readable .tar.gz "
+            f"archive ({type(err).__name__}: {err}); download it "
+            f"again from {_CIFAR_URL}"
+        ) from err
 
     def read(member: str) -> bytes:
         if member not in members:
-            raise ValueError(f"prepare: {path} has no member {member!r}; it is "
-                             f"not the official archive layout (download it "
-                             f"again from {_CIFAR_URL})")
+            raise ValueError(
+                f"prepare: {path} has no member {member!r}; it is "
+                f"not the official archive layout (download it "
+                f"again from {_CIFAR_URL})"
+            )
         try:
             return tar.extractfile(members[member]).read()
         except (tarfile.TarError, OSError, EOFError) as err:
-            raise ValueError(f"prepare: {path}: cannot read {member!r} "
-                             f"({type(err).__name__}: {err}); the archive is "
-                             f"truncated, download it again") from err
+            raise ValueError(
+                f"prepare: {path}: cannot read {member!r} "
+                f"({type(err).__name__}: {err}); the archive is "
+                f"truncated, download it again"
+            ) from err
 
     with tar:
         yield sorted(members), read
@@ -575,8 +618,7 @@ def _dir_reader(root: pathlib.Path) -> Iterator[tuple[list[str], Callable[[str],
     def read(member: str) -> bytes:
         f = root / member
         if not f.is_file():
-            raise ValueError(f"prepare: {f} is missing; the extracted archive "
-                             f"is incomplete (extract it again)")
+            raise ValueError(f"prepare: {f} is missing; the extracted archive is incomplete (extract it again)")
         return f.read_bytes()
 
     yield names_, read
@@ -600,7 +642,8 @@ def _cifar_source(name: str, source: pathlib.Path, verify: bool):
                 f"prepare: --source {source} holds neither "
                 f"{' nor '.join(_CIFAR_ARCHIVE[(name, k)] for k in ('python', 'binary'))} "
                 f"nor an extracted {'/'.join(f for f, k in folders.items() if k[0] == name)} "
-                f"folder; pass the archive downloaded from {_CIFAR_URL}")
+                f"folder; pass the archive downloaded from {_CIFAR_URL}"
+            )
         opened = _dir_reader(source)
     else:
         _check_archive(source, name, verify)
@@ -610,19 +653,22 @@ def _cifar_source(name: str, source: pathlib.Path, verify: bool):
         found = [folders[t] for t in sorted(tops) if t in folders]
         mine = [kind for dataset, kind in found if dataset == name]
         if not mine and found:
-            raise ValueError(f"prepare: {source} holds {found[0][0]!r} "
-                             f"({found[0][1]} version), not {name!r}; pass "
-                             f"name={found[0][0]!r} or the {name!r} archive")
+            raise ValueError(
+                f"prepare: {source} holds {found[0][0]!r} "
+                f"({found[0][1]} version), not {name!r}; pass "
+                f"name={found[0][0]!r} or the {name!r} archive"
+            )
         if not mine:
-            raise ValueError(f"prepare: {source} has none of the folders "
-                             f"{sorted(folders)} of the official CIFAR archives "
-                             f"(it has {sorted(tops)[:5]}); pass "
-                             f"{_download_hint(name)}")
+            raise ValueError(
+                f"prepare: {source} has none of the folders "
+                f"{sorted(folders)} of the official CIFAR archives "
+                f"(it has {sorted(tops)[:5]}); pass "
+                f"{_download_hint(name)}"
+            )
         yield mine[0], source, read
 
 
-def _read_cifar(name: str, source: pathlib.Path, verify: bool
-                ) -> dict[str, dict[str, np.ndarray]]:
+def _read_cifar(name: str, source: pathlib.Path, verify: bool) -> dict[str, dict[str, np.ndarray]]:
     with _cifar_source(name, source, verify) as (kind, where, read):
         folder, train, test, label_bytes, label_key = CIFAR_LAYOUTS[(name, kind)]
         classes = NUM_CLASSES[name]
@@ -634,8 +680,7 @@ def _read_cifar(name: str, source: pathlib.Path, verify: bool
                 raw = read(member)
                 at = f"prepare: {where}: {member}"
                 if kind == "python":
-                    parts.append(_cifar_python(raw, at, label_key, classes,
-                                               coarse=name == "cifar100"))
+                    parts.append(_cifar_python(raw, at, label_key, classes, coarse=name == "cifar100"))
                 else:
                     parts.append(_cifar_binary(raw, at, label_bytes, classes))
             out[split] = _concat(parts)
@@ -647,14 +692,17 @@ def _mnist_file(source: pathlib.Path, stem: str) -> pathlib.Path:
     for cand in (stem + ".gz", stem, dotted + ".gz", dotted):
         if (source / cand).is_file():
             return source / cand
-    raise ValueError(f"prepare: --source {source} has no {stem}.gz (nor {stem}); "
-                     f"pass the directory holding {_download_hint('mnist')}")
+    raise ValueError(
+        f"prepare: --source {source} has no {stem}.gz (nor {stem}); "
+        f"pass the directory holding {_download_hint('mnist')}"
+    )
 
 
 def _read_mnist(source: pathlib.Path, verify: bool) -> dict[str, dict[str, np.ndarray]]:
     if not source.is_dir():
-        raise ValueError(f"prepare: --source {source} must be a directory for "
-                         f"'mnist', holding {_download_hint('mnist')}")
+        raise ValueError(
+            f"prepare: --source {source} must be a directory for 'mnist', holding {_download_hint('mnist')}"
+        )
     out: dict[str, dict[str, np.ndarray]] = {"train": {}, "test": {}}
     for (split, part), stem in _MNIST_STEMS.items():
         path = _mnist_file(source, stem)
@@ -664,29 +712,37 @@ def _read_mnist(source: pathlib.Path, verify: bool) -> dict[str, dict[str, np.nd
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError) as err:
-                raise ValueError(f"prepare: {path} is not a readable gzip file "
-                                 f"({type(err).__name__}: {err}); download it "
-                                 f"again from {_MNIST_URL}") from err
+                raise ValueError(
+                    f"prepare: {path} is not a readable gzip file "
+                    f"({type(err).__name__}: {err}); download it "
+                    f"again from {_MNIST_URL}"
+                ) from err
         magic = int.from_bytes(raw[:4], "big")
         if magic != _MNIST_MAGIC[part]:
-            raise ValueError(f"prepare: {path} has magic number {magic}, but an "
-                             f"MNIST {part} file has {_MNIST_MAGIC[part]}; check "
-                             f"that the file is {stem}")
+            raise ValueError(
+                f"prepare: {path} has magic number {magic}, but an "
+                f"MNIST {part} file has {_MNIST_MAGIC[part]}; check "
+                f"that the file is {stem}"
+            )
         arr = read_idx(raw, where=f"prepare: {path}")
         if part == "images":
             if arr.shape[1:] != (28, 28):
-                raise ValueError(f"prepare: {path} holds images of shape "
-                                 f"{arr.shape[1:]}, MNIST's are (28, 28); check "
-                                 f"that the file is {stem}")
+                raise ValueError(
+                    f"prepare: {path} holds images of shape "
+                    f"{arr.shape[1:]}, MNIST's are (28, 28); check "
+                    f"that the file is {stem}"
+                )
             out[split]["image"] = arr[..., None]
         else:
             out[split]["label"] = _check_labels(arr, 10, f"prepare: {path}")
     for split, d in out.items():
         if len(d["image"]) != len(d["label"]):
-            raise ValueError(f"prepare: MNIST {split} has {len(d['image'])} "
-                             f"images but {len(d['label'])} labels in {source}; "
-                             f"the images and labels files do not belong "
-                             f"together, download them again")
+            raise ValueError(
+                f"prepare: MNIST {split} has {len(d['image'])} "
+                f"images but {len(d['label'])} labels in {source}; "
+                f"the images and labels files do not belong "
+                f"together, download them again"
+            )
     return out
 
 
@@ -704,8 +760,9 @@ def _write_npz_atomic(path: pathlib.Path, arrays: dict[str, np.ndarray]) -> None
         raise
 
 
-def prepare(name: str, source: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-            *, verify: bool = True) -> dict[str, pathlib.Path]:
+def prepare(
+    name: str, source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *, verify: bool = True
+) -> dict[str, pathlib.Path]:
     """Convert an official MNIST/CIFAR download into files :func:`load_dataset` reads.
 
     Reads, without TensorFlow:
@@ -752,55 +809,58 @@ def prepare(name: str, source: str | os.PathLike, data_dir: str | os.PathLike | 
       (10000, 32, 32, 3)
     """
     if name not in IMAGE_SHAPES:
-        raise ValueError(f"prepare: unknown dataset name={name!r}; choose one of "
-                         f"{tuple(IMAGE_SHAPES)} ('digits' needs no preparing)")
+        raise ValueError(
+            f"prepare: unknown dataset name={name!r}; choose one of {tuple(IMAGE_SHAPES)} ('digits' needs no preparing)"
+        )
     src = pathlib.Path(source).expanduser()
     if not src.exists():
-        raise ValueError(f"prepare: --source {src} does not exist; download "
-                         f"{_download_hint(name)}")
+        raise ValueError(f"prepare: --source {src} does not exist; download {_download_hint(name)}")
     splits = _read_mnist(src, verify) if name == "mnist" else _read_cifar(name, src, verify)
     for split, arrays in splits.items():
         n = len(arrays["image"])
         if n == 0:
-            raise ValueError(f"prepare: {src} holds no {split} examples of "
-                             f"{name!r}; download {_download_hint(name)}")
+            raise ValueError(f"prepare: {src} holds no {split} examples of {name!r}; download {_download_hint(name)}")
         official = OFFICIAL_COUNTS[name][split]
         if verify and n != official:
-            raise ValueError(f"prepare: {src} holds {n} {split} examples of "
-                             f"{name!r}, the official archive {official}; download "
-                             f"it again, or pass verify=False (--no-verify) to "
-                             f"use a subset")
+            raise ValueError(
+                f"prepare: {src} holds {n} {split} examples of "
+                f"{name!r}, the official archive {official}; download "
+                f"it again, or pass verify=False (--no-verify) to "
+                f"use a subset"
+            )
     paths = {}
     for split, arrays in splits.items():
         path = prepared_path(name, split, data_dir)
-        _write_npz_atomic(path, {**arrays, "name": np.array(name),
-                                 "format": np.array(PREPARED_FORMAT)})
+        _write_npz_atomic(path, {**arrays, "name": np.array(name), "format": np.array(PREPARED_FORMAT)})
         paths[split] = path
     return paths
 
 
 def _load_prepared(name: str, split: str, path: pathlib.Path) -> Dataset:
-    fix = (f"rerun `crossjax data prepare {name} --source PATH --data-dir "
-           f"{path.parent.parent.parent}`")
+    fix = f"rerun `crossjax data prepare {name} --source PATH --data-dir {path.parent.parent.parent}`"
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except Exception as err:  # zipfile / numpy raise assorted types
-        raise ValueError(f"load_dataset: {path} is not a readable prepared "
-                         f"dataset ({type(err).__name__}: {err}); {fix}") from err
+        raise ValueError(
+            f"load_dataset: {path} is not a readable prepared dataset ({type(err).__name__}: {err}); {fix}"
+        ) from err
     missing = {"image", "label", "name", "format"} - set(arrays)
     if missing:
         raise ValueError(f"load_dataset: {path} lacks {sorted(missing)}; {fix}")
     if str(arrays["name"]) != name or int(arrays["format"]) != PREPARED_FORMAT:
-        raise ValueError(f"load_dataset: {path} holds dataset "
-                         f"{str(arrays['name'])!r} format {int(arrays['format'])}, "
-                         f"expected {name!r} format {PREPARED_FORMAT}; {fix}")
+        raise ValueError(
+            f"load_dataset: {path} holds dataset "
+            f"{str(arrays['name'])!r} format {int(arrays['format'])}, "
+            f"expected {name!r} format {PREPARED_FORMAT}; {fix}"
+        )
     images, labels = arrays["image"], arrays["label"]
-    if (images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPES[name]
-            or labels.shape != images.shape[:1]):
-        raise ValueError(f"load_dataset: {path} holds images {images.shape} "
-                         f"{images.dtype} and labels {labels.shape}, expected "
-                         f"(N, {', '.join(map(str, IMAGE_SHAPES[name]))}) uint8 "
-                         f"and (N,); {fix}")
+    if images.dtype != np.uint8 or images.shape[1:] != IMAGE_SHAPES[name] or labels.shape != images.shape[:1]:
+        raise ValueError(
+            f"load_dataset: {path} holds images {images.shape} "
+            f"{images.dtype} and labels {labels.shape}, expected "
+            f"(N, {', '.join(map(str, IMAGE_SHAPES[name]))}) uint8 "
+            f"and (N,); {fix}"
+        )
     labels = _check_labels(labels, NUM_CLASSES[name], f"load_dataset: {path}")
     return _images_to_dataset(name, split, images, labels)

@@ -36,6 +36,7 @@ the independent terms of all tiles of an output are summed into one Gaussian.
 This is exact for ideal wires; with wire resistance the same cell variances are
 applied through the ideal-wire sum, a first-order model.
 """
+
 from __future__ import annotations
 
 import math
@@ -294,10 +295,14 @@ class RRAMModel:
 
     t: float = 1.0
     std_scale: float = 1.0
-    coeffs: tuple = tuple(tuple(c / 40.0 for c in row) for row in (
-        (0.348, 16.030, -43.853, 45.393, -16.815),
-        (0.701, 22.086, -50.773, 47.095, -16.458),
-        (0.782, 20.274, -43.507, 37.062, -11.934)))
+    coeffs: tuple = tuple(
+        tuple(c / 40.0 for c in row)
+        for row in (
+            (0.348, 16.030, -43.853, 45.393, -16.815),
+            (0.701, 22.086, -50.773, 47.095, -16.458),
+            (0.782, 20.274, -43.507, 37.062, -11.934),
+        )
+    )
     times: tuple = RRAM_FIT_TIMES
 
     def __post_init__(self):
@@ -310,22 +315,29 @@ class RRAMModel:
         j = include_jax
         chk.non_negative("device.rram.t", self.t, j)
         chk.non_negative("device.rram.std_scale", self.std_scale, j)
-        times = None if _traced(self.times) else (
-            np.asarray(self.times, np.float64) if isinstance(self.times, tuple) else chk.concrete(self.times, j))
+        times = (
+            None
+            if _traced(self.times)
+            else (np.asarray(self.times, np.float64) if isinstance(self.times, tuple) else chk.concrete(self.times, j))
+        )
         if times is not None:
             if times.ndim != 1 or times.size < 1 or np.any(times <= 0) or np.any(np.diff(times) <= 0):
                 raise ValueError(f"device.rram.times must be increasing positive seconds, got {times.tolist()}.")
-            _check_coefficients("device.rram.coeffs", self.coeffs,
-                                (times.size, np.shape(np.asarray(self.coeffs, dtype=object))[-1]), j)
+            _check_coefficients(
+                "device.rram.coeffs", self.coeffs, (times.size, np.shape(np.asarray(self.coeffs, dtype=object))[-1]), j
+            )
 
     def deviation_std(self, x):
         """``std_scale * s(x, t)``, relative to ``g_max`` (see the class docstring)."""
-        c = jnp.asarray(self.coeffs)                       # (T, K)
+        c = jnp.asarray(self.coeffs)  # (T, K)
         powers = jnp.asarray(x)[..., None] ** jnp.arange(c.shape[-1])
-        per_time = jnp.maximum(powers @ c.T.astype(powers.dtype), 0.0)   # (..., T)
+        per_time = jnp.maximum(powers @ c.T.astype(powers.dtype), 0.0)  # (..., T)
         lt = jnp.log(jnp.asarray(self.times, per_time.dtype))
-        w = jnp.interp(jnp.log(jnp.maximum(jnp.asarray(self.t, per_time.dtype), 1e-30)), lt, jnp.arange(lt.size,
-                       dtype=per_time.dtype))
+        w = jnp.interp(
+            jnp.log(jnp.maximum(jnp.asarray(self.t, per_time.dtype), 1e-30)),
+            lt,
+            jnp.arange(lt.size, dtype=per_time.dtype),
+        )
         lo = jnp.floor(w).astype(jnp.int32)
         hi = jnp.minimum(lo + 1, lt.size - 1)
         f = w - lo
@@ -400,20 +412,34 @@ class DeviceConfig:
         chk.positive_int("device.levels", self.levels, allow_none=True)
         top = 2 ** converters_max_bits()
         if self.levels is not None and not 2 <= self.levels <= top:
-            raise ValueError(f"device.levels must lie in [2, {top}] (or None): the working dtype represents "
-                             f"the level grid exactly up to there, got {self.levels}.")
-        for sub in (self.write_noise, self.range_variation, self.stuck, self.drift, self.read_noise,
-                    self.pcm, self.rram, self.drift_compensation):
+            raise ValueError(
+                f"device.levels must lie in [2, {top}] (or None): the working dtype represents "
+                f"the level grid exactly up to there, got {self.levels}."
+            )
+        for sub in (
+            self.write_noise,
+            self.range_variation,
+            self.stuck,
+            self.drift,
+            self.read_noise,
+            self.pcm,
+            self.rram,
+            self.drift_compensation,
+        ):
             if sub is not None:
                 sub.check(include_jax)
         if self.pcm is not None and self.rram is not None:
             raise ValueError("device.pcm and device.rram are two device models: set one of them to None.")
         for model, replaces in (("pcm", ("write_noise", "drift")), ("rram", ("write_noise",))):
-            clash = [f"device.{r}" for r in replaces if getattr(self, model) is not None and getattr(self, r) is not None]
+            clash = [
+                f"device.{r}" for r in replaces if getattr(self, model) is not None and getattr(self, r) is not None
+            ]
             if clash:
-                raise ValueError(f"device.{model} models the programming noise"
-                                 + (" and drift" if model == "pcm" else "")
-                                 + f" itself: set {' and '.join(clash)} to None.")
+                raise ValueError(
+                    f"device.{model} models the programming noise"
+                    + (" and drift" if model == "pcm" else "")
+                    + f" itself: set {' and '.join(clash)} to None."
+                )
 
     @classmethod
     def from_resistance(cls, r_on: float, r_off: float, **kw) -> "DeviceConfig":
@@ -425,8 +451,9 @@ class DeviceConfig:
     @property
     def write_stochastic(self) -> bool:
         """Whether programming samples random numbers (needs a PRNG key)."""
-        return any(x is not None for x in (self.write_noise, self.range_variation, self.stuck, self.drift,
-                                            self.pcm, self.rram))
+        return any(
+            x is not None for x in (self.write_noise, self.range_variation, self.stuck, self.drift, self.pcm, self.rram)
+        )
 
 
 def draw(sample, key, shape, dtype):

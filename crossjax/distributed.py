@@ -18,6 +18,7 @@ output directory:
 So the other processes need no shared file system, and a killed job restarted
 with the same arguments resumes from what process 0 wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ import numpy as np
 __all__ = ["initialize", "is_writer", "is_multiprocess", "broadcast_json", "broadcast_variables"]
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> int:
+def initialize(
+    coordinator_address: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> int:
     """Join (or start) a multi-process JAX job; call before any JAX computation.
 
     CPU processes need a collectives implementation, so this selects Gloo
@@ -63,12 +65,15 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         raise ValueError(f"process_id={process_id} must be below num_processes={num_processes}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     try:
-        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                   process_id=process_id)
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+        )
     except (ValueError, RuntimeError) as e:
-        raise ValueError(f"jax.distributed.initialize failed ({e}); pass --coordinator HOST:PORT, "
-                         "--num-processes N and --process-id I (or run under SLURM/MPI, which JAX "
-                         "detects), before any JAX computation") from None
+        raise ValueError(
+            f"jax.distributed.initialize failed ({e}); pass --coordinator HOST:PORT, "
+            "--num-processes N and --process-id I (or run under SLURM/MPI, which JAX "
+            "detects), before any JAX computation"
+        ) from None
     return jax.process_count()
 
 

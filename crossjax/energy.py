@@ -39,6 +39,7 @@ Model (units: joules, bits).
   model energy is the sum over layers; the improvement of a pruned model is
   ``E_dense / E_pruned`` with every column of the dense model at ``b0``.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,9 +51,18 @@ from flax import struct
 
 from crossjax.tiling import check_matrix, check_tile_size, flatten_kernel, grid, real_columns, tile
 
-__all__ = ["ADCEnergyModel", "LAWS", "conversion_energy", "dense_column_bits", "bits_reduction",
-           "column_bits", "layer_conversions", "layer_adc_energy", "adc_energy_improvement",
-           "model_adc_energy"]
+__all__ = [
+    "ADCEnergyModel",
+    "LAWS",
+    "conversion_energy",
+    "dense_column_bits",
+    "bits_reduction",
+    "column_bits",
+    "layer_conversions",
+    "layer_adc_energy",
+    "adc_energy_improvement",
+    "model_adc_energy",
+]
 
 LAWS = ("walden", "linear", "schreier")
 BITS_MODES = ("dense", "tile", "column")
@@ -76,10 +86,10 @@ def conversion_energy(bits, model: ADCEnergyModel = ADCEnergyModel()):
     """Energy of one b-bit conversion, joules (``bits`` any array)."""
     b = jnp.asarray(bits, dtype=jnp.result_type(float))
     if model.law == "walden":
-        return model.e_step * 2.0 ** b
+        return model.e_step * 2.0**b
     if model.law == "linear":
         return model.e_step * b
-    return model.e_step * 4.0 ** b
+    return model.e_step * 4.0**b
 
 
 def dense_column_bits(rows):
@@ -109,10 +119,10 @@ def column_bits(W, rows, cols, per="tile"):
     b0 = dense_column_bits(rows)
     if per == "dense":
         return jnp.full((Kt, Nt, cols), b0, jnp.int32)
-    k = bits_reduction(jnp.sum(tile(W != 0, rows, cols), axis=2), rows)   # (Kt, Nt, C)
+    k = bits_reduction(jnp.sum(tile(W != 0, rows, cols), axis=2), rows)  # (Kt, Nt, C)
     if per == "tile":
         real = real_columns(N, cols)
-        k = jnp.broadcast_to(jnp.min(jnp.where(real, k, 10 ** 6), axis=-1, keepdims=True), k.shape)
+        k = jnp.broadcast_to(jnp.min(jnp.where(real, k, 10**6), axis=-1, keepdims=True), k.shape)
     return (b0 - k).astype(jnp.int32)
 
 
@@ -133,8 +143,16 @@ def layer_conversions(W, rows, cols, n_vectors=1, conversions_per_column=1, skip
     return n_vectors * conversions_per_column * jnp.sum(active)
 
 
-def layer_adc_energy(W, rows, cols, n_vectors=1, model: ADCEnergyModel = ADCEnergyModel(),
-                     per="tile", conversions_per_column=1, skip_empty_columns=False):
+def layer_adc_energy(
+    W,
+    rows,
+    cols,
+    n_vectors=1,
+    model: ADCEnergyModel = ADCEnergyModel(),
+    per="tile",
+    conversions_per_column=1,
+    skip_empty_columns=False,
+):
     """ADC energy per inference of one layer, joules (module doc). ``per="dense"``: the dense baseline."""
     W = jnp.asarray(W)
     bits = column_bits(W, rows, cols, per)
@@ -145,15 +163,24 @@ def layer_adc_energy(W, rows, cols, n_vectors=1, model: ADCEnergyModel = ADCEner
     return n_vectors * conversions_per_column * e
 
 
-def adc_energy_improvement(W, rows, cols, n_vectors=1, model: ADCEnergyModel = ADCEnergyModel(),
-                           per="tile", conversions_per_column=1):
+def adc_energy_improvement(
+    W, rows, cols, n_vectors=1, model: ADCEnergyModel = ADCEnergyModel(), per="tile", conversions_per_column=1
+):
     """``E_dense / E_pruned`` of one layer: all columns at ``b0`` vs the bits ``W``'s zeros allow."""
     dense = layer_adc_energy(W, rows, cols, n_vectors, model, "dense", conversions_per_column)
     return dense / layer_adc_energy(W, rows, cols, n_vectors, model, per, conversions_per_column)
 
 
-def model_adc_energy(kernels, rows, cols, n_vectors=None, model: ADCEnergyModel = ADCEnergyModel(),
-                     per="tile", conversions_per_column=1, skip_empty_columns=False):
+def model_adc_energy(
+    kernels,
+    rows,
+    cols,
+    n_vectors=None,
+    model: ADCEnergyModel = ADCEnergyModel(),
+    per="tile",
+    conversions_per_column=1,
+    skip_empty_columns=False,
+):
     """ADC energy per inference of a model, dense baseline vs its current zeros.
 
     ``kernels``: ``{name: kernel}`` (e.g. ``pruning.crossbar_kernels(nnx.state(model, nnx.Param))``),
@@ -171,10 +198,13 @@ def model_adc_energy(kernels, rows, cols, n_vectors=None, model: ADCEnergyModel 
         W = flatten_kernel(jnp.asarray(k))
         nv = n_vectors.get(name, 1)
         d = float(layer_adc_energy(W, rows, cols, nv, model, "dense", conversions_per_column))
-        p = float(layer_adc_energy(W, rows, cols, nv, model, per, conversions_per_column,
-                                   skip_empty_columns))
+        p = float(layer_adc_energy(W, rows, cols, nv, model, per, conversions_per_column, skip_empty_columns))
         layers[name] = {"dense": d, "pruned": p, "improvement": d / p if p > 0 else math.inf}
     dense = sum(v["dense"] for v in layers.values())
     pruned = sum(v["pruned"] for v in layers.values())
-    return {"layers": layers, "dense": dense, "pruned": pruned,
-            "improvement": dense / pruned if pruned > 0 else math.inf}
+    return {
+        "layers": layers,
+        "dense": dense,
+        "pruned": pruned,
+        "improvement": dense / pruned if pruned > 0 else math.inf,
+    }

@@ -12,6 +12,7 @@ Updating nested fields::
 
 ``to_dict()`` / ``from_dict()`` give a JSON/TOML-able form (``None`` = off).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +67,10 @@ class ArrayConfig:
                 raise ValueError("array.parasitics must be a crossjax.circuit.Parasitics or None (ideal wires).")
         if self.cell is not None:
             if not isinstance(self.cell, Cell):
-                raise ValueError(f"array.cell must be a crossjax.circuit.Cell or None (linear cells), got "
-                                 f"{type(self.cell).__name__}.")
+                raise ValueError(
+                    f"array.cell must be a crossjax.circuit.Cell or None (linear cells), got "
+                    f"{type(self.cell).__name__}."
+                )
             if include_jax:
                 try:
                     check_cell(self.cell, (self.rows, self.cols))
@@ -97,8 +100,13 @@ class HardwareConfig:
 
     def check(self, include_jax: bool = True) -> "HardwareConfig":
         """Validate every part (concrete values; JAX arrays too unless ``include_jax=False``)."""
-        for name, cls in (("array", ArrayConfig), ("device", DeviceConfig), ("mapping", MappingConfig),
-                          ("dac", DACConfig), ("adc", ADCConfig)):
+        for name, cls in (
+            ("array", ArrayConfig),
+            ("device", DeviceConfig),
+            ("mapping", MappingConfig),
+            ("dac", DACConfig),
+            ("adc", ADCConfig),
+        ):
             part = getattr(self, name)
             if not isinstance(part, cls):
                 raise ValueError(f"config.{name} must be a {cls.__name__}, got {type(part).__name__}.")

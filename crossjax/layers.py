@@ -48,6 +48,7 @@ Checks: shapes, feature counts, modes and missing configs/programs raise
 ``jit``). Weight values are not inspected here; the kernels validate them on
 concrete inputs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -235,9 +236,7 @@ class CrossbarLayer(nnx.Module):
             if G == 1:
                 return crossbar.analog_matmul(x, W, config, key)
             keys = jax.random.split(key, G)
-            y = jax.vmap(crossbar.analog_matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
-                x, W, config, keys
-            )
+            y = jax.vmap(crossbar.analog_matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(x, W, config, keys)
             return y
         state = self.programmed_state()
         if self.calibrating and _readout_plan(config).needs_calibration:
@@ -245,14 +244,13 @@ class CrossbarLayer(nnx.Module):
                 state = crossbar.calibrate_adc(x, state, config, key)
             else:
                 state = jax.vmap(crossbar.calibrate_adc, in_axes=(-2, 0, None, 0))(
-                    x, state, config, jax.random.split(key, G))
+                    x, state, config, jax.random.split(key, G)
+                )
             self.crossbar_state.set_value(state)
         if G == 1:
             return crossbar.matmul(x, state, config, key)
         keys = jax.random.split(key, G)
-        return jax.vmap(crossbar.matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
-            x, state, config, keys
-        )
+        return jax.vmap(crossbar.matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(x, state, config, keys)
 
 
 def sample_effective_weights(layer: CrossbarLayer, key: jax.Array) -> jax.Array:
@@ -373,8 +371,10 @@ def unfold_patches(x, kernel_size, strides, padding, dilation, input_dilation=No
     window = tuple((k - 1) * d + 1 for k, d in zip(ks, dl))
     if isinstance(padding, str):
         if max(ld) > 1:
-            raise ValueError(f"padding={padding!r} with input_dilation={ld}: give explicit (lo, hi) pads "
-                             "per spatial dim (as jax.lax.conv_general_dilated requires)")
+            raise ValueError(
+                f"padding={padding!r} with input_dilation={ld}: give explicit (lo, hi) pads "
+                "per spatial dim (as jax.lax.conv_general_dilated requires)"
+            )
         pads = jax.lax.padtype_to_pads(x.shape[1:-1], window, st, padding)
     else:
         pads = padding
@@ -487,9 +487,7 @@ class CrossbarConv(CrossbarLayer):
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
         """``x (B, H, W, in_features) -> (B, H', W', out_features)``."""
         if x.ndim != 4 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"x: expected NHWC input (B, H, W, {self.in_features}), got shape {x.shape}"
-            )
+            raise ValueError(f"x: expected NHWC input (B, H, W, {self.in_features}), got shape {x.shape}")
         if self.mode == "digital":
             y = self._conv(x, self.kernel[...])
         elif (kernel := self._linear_kernel(x, rngs)) is not None:
@@ -532,9 +530,7 @@ def check_hardware(hardware) -> None:
     from crossjax import hardware as hw_mod
 
     if not isinstance(hardware, hw_mod.HardwareConfig):
-        raise ValueError(
-            f"hardware must be a crossjax.hardware.HardwareConfig, got {type(hardware).__name__}"
-        )
+        raise ValueError(f"hardware must be a crossjax.hardware.HardwareConfig, got {type(hardware).__name__}")
 
 
 def layer_names(model: nnx.Module) -> list[str]:
@@ -588,8 +584,9 @@ def set_layer_hardware(model: nnx.Module, configs: dict) -> nnx.Module:
         raise ValueError(f"configs must be a dict {{layer name: HardwareConfig or None}}, got {type(configs).__name__}")
     unknown = sorted(set(configs) - set(names))
     if unknown:
-        raise ValueError(f"configs names layers the model does not have: {unknown}; its crossbar layers are "
-                         f"{sorted(names)}")
+        raise ValueError(
+            f"configs names layers the model does not have: {unknown}; its crossbar layers are {sorted(names)}"
+        )
     for name, config in configs.items():
         check_hardware(config)
         names[name].layer_hardware.set_value(config)
@@ -667,8 +664,9 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     groups = [shared] if shared else []
     groups += [[i] for i, c in enumerate(configs) if c is not hardware]  # per-layer rules
     for group in groups:
-        out = _kernels().program_many([layers[i][1].crossbar_weights() for i in group], configs[group[0]],
-                                      [keys[i] for i in group])
+        out = _kernels().program_many(
+            [layers[i][1].crossbar_weights() for i in group], configs[group[0]], [keys[i] for i in group]
+        )
         for i, state in zip(group, out):
             states[i] = state
     flat = [((*path, "crossbar_state"), CrossbarVariable(state)) for (path, _), state in zip(layers, states)]
@@ -702,8 +700,10 @@ def calibrate_model(model: nnx.Module, x: jax.Array, *, rngs: nnx.Rngs | None = 
     layers = crossbar_layers(model)
     for path, layer in layers:
         if layer.mode != "hardware" or layer.crossbar_state.get_value() is None:
-            raise ValueError(f"calibrate_model: layer {'/'.join(map(str, path))} must be programmed and in "
-                             "'hardware' mode: load_program(model, program_model(...)) and set_mode first")
+            raise ValueError(
+                f"calibrate_model: layer {'/'.join(map(str, path))} must be programmed and in "
+                "'hardware' mode: load_program(model, program_model(...)) and set_mode first"
+            )
         layer.calibrating = True
     try:
         if rngs is None:

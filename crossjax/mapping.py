@@ -24,6 +24,7 @@ where ``column_difference`` is the identity for ``"differential"`` and
   Arrays are ordered ``[+s0, +s1, ..., -s0, -s1, ...]``.
 Quantization uses straight-through gradients.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,9 +91,11 @@ class MappingConfig:
         chk.positive_int("mapping.slices", self.slices)
         top = max_bits()
         if self.slice_bits is not None and self.slice_bits * self.slices > top:
-            raise ValueError(f"mapping.slice_bits * mapping.slices must be <= {top} (the working dtype "
-                             f"represents the quantized weights exactly up to 2**{top}), got "
-                             f"{self.slice_bits} * {self.slices}.")
+            raise ValueError(
+                f"mapping.slice_bits * mapping.slices must be <= {top} (the working dtype "
+                f"represents the quantized weights exactly up to 2**{top}), got "
+                f"{self.slice_bits} * {self.slices}."
+            )
         if self.slices > 1 and self.slice_bits is None:
             raise ValueError("mapping.slices > 1 needs mapping.slice_bits (bits per cell).")
         if self.scheme == "offset" and self.slices > 1:
@@ -100,11 +103,15 @@ class MappingConfig:
         chk.choice("mapping.layout", self.layout, LAYOUTS)
         chk.choice("mapping.subtract", self.subtract, SUBTRACTIONS)
         if self.subtract == "analog" and self.scheme != "differential":
-            raise ValueError("mapping.subtract='analog' subtracts a differential pair's currents; "
-                             "it needs mapping.scheme='differential' (or use subtract='digital').")
+            raise ValueError(
+                "mapping.subtract='analog' subtracts a differential pair's currents; "
+                "it needs mapping.scheme='differential' (or use subtract='digital')."
+            )
         if self.layout == "sparse" and self.weight_scale != "layer":
-            raise ValueError("mapping.layout='sparse' packs columns of different outputs into one "
-                             "crossbar; it needs mapping.weight_scale='layer'.")
+            raise ValueError(
+                "mapping.layout='sparse' packs columns of different outputs into one "
+                "crossbar; it needs mapping.weight_scale='layer'."
+            )
 
     @property
     def n_arrays(self) -> int:
@@ -114,7 +121,7 @@ class MappingConfig:
     def cell_levels(self) -> int:
         """Levels above 0 of one cell's target ``u`` (``u = d / cell_levels``): ``2**slice_bits - 1``
         for bit-sliced weights, 1 for continuous ones."""
-        return 1 if self.slice_bits is None else 2 ** self.slice_bits - 1
+        return 1 if self.slice_bits is None else 2**self.slice_bits - 1
 
     @property
     def reference_columns(self) -> int:
@@ -210,6 +217,7 @@ class Compaction:
         row block a, or -1 for an empty slot.
     tiles_used: (Kt,) crossbars per row block = ceil(nnz_cols[a] / C).
     """
+
     tiles: jnp.ndarray
     column_index: jnp.ndarray
     tiles_used: jnp.ndarray
@@ -221,10 +229,10 @@ def compact_columns(W, rows: int, cols: int) -> Compaction:
     in order, into ``ceil(nnz_cols[a] / C)`` crossbars."""
     K, N = W.shape
     Kt, Nt = tile_counts(K, N, rows, cols)
-    T = tile_weights(W, rows, cols)                                # (Kt, Nt, R, C)
+    T = tile_weights(W, rows, cols)  # (Kt, Nt, R, C)
     blocks = T.transpose(0, 2, 1, 3).reshape(Kt, rows, Nt * cols)  # row block a: (R, Nt*C)
-    nonempty = (blocks != 0).any(axis=1)                           # (Kt, Nt*C)
-    order = jnp.argsort(~nonempty, axis=1, stable=True)            # non-empty first, in order
+    nonempty = (blocks != 0).any(axis=1)  # (Kt, Nt*C)
+    order = jnp.argsort(~nonempty, axis=1, stable=True)  # non-empty first, in order
     packed = jnp.take_along_axis(blocks, order[:, None, :], axis=2)
     keep = jnp.take_along_axis(nonempty, order, axis=1)
     packed = jnp.where(keep[:, None, :], packed, 0)
@@ -248,9 +256,11 @@ def scatter_outputs(partials, column_index, N: int):
 
 def scatter_rows(blocks, column_index, N: int):
     """Compacted weights back in place: ``(Kt, R, Nt*C)`` -> ``(Kt, R, N)`` (row blocks kept apart)."""
+
     def one(block, index):
         idx = jnp.where(index < 0, N, index)
         return jnp.zeros((block.shape[0], N + 1), block.dtype).at[:, idx].add(block)[:, :N]
+
     return jax.vmap(one)(blocks, column_index)
 
 

@@ -33,6 +33,7 @@ it; the larger, the closer the weights get to the bound. If the mapping re-deriv
 ``w_max = max|W|`` after training, the gain is partly undone (all conductances
 rescale), hence the pinned scale.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -45,9 +46,19 @@ import optax
 from crossjax import config_checks as chk
 from crossjax.tiling import check_matrix, check_tile_size, grid, tile
 
-__all__ = ["column_order", "rearrange_columns", "restore_outputs", "ir_drop_error",
-           "optimize_column_order", "compare_column_orders", "differential_conductances", "wct_penalty",
-           "add_weight_constraint", "project_weights", "low_conductance_fraction"]
+__all__ = [
+    "column_order",
+    "rearrange_columns",
+    "restore_outputs",
+    "ir_drop_error",
+    "optimize_column_order",
+    "compare_column_orders",
+    "differential_conductances",
+    "wct_penalty",
+    "add_weight_constraint",
+    "project_weights",
+    "low_conductance_fraction",
+]
 
 
 # ------------------------------------------------------------- rearrangement
@@ -96,6 +107,7 @@ def differential_conductances(W, w_max, g_min, g_max):
 
 def _default_geff():
     from crossjax.circuit import effective_conductance
+
     return effective_conductance
 
 
@@ -110,11 +122,10 @@ def ir_drop_error(G_pos, parasitics, G_neg=None, effective_conductance=None):
     err = geff(G_pos, parasitics) - G_pos
     if G_neg is not None:
         err = err - (geff(G_neg, parasitics) - G_neg)
-    return jnp.sum(err ** 2, axis=(-2, -1))
+    return jnp.sum(err**2, axis=(-2, -1))
 
 
-def optimize_column_order(G_pos, parasitics, G_neg=None, init=None, max_swaps=None,
-                          effective_conductance=None):
+def optimize_column_order(G_pos, parasitics, G_neg=None, init=None, max_swaps=None, effective_conductance=None):
     """Greedy best-swap search of one tile's column order on the exact circuit.
 
     Start from ``init`` (default :func:`column_order` of ``G_pos + G_neg``); at
@@ -136,17 +147,18 @@ def optimize_column_order(G_pos, parasitics, G_neg=None, init=None, max_swaps=No
     swaps[np.arange(len(pairs)), pairs[:, 0]] = pairs[:, 1]
     swaps[np.arange(len(pairs)), pairs[:, 1]] = pairs[:, 0]
 
-    def permuted(G, p):                                    # p (C,) or (P, C) -> (..., R, C)
+    def permuted(G, p):  # p (C,) or (P, C) -> (..., R, C)
         return jnp.moveaxis(G[:, p], 0, -2)
 
     def err(p):
-        return ir_drop_error(permuted(G_pos, p), parasitics,
-                             None if G_neg is None else permuted(G_neg, p), effective_conductance)
+        return ir_drop_error(
+            permuted(G_pos, p), parasitics, None if G_neg is None else permuted(G_neg, p), effective_conductance
+        )
 
     def body(_, carry):
         p, e = carry
-        cands = p[swaps]                                   # (P, C)
-        errs = err(cands)                                  # (P,) one batched solve
+        cands = p[swaps]  # (P, C)
+        errs = err(cands)  # (P,) one batched solve
         best = jnp.argmin(errs)
         better = errs[best] < e
         return jnp.where(better, cands[best], p), jnp.where(better, errs[best], e)
@@ -154,8 +166,9 @@ def optimize_column_order(G_pos, parasitics, G_neg=None, init=None, max_swaps=No
     return jax.lax.fori_loop(0, max_swaps, body, (perm, err(perm)))
 
 
-def compare_column_orders(W, rows, cols, parasitics, key, g_min, g_max, w_max=None, n_random=16,
-                          optimize=True, effective_conductance=None):
+def compare_column_orders(
+    W, rows, cols, parasitics, key, g_min, g_max, w_max=None, n_random=16, optimize=True, effective_conductance=None
+):
     """IR-drop error of every tile of ``W`` (K, N) under three column orders, exact circuit.
 
     Each tile is mapped as a differential pair (``w_max`` default ``max|W|``,
@@ -174,18 +187,19 @@ def compare_column_orders(W, rows, cols, parasitics, key, g_min, g_max, w_max=No
     Gp, Gn = differential_conductances(T, w_max, g_min, g_max)
     take = jax.vmap(lambda G, p: G[:, p])
 
-    def err(p):                                          # p (tiles, C)
+    def err(p):  # p (tiles, C)
         return ir_drop_error(take(Gp, p), parasitics, take(Gn, p), effective_conductance)
 
     n = T.shape[0]
     out = {"identity": ir_drop_error(Gp, parasitics, Gn, effective_conductance)}
     keys = jax.random.split(key, n_random * n).reshape(n_random, n)
-    rnd = jax.vmap(jax.vmap(lambda k: jax.random.permutation(k, cols)))(keys)   # (n_random, n, C)
+    rnd = jax.vmap(jax.vmap(lambda k: jax.random.permutation(k, cols)))(keys)  # (n_random, n, C)
     out["random"] = jax.lax.map(err, rnd)
     out["sorted"] = err(column_order(Gp + Gn))
     if optimize:
-        out["optimized"] = jax.vmap(lambda a, b: optimize_column_order(
-            a, parasitics, b, effective_conductance=effective_conductance)[1])(Gp, Gn)
+        out["optimized"] = jax.vmap(
+            lambda a, b: optimize_column_order(a, parasitics, b, effective_conductance=effective_conductance)[1]
+        )(Gp, Gn)
     return out
 
 
@@ -221,8 +235,9 @@ def add_weight_constraint(strength, threshold=0.5, w_max=None, mask=None):
     def update_fn(updates, state, params=None):
         if params is None:
             raise ValueError("add_weight_constraint needs params: call tx.update(grads, state, params)")
-        g = jax.grad(lambda p: sum(jax.tree.leaves(jax.tree.map(
-            lambda x, s: wct_penalty(x, s, threshold), p, state["w_max"]))))(params)
+        g = jax.grad(
+            lambda p: sum(jax.tree.leaves(jax.tree.map(lambda x, s: wct_penalty(x, s, threshold), p, state["w_max"])))
+        )(params)
         if mask is not None:
             g = jax.tree.map(lambda gi, m: jnp.where(m, gi, 0.0), g, mask)
         return jax.tree.map(lambda u, gi: u + strength * gi, updates, g), state

@@ -14,6 +14,7 @@ read noise in ``"hardware"`` mode). Batch norm follows ``model.train()`` /
 :func:`from_digital` copies a trained digital network (plain ``nnx.Linear`` /
 ``nnx.Conv`` / ``nnx.BatchNorm``) or a saved state into a crossbar model.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -24,8 +25,20 @@ from flax import nnx
 
 from crossjax.layers import CrossbarConv, CrossbarLinear, crossbar_layers
 
-__all__ = ["MLP", "VGG", "VGG_CONFIGS", "vgg11", "vgg16", "BasicBlock", "ResNet", "resnet18",
-           "EncoderBlock", "ViT", "vit", "from_digital"]
+__all__ = [
+    "MLP",
+    "VGG",
+    "VGG_CONFIGS",
+    "vgg11",
+    "vgg16",
+    "BasicBlock",
+    "ResNet",
+    "resnet18",
+    "EncoderBlock",
+    "ViT",
+    "vit",
+    "from_digital",
+]
 
 
 def _scale(c: int, width: float) -> int:
@@ -45,8 +58,10 @@ def _check_image(x, smallest: int, what: str) -> None:
     if x.shape[0] == 0:
         raise ValueError("x holds 0 images; pass a batch of at least one.")
     if x.shape[1] < smallest or x.shape[2] < smallest:
-        raise ValueError(f"x is {x.shape[1]}x{x.shape[2]} images but {what} needs at least {smallest}x{smallest}; "
-                         f"resize or pad the images (CIFAR: 32x32), or use models.MLP for small inputs.")
+        raise ValueError(
+            f"x is {x.shape[1]}x{x.shape[2]} images but {what} needs at least {smallest}x{smallest}; "
+            f"resize or pad the images (CIFAR: 32x32), or use models.MLP for small inputs."
+        )
 
 
 class MLP(nnx.Module):
@@ -63,10 +78,7 @@ class MLP(nnx.Module):
     ):
         sizes = (in_features, *hidden, num_classes)
         self.layers = nnx.List(
-            [
-                CrossbarLinear(a, b, param_dtype=param_dtype, rngs=rngs)
-                for a, b in zip(sizes[:-1], sizes[1:])
-            ]
+            [CrossbarLinear(a, b, param_dtype=param_dtype, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])]
         )
 
     def __call__(self, x: jax.Array, *, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -139,12 +151,16 @@ class VGG(nnx.Module):
         return self.classifier(x, rngs=rngs)
 
 
-def vgg11(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs) -> VGG:
+def vgg11(
+    num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
+) -> VGG:
     """VGG11 (CIFAR variant), 8 conv layers + 1 linear, all on crossbars."""
     return VGG("vgg11", num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
 
 
-def vgg16(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs) -> VGG:
+def vgg16(
+    num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
+) -> VGG:
     """VGG16 (CIFAR variant), 13 conv layers + 1 linear, all on crossbars."""
     return VGG("vgg16", num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
 
@@ -154,12 +170,16 @@ class BasicBlock(nnx.Module):
     shortcut = 1x1 CrossbarConv + BN when the stride or channel count changes."""
 
     def __init__(self, cin, cout, stride, *, param_dtype, rngs):
-        self.conv1 = CrossbarConv(cin, cout, 3, strides=stride, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+        self.conv1 = CrossbarConv(
+            cin, cout, 3, strides=stride, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs
+        )
         self.bn1 = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
         self.conv2 = CrossbarConv(cout, cout, 3, padding=1, use_bias=False, param_dtype=param_dtype, rngs=rngs)
         self.bn2 = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
         if stride != 1 or cin != cout:
-            self.shortcut_conv = CrossbarConv(cin, cout, 1, strides=stride, padding=0, use_bias=False, param_dtype=param_dtype, rngs=rngs)
+            self.shortcut_conv = CrossbarConv(
+                cin, cout, 1, strides=stride, padding=0, use_bias=False, param_dtype=param_dtype, rngs=rngs
+            )
             self.shortcut_bn = nnx.BatchNorm(cout, param_dtype=param_dtype, rngs=rngs)
         else:
             self.shortcut_conv = nnx.data(None)
@@ -211,7 +231,9 @@ class ResNet(nnx.Module):
         return self.classifier(x, rngs=rngs)
 
 
-def resnet18(num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:
+def resnet18(
+    num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
+) -> ResNet:
     """ResNet18 (CIFAR variant): 17 conv layers (+3 1x1 shortcuts) + 1 linear on crossbars."""
     return ResNet((2, 2, 2, 2), num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
 
@@ -224,8 +246,9 @@ class EncoderBlock(nnx.Module):
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, *, param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.norm1 = nnx.LayerNorm(dim, param_dtype=param_dtype, rngs=rngs)
-        self.attention = nnx.MultiHeadAttention(num_heads=heads, in_features=dim, decode=False,
-                                                param_dtype=param_dtype, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(
+            num_heads=heads, in_features=dim, decode=False, param_dtype=param_dtype, rngs=rngs
+        )
         self.norm2 = nnx.LayerNorm(dim, param_dtype=param_dtype, rngs=rngs)
         self.mlp_in = nnx.Linear(dim, mlp_dim, param_dtype=param_dtype, rngs=rngs)
         self.mlp_out = nnx.Linear(mlp_dim, dim, param_dtype=param_dtype, rngs=rngs)
@@ -248,11 +271,29 @@ class ViT(nnx.Module):
     For the 8x8 offline digits: 4x4 patches, 4 tokens (plus the class token).
     """
 
-    def __init__(self, num_classes: int = 10, *, image_size: int = 8, in_channels: int = 1, patch: int = 4,
-                 dim: int = 32, depth: int = 2, heads: int = 4, mlp_dim: int = 64,
-                 param_dtype=jnp.float32, rngs: nnx.Rngs):
-        for name, v in (("image_size", image_size), ("in_channels", in_channels), ("patch", patch),
-                        ("dim", dim), ("depth", depth), ("heads", heads), ("mlp_dim", mlp_dim)):
+    def __init__(
+        self,
+        num_classes: int = 10,
+        *,
+        image_size: int = 8,
+        in_channels: int = 1,
+        patch: int = 4,
+        dim: int = 32,
+        depth: int = 2,
+        heads: int = 4,
+        mlp_dim: int = 64,
+        param_dtype=jnp.float32,
+        rngs: nnx.Rngs,
+    ):
+        for name, v in (
+            ("image_size", image_size),
+            ("in_channels", in_channels),
+            ("patch", patch),
+            ("dim", dim),
+            ("depth", depth),
+            ("heads", heads),
+            ("mlp_dim", mlp_dim),
+        ):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"ViT: {name} must be a positive int, got {v!r}")
         if image_size % patch:
@@ -265,8 +306,9 @@ class ViT(nnx.Module):
         init = nnx.initializers.normal(0.02)
         self.cls_token = nnx.Param(init(rngs.params(), (1, 1, dim), param_dtype))
         self.position = nnx.Param(init(rngs.params(), (1, tokens + 1, dim), param_dtype))
-        self.blocks = nnx.List([EncoderBlock(dim, heads, mlp_dim, param_dtype=param_dtype, rngs=rngs)
-                                for _ in range(depth)])
+        self.blocks = nnx.List(
+            [EncoderBlock(dim, heads, mlp_dim, param_dtype=param_dtype, rngs=rngs) for _ in range(depth)]
+        )
         self.norm = nnx.LayerNorm(dim, param_dtype=param_dtype, rngs=rngs)
         self.head = nnx.Linear(dim, num_classes, param_dtype=param_dtype, rngs=rngs)
 
@@ -288,8 +330,16 @@ class ViT(nnx.Module):
         return self.head(self.norm(t[:, 0]))
 
 
-def vit(num_classes: int = 10, *, in_channels: int = 1, image_size: int = 8, rules=(), param_dtype=jnp.float32,
-        rngs: nnx.Rngs, **kwargs) -> nnx.Module:
+def vit(
+    num_classes: int = 10,
+    *,
+    in_channels: int = 1,
+    image_size: int = 8,
+    rules=(),
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+    **kwargs,
+) -> nnx.Module:
     """A :class:`ViT` converted to crossbars (``crossjax.convert`` with ``rules``).
 
     The hardware streams of its crossbar layers are seeded from ``rngs``'s
@@ -297,8 +347,9 @@ def vit(num_classes: int = 10, *, in_channels: int = 1, image_size: int = 8, rul
     """
     from crossjax.conversion import convert
 
-    model = ViT(num_classes, image_size=image_size, in_channels=in_channels, param_dtype=param_dtype,
-                rngs=rngs, **kwargs)
+    model = ViT(
+        num_classes, image_size=image_size, in_channels=in_channels, param_dtype=param_dtype, rngs=rngs, **kwargs
+    )
     try:
         seed = int(jax.random.randint(rngs["hardware"](), (), 0, 2**31 - 1))
     except (AttributeError, KeyError):

@@ -54,6 +54,7 @@ all take the smallest. The accuracies (and logits) are gathered to every
 process (``jax.experimental.multihost_utils.process_allgather``), so each host
 gets the full ``(S,)`` vector; write results from :func:`is_writer` only.
 """
+
 from __future__ import annotations
 
 import functools
@@ -71,8 +72,16 @@ from jax.sharding import PartitionSpec as P
 from crossjax import backend, layers
 from crossjax.distributed import is_writer  # noqa: F401  (public here too: montecarlo.is_writer)
 
-__all__ = ["evaluate", "digital_accuracy", "sample_mesh", "bytes_per_sample", "needs_calibration", "is_writer",
-           "memory_budget_bytes", "peak_bytes"]
+__all__ = [
+    "evaluate",
+    "digital_accuracy",
+    "sample_mesh",
+    "bytes_per_sample",
+    "needs_calibration",
+    "is_writer",
+    "memory_budget_bytes",
+    "peak_bytes",
+]
 
 AXIS = "samples"
 
@@ -156,12 +165,8 @@ def _compiled(graphdef, sharded):
     only continuous config values (pytree leaves) change.
     """
     program = jax.jit(jax.vmap(_program_fn(graphdef), in_axes=(None, None, 0)), out_shardings=sharded)
-    forward = jax.jit(
-        jax.vmap(_forward_fn(graphdef), in_axes=(None, 0, None, 0, None, None)), out_shardings=sharded
-    )
-    calibrate = jax.jit(
-        jax.vmap(_calibrate_fn(graphdef), in_axes=(None, 0, None, 0, None)), out_shardings=sharded
-    )
+    forward = jax.jit(jax.vmap(_forward_fn(graphdef), in_axes=(None, 0, None, 0, None, None)), out_shardings=sharded)
+    calibrate = jax.jit(jax.vmap(_calibrate_fn(graphdef), in_axes=(None, 0, None, 0, None)), out_shardings=sharded)
     return program, forward, calibrate
 
 
@@ -257,8 +262,9 @@ def bytes_per_sample(model: nnx.Module, hardware, x_batch, *, exact: bool = Fals
         try:
             mp = jax.jit(program).lower(state, hardware, key).compile().memory_analysis()
             mf = jax.jit(forward).lower(state, prog, hardware, key, 0, x_batch).compile().memory_analysis()
-            return int(mp.output_size_in_bytes + max(mp.temp_size_in_bytes, mf.temp_size_in_bytes)
-                       + mf.output_size_in_bytes)
+            return int(
+                mp.output_size_in_bytes + max(mp.temp_size_in_bytes, mf.temp_size_in_bytes) + mf.output_size_in_bytes
+            )
         except (AttributeError, NotImplementedError, TypeError):  # no memory analysis on this backend
             pass
     forward_jaxpr = jax.make_jaxpr(forward)(state, prog, hardware, key, 0, x_batch)
@@ -363,7 +369,8 @@ def _check_no_lu_deadlock(local, configs) -> None:
             f"deadlocks in jaxlib {jax.__version__}'s batched LU kernel; use one CPU device per process: "
             "drop --devices (or XLA_FLAGS=--xla_force_host_platform_device_count), pass "
             "mesh=montecarlo.sample_mesh(jax.local_devices()[:1]), or run one process per device under "
-            "jax.distributed (README: Monte Carlo across hosts)")
+            "jax.distributed (README: Monte Carlo across hosts)"
+        )
 
 
 def _allgather(value: np.ndarray) -> np.ndarray:
@@ -376,9 +383,18 @@ def _allgather(value: np.ndarray) -> np.ndarray:
 def _check_same_inputs(keys, x, y, batch_size, chunk_size) -> None:
     """Raise ``ValueError`` unless every process passed the same keys, data and sizes."""
     kd = np.asarray(jax.random.key_data(keys) if _is_key(keys) else keys)
-    mine = np.array([zlib.crc32(np.ascontiguousarray(kd).tobytes()), zlib.crc32(np.ascontiguousarray(x).tobytes()),
-                     zlib.crc32(np.ascontiguousarray(y).tobytes()), kd.shape[0], x.shape[0], batch_size,
-                     -1 if chunk_size is None else chunk_size], dtype=np.int64)
+    mine = np.array(
+        [
+            zlib.crc32(np.ascontiguousarray(kd).tobytes()),
+            zlib.crc32(np.ascontiguousarray(x).tobytes()),
+            zlib.crc32(np.ascontiguousarray(y).tobytes()),
+            kd.shape[0],
+            x.shape[0],
+            batch_size,
+            -1 if chunk_size is None else chunk_size,
+        ],
+        dtype=np.int64,
+    )
     every = _allgather(mine)
     names = ("keys", "x", "y", "len(keys)", "len(x)", "batch_size", "chunk_size")
     differ = [n for n, col in zip(names, every.T) if (col != col[0]).any()]
@@ -386,7 +402,8 @@ def _check_same_inputs(keys, x, y, batch_size, chunk_size) -> None:
         raise ValueError(
             f"montecarlo.evaluate across {jax.process_count()} processes: {', '.join(differ)} differ between "
             "processes; every process must pass the same keys (split from the same seed), the same "
-            "evaluation data x, y and the same batch_size / chunk_size (only the samples are distributed)")
+            "evaluation data x, y and the same batch_size / chunk_size (only the samples are distributed)"
+        )
 
 
 def evaluate(
@@ -441,8 +458,10 @@ def evaluate(
     configs = [c for c in layers.layer_configs(model, hardware) if c is not None]  # a layer's own config wins
     calibrating = any(needs_calibration(c) for c in configs)
     if calibrating and calibration_x is None:
-        raise ValueError("hardware.adc.range='calibrated' needs calibration data: pass calibration_x "
-                         "(e.g. a batch of training inputs)")
+        raise ValueError(
+            "hardware.adc.range='calibrated' needs calibration data: pass calibration_x "
+            "(e.g. a batch of training inputs)"
+        )
     S = keys.shape[0]
     if S == 0:
         raise ValueError("keys is empty: pass at least one PRNG key (jax.random.split(key, S) with S >= 1).")
@@ -459,13 +478,14 @@ def evaluate(
     graphdef, state = nnx.split(model)
     replicated = NamedSharding(mesh, P())
     sharded = NamedSharding(mesh, P(axis))
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                   or chunk_size < 1):
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None (sized by memory), got {chunk_size!r}")
     local = [d for d in mesh.devices.flat if d.process_index == jax.process_index()]
     if not local:
-        raise ValueError(f"mesh has no device of this process ({jax.process_index()}); build it from "
-                         "jax.devices() (every process's devices: the default) or from this process's own devices")
+        raise ValueError(
+            f"mesh has no device of this process ({jax.process_index()}); build it from "
+            "jax.devices() (every process's devices: the default) or from this process's own devices"
+        )
     _check_no_lu_deadlock(local, configs)
     multi = not sharded.is_fully_addressable  # the mesh spans processes (jax.distributed)
     if multi:
@@ -495,8 +515,7 @@ def evaluate(
     logits_out = [] if return_logits else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=n_chunks * len(batches), desc="monte carlo", unit="batch",
-               disable=not progress or not is_writer())
+    bar = tqdm(total=n_chunks * len(batches), desc="monte carlo", unit="batch", disable=not progress or not is_writer())
     for c in range(n_chunks):
         lo, hi = c * chunk_size, min(S, (c + 1) * chunk_size)
         k = keys[lo:hi]
@@ -537,7 +556,8 @@ def _check_finite(finite, sample0, example0):
         raise NonFiniteLogits(
             f"logits are NaN or infinite for Monte Carlo sample {sample0 + s} (example {example0 + e}) and "
             f"{int((~finite).sum()) - 1} more in this batch; no accuracy is reported. Check the hardware config "
-            "(ADC full scale, device range, wire resistances) or run the forward under crossjax.checked.")
+            "(ADC full scale, device range, wire resistances) or run the forward under crossjax.checked."
+        )
 
 
 def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:

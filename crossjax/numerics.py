@@ -1,4 +1,5 @@
 """Numerical helpers shared by the kernels: functions whose plain form has a bad gradient."""
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -5,6 +5,7 @@ source does not give a value (see ``docs/papers.md``), the preset says so and
 the value is a documented assumption, chosen to be typical and kept here in
 one place so studies can state it.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -33,8 +34,13 @@ def rram() -> HardwareConfig:
     return HardwareConfig(
         array=ArrayConfig(rows=64, cols=64, parasitics=Parasitics(r_wire_row=1.0, r_wire_col=1.0)),
         device=DeviceConfig.from_resistance(
-            1e4, 1e5, levels=32, write_noise=WriteNoise(sigma=0.02, kind="gaussian"),
-            read_noise=ReadNoise(sigma=0.01, kind="proportional"), stuck=StuckAt(p_min=0.005, p_max=0.005)),
+            1e4,
+            1e5,
+            levels=32,
+            write_noise=WriteNoise(sigma=0.02, kind="gaussian"),
+            read_noise=ReadNoise(sigma=0.01, kind="proportional"),
+            stuck=StuckAt(p_min=0.005, p_max=0.005),
+        ),
         dac=DACConfig(bits=8, v_read=0.2),
         adc=ADCConfig(bits=8, range="max"),
     )
@@ -63,8 +69,12 @@ def pcm() -> HardwareConfig:
     return HardwareConfig(
         array=ArrayConfig(rows=64, cols=64, parasitics=Parasitics(r_wire_row=1.0, r_wire_col=1.0)),
         device=DeviceConfig(
-            g_min=1e-7, g_max=25e-6, write_noise=WriteNoise(sigma=0.03, kind="proportional"),
-            read_noise=ReadNoise(sigma=0.01, kind="proportional"), drift=Drift(t=3600.0, t0=1.0, nu=0.05, nu_std=0.02)),
+            g_min=1e-7,
+            g_max=25e-6,
+            write_noise=WriteNoise(sigma=0.03, kind="proportional"),
+            read_noise=ReadNoise(sigma=0.01, kind="proportional"),
+            drift=Drift(t=3600.0, t0=1.0, nu=0.05, nu_std=0.02),
+        ),
         dac=DACConfig(bits=8, v_read=0.2),
         adc=ADCConfig(bits=8, range="max"),
     )
@@ -98,8 +108,11 @@ def rram_wan2022(t: float = 1.0) -> HardwareConfig:
     """
     from crossjax.devices import RRAMModel
 
-    return HardwareConfig(device=DeviceConfig(g_min=1e-6, g_max=40e-6, rram=RRAMModel(t=t),
-                                              read_noise=ReadNoise(sigma=0.01, kind="proportional")))
+    return HardwareConfig(
+        device=DeviceConfig(
+            g_min=1e-6, g_max=40e-6, rram=RRAMModel(t=t), read_noise=ReadNoise(sigma=0.01, kind="proportional")
+        )
+    )
 
 
 def sparse_dnn_date22() -> HardwareConfig:
@@ -157,8 +170,12 @@ def dse_iscas22() -> HardwareConfig:
     return HardwareConfig(
         array=ArrayConfig(rows=128, cols=128),
         device=DeviceConfig.from_resistance(
-            1e4, 1e5, levels=32, range_variation=RangeVariation(sigma_g_min=0.1, sigma_g_max=0.1),
-            stuck=StuckAt(p_min=0.005, p_max=0.005)),
+            1e4,
+            1e5,
+            levels=32,
+            range_variation=RangeVariation(sigma_g_min=0.1, sigma_g_max=0.1),
+            stuck=StuckAt(p_min=0.005, p_max=0.005),
+        ),
         adc=ADCConfig(bits=8, range="max"),
     )
 

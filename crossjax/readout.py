@@ -41,6 +41,7 @@ Example:
   >>> p.physics.kind, p.adc.range
   ('products', 'max')
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -51,6 +52,7 @@ from crossjax import config_checks as chk
 from crossjax.hardware import HardwareConfig
 
 __all__ = ["Encoding", "ArrayPhysics", "ReadNoise", "Conversion", "ReadoutPlan", "plan"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Encoding:

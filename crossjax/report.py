@@ -14,6 +14,7 @@
 
 All files are written atomically (temp file + ``os.replace``).
 """
+
 from __future__ import annotations
 
 import io
@@ -51,9 +52,13 @@ def _interval(a: dict, samples: int | None = None) -> tuple[str, str]:
 
 def _stats_row(label: str, a: dict, *extra: str, samples: int | None = None) -> str:
     ci, se = _interval(a, samples)
-    return (f"| {label} | " + " | ".join(extra) + (" | " if extra else "")
-            + f"{_pct(a['mean'])} | {ci} | {se} | {_pct(a['std'])} | {_pct(a['min'])} | "
-              f"{_pct(a['p05'])} | {_pct(a['p50'])} | {_pct(a['p95'])} | {_pct(a['max'])} |")
+    return (
+        f"| {label} | "
+        + " | ".join(extra)
+        + (" | " if extra else "")
+        + f"{_pct(a['mean'])} | {ci} | {se} | {_pct(a['std'])} | {_pct(a['min'])} | "
+        f"{_pct(a['p05'])} | {_pct(a['p50'])} | {_pct(a['p95'])} | {_pct(a['max'])} |"
+    )
 
 
 _STATS_HEAD = "mean | 95 % CI | SE | std | min | p05 | p50 | p95 | max"
@@ -75,24 +80,37 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
     meta = results["meta"]
     dig = results["digital"]["accuracy"]
     n_test = results["digital"].get("test_examples")
-    lines = [f"# crossjax study: {meta['model']} on {meta['dataset']}", "",
-             f"seed {meta['seed']}, wall time {meta['seconds']:.1f} s (all runs into this directory; "
-             f"`results.json` `meta.seconds`), {n_test or '?'} test examples; "
-             + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()), "",
-             f"**Digital test accuracy: {_pct(dig)} %**", ""]
+    lines = [
+        f"# crossjax study: {meta['model']} on {meta['dataset']}",
+        "",
+        f"seed {meta['seed']}, wall time {meta['seconds']:.1f} s (all runs into this directory; "
+        f"`results.json` `meta.seconds`), {n_test or '?'} test examples; "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        "",
+        f"**Digital test accuracy: {_pct(dig)} %**",
+        "",
+    ]
     if n_test:
-        lines += [f"Test-set sampling error: +- {_pct(test_set_error(dig, n_test))} % (binomial standard "
-                  f"error of an accuracy over {n_test} examples). Every config is scored on the same "
-                  "examples, so this error is common to all rows and largely cancels in the losses; the "
-                  "intervals below are over Monte Carlo samples only.", ""]
-    lines += ["All numbers in %. Over the Monte Carlo samples of a config: mean, its 95 % confidence "
-              "interval (Student's t) and standard error (SE), the samples' std and percentiles; "
-              "loss = digital - mean (percentage points; its interval is digital minus the mean's).", "",
-              f"| config | samples | {_STATS_HEAD} | loss |",
-              "| --- | ---: |" + _STATS_ALIGN + " ---: |"]
+        lines += [
+            f"Test-set sampling error: +- {_pct(test_set_error(dig, n_test))} % (binomial standard "
+            f"error of an accuracy over {n_test} examples). Every config is scored on the same "
+            "examples, so this error is common to all rows and largely cancels in the losses; the "
+            "intervals below are over Monte Carlo samples only.",
+            "",
+        ]
+    lines += [
+        "All numbers in %. Over the Monte Carlo samples of a config: mean, its 95 % confidence "
+        "interval (Student's t) and standard error (SE), the samples' std and percentiles; "
+        "loss = digital - mean (percentage points; its interval is digital minus the mean's).",
+        "",
+        f"| config | samples | {_STATS_HEAD} | loss |",
+        "| --- | ---: |" + _STATS_ALIGN + " ---: |",
+    ]
     for c in results["configs"]:
-        lines.append(_stats_row(c["name"], c["accuracy"], str(c["samples"]), samples=c["samples"])
-                     + f" {100 * (dig - c['accuracy']['mean']):.2f} |")
+        lines.append(
+            _stats_row(c["name"], c["accuracy"], str(c["samples"]), samples=c["samples"])
+            + f" {100 * (dig - c['accuracy']['mean']):.2f} |"
+        )
     lines += _nonlinearity_lines(results["configs"], dig)
     lines += _time_lines(results["configs"], dig)
     lines += cost_lines(results["configs"])
@@ -101,19 +119,33 @@ def markdown(results: dict[str, Any], plots: list[str]) -> str:
         b, a = ft["before"], ft["after"]
         rec = ft.get("recovered_fraction")
         row = next((c for c in results["configs"] if c["name"] == ft["config"]), None)
-        lines += ["", f"## Non-ideality-aware fine-tuning under `{ft['config']}`", "",
-                  f"{ft['steps']} steps with the non-idealities in the loop; "
-                  f"{ft['samples']} Monte Carlo samples (same keys before and after).", "",
-                  f"| | {_STATS_HEAD} |", "| --- |" + _STATS_ALIGN]
+        lines += [
+            "",
+            f"## Non-ideality-aware fine-tuning under `{ft['config']}`",
+            "",
+            f"{ft['steps']} steps with the non-idealities in the loop; "
+            f"{ft['samples']} Monte Carlo samples (same keys before and after).",
+            "",
+            f"| | {_STATS_HEAD} |",
+            "| --- |" + _STATS_ALIGN,
+        ]
         lines += [_stats_row(label, s, samples=ft["samples"]) for label, s in (("before", b), ("after", a))]
         if row is not None and abs(row["accuracy"]["mean"] - b["mean"]) > 0:
-            lines += ["", f"'before' is the same network as the `{ft['config']}` row above "
-                      f"({_pct(row['accuracy']['mean'])} %) on its own Monte Carlo keys (the keys of "
-                      "'after', so the comparison is paired): the two differ by sampling alone."]
-        lines += ["", f"Digital accuracy after fine-tuning: {_pct(ft['digital_after'])} %. "
-                  + ("Recovered fraction of the loss: "
-                     f"{100 * rec:.1f} %." if rec is not None else
-                     "The config lost no accuracy before fine-tuning.")]
+            lines += [
+                "",
+                f"'before' is the same network as the `{ft['config']}` row above "
+                f"({_pct(row['accuracy']['mean'])} %) on its own Monte Carlo keys (the keys of "
+                "'after', so the comparison is paired): the two differ by sampling alone.",
+            ]
+        lines += [
+            "",
+            f"Digital accuracy after fine-tuning: {_pct(ft['digital_after'])} %. "
+            + (
+                f"Recovered fraction of the loss: {100 * rec:.1f} %."
+                if rec is not None
+                else "The config lost no accuracy before fine-tuning."
+            ),
+        ]
     lines += config_definitions([(c["name"], c.get("hardware")) for c in results["configs"]])
     lines += conversion_lines(results["meta"].get("conversion"), results["meta"].get("spec", {}).get("rules", []))
     if plots:
@@ -130,44 +162,63 @@ def cost_lines(configs) -> list[str]:
     rows = [c for c in configs if c.get("cost")]
     if not rows:
         return []
-    lines = ["", "## Energy, latency and area per inference", "",
-             "`crossjax.cost` on the programmed network (one Monte Carlo sample) and the DAC voltages of "
-             "the first test inputs: the drivers' read power (wires included), DAC, ADC and digital "
-             "periphery (default figures: ISAAC-like 32 nm periphery, 8-column ADC sharing at 1.28 GS/s, "
-             "100 ns reads; an ideal DAC is costed as 8 bits, an ideal ADC as none). Latency: layers "
-             "in sequence; interval: the slowest layer (layer-pipelined).", "",
-             "| config | accuracy % | energy (nJ) | " + " | ".join(f"{p} %" for p in ENERGY_PARTS)
-             + " | latency (us) | interval (us) | area (mm2) |",
-             "| --- |" + " ---: |" * (5 + len(ENERGY_PARTS))]
+    lines = [
+        "",
+        "## Energy, latency and area per inference",
+        "",
+        "`crossjax.cost` on the programmed network (one Monte Carlo sample) and the DAC voltages of "
+        "the first test inputs: the drivers' read power (wires included), DAC, ADC and digital "
+        "periphery (default figures: ISAAC-like 32 nm periphery, 8-column ADC sharing at 1.28 GS/s, "
+        "100 ns reads; an ideal DAC is costed as 8 bits, an ideal ADC as none). Latency: layers "
+        "in sequence; interval: the slowest layer (layer-pipelined).",
+        "",
+        "| config | accuracy % | energy (nJ) | "
+        + " | ".join(f"{p} %" for p in ENERGY_PARTS)
+        + " | latency (us) | interval (us) | area (mm2) |",
+        "| --- |" + " ---: |" * (5 + len(ENERGY_PARTS)),
+    ]
     for c in rows:
         k = c["cost"]
         if "unavailable" in k:
-            lines.append(f"| {c['name']} | {_pct(c['accuracy']['mean'])} | n/a: {k['unavailable']} |"
-                         + " |" * (3 + len(ENERGY_PARTS)))
+            lines.append(
+                f"| {c['name']} | {_pct(c['accuracy']['mean'])} | n/a: {k['unavailable']} |"
+                + " |" * (3 + len(ENERGY_PARTS))
+            )
             continue
         e = k["energy_J"]
         shares = " | ".join(f"{100 * k['energy_breakdown_J'][p] / e:.1f}" for p in ENERGY_PARTS)
-        lines.append(f"| {c['name']} | {_pct(c['accuracy']['mean'])} | {1e9 * e:.3g} | {shares} | "
-                     f"{1e6 * k['latency_s']:.3g} | {1e6 * k['interval_s']:.3g} | {k['area_mm2']:.3g} |")
+        lines.append(
+            f"| {c['name']} | {_pct(c['accuracy']['mean'])} | {1e9 * e:.3g} | {shares} | "
+            f"{1e6 * k['latency_s']:.3g} | {1e6 * k['interval_s']:.3g} | {k['area_mm2']:.3g} |"
+        )
     return lines
 
 
 def plot_pareto(results: dict[str, Any], path: str) -> bool:
     """Accuracy (mean, 95 % interval) vs energy per inference of every costed config, the
     Pareto front (no other config both more accurate and cheaper) joined; False if none."""
-    pts = [(c["name"], c["cost"]["energy_J"], c["accuracy"]) for c in results["configs"]
-           if c.get("cost") and "energy_J" in c["cost"]]
+    pts = [
+        (c["name"], c["cost"]["energy_J"], c["accuracy"])
+        for c in results["configs"]
+        if c.get("cost") and "energy_J" in c["cost"]
+    ]
     if not pts:
         return False
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, e, a in pts:
         lo, hi = a.get("ci95") or (a["mean"], a["mean"])
-        ax.errorbar([1e9 * e], [100 * a["mean"]], yerr=[[100 * (a["mean"] - lo)], [100 * (hi - a["mean"])]],
-                    marker="o", capsize=3)
+        ax.errorbar(
+            [1e9 * e],
+            [100 * a["mean"]],
+            yerr=[[100 * (a["mean"] - lo)], [100 * (hi - a["mean"])]],
+            marker="o",
+            capsize=3,
+        )
         ax.annotate(name, (1e9 * e, 100 * a["mean"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     front = sorted((e, a["mean"]) for _, e, a in pts)
     best, line = -1.0, []
@@ -191,9 +242,16 @@ def conversion_lines(table, rules) -> list[str]:
     """The "Layers on crossbars" section of a converted model (``conversion.conversion_table``)."""
     if not table:
         return []
-    lines = ["", "## Layers on crossbars", "",
-             "The model is plain Flax converted by `crossjax.convert`; per layer, what it runs on "
-             "(rules by module path, first match wins):", "", "| layer | Flax type | runs as |", "|---|---|---|"]
+    lines = [
+        "",
+        "## Layers on crossbars",
+        "",
+        "The model is plain Flax converted by `crossjax.convert`; per layer, what it runs on "
+        "(rules by module path, first match wins):",
+        "",
+        "| layer | Flax type | runs as |",
+        "|---|---|---|",
+    ]
     lines += [f"| `{r['path']}` | {r['type']} | {r['as']} |" for r in table]
     if rules:
         lines += ["", "Rules:", ""] + [f"{i}. `{json.dumps(r, sort_keys=True)}`" for i, r in enumerate(rules)]
@@ -226,8 +284,14 @@ def _hardware_reference():
         for f in cr.describe(cls, prefix):
             fields[f.path] = f
         if obj is not None and dataclasses.is_dataclass(obj):
-            for k, v in _flat({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)
-                               if not dataclasses.is_dataclass(getattr(obj, f.name))}, prefix):
+            for k, v in _flat(
+                {
+                    f.name: getattr(obj, f.name)
+                    for f in dataclasses.fields(obj)
+                    if not dataclasses.is_dataclass(getattr(obj, f.name))
+                },
+                prefix,
+            ):
                 defaults[k] = _plain(v)
     return defaults, fields
 
@@ -288,13 +352,18 @@ def config_definitions(configs) -> list[str]:
         rows.append(f"- **{name}**: " + ("; ".join(on) if on else "the ideal crossbar (exact `x @ W`)"))
     if not rows:
         return []
-    out = ["", "## Configs", "",
-           "What each config switches on, relative to the ideal crossbar `HardwareConfig()` "
-           "(every other field at its default; all fields: `docs/configuration.md`):", "", *rows]
+    out = [
+        "",
+        "## Configs",
+        "",
+        "What each config switches on, relative to the ideal crossbar `HardwareConfig()` "
+        "(every other field at its default; all fields: `docs/configuration.md`):",
+        "",
+        *rows,
+    ]
     if used:
         out += ["", "| field | unit | meaning |", "| --- | --- | --- |"]
-        out += [f"| `{p}` | {fields[p].unit or '-'} | {cr.cell_text(fields[p].meaning)} |"
-                for p in used if p in fields]
+        out += [f"| `{p}` | {fields[p].unit or '-'} | {cr.cell_text(fields[p].meaning)} |" for p in used if p in fields]
     return out
 
 
@@ -311,13 +380,19 @@ def _nonlinearity_lines(configs, digital) -> list[str]:
     sweep.sort(reverse=True)
     losses = [loss for _, _, loss in sweep]
     monotone = all(b >= a for a, b in zip(losses, losses[1:]))
-    return ["", "## Cell nonlinearity (sinh I-V, `I = G v0 sinh(V / v0)`)", "",
-            "Loss (percentage points) as the cells grow more nonlinear (smaller v0; "
-            "the read voltage is the DAC's v_read):", "",
-            " -> ".join(f"v0 = {v:g} V: {100 * loss:.2f}" for v, _, loss in sweep), "",
-            "The loss " + ("grows monotonically" if monotone else "is **not** monotone")
-            + " as v0 falls" + ("." if monotone else " (within the Monte Carlo spread, "
-                                "compare the std column).")]
+    return [
+        "",
+        "## Cell nonlinearity (sinh I-V, `I = G v0 sinh(V / v0)`)",
+        "",
+        "Loss (percentage points) as the cells grow more nonlinear (smaller v0; the read voltage is the DAC's v_read):",
+        "",
+        " -> ".join(f"v0 = {v:g} V: {100 * loss:.2f}" for v, _, loss in sweep),
+        "",
+        "The loss "
+        + ("grows monotonically" if monotone else "is **not** monotone")
+        + " as v0 falls"
+        + ("." if monotone else " (within the Monte Carlo spread, compare the std column)."),
+    ]
 
 
 def time_sweeps(configs) -> dict[str, list[tuple[float, dict]]]:
@@ -363,12 +438,17 @@ def _time_lines(configs, digital) -> list[str]:
     if not sweeps:
         return []
     times = sorted({t for members in sweeps.values() for t, _ in members})
-    lines = ["", "## Accuracy vs time after programming", "",
-             "Mean accuracy in % (95 % interval over the samples) per time of inference; configs of one "
-             "row differ only in the time. Rows whose configs share Monte Carlo keys read the same "
-             "programmed chips at every time.", "",
-             "| configs | " + " | ".join(_time_label(t) for t in times) + " |",
-             "| --- |" + " ---: |" * len(times)]
+    lines = [
+        "",
+        "## Accuracy vs time after programming",
+        "",
+        "Mean accuracy in % (95 % interval over the samples) per time of inference; configs of one "
+        "row differ only in the time. Rows whose configs share Monte Carlo keys read the same "
+        "programmed chips at every time.",
+        "",
+        "| configs | " + " | ".join(_time_label(t) for t in times) + " |",
+        "| --- |" + " ---: |" * len(times),
+    ]
     for label, members in sweeps.items():
         by_t = {t: c for t, c in members}
         cells = []
@@ -390,6 +470,7 @@ def plot_time_sweeps(results: dict[str, Any], path: str) -> bool:
     if not sweeps:
         return False
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -398,15 +479,17 @@ def plot_time_sweeps(results: dict[str, Any], path: str) -> bool:
         t = np.array([m[0] for m in members])
         mean = np.array([100 * m[1]["accuracy"]["mean"] for m in members])
         ci = [m[1]["accuracy"].get("ci95") for m in members]
-        err = np.array([[100 * (a - c[0]), 100 * (c[1] - a)] if c else [0, 0] for a, c in
-                        zip(mean / 100, ci)]).T
+        err = np.array([[100 * (a - c[0]), 100 * (c[1] - a)] if c else [0, 0] for a, c in zip(mean / 100, ci)]).T
         ax.errorbar(t, mean, yerr=err, marker="o", capsize=3, label=label)
     ax.axhline(100 * results["digital"]["accuracy"], ls="--", c="k", lw=1, label="digital")
     ax.set_xscale("log")
     ax.set_xlabel("time after programming (s)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{results['meta']['model']} on {results['meta']['dataset']}: accuracy vs time "
-                 "(error bars: 95 % interval over samples)", fontsize=9)
+    ax.set_title(
+        f"{results['meta']['model']} on {results['meta']['dataset']}: accuracy vs time "
+        "(error bars: 95 % interval over samples)",
+        fontsize=9,
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     _save_figure(fig, path)
     plt.close(fig)
@@ -422,14 +505,17 @@ def _save_figure(fig, path: str) -> None:
 def plot_accuracy(results: dict[str, Any], path: str) -> None:
     """Box-and-dots plot of the per-sample accuracies of every config."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     series = [(c["name"], np.asarray(c["per_sample"])) for c in results["configs"]]
     ft = results.get("finetune")
     if ft:
-        series += [(f"{ft['config']}\nbefore FT", np.asarray(ft["per_sample_before"])),
-                   (f"{ft['config']}\nafter FT", np.asarray(ft["per_sample_after"]))]
+        series += [
+            (f"{ft['config']}\nbefore FT", np.asarray(ft["per_sample_before"])),
+            (f"{ft['config']}\nafter FT", np.asarray(ft["per_sample_after"])),
+        ]
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(series)), 4.5))
     data = [100 * s for _, s in series]
     ax.boxplot(data, whis=(5, 95), showfliers=False)
@@ -437,11 +523,11 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
     for i, d in enumerate(data, start=1):
         ax.plot(i + rng.uniform(-0.15, 0.15, d.size), d, ".", alpha=0.5, ms=4)
     ax.axhline(100 * results["digital"]["accuracy"], ls="--", c="k", lw=1, label="digital")
-    ax.set_xticks(range(1, len(series) + 1), [n for n, _ in series], rotation=45, ha="right",
-                  fontsize=8)
+    ax.set_xticks(range(1, len(series) + 1), [n for n, _ in series], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"{results['meta']['model']} on {results['meta']['dataset']}: "
-                 "Monte Carlo accuracy per hardware config")
+    ax.set_title(
+        f"{results['meta']['model']} on {results['meta']['dataset']}: Monte Carlo accuracy per hardware config"
+    )
     ax.legend(loc="lower left")
     _save_figure(fig, path)
     plt.close(fig)
@@ -451,6 +537,7 @@ def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
     """IR-drop heatmap of the first crossbar layer's tile (0, 0), positive array."""
     import jax.numpy as jnp
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -464,17 +551,20 @@ def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
     u, _ = mapping.map_weights(W, hardware.mapping, rows, cols)
     dev = hardware.device
     G = dev.g_min + (dev.g_max - dev.g_min) * u[0, 0, 0]
-    x = jnp.ravel(jnp.asarray(x_example))[:W.shape[0]]
+    x = jnp.ravel(jnp.asarray(x_example))[: W.shape[0]]
     x = jnp.pad(x, (0, rows - x.shape[0])) if x.shape[0] < rows else x[:rows]
     V = x * hardware.dac.v_read / hardware.dac.x_max
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     circuit.plot_ir_drop(G, V, hardware.array.parasitics, ax=ax)  # the drop V_i - U_ij in mV
     p = hardware.array.parasitics
     n = min(rows, int(np.prod(np.shape(x_example))), W.shape[0])
-    ax.set_title(f"IR drop (mV), layer 0, tile (0,0), positive array; wires {float(p.r_wire_row):g} / "
-                 f"{float(p.r_wire_col):g} ohm per row / column segment\n"
-                 f"input: test example 0, its first {n} values as row voltages "
-                 f"(V = x * {float(hardware.dac.v_read):g} V / {float(hardware.dac.x_max):g})", fontsize=8)
+    ax.set_title(
+        f"IR drop (mV), layer 0, tile (0,0), positive array; wires {float(p.r_wire_row):g} / "
+        f"{float(p.r_wire_col):g} ohm per row / column segment\n"
+        f"input: test example 0, its first {n} values as row voltages "
+        f"(V = x * {float(hardware.dac.v_read):g} V / {float(hardware.dac.x_max):g})",
+        fontsize=8,
+    )
     _save_figure(fig, path)
     plt.close(fig)
 
@@ -491,8 +581,16 @@ def _strongest_wires(spec):
     return best
 
 
-def write_report(out: str, results: dict[str, Any], *, model=None, spec=None,
-                 x_example=None, plots: bool = True, before_markdown=None) -> list[str]:
+def write_report(
+    out: str,
+    results: dict[str, Any],
+    *,
+    model=None,
+    spec=None,
+    x_example=None,
+    plots: bool = True,
+    before_markdown=None,
+) -> list[str]:
     """Write ``report.md`` (and the plots when ``plots``) into ``out``; returns the plot names.
 
     ``before_markdown()`` (optional) runs after the plots and before the text is rendered

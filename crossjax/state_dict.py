@@ -37,6 +37,7 @@ Example:
   >>> model.kernel[...].shape
   (3, 2)
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,20 @@ __all__ = ["read_state_dict", "read_safetensors", "load_state_dict", "LAYOUTS"]
 
 LAYOUTS = ("nnx", "torch")
 
-_SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
-                       "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+}
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -70,13 +83,14 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise ValueError(f"{path!r} is not a safetensors file: {len(raw)} bytes, no header length")
     (n,) = struct.unpack("<Q", raw[:8])
     if n > len(raw) - 8:
-        raise ValueError(f"{path!r} is not a safetensors file (or is truncated): header of {n} bytes "
-                         f"in a {len(raw)}-byte file")
+        raise ValueError(
+            f"{path!r} is not a safetensors file (or is truncated): header of {n} bytes in a {len(raw)}-byte file"
+        )
     try:
-        header = json.loads(raw[8:8 + n].decode("utf-8"))
+        header = json.loads(raw[8 : 8 + n].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path!r}: the safetensors header is not JSON ({e})") from None
-    data = memoryview(raw)[8 + n:]
+    data = memoryview(raw)[8 + n :]
     out = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -92,12 +106,16 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         elif dtype in _SAFETENSORS_DTYPES:
             np_dtype = np.dtype(_SAFETENSORS_DTYPES[dtype])
         else:
-            raise ValueError(f"{path!r}: tensor {name!r} has dtype {dtype!r}, which crossjax does not read "
-                             f"(known: {sorted(_SAFETENSORS_DTYPES) + ['BF16']})")
+            raise ValueError(
+                f"{path!r}: tensor {name!r} has dtype {dtype!r}, which crossjax does not read "
+                f"(known: {sorted(_SAFETENSORS_DTYPES) + ['BF16']})"
+            )
         count = int(np.prod(shape, dtype=np.int64))
         if not 0 <= start <= stop <= len(data) or stop - start != count * np_dtype.itemsize:
-            raise ValueError(f"{path!r}: tensor {name!r} ({dtype}, shape {list(shape)}) has byte range "
-                             f"[{start}, {stop}) that does not fit its size or the file")
+            raise ValueError(
+                f"{path!r}: tensor {name!r} ({dtype}, shape {list(shape)}) has byte range "
+                f"[{start}, {stop}) that does not fit its size or the file"
+            )
         out[name] = np.frombuffer(data[start:stop], dtype=np_dtype).reshape(shape).copy()
     return out
 
@@ -127,13 +145,22 @@ def _torch_array(target_name: str, value: np.ndarray) -> np.ndarray:
     return np.transpose(value, (*range(2, value.ndim), 1, 0))
 
 
-_TORCH_LEAVES = {"weight": ("kernel", "scale", "embedding"), "bias": ("bias",),
-                 "running_mean": ("mean",), "running_var": ("var",)}
+_TORCH_LEAVES = {
+    "weight": ("kernel", "scale", "embedding"),
+    "bias": ("bias",),
+    "running_mean": ("mean",),
+    "running_var": ("var",),
+}
 
 
-def load_state_dict(model: nnx.Module, source, *, layout: str = "nnx",
-                    mapping: Mapping[str, str] | Callable[[str], str | None] | None = None,
-                    strict: bool = True) -> nnx.Module:
+def load_state_dict(
+    model: nnx.Module,
+    source,
+    *,
+    layout: str = "nnx",
+    mapping: Mapping[str, str] | Callable[[str], str | None] | None = None,
+    strict: bool = True,
+) -> nnx.Module:
     """Write a state dict into ``model``'s variables by name (in place; returns ``model``).
 
     Args:
@@ -155,9 +182,11 @@ def load_state_dict(model: nnx.Module, source, *, layout: str = "nnx",
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     tensors = read_state_dict(source)
-    targets = {"/".join(str(p) for p in path): (path, var)
-               for path, var in nnx.to_flat_state(nnx.state(model, nnx.Variable))
-               if not isinstance(var, (nnx.RngState,))}
+    targets = {
+        "/".join(str(p) for p in path): (path, var)
+        for path, var in nnx.to_flat_state(nnx.state(model, nnx.Variable))
+        if not isinstance(var, (nnx.RngState,))
+    }
     updates, problems, loaded = {}, [], set()
     for name, value in tensors.items():
         if mapping is not None:

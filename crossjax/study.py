@@ -34,6 +34,7 @@ through :func:`run_study` on one :class:`RunDirectory` (lock, fingerprint,
 resume, ``--overwrite``), :func:`crossjax.training.train` and
 ``crossjax.checkpoint`` files.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,12 +96,15 @@ class HardwareCase:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"HardwareCase.name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.hardware, HardwareConfig):
-            raise ValueError(f"config {self.name!r}: hardware must be a HardwareConfig, "
-                             f"got {type(self.hardware).__name__}")
+            raise ValueError(
+                f"config {self.name!r}: hardware must be a HardwareConfig, got {type(self.hardware).__name__}"
+            )
         chk.positive_int(f"config {self.name!r}: samples", self.samples, allow_none=True)
         if self.keys is not None and (not isinstance(self.keys, str) or not self.keys):
-            raise ValueError(f"config {self.name!r}: keys must be a non-empty string (the name whose Monte "
-                             f"Carlo keys it shares) or None, got {self.keys!r}")
+            raise ValueError(
+                f"config {self.name!r}: keys must be a non-empty string (the name whose Monte "
+                f"Carlo keys it shares) or None, got {self.keys!r}"
+            )
 
     @property
     def key_name(self) -> str:
@@ -154,12 +158,17 @@ class StudySpec:
             raise ValueError(f"StudySpec.rules: {e}") from None
         object.__setattr__(self, "rules", rules)
         if rules and self.model not in CONVERTED_MODELS:
-            raise ValueError(f"StudySpec.rules apply to models built by crossjax.convert ({CONVERTED_MODELS}), "
-                             f"not model={self.model!r}; drop the rules or use one of those models")
+            raise ValueError(
+                f"StudySpec.rules apply to models built by crossjax.convert ({CONVERTED_MODELS}), "
+                f"not model={self.model!r}; drop the rules or use one of those models"
+            )
         if not isinstance(self.hidden, tuple) or not all(
-                isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden):
-            raise ValueError(f"StudySpec.hidden={self.hidden!r} must be a list of positive integers, "
-                             "e.g. hidden = [64] (not the string \"64\")")
+            isinstance(h, (int, np.integer)) and not isinstance(h, bool) and h >= 1 for h in self.hidden
+        ):
+            raise ValueError(
+                f"StudySpec.hidden={self.hidden!r} must be a list of positive integers, "
+                "e.g. hidden = [64] (not the string \"64\")"
+            )
         chk.positive_int("StudySpec.samples", self.samples)
         chk.positive_int("StudySpec.eval_batch_size", self.eval_batch_size)
         for name in ("max_train", "max_test", "chunk_size"):
@@ -167,11 +176,12 @@ class StudySpec:
         if not isinstance(self.train, training.TrainConfig):
             raise ValueError(f"StudySpec.train must be a TrainConfig, got {type(self.train).__name__}")
         if not isinstance(self.configs, tuple) or not all(isinstance(c, HardwareCase) for c in self.configs):
-            raise ValueError(f"StudySpec.configs must be a list of hardware cases ([[configs]] tables in TOML), "
-                             f"got {self.configs!r:.80}")
+            raise ValueError(
+                f"StudySpec.configs must be a list of hardware cases ([[configs]] tables in TOML), "
+                f"got {self.configs!r:.80}"
+            )
         if self.dataset not in data_lib.names():
-            raise ValueError(f"StudySpec.dataset={self.dataset!r}; choose one of "
-                             f"{data_lib.names()}")
+            raise ValueError(f"StudySpec.dataset={self.dataset!r}; choose one of {data_lib.names()}")
         if self.model not in MODELS:
             raise ValueError(f"StudySpec.model={self.model!r}; choose one of {MODELS}")
         names = [c.name for c in self.configs]
@@ -180,8 +190,7 @@ class StudySpec:
         if self.configs and "ideal" not in names:
             raise ValueError("StudySpec.configs must include the ideal crossbar, named 'ideal'")
         if self.finetune is not None and self.finetune.config not in names:
-            raise ValueError(f"StudySpec.finetune.config={self.finetune.config!r} is not one "
-                             f"of the configs {names}")
+            raise ValueError(f"StudySpec.finetune.config={self.finetune.config!r} is not one of the configs {names}")
 
     def replace(self, **kw) -> "StudySpec":
         return dataclasses.replace(self, **kw)
@@ -189,15 +198,26 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description (hardware via ``HardwareConfig.to_dict``)."""
         return {
-            "dataset": self.dataset, "model": self.model, "hidden": list(self.hidden),
-            "train": self.train.to_dict(), "samples": self.samples,
+            "dataset": self.dataset,
+            "model": self.model,
+            "hidden": list(self.hidden),
+            "train": self.train.to_dict(),
+            "samples": self.samples,
             "eval_batch_size": self.eval_batch_size,
-            "configs": [{"name": c.name, "samples": c.samples,
-                         "hardware": jsonable(c.hardware.to_dict()),
-                         **({"keys": c.keys} if c.keys is not None else {})} for c in self.configs],
-            "finetune": None if self.finetune is None else {
-                "config": self.finetune.config, "train": self.finetune.train.to_dict()},
-            "max_train": self.max_train, "max_test": self.max_test,
+            "configs": [
+                {
+                    "name": c.name,
+                    "samples": c.samples,
+                    "hardware": jsonable(c.hardware.to_dict()),
+                    **({"keys": c.keys} if c.keys is not None else {}),
+                }
+                for c in self.configs
+            ],
+            "finetune": None
+            if self.finetune is None
+            else {"config": self.finetune.config, "train": self.finetune.train.to_dict()},
+            "max_train": self.max_train,
+            "max_test": self.max_test,
             **({"rules": [dict(r) for r in self.rules]} if self.rules else {}),
         }
 
@@ -257,23 +277,29 @@ def _default_spec() -> StudySpec:
     base = hw_lib.HardwareConfig()
     cases = [HardwareCase("ideal", base)]
     for s in WRITE_NOISE_SIGMAS:
-        cases.append(HardwareCase(f"write_noise_s{s:g}", base.set(
-            {"device.write_noise": WriteNoise(sigma=s, kind="gaussian")})))
+        cases.append(
+            HardwareCase(f"write_noise_s{s:g}", base.set({"device.write_noise": WriteNoise(sigma=s, kind="gaussian")}))
+        )
     # IR drop and ADC sweeps on a realistic device: 1 % programming noise
     device = base.set({"device.write_noise": WriteNoise(sigma=BASE_NOISE, kind="gaussian")})
     for r in IR_DROP_OHMS:
-        cases.append(HardwareCase(f"ir_drop_r{r:g}", device.set(
-            {"array.parasitics": Parasitics(r_wire_row=r, r_wire_col=r)})))
+        cases.append(
+            HardwareCase(f"ir_drop_r{r:g}", device.set({"array.parasitics": Parasitics(r_wire_row=r, r_wire_col=r)}))
+        )
     for b in ADC_BITS:
         cases.append(HardwareCase(f"adc_{b}b", device.set({"adc.bits": b})))
     for v0 in CELL_V0:
         cases.append(HardwareCase(f"nonlinear_v0_{v0:g}", device.set({"array.cell": Cell(iv="sinh", v0=v0)})))
     return StudySpec(
-        dataset="digits", model="mlp", hidden=(64,),
+        dataset="digits",
+        model="mlp",
+        hidden=(64,),
         train=training.TrainConfig(steps=1200, batch_size=64, learning_rate=3e-3),
-        configs=tuple(cases), samples=32, eval_batch_size=512,
-        finetune=FinetuneSpec("ir_drop_r50", training.TrainConfig(
-            steps=60, batch_size=64, learning_rate=3e-3, seed=1)))
+        configs=tuple(cases),
+        samples=32,
+        eval_batch_size=512,
+        finetune=FinetuneSpec("ir_drop_r50", training.TrainConfig(steps=60, batch_size=64, learning_rate=3e-3, seed=1)),
+    )
 
 
 def _quick_spec() -> StudySpec:
@@ -281,9 +307,11 @@ def _quick_spec() -> StudySpec:
     spec = _default_spec()
     keep = ("ideal", "write_noise_s0.1", "ir_drop_r20")
     return spec.replace(
-        train=spec.train.replace(steps=100), samples=4,
+        train=spec.train.replace(steps=100),
+        samples=4,
         configs=tuple(c for c in spec.configs if c.name in keep),
-        finetune=FinetuneSpec("ir_drop_r20", spec.finetune.train.replace(steps=10)))
+        finetune=FinetuneSpec("ir_drop_r20", spec.finetune.train.replace(steps=10)),
+    )
 
 
 #: times of inference of the ``pcm_drift`` preset: 1 s, 1 hour, 1 day, 30 days, 1 year (s)
@@ -325,12 +353,21 @@ def _vit_spec() -> StudySpec:
 
     base = _default_spec()
     rram = presets.get("rram")
-    cases = (HardwareCase("ideal", base.configs[0].hardware), HardwareCase("rram", rram),
-             HardwareCase("rram_dac_max", rram.set({"dac.range": "max"})),
-             HardwareCase("rram_devices", rram.set({"dac.bits": None, "adc.bits": None})))
+    cases = (
+        HardwareCase("ideal", base.configs[0].hardware),
+        HardwareCase("rram", rram),
+        HardwareCase("rram_dac_max", rram.set({"dac.range": "max"})),
+        HardwareCase("rram_devices", rram.set({"dac.bits": None, "adc.bits": None})),
+    )
     train = training.TrainConfig(steps=3000, batch_size=64, learning_rate=3e-3, optimizer="adamw")
-    return base.replace(model="vit", configs=cases, train=train, finetune=FinetuneSpec(
-        "rram", training.TrainConfig(steps=100, batch_size=64, learning_rate=1e-3, optimizer="adamw", seed=1)))
+    return base.replace(
+        model="vit",
+        configs=cases,
+        train=train,
+        finetune=FinetuneSpec(
+            "rram", training.TrainConfig(steps=100, batch_size=64, learning_rate=1e-3, optimizer="adamw", seed=1)
+        ),
+    )
 
 
 register_preset("default", _default_spec)
@@ -340,6 +377,7 @@ register_preset("vit", _vit_spec)
 
 
 # --------------------------------------------------------------------------- hardware helpers
+
 
 def is_stochastic(hw) -> bool:
     """Whether a ``HardwareConfig`` draws random non-idealities (needs > 1 sample)."""
@@ -377,9 +415,11 @@ def hardware_from_dict(d: dict[str, Any]):
     off is switched on with its defaults first).
     """
     from crossjax import hardware as hw_lib
+
     d = dict(d)
     if "preset" in d:
         from crossjax import presets
+
         base = presets.get(d.pop("preset"))
     else:
         base = hw_lib.HardwareConfig()
@@ -391,6 +431,7 @@ def hardware_from_dict(d: dict[str, Any]):
                 walk(prefix + k + ".", v)
             else:
                 updates[prefix + k] = np.asarray(v) if isinstance(v, list) else v
+
     walk("", d)
     return base.set(updates)
 
@@ -412,15 +453,19 @@ def spec_from_toml(path: str | os.PathLike, base: StudySpec) -> StudySpec:
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"--config {os.fspath(path)!r} is not valid TOML: {e}") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        raise ValueError(f"--config {os.fspath(path)!r} cannot be read ({e.strerror}); "
-                         "pass the path of a TOML file (keys: docs/configuration.md)") from None
+        raise ValueError(
+            f"--config {os.fspath(path)!r} cannot be read ({e.strerror}); "
+            "pass the path of a TOML file (keys: docs/configuration.md)"
+        ) from None
     try:
         return _spec_from_doc(doc, base, os.fspath(path))
     except ValueError as e:
         raise ValueError(f"--config {os.fspath(path)!r}: {e}") from None
     except (TypeError, AttributeError) as e:  # a table where a value belongs, or the reverse
-        raise ValueError(f"--config {os.fspath(path)!r}: a key has the wrong type ({e}); see "
-                         "crossjax.study.spec_from_toml for the layout") from None
+        raise ValueError(
+            f"--config {os.fspath(path)!r}: a key has the wrong type ({e}); see "
+            "crossjax.study.spec_from_toml for the layout"
+        ) from None
 
 
 def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
@@ -428,8 +473,7 @@ def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
     for table in ("train", "finetune"):
         if table in doc and not isinstance(doc[table], dict) and not (table == "finetune" and doc[table] is False):
             raise ValueError(f"{table} = {doc[table]!r} must be a table ([{table}])")
-    simple = ("dataset", "model", "samples", "eval_batch_size", "max_train",
-              "max_test", "chunk_size")
+    simple = ("dataset", "model", "samples", "eval_batch_size", "max_train", "max_test", "chunk_size")
     known = set(simple) | {"hidden", "train", "configs", "finetune", "rules"}
     unknown = set(doc) - known
     if unknown:
@@ -456,8 +500,9 @@ def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
                 raise ValueError(f"configs[{i}] needs a name")
             extra = set(c) - {"name", "hardware", "samples", "keys"}
             if extra:
-                raise ValueError(f"configs[{i}] ({c['name']!r}): unknown keys {sorted(extra)}; "
-                                 "known: hardware, keys, name, samples")
+                raise ValueError(
+                    f"configs[{i}] ({c['name']!r}): unknown keys {sorted(extra)}; known: hardware, keys, name, samples"
+                )
             try:
                 hw = hardware_from_dict(c.get("hardware", {}))
             except ValueError as e:
@@ -473,11 +518,13 @@ def _spec_from_doc(doc: dict, base: StudySpec, path: str) -> StudySpec:
             tr = old.train.to_dict() if old else training.TrainConfig().to_dict()
             kw["finetune"] = FinetuneSpec(
                 ft.get("config", old.config if old else "ideal"),
-                training.TrainConfig.from_dict({**tr, **ft.get("train", {})}))
+                training.TrainConfig.from_dict({**tr, **ft.get("train", {})}),
+            )
     return base.replace(**kw)
 
 
 # --------------------------------------------------------------------------- the study
+
 
 def summarize(acc: np.ndarray) -> dict:
     """Statistics of ``S`` Monte Carlo sample accuracies: mean, std (population), min, max,
@@ -495,10 +542,17 @@ def summarize(acc: np.ndarray) -> dict:
     from scipy import stats
 
     a = np.asarray(acc, dtype=np.float64).reshape(-1)
-    out = {"mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
-           "max": float(a.max()), "p05": float(np.percentile(a, 5)),
-           "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-           "se": None, "ci95": None}
+    out = {
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "p05": float(np.percentile(a, 5)),
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "se": None,
+        "ci95": None,
+    }
     if a.size >= 2:
         se = float(a.std(ddof=1) / np.sqrt(a.size))
         half = float(stats.t.ppf(0.975, a.size - 1)) * se
@@ -520,14 +574,12 @@ def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: in
 
     rngs = nnx.Rngs(params=seed, hardware=seed + 1)
     if spec.model == "mlp":
-        return models.MLP(int(np.prod(feature_shape)), hidden=tuple(spec.hidden),
-                          num_classes=num_classes, rngs=rngs)
+        return models.MLP(int(np.prod(feature_shape)), hidden=tuple(spec.hidden), num_classes=num_classes, rngs=rngs)
     if spec.model == "vit":  # flat digits are 8x8 single-channel images
         if len(feature_shape) == 1:
             size, channels = int(round(np.sqrt(feature_shape[0]))), 1
             if size * size != feature_shape[0]:
-                raise ValueError(f"model='vit' needs square images; the dataset has {feature_shape[0]} "
-                                 "flat features")
+                raise ValueError(f"model='vit' needs square images; the dataset has {feature_shape[0]} flat features")
         else:
             size, channels = int(feature_shape[0]), int(feature_shape[-1])
         return models.vit(num_classes, in_channels=channels, image_size=size, rules=spec.rules, rngs=rngs)
@@ -548,15 +600,24 @@ def fingerprint_of(arguments: dict) -> str:
       False
     """
     import crossjax
-    doc = json.dumps({**arguments, "x64": bool(jax.config.jax_enable_x64), "crossjax": crossjax.__version__},
-                     sort_keys=True, default=str)
+
+    doc = json.dumps(
+        {**arguments, "x64": bool(jax.config.jax_enable_x64), "crossjax": crossjax.__version__},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def fingerprint(spec: StudySpec, seed: int, data_dir: str | None = None) -> str:
     """:func:`fingerprint_of` the whole spec, the seed and where the dataset is read from."""
-    return fingerprint_of({"spec": spec.to_dict(), "seed": seed,
-                           "data_dir": None if data_dir is None else os.path.abspath(os.fspath(data_dir))})
+    return fingerprint_of(
+        {
+            "spec": spec.to_dict(),
+            "seed": seed,
+            "data_dir": None if data_dir is None else os.path.abspath(os.fspath(data_dir)),
+        }
+    )
 
 
 def check_out_dir(out: str) -> None:
@@ -578,10 +639,15 @@ def read_results(path: str) -> dict:
             results = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path!r} is corrupt or truncated ({e}); delete it or pass --overwrite.") from None
-    if not isinstance(results, dict) or not isinstance(results.get("meta"), dict) \
-            or not isinstance(results.get("configs"), list):
-        raise ValueError(f"{path!r} does not hold a crossjax study's results (a {type(results).__name__} "
-                         "without meta/configs); delete it or pass --overwrite.")
+    if (
+        not isinstance(results, dict)
+        or not isinstance(results.get("meta"), dict)
+        or not isinstance(results.get("configs"), list)
+    ):
+        raise ValueError(
+            f"{path!r} does not hold a crossjax study's results (a {type(results).__name__} "
+            "without meta/configs); delete it or pass --overwrite."
+        )
     return results
 
 
@@ -591,12 +657,18 @@ def versions() -> dict[str, str]:
     import optax
 
     import crossjax
-    return {"crossjax": crossjax.__version__, "jax": jax.__version__,
-            "flax": flax.__version__, "optax": optax.__version__,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "backend": jax.default_backend(),
-            "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-            "processes": str(jax.process_count())}
+
+    return {
+        "crossjax": crossjax.__version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "backend": jax.default_backend(),
+        "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+        "processes": str(jax.process_count()),
+    }
 
 
 def _is_checkpoint(path: str) -> bool:
@@ -618,8 +690,11 @@ def discard(out: str, files=()) -> list[str]:
     """
     gone = []
     names = [RESULTS, REPORT, *files]
-    names += sorted(n for n in os.listdir(out) if n.startswith("model_") and n.endswith(".ckpt")
-                    and _is_checkpoint(os.path.join(out, n)))
+    names += sorted(
+        n
+        for n in os.listdir(out)
+        if n.startswith("model_") and n.endswith(".ckpt") and _is_checkpoint(os.path.join(out, n))
+    )
     for name in dict.fromkeys(names):
         path = os.path.join(out, name)
         if os.path.isfile(path):
@@ -668,8 +743,7 @@ class RunDirectory:
       ['ideal']
     """
 
-    def __init__(self, out, fingerprint: str, fresh: dict, *, overwrite: bool = False, files=(),
-                 label: str = "study"):
+    def __init__(self, out, fingerprint: str, fresh: dict, *, overwrite: bool = False, files=(), label: str = "study"):
         self.out = os.fspath(out)
         self.writer = True
         self.fingerprint = fingerprint
@@ -708,10 +782,16 @@ class RunDirectory:
                 raise ValueError(
                     f"{label}: {path!r} was written with other arguments (another preset, config, settings, "
                     f"seed, samples, dataset, data_dir, precision or version); pass --overwrite "
-                    f"(overwrite=True) to discard it and start afresh, or choose another out directory")
+                    f"(overwrite=True) to discard it and start afresh, or choose another out directory"
+                )
             return results
-        meta = {**fresh.get("meta", {}), "versions": versions(), "seconds": 0.0,
-                "fingerprint": self.fingerprint, "complete": False}
+        meta = {
+            **fresh.get("meta", {}),
+            "versions": versions(),
+            "seconds": 0.0,
+            "fingerprint": self.fingerprint,
+            "complete": False,
+        }
         return {**fresh, "meta": meta}
 
     def path(self, name: str) -> str:
@@ -740,8 +820,19 @@ CALIBRATION_EXAMPLES = 256  # training inputs that set calibrated ADC ranges (ad
 COST_EXAMPLES = 32  # test inputs the cost model averages a config's read energy over
 
 
-def evaluate_config(model, hardware, keys, x, y, *, name: str, batch_size: int = 512,
-                    chunk_size: int | None = None, progress: bool = False, calibration_x=None) -> np.ndarray:
+def evaluate_config(
+    model,
+    hardware,
+    keys,
+    x,
+    y,
+    *,
+    name: str,
+    batch_size: int = 512,
+    chunk_size: int | None = None,
+    progress: bool = False,
+    calibration_x=None,
+) -> np.ndarray:
     """Test accuracy of every Monte Carlo sample of one hardware config of a study.
 
     ``crossjax.montecarlo.evaluate`` on ``keys`` (``config_keys``), with
@@ -759,24 +850,51 @@ def evaluate_config(model, hardware, keys, x, y, *, name: str, batch_size: int =
       ``(S,)`` float64 accuracies (fractions).
     """
     from crossjax import montecarlo
+
     try:
-        res = montecarlo.evaluate(model, hardware, keys, x, y, batch_size=batch_size,
-                                  chunk_size=chunk_size, progress=progress,
-                                  calibration_x=calibration_x)
+        res = montecarlo.evaluate(
+            model,
+            hardware,
+            keys,
+            x,
+            y,
+            batch_size=batch_size,
+            chunk_size=chunk_size,
+            progress=progress,
+            calibration_x=calibration_x,
+        )
     except montecarlo.NonFiniteLogits as e:
         raise montecarlo.NonFiniteLogits(f"config {name!r}: {e}") from None
     return np.asarray(res["accuracy"], dtype=np.float64).reshape(-1)
 
 
-def _monte_carlo(model, hw, keys, x, y, spec: StudySpec, progress: bool = False,
-                 calibration_x=None, name: str = "?") -> np.ndarray:
-    return evaluate_config(model, hw, keys, x, y, name=name, batch_size=spec.eval_batch_size,
-                           chunk_size=spec.chunk_size, progress=progress, calibration_x=calibration_x)
+def _monte_carlo(
+    model, hw, keys, x, y, spec: StudySpec, progress: bool = False, calibration_x=None, name: str = "?"
+) -> np.ndarray:
+    return evaluate_config(
+        model,
+        hw,
+        keys,
+        x,
+        y,
+        name=name,
+        batch_size=spec.eval_batch_size,
+        chunk_size=spec.chunk_size,
+        progress=progress,
+        calibration_x=calibration_x,
+    )
 
 
-def run_study(spec, out: str | os.PathLike, *, seed: int = 0,
-              data_dir: str | None = None, overwrite: bool = False,
-              progress: bool = True, plots: bool = True) -> dict:
+def run_study(
+    spec,
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    data_dir: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    plots: bool = True,
+) -> dict:
     """Run (or resume) ``spec`` into directory ``out``; returns the results dict.
 
     ``spec``: what :func:`get_preset` gives, a :class:`StudySpec` (the steps of
@@ -801,25 +919,39 @@ def run_study(spec, out: str | os.PathLike, *, seed: int = 0,
     out = os.fspath(out)
     if isinstance(spec, paper_studies.PaperStudy):
         if not plots:
-            raise ValueError(f"run_study: the paper study {spec.name!r} always writes its plots; drop "
-                             "plots=False (--no-plots)")
+            raise ValueError(
+                f"run_study: the paper study {spec.name!r} always writes its plots; drop plots=False (--no-plots)"
+            )
         if jax.process_count() > 1:
-            raise ValueError(f"run_study: the paper study {spec.name!r} runs in one process; drop "
-                             "--distributed (jax.distributed)")
+            raise ValueError(
+                f"run_study: the paper study {spec.name!r} runs in one process; drop --distributed (jax.distributed)"
+            )
         return spec.run(out, seed=seed, data_dir=data_dir, overwrite=overwrite, progress=progress)
     if not isinstance(spec, StudySpec):
-        raise ValueError(f"run_study: spec must be a StudySpec or a paper_studies.PaperStudy (study.get_preset), "
-                         f"got {type(spec).__name__}")
+        raise ValueError(
+            f"run_study: spec must be a StudySpec or a paper_studies.PaperStudy (study.get_preset), "
+            f"got {type(spec).__name__}"
+        )
     if not distributed.is_writer():
         got = distributed.broadcast_json()
         if "error" in got:
             raise ValueError(got["error"])
         return _run_study_body(spec, RunDirectory.follower(out, got["results"]), seed, data_dir, progress, plots)
-    fresh = {"digital": None, "configs": [], "finetune": None,
-             "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model, "spec": spec.to_dict()}}
+    fresh = {
+        "digital": None,
+        "configs": [],
+        "finetune": None,
+        "meta": {"seed": seed, "dataset": spec.dataset, "model": spec.model, "spec": spec.to_dict()},
+    }
     try:
-        run = RunDirectory(out, fingerprint(spec, seed, data_dir), fresh, overwrite=overwrite,
-                           files=(MODEL_CKPT, FINETUNE_CKPT, *report.PLOTS), label="run_study")
+        run = RunDirectory(
+            out,
+            fingerprint(spec, seed, data_dir),
+            fresh,
+            overwrite=overwrite,
+            files=(MODEL_CKPT, FINETUNE_CKPT, *report.PLOTS),
+            label="run_study",
+        )
     except ValueError as e:
         distributed.broadcast_json({"error": str(e)})
         raise
@@ -861,19 +993,31 @@ def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) ->
 
         results["meta"]["conversion"] = conversion.conversion_table(model)
     t0 = time.perf_counter()
-    train_steps = trained(functools.partial(training.train, dataset=train_ds, config=spec.train,
-                                            checkpoint_path=os.path.join(out, MODEL_CKPT), progress=progress,
-                                            description="digital training", fingerprint=fp), model)
+    train_steps = trained(
+        functools.partial(
+            training.train,
+            dataset=train_ds,
+            config=spec.train,
+            checkpoint_path=os.path.join(out, MODEL_CKPT),
+            progress=progress,
+            description="digital training",
+            fingerprint=fp,
+        ),
+        model,
+    )
     if results["digital"] is None:
         acc = float(montecarlo.digital_accuracy(model, x_test, y_test, spec.eval_batch_size))
-        results["digital"] = {"accuracy": acc, "train_steps": train_steps,
-                              "train_seconds": time.perf_counter() - t0,
-                              "test_examples": int(len(test_ds)),
-                              "train_examples": int(len(train_ds))}
+        results["digital"] = {
+            "accuracy": acc,
+            "train_steps": train_steps,
+            "train_seconds": time.perf_counter() - t0,
+            "test_examples": int(len(test_ds)),
+            "train_examples": int(len(train_ds)),
+        }
         flush()
 
     # 2. Monte Carlo per hardware config, skipping finished ones
-    x_cal = train_ds.x[:CALIBRATION_EXAMPLES]   # sets calibrated ADC ranges (training data)
+    x_cal = train_ds.x[:CALIBRATION_EXAMPLES]  # sets calibrated ADC ranges (training data)
     done = {c["name"] for c in results["configs"]}
     for case in spec.configs:
         if case.name in done:
@@ -882,12 +1026,17 @@ def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) ->
         samples = case.samples or (spec.samples if is_stochastic(case.hardware) else 1)
         keys = config_keys(seed, case.key_name, samples)
         accs = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal, name=case.name)
-        results["configs"].append({
-            "name": case.name, "samples": int(samples), "accuracy": summarize(accs),
-            "per_sample": accs.tolist(),
-            "hardware": jsonable(case.hardware.to_dict()),
-            "cost": cost_lib.programmed_cost(model, case.hardware, x_test[:COST_EXAMPLES], keys[0]),
-            "seconds": time.perf_counter() - t0})
+        results["configs"].append(
+            {
+                "name": case.name,
+                "samples": int(samples),
+                "accuracy": summarize(accs),
+                "per_sample": accs.tolist(),
+                "hardware": jsonable(case.hardware.to_dict()),
+                "cost": cost_lib.programmed_cost(model, case.hardware, x_test[:COST_EXAMPLES], keys[0]),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         flush()
 
     # 3. non-ideality-aware fine-tuning under one config
@@ -897,38 +1046,69 @@ def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) ->
         samples = case.samples or spec.samples
         keys = config_keys(seed + 1, "finetune/" + case.name, samples)
         t0 = time.perf_counter()
-        before = _monte_carlo(model, case.hardware, keys, x_test, y_test, spec, progress, x_cal,
-                              name="finetune/" + case.name)
+        before = _monte_carlo(
+            model, case.hardware, keys, x_test, y_test, spec, progress, x_cal, name="finetune/" + case.name
+        )
         tuned = nnx.clone(model)
-        steps = trained(functools.partial(training.finetune, dataset=train_ds, config=ft.train,
-                                          hardware=case.hardware, checkpoint_path=os.path.join(out, FINETUNE_CKPT),
-                                          progress=progress, description=f"finetune ({case.name})",
-                                          fingerprint=fp), tuned)
+        steps = trained(
+            functools.partial(
+                training.finetune,
+                dataset=train_ds,
+                config=ft.train,
+                hardware=case.hardware,
+                checkpoint_path=os.path.join(out, FINETUNE_CKPT),
+                progress=progress,
+                description=f"finetune ({case.name})",
+                fingerprint=fp,
+            ),
+            tuned,
+        )
         # evaluate a fresh digital-mode model holding the fine-tuned weights, so the
         # Monte Carlo evaluation sees exactly the model structure it saw before
         evaluated = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
         nnx.update(evaluated, nnx.state(tuned, nnx.Param))
-        after = _monte_carlo(evaluated, case.hardware, keys, x_test, y_test, spec, progress, x_cal,
-                             name="finetune/" + case.name + " (after)")
-        digital_after = float(montecarlo.digital_accuracy(evaluated, x_test, y_test,
-                                                          spec.eval_batch_size))
+        after = _monte_carlo(
+            evaluated,
+            case.hardware,
+            keys,
+            x_test,
+            y_test,
+            spec,
+            progress,
+            x_cal,
+            name="finetune/" + case.name + " (after)",
+        )
+        digital_after = float(montecarlo.digital_accuracy(evaluated, x_test, y_test, spec.eval_batch_size))
         results["finetune"] = {
-            "config": case.name, "samples": int(samples), "steps": steps,
-            "before": summarize(before), "after": summarize(after),
-            "per_sample_before": before.tolist(), "per_sample_after": after.tolist(),
+            "config": case.name,
+            "samples": int(samples),
+            "steps": steps,
+            "before": summarize(before),
+            "after": summarize(after),
+            "per_sample_before": before.tolist(),
+            "per_sample_after": after.tolist(),
             "digital_after": digital_after,
-            "recovered_fraction": _recovered(results["digital"]["accuracy"],
-                                             float(before.mean()), float(after.mean())),
-            "train": ft.train.to_dict(), "seconds": time.perf_counter() - t0}
+            "recovered_fraction": _recovered(results["digital"]["accuracy"], float(before.mean()), float(after.mean())),
+            "train": ft.train.to_dict(),
+            "seconds": time.perf_counter() - t0,
+        }
         flush()
 
     results["meta"]["complete"] = True
     if not writer:
         return results
     from crossjax import report
+
     # the wall time stops once the plots are drawn: results.json, report.md and the CLI quote it
-    report.write_report(out, results, model=model if plots else None,
-                        spec=spec, x_example=test_ds.x[0], plots=plots, before_markdown=flush)
+    report.write_report(
+        out,
+        results,
+        model=model if plots else None,
+        spec=spec,
+        x_example=test_ds.x[0],
+        plots=plots,
+        before_markdown=flush,
+    )
     return results
 
 

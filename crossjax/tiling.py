@@ -16,6 +16,7 @@ studies) calls these functions, so the layout is defined once:
 The functions are shape-generic and work on NumPy or JAX arrays (JAX arrays out),
 under ``jit`` and ``vmap``.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,19 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["grid", "tile", "untile", "tile_inputs", "valid_tiles", "real_columns", "column_nonzeros",
-           "flatten_kernel", "unflatten_kernel", "check_tile_size", "check_matrix"]
+__all__ = [
+    "grid",
+    "tile",
+    "untile",
+    "tile_inputs",
+    "valid_tiles",
+    "real_columns",
+    "column_nonzeros",
+    "flatten_kernel",
+    "unflatten_kernel",
+    "check_tile_size",
+    "check_matrix",
+]
 
 
 def check_tile_size(rows, cols) -> None:
@@ -39,7 +51,8 @@ def check_matrix(W, name: str = "W") -> None:
     if jnp.ndim(W) != 2:
         raise ValueError(
             f"{name} must be a 2-D weight matrix (K inputs, N outputs), got shape {jnp.shape(W)}; "
-            "flatten conv kernels with flatten_kernel first")
+            "flatten conv kernels with flatten_kernel first"
+        )
 
 
 def grid(K: int, N: int, rows: int, cols: int) -> tuple[int, int]:

@@ -22,6 +22,7 @@ RNG state lives in the model (``nnx.Rngs``) and the optimizer state in the
 exists, resumes from it, so an interrupted run finishes with bit-identical
 parameters to an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,11 +71,9 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"TrainConfig.learning_rate={self.learning_rate!r} must be > 0")
         if not 0 <= self.final_lr_fraction <= 1:
-            raise ValueError(f"TrainConfig.final_lr_fraction={self.final_lr_fraction!r} "
-                             f"must lie in [0, 1]")
+            raise ValueError(f"TrainConfig.final_lr_fraction={self.final_lr_fraction!r} must lie in [0, 1]")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}; choose one of "
-                             f"{OPTIMIZERS}")
+            raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.weight_decay < 0:
             raise ValueError(f"TrainConfig.weight_decay={self.weight_decay!r} must be >= 0")
 
@@ -89,15 +88,15 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"TrainConfig.from_dict: unknown keys {sorted(unknown)}; "
-                             f"known: {sorted(known)}")
+            raise ValueError(f"TrainConfig.from_dict: unknown keys {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """The optax transformation for ``config`` (cosine-decayed learning rate)."""
     schedule = optax.cosine_decay_schedule(
-        config.learning_rate, decay_steps=config.steps, alpha=config.final_lr_fraction)
+        config.learning_rate, decay_steps=config.steps, alpha=config.final_lr_fraction
+    )
     if config.optimizer == "adam":
         return optax.adam(schedule)
     if config.optimizer == "adamw":
@@ -141,8 +140,9 @@ class Regularized:
 
 
 @nnx.jit(static_argnames=("loss_fn",))
-def train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array,
-               y: jax.Array, loss_fn=cross_entropy_loss) -> jax.Array:
+def train_step(
+    model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, loss_fn=cross_entropy_loss
+) -> jax.Array:
     """One optimizer step on batch ``(x, y)`` of ``loss_fn(model, x, y)``; returns the batch loss."""
     loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
     optimizer.update(model, grads)
@@ -159,12 +159,23 @@ class TrainResult:
     losses: np.ndarray
 
 
-def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
-          optimizer: nnx.Optimizer | None = None, hardware=None,
-          checkpoint_path: str | os.PathLike | None = None,
-          stop_at: int | None = None, progress: bool = True,
-          description: str = "train", fingerprint: str | None = None,
-          loss_fn=None, masks=None, transforms=(), regularizer=None) -> TrainResult:
+def train(
+    model: nnx.Module,
+    dataset: data_lib.Dataset,
+    config: TrainConfig,
+    *,
+    optimizer: nnx.Optimizer | None = None,
+    hardware=None,
+    checkpoint_path: str | os.PathLike | None = None,
+    stop_at: int | None = None,
+    progress: bool = True,
+    description: str = "train",
+    fingerprint: str | None = None,
+    loss_fn=None,
+    masks=None,
+    transforms=(),
+    regularizer=None,
+) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``config.steps`` steps.
 
     ``loss_fn(model, x, y) -> scalar`` replaces the cross-entropy (e.g.
@@ -195,8 +206,10 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
     if optimizer is None:
         optimizer = new_optimizer(model, config, masks=masks, transforms=transforms)
     elif masks is not None or transforms:
-        raise ValueError("train: masks and transforms build the optimizer; pass them to new_optimizer "
-                         "(optimizer=new_optimizer(model, config, masks=..., transforms=...)) or drop optimizer")
+        raise ValueError(
+            "train: masks and transforms build the optimizer; pass them to new_optimizer "
+            "(optimizer=new_optimizer(model, config, masks=..., transforms=...)) or drop optimizer"
+        )
     if masks is not None:
         from crossjax import pruning
 
@@ -214,27 +227,34 @@ def train(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, *,
     x_all, y_all = dataset.x, dataset.y
     nb = data_lib.num_batches(len(dataset), config.batch_size)
     if nb == 0:
-        raise ValueError(f"train: TrainConfig.batch_size={config.batch_size} exceeds "
-                         f"the {len(dataset)} examples of {dataset.name!r}; lower it")
+        raise ValueError(
+            f"train: TrainConfig.batch_size={config.batch_size} exceeds "
+            f"the {len(dataset)} examples of {dataset.name!r}; lower it"
+        )
 
     def save(step):
         if checkpoint_path is not None:
-            ckpt.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
-                                 step=step, hardware=hardware,
-                                 extra={"data_seed": config.seed,
-                                        "train_config": config.to_dict(), "fingerprint": fingerprint})
+            ckpt.save_checkpoint(
+                checkpoint_path,
+                model=model,
+                optimizer=optimizer,
+                step=step,
+                hardware=hardware,
+                extra={"data_seed": config.seed, "train_config": config.to_dict(), "fingerprint": fingerprint},
+            )
 
     losses = []
     step = start
-    with tqdm(total=config.steps, initial=start, desc=description,
-              disable=not progress, leave=False) as bar:
+    with tqdm(total=config.steps, initial=start, desc=description, disable=not progress, leave=False) as bar:
         while step < end:
             epoch, b = divmod(step, nb)
             n_this = min(nb - b, end - step)
-            for xb, yb in data_lib.batches(x_all, y_all, config.batch_size,
-                                           seed=config.seed, epoch=epoch, start=b):
-                losses.append(train_step(model, optimizer, jnp.asarray(xb), jnp.asarray(yb),
-                                         loss_fn=loss_fn or cross_entropy_loss))
+            for xb, yb in data_lib.batches(x_all, y_all, config.batch_size, seed=config.seed, epoch=epoch, start=b):
+                losses.append(
+                    train_step(
+                        model, optimizer, jnp.asarray(xb), jnp.asarray(yb), loss_fn=loss_fn or cross_entropy_loss
+                    )
+                )
                 step += 1
                 bar.update(1)
                 if step % config.checkpoint_every == 0 and step < end:
@@ -254,22 +274,28 @@ def _check_resumable(path, config: TrainConfig, fingerprint) -> None:
     extra = meta.get("extra", {})
     fix = "delete it, pass --overwrite, or use another checkpoint_path / --out"
     if extra.get("fingerprint") != fingerprint:
-        raise ValueError(f"train: checkpoint {os.fspath(path)!r} was written by another run (fingerprint "
-                         f"{extra.get('fingerprint')!r}, this run {fingerprint!r}); {fix}.")
+        raise ValueError(
+            f"train: checkpoint {os.fspath(path)!r} was written by another run (fingerprint "
+            f"{extra.get('fingerprint')!r}, this run {fingerprint!r}); {fix}."
+        )
     saved = dict(extra.get("train_config") or {})
     now = config.to_dict()
-    differ = sorted(k for k in set(saved) | set(now)
-                    if k not in ("steps", "checkpoint_every") and saved.get(k) != now.get(k))
+    differ = sorted(
+        k for k in set(saved) | set(now) if k not in ("steps", "checkpoint_every") and saved.get(k) != now.get(k)
+    )
     if differ:
-        raise ValueError(f"train: checkpoint {os.fspath(path)!r} was written with other training settings "
-                         f"({', '.join(f'{k}: {saved.get(k)!r} vs {now.get(k)!r}' for k in differ)}); {fix}.")
+        raise ValueError(
+            f"train: checkpoint {os.fspath(path)!r} was written with other training settings "
+            f"({', '.join(f'{k}: {saved.get(k)!r} vs {now.get(k)!r}' for k in differ)}); {fix}."
+        )
     if int(meta.get("step", 0)) > config.steps:
-        raise ValueError(f"train: checkpoint {os.fspath(path)!r} has already trained {meta['step']} steps, more "
-                         f"than config.steps={config.steps}; {fix}.")
+        raise ValueError(
+            f"train: checkpoint {os.fspath(path)!r} has already trained {meta['step']} steps, more "
+            f"than config.steps={config.steps}; {fix}."
+        )
 
 
-def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig,
-             hardware, **kwargs) -> TrainResult:
+def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, hardware, **kwargs) -> TrainResult:
     """Non-ideality-aware fine-tuning: train in ``"train"`` mode under ``hardware``.
 
     Each step samples fresh non-idealities (stream ``"hardware"`` of the
@@ -280,7 +306,8 @@ def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig,
 
     layers.set_mode(model, "train", hardware=hardware)
     try:
-        return train(model, dataset, config, hardware=hardware,
-                     description=kwargs.pop("description", "finetune"), **kwargs)
+        return train(
+            model, dataset, config, hardware=hardware, description=kwargs.pop("description", "finetune"), **kwargs
+        )
     finally:
         layers.set_mode(model, "digital")

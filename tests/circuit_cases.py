@@ -6,6 +6,7 @@ prints one JSON line per case with the relative errors against the scipy nodal
 reference. It prints ``start <case>`` before each case, so when XLA kills the
 process the parent knows which shape did it.
 """
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Written from the topology in docs/circuit.md, sharing no code with
 crossjax.circuit. Used by the circuit tests and by the subprocess robustness
 sweep (``circuit_cases.py``).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +36,7 @@ def _law(iv, v0, c2, c3):
     if iv == "sinh":
         return (lambda u: v0 * np.sinh(u / v0)), (lambda u: np.cosh(u / v0))
     if iv == "poly":
-        return (lambda u: u + c2 * u ** 2 + c3 * u ** 3), (lambda u: 1 + 2 * c2 * u + 3 * c3 * u ** 2)
+        return (lambda u: u + c2 * u**2 + c3 * u**3), (lambda u: 1 + 2 * c2 * u + 3 * c3 * u**2)
     return (lambda u: u), (lambda u: np.ones_like(u))
 
 
@@ -51,8 +52,10 @@ def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200, drivers=Fal
     R, C = G.shape
     p = {k: float(getattr(p, k)) for k in FIELDS}
     iv = "linear" if cell is None else cell.iv
-    c2, c3, rs = (np.broadcast_to(np.asarray(0.0 if cell is None else getattr(cell, n), np.float64), G.shape)
-                  for n in ("c2", "c3", "r_series"))
+    c2, c3, rs = (
+        np.broadcast_to(np.asarray(0.0 if cell is None else getattr(cell, n), np.float64), G.shape)
+        for n in ("c2", "c3", "r_series")
+    )
     v0 = np.inf if cell is None else float(np.asarray(cell.v0))
     names = {}
     elements = []  # nonlinear (a, b, G, c2, c3)
@@ -127,8 +130,10 @@ def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200, drivers=Fal
         F, u = residual(x)
         for _ in range(maxiter):
             d = g * dh(u)
-            J = A + sp.csc_matrix((np.concatenate([d, d, -d, -d]),
-                                   (np.concatenate([a, b, a, b]), np.concatenate([a, b, b, a]))), shape=A.shape)
+            J = A + sp.csc_matrix(
+                (np.concatenate([d, d, -d, -d]), (np.concatenate([a, b, a, b]), np.concatenate([a, b, b, a]))),
+                shape=A.shape,
+            )
             dx = spla.spsolve(J, -F)
             t = 1.0
             while True:
@@ -146,5 +151,3 @@ def nonlinear_mna_currents(G, V, p, cell, *, tol=1e-14, maxiter=200, drivers=Fal
     if drivers:  # a driver delivers the current leaving its + terminal into the circuit
         return columns, -np.array([x[n + k] for k in driver_sources])
     return columns
-
-

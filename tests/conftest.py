@@ -7,6 +7,7 @@
   thread: on a small, shared machine its spinning threads made those calls
   50-1000x slower. Set before numpy/jax are imported.
 """
+
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")

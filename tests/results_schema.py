@@ -6,16 +6,19 @@ Each table follows a ``<!-- schema: KIND -->`` marker; its rows are
 ``null`` where a deeper key is expected means the section is absent (e.g.
 ``finetune`` without fine-tuning): the keys below it are not checked.
 """
+
 import pathlib
 import re
 
 RESULTS_MD = pathlib.Path(__file__).resolve().parent.parent / "docs" / "results.md"
 
 #: schema kinds per kind of study
-KINDS = {"study": ("common", "study"),
-         "sparse_crossbars": ("common", "paper", "sparse_crossbars"),
-         "dub_adc": ("common", "paper", "dub_adc"),
-         "tile_dse": ("common", "paper", "tile_dse")}
+KINDS = {
+    "study": ("common", "study"),
+    "sparse_crossbars": ("common", "paper", "sparse_crossbars"),
+    "dub_adc": ("common", "paper", "dub_adc"),
+    "tile_dse": ("common", "paper", "tile_dse"),
+}
 
 
 def schema(kind: str, text: str | None = None) -> list[tuple[str, str, bool]]:
@@ -45,14 +48,16 @@ def _type_ok(value, typ: str) -> bool:
     if typ.endswith(" or null"):
         return value is None or _type_ok(value, typ[: -len(" or null")])
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return {"float": number,
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "str": isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "object": isinstance(value, dict),
-            "list": isinstance(value, list),
-            "list[float]": isinstance(value, list) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)}[typ]
+    return {
+        "float": number,
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "object": isinstance(value, dict),
+        "list": isinstance(value, list),
+        "list[float]": isinstance(value, list)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+    }[typ]
 
 
 def _values(node, parts, where):

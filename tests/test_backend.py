@@ -1,4 +1,5 @@
 """crossjax.backend: the per-backend policy table and the memory figure Monte Carlo chunks by."""
+
 import dataclasses
 
 import jax
@@ -24,8 +25,12 @@ def test_cpu_policy_is_todays_code():
     from crossjax.devices import ReadNoise
 
     p = backend.policy("cpu")
-    assert (p.row_tile_sum, p.tile_product, p.read_noise_generator, p.openblas_threads) == \
-        ("pairwise", "flat", "counter", 1)
+    assert (p.row_tile_sum, p.tile_product, p.read_noise_generator, p.openblas_threads) == (
+        "pairwise",
+        "flat",
+        "counter",
+        1,
+    )
     assert p.geff_chunk_bytes == 4 * 2**20  # about an L2 cache
     assert ReadNoise().generator == p.read_noise_generator
     assert p.memory_fraction == 0.5
@@ -61,25 +66,39 @@ def test_memory_bytes_uses_the_device_figure():
     assert montecarlo.memory_budget_bytes(dev) == int(0.6 * (50 << 30))
 
 
-@pytest.mark.parametrize("dev", [FakeDevice("cpu", None), FakeDevice("cpu", {}), FakeDevice("cpu", raises=True),
-                                 FakeDevice("cpu", {"bytes_in_use": 7})])
+@pytest.mark.parametrize(
+    "dev",
+    [
+        FakeDevice("cpu", None),
+        FakeDevice("cpu", {}),
+        FakeDevice("cpu", raises=True),
+        FakeDevice("cpu", {"bytes_in_use": 7}),
+    ],
+)
 def test_memory_bytes_falls_back_to_host_memory_shared_by_local_devices(dev, monkeypatch):
     monkeypatch.setattr(backend, "host_memory_bytes", lambda: 12 << 30)
     local = [FakeDevice("cpu"), FakeDevice("cpu"), FakeDevice("cpu"), FakeDevice("gpu")]
     assert backend.memory_bytes(dev, local) == 4 << 30  # three CPU devices share the host
     assert backend.memory_bytes(dev, []) == 12 << 30
     if jax.devices()[0].memory_stats() is None:  # XLA CPU: the host figure
-        assert montecarlo.memory_budget_bytes(jax.devices()[0]) == \
-            int(0.5 * ((12 << 30) // max(1, sum(d.platform == "cpu" for d in jax.local_devices()))))
+        assert montecarlo.memory_budget_bytes(jax.devices()[0]) == int(
+            0.5 * ((12 << 30) // max(1, sum(d.platform == "cpu" for d in jax.local_devices())))
+        )
 
 
 def test_host_memory_is_positive():
     assert backend.host_memory_bytes() > 0
 
 
-@pytest.mark.parametrize("lead,K", [((5,), 29), pytest.param((2, 3), 6, marks=pytest.mark.slow),
-                                    pytest.param((2, 1, 3), 40, marks=pytest.mark.slow),
-                                    pytest.param((4,), 64, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "lead,K",
+    [
+        ((5,), 29),
+        pytest.param((2, 3), 6, marks=pytest.mark.slow),
+        pytest.param((2, 1, 3), 40, marks=pytest.mark.slow),
+        pytest.param((4,), 64, marks=pytest.mark.slow),
+    ],
+)
 def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch, lead, K):
     """Under the GPU/TPU policy (forced here on the CPU) the plain kernels give the CPU
     kernels' currents and gradients (inputs and weights), for 1, 4, 5 and 8 row tiles of 8
@@ -93,9 +112,17 @@ def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch, lead, K):
     from crossjax import crossbar
     from crossjax.hardware import HardwareConfig
 
-    hw = HardwareConfig().set({"array.rows": 8, "array.cols": 8, "array.parasitics.r_wire_row": 2.0,
-                               "array.parasitics.r_wire_col": 2.0, "device.read_noise.sigma": 0.02,
-                               "dac.bits": 8, "adc.bits": 8})
+    hw = HardwareConfig().set(
+        {
+            "array.rows": 8,
+            "array.cols": 8,
+            "array.parasitics.r_wire_row": 2.0,
+            "array.parasitics.r_wire_col": 2.0,
+            "device.read_noise.sigma": 0.02,
+            "dac.bits": 8,
+            "adc.bits": 8,
+        }
+    )
     rng = np.random.default_rng(K)
     W, x = jnp.asarray(rng.normal(size=(K, 11))), jnp.asarray(rng.uniform(-1, 1, lead + (K,)))
     state = crossbar.program(W, hw, jax.random.key(0))
@@ -125,8 +152,9 @@ def test_plain_forms_compute_what_the_cpu_forms_compute(monkeypatch, lead, K):
     np.testing.assert_allclose(np.asarray(stacked), loop, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("platforms, expected", [("cpu", False), ("cuda", True), ("tpu,cpu", True),
-                                                 (" CPU ,cuda", False)])
+@pytest.mark.parametrize(
+    "platforms, expected", [("cpu", False), ("cuda", True), ("tpu,cpu", True), (" CPU ,cuda", False)]
+)
 def test_accelerator_installed_follows_jax_platforms(platforms, expected, monkeypatch):
     monkeypatch.setenv("JAX_PLATFORMS", platforms)
     assert backend.accelerator_installed() is expected
@@ -175,7 +203,7 @@ def test_column_chunked_sweep_of_a_wide_array_equals_one_sweep(monkeypatch):
         value, grad = jax.value_and_grad(lambda g: jnp.sum(W * circuit.effective_conductance(g, p)))(G)
         return np.asarray(circuit.effective_conductance(G, p)), float(value), np.asarray(grad)
 
-    assert circuit.sweep.column_chunks(G) > 1 and circuit.sweep.column_chunks(G, 2 * 64) > 1   # forward and upward pass
+    assert circuit.sweep.column_chunks(G) > 1 and circuit.sweep.column_chunks(G, 2 * 64) > 1  # forward and upward pass
     chunked = run()
     monkeypatch.setitem(backend.POLICIES, jax.default_backend(), backend.plain(jax.default_backend()))
     whole = run()

@@ -5,6 +5,7 @@ resistor network written here from the topology in docs/circuit.md,
 (2) ngspice operating point of ``to_spice`` (marked ``spice``), (3) closed
 forms, (4) central finite differences for gradients.
 """
+
 from __future__ import annotations
 
 import time
@@ -42,16 +43,27 @@ def random_case(seed, R, C, zero=()):
     rng = np.random.default_rng(seed)
     G = 10.0 ** rng.uniform(-7, -3, (R, C))
     V = rng.uniform(-0.5, 0.5, R)
-    vals = dict(r_wire_row=rng.uniform(0.1, 10), r_wire_col=rng.uniform(0.1, 10),
-                r_source=rng.uniform(0, 1000), r_sink=rng.uniform(0, 1000))
+    vals = dict(
+        r_wire_row=rng.uniform(0.1, 10),
+        r_wire_col=rng.uniform(0.1, 10),
+        r_source=rng.uniform(0, 1000),
+        r_sink=rng.uniform(0, 1000),
+    )
     for k in zero:
         vals[k] = 0.0
     return G, V, Parasitics(**vals)
 
 
-CASES = [((1, 1), ()), ((7, 13), ()), ((7, 13), ("r_wire_row",)), ((7, 13), ("r_wire_col",)),
-         ((13, 7), ("r_source",)), ((13, 7), ("r_sink",)), ((13, 7), ("r_source", "r_sink")),
-         ((24, 24), ())]
+CASES = [
+    ((1, 1), ()),
+    ((7, 13), ()),
+    ((7, 13), ("r_wire_row",)),
+    ((7, 13), ("r_wire_col",)),
+    ((13, 7), ("r_source",)),
+    ((13, 7), ("r_sink",)),
+    ((13, 7), ("r_source", "r_sink")),
+    ((24, 24), ()),
+]
 
 
 # --------------------------------------------------------------------------- exactness
@@ -72,10 +84,17 @@ needs_spice = pytest.mark.skipif(not ngspice_available(), reason="ngspice binary
 
 @pytest.mark.spice
 @needs_spice
-@pytest.mark.parametrize("shape,zero", [((1, 1), ()), ((1, 1), FIELDS), ((7, 13), ()),
-                                        ((7, 13), ("r_wire_row", "r_sink")),
-                                        ((13, 7), ("r_wire_col", "r_source")),
-                                        pytest.param((64, 64), (), marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "shape,zero",
+    [
+        ((1, 1), ()),
+        ((1, 1), FIELDS),
+        ((7, 13), ()),
+        ((7, 13), ("r_wire_row", "r_sink")),
+        ((13, 7), ("r_wire_col", "r_source")),
+        pytest.param((64, 64), (), marks=pytest.mark.slow),
+    ],
+)
 def test_matches_ngspice(shape, zero):
     G, V, p = random_case(sum(shape) + len(zero), *shape, zero)
     ref = run_ngspice(to_spice(G, V, p), shape[1])
@@ -110,8 +129,7 @@ def test_single_cell_closed_form():
     g, v = 2e-3, 0.3
     expected = v / (1 / g + 1.5 + 2.5 + 40.0 + 60.0)
     for method in ("direct", "iterative"):
-        np.testing.assert_allclose(solve(np.array([[g]]), np.array([v]), p, method=method), [expected],
-                                   rtol=1e-14)
+        np.testing.assert_allclose(solve(np.array([[g]]), np.array([v]), p, method=method), [expected], rtol=1e-14)
     v_row, v_col = node_voltages(np.array([[g]]), np.array([v]), p)
     np.testing.assert_allclose(v_row[0, 0], v - expected * 41.5, rtol=1e-13)
     np.testing.assert_allclose(v_col[0, 0], expected * 62.5, rtol=1e-13)
@@ -155,8 +173,10 @@ def _dense_row_ladder(g, p):
     return Z, Z[:, 0] * g_drive
 
 
-@pytest.mark.parametrize("C,r_row,g_range", [(1, 2.0, (1e-6, 1e-3)), (13, 2.0, (1e-7, 1e-3)),
-                                             (40, 3.0, (1e-6, 1e-3)), (150, 100.0, (2e-2, 5e-2))])
+@pytest.mark.parametrize(
+    "C,r_row,g_range",
+    [(1, 2.0, (1e-6, 1e-3)), (13, 2.0, (1e-7, 1e-3)), (40, 3.0, (1e-6, 1e-3)), (150, 100.0, (2e-2, 5e-2))],
+)
 @pytest.mark.slow
 def test_row_ladder_matches_dense_nodal_inverse(C, r_row, g_range):
     """The blocked semiseparable ladder (exp-scaled per block) against a dense inverse; the last
@@ -167,7 +187,7 @@ def test_row_ladder_matches_dense_nodal_inverse(C, r_row, g_range):
     g = rng.uniform(*g_range, C)
     p = Parasitics(r_wire_row=r_row, r_source=7.0)
     Z, t = _dense_row_ladder(g, p)
-    phi_t = Z * g[None, :] - np.eye(C)              # cell voltages per column-node volt
+    phi_t = Z * g[None, :] - np.eye(C)  # cell voltages per column-node volt
     c = rng.normal(size=(C, 3))
     for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
         lad = row_ladders(jnp.asarray(g[None, :], dtype), p)
@@ -229,11 +249,11 @@ def test_gradients_match_finite_differences(method):
         return jnp.sum(w * solve(G, V, p, method=method))
 
     gG, gV, gp = jax.grad(loss, argnums=(0, 1, 2))(G, V, p)
-    for (i, j) in [(0, 0), (2, 3), (4, 1)]:
+    for i, j in [(0, 0), (2, 3), (4, 1)]:
         h = 1e-5 * float(G[i, j])
         fd = _fd(lambda t: loss(G.at[i, j].add(t), V, p), 0.0, h)
         assert abs(gG[i, j] - fd) <= 1e-6 * abs(fd)
-    for (b, i) in [(0, 0), (2, 4)]:
+    for b, i in [(0, 0), (2, 4)]:
         fd = _fd(lambda t: loss(G, V.at[b, i].add(t), p), 0.0, 1e-5)
         assert abs(gV[b, i] - fd) <= 1e-6 * abs(fd)
     for name in FIELDS:
@@ -294,8 +314,12 @@ def test_broadcasting_jit_and_vmap():
     V2 = rng.uniform(-1, 1, (4, 6))
     V3 = rng.uniform(-1, 1, (3, 4, 6))
     V4 = rng.uniform(-1, 1, (5, 2, 3, 4, 6))  # more batch dims than G
-    for V, methods in ((V1, ("auto",)), (V2, ("direct", "iterative")), (V3, ("direct",)),
-                       (V4, ("direct", "iterative"))):
+    for V, methods in (
+        (V1, ("auto",)),
+        (V2, ("direct", "iterative")),
+        (V3, ("direct",)),
+        (V4, ("direct", "iterative")),
+    ):
         ref = np.matmul(V, Geff)
         for method in methods:
             out = solve(G, V, p, method=method)
@@ -313,8 +337,12 @@ def test_broadcasting_jit_and_vmap():
     vm = jax.vmap(lambda g: effective_conductance(g, p))(G.reshape(6, 6, 5))
     np.testing.assert_allclose(vm, Geff.reshape(6, 6, 5), rtol=1e-12)
     # vmap over parasitics (resistance sweep without recompiling)
-    ps = Parasitics(r_wire_row=jnp.array([0.0, 1.0, 5.0]), r_wire_col=jnp.array([0.0, 2.0, 5.0]),
-                    r_source=jnp.zeros(3), r_sink=jnp.array([1.0, 0.0, 9.0]))
+    ps = Parasitics(
+        r_wire_row=jnp.array([0.0, 1.0, 5.0]),
+        r_wire_col=jnp.array([0.0, 2.0, 5.0]),
+        r_source=jnp.zeros(3),
+        r_sink=jnp.array([1.0, 0.0, 9.0]),
+    )
     sweep = jax.vmap(lambda q: effective_conductance(G[0, 0], q))(ps)
     for k in range(3):
         q = Parasitics(**{f: float(getattr(ps, f)[k]) for f in FIELDS})
@@ -331,7 +359,7 @@ def test_chunked_and_vmapped_sweeps_equal_one_sweep(monkeypatch):
     from crossjax.circuit import solver
 
     rng = np.random.default_rng(22)
-    G = jnp.asarray(rng.uniform(1e-6, 1e-3, (3, 5, 6, 5)))   # 3 samples x 5 arrays
+    G = jnp.asarray(rng.uniform(1e-6, 1e-3, (3, 5, 6, 5)))  # 3 samples x 5 arrays
     Wt = jnp.asarray(rng.normal(size=G.shape))
     p = Parasitics(r_wire_row=2.0, r_wire_col=1.0, r_source=10.0, r_sink=3.0)
 
@@ -340,9 +368,10 @@ def test_chunked_and_vmapped_sweeps_equal_one_sweep(monkeypatch):
 
     ref, ref_grad = effective_conductance(G, p), jax.grad(loss)(G)
     cpu = backend.POLICIES[jax.default_backend()]
-    monkeypatch.setitem(backend.POLICIES, jax.default_backend(),
-                        dataclasses.replace(cpu, geff_chunk_bytes=2 * 6 * 5 * 8 * 2))  # two arrays per chunk
-    assert solver.geff_chunks(G.reshape(-1, 6, 5)) == (8, 2)          # 15 arrays + 1 of padding
+    monkeypatch.setitem(
+        backend.POLICIES, jax.default_backend(), dataclasses.replace(cpu, geff_chunk_bytes=2 * 6 * 5 * 8 * 2)
+    )  # two arrays per chunk
+    assert solver.geff_chunks(G.reshape(-1, 6, 5)) == (8, 2)  # 15 arrays + 1 of padding
     jax.clear_caches()
     np.testing.assert_allclose(effective_conductance(G, p), ref, rtol=1e-12)
     np.testing.assert_allclose(jax.grad(loss)(G), ref_grad, rtol=1e-10)
@@ -379,7 +408,7 @@ def test_strong_ir_drop_64x64_matches_scipy():
     ref = mna_currents(G, V, p)
     out = solve(G, V, p, method="direct")
     assert rel_err(out, ref) <= 1e-9
-    assert 1 - np.sum(out) / np.sum(V @ G) > 0.5   # deviation from ideal > 50 %
+    assert 1 - np.sum(out) / np.sum(V @ G) > 0.5  # deviation from ideal > 50 %
     assert rel_err(solve(G, V, p, method="iterative"), ref) <= 1e-9
 
 
@@ -394,8 +423,10 @@ def test_strong_ir_drop_256x256_is_exact():
     t2 = time.perf_counter()
     ref = mna_currents(G, V, p)
     out = V @ np.asarray(Geff)
-    print(f"256x256 G_eff: {t1 - t0:.2f} s first call (incl. compile), {t2 - t1:.2f} s warm, "
-          f"rel err {rel_err(out, ref):.2e}, deviation {1 - out.sum() / (V @ G).sum():.3f}")
+    print(
+        f"256x256 G_eff: {t1 - t0:.2f} s first call (incl. compile), {t2 - t1:.2f} s warm, "
+        f"rel err {rel_err(out, ref):.2e}, deviation {1 - out.sum() / (V @ G).sum():.3f}"
+    )
     assert rel_err(out, ref) <= 1e-9
     assert 1 - out.sum() / (V @ G).sum() > 0.5
 
@@ -434,7 +465,7 @@ def test_bad_input_raises_value_error_naming_argument():
 def test_direct_gradient_with_more_inputs_than_rows():
     rng = np.random.default_rng(41)
     G = jnp.asarray(10 ** rng.uniform(-4, -2.5, (3, 4)))
-    V = jnp.asarray(rng.uniform(-1, 1, (6, 3)))   # B = 6 > R = 3: G_eff adjoint branch
+    V = jnp.asarray(rng.uniform(-1, 1, (6, 3)))  # B = 6 > R = 3: G_eff adjoint branch
     p = Parasitics(r_wire_row=2.0, r_wire_col=3.0, r_source=20.0, r_sink=0.0)
     w = jnp.asarray(rng.normal(size=(6, 4)))
     loss = lambda G, V, p, m: jnp.sum(w * solve(G, V, p, method=m))

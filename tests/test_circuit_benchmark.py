@@ -1,4 +1,5 @@
 """The scipy baseline of benchmarks/circuit.py solves the same circuit (so its ratios compare like with like)."""
+
 import numpy as np
 
 from benchmarks.circuit import scipy_currents, scipy_geff

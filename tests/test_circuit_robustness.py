@@ -11,6 +11,7 @@
   returning NaN; inside the range the answer meets the tolerance.
 * ``crossjax.checked`` turns traced negative/NaN inputs into errors under jit.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,21 +34,67 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TOL = {"float32": 1e-4, "float64": 1e-9}
 
 # 44 awkward cases: rows x columns [x batch]
-AWKWARD = ["1,1", "1,2", "2,1", "1,17", "17,1", "1,100", "100,1", "1,200", "1,300", "1,1000", "200,1",
-           "2,1000", "3,333", "5,17,3", "7,130", "9,150,2", "16,200", "31,240", "33,17", "40,100",
-           "64,200", "64,100", "64,150,2", "65,65", "96,210", "100,100", "100,120", "128,130", "130,128",
-           "150,150", "160,250", "190,190", "200,200", "2,500", "4,700", "1,999", "8,1000", "10,1000,2",
-           "47,53", "63,65", "17,17,4", "33,129", "120,300", "3,900"]
+AWKWARD = [
+    "1,1",
+    "1,2",
+    "2,1",
+    "1,17",
+    "17,1",
+    "1,100",
+    "100,1",
+    "1,200",
+    "1,300",
+    "1,1000",
+    "200,1",
+    "2,1000",
+    "3,333",
+    "5,17,3",
+    "7,130",
+    "9,150,2",
+    "16,200",
+    "31,240",
+    "33,17",
+    "40,100",
+    "64,200",
+    "64,100",
+    "64,150,2",
+    "65,65",
+    "96,210",
+    "100,100",
+    "100,120",
+    "128,130",
+    "130,128",
+    "150,150",
+    "160,250",
+    "190,190",
+    "200,200",
+    "2,500",
+    "4,700",
+    "1,999",
+    "8,1000",
+    "10,1000,2",
+    "47,53",
+    "63,65",
+    "17,17,4",
+    "33,129",
+    "120,300",
+    "3,900",
+]
 QUICK = ["1,200", "1,300", "2,1000", "5,17,3", "33,129"]  # widths that crashed, a batch, two row blocks
 
 
 def _sweep_subprocess(dtype, cases):
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "circuit_cases.py"), dtype, *cases],
-                          capture_output=True, text=True, timeout=1500)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(HERE, "circuit_cases.py"), dtype, *cases],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     started = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("start ")]
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert proc.returncode == 0, (f"{dtype} sweep died (exit {proc.returncode}) at case {started[-1:]}:\n"
-                                  f"{proc.stderr[-3000:]}")
+    assert proc.returncode == 0, (
+        f"{dtype} sweep died (exit {proc.returncode}) at case {started[-1:]}:\n{proc.stderr[-3000:]}"
+    )
     assert [r["case"] for r in results] == list(cases)
     for r in results:
         assert r["geff"] <= TOL[dtype] and r["direct"] <= TOL[dtype], r
@@ -125,14 +172,19 @@ def test_extreme_values_raise_instead_of_nan(dtype):
     # 1e3 S cells behind 1e9 ohm wires: float32 returned NaN, float64 a wrong number
     G = jnp.full((8, 8), 1e3, dtype)
     p = Parasitics(1e9, 1e9, 1e9, 1e9)
-    for call in (lambda: effective_conductance(G, p), lambda: solve(G, jnp.ones((5, 8), dtype), p, method="direct"),
-                 lambda: node_voltages(G, jnp.ones(8, dtype), p)):
+    for call in (
+        lambda: effective_conductance(G, p),
+        lambda: solve(G, jnp.ones((5, 8), dtype), p, method="direct"),
+        lambda: node_voltages(G, jnp.ones(8, dtype), p),
+    ):
         with pytest.raises(ValueError, match="stiffness.*float64" if dtype == "float32" else "stiffness"):
             call()
 
 
-@pytest.mark.parametrize("dtype,rg", [("float32", 0.3), ("float32", 3.0), ("float32", 30.0),
-                                      ("float64", 10.0), ("float64", 1e3), ("float64", 1e5)])
+@pytest.mark.parametrize(
+    "dtype,rg",
+    [("float32", 0.3), ("float32", 3.0), ("float32", 30.0), ("float64", 10.0), ("float64", 1e3), ("float64", 1e5)],
+)
 def test_strong_parasitics_inside_the_range_are_exact(dtype, rg):
     # 40x40 with all four resistances at r: at rg = 10 the fixed 32-row sweep was
     # 30 % off in float64; the interval now shortens with the stiffness.
@@ -168,7 +220,7 @@ def test_gradient_through_one_long_block_matches_finite_differences():
     rng = np.random.default_rng(256)
     G = jnp.asarray(rng.uniform(1e-5, 1e-4, (256, 16)))
     p = Parasitics(2.0, 2.0, 10.0, 5.0)
-    assert sweep_interval(G, p) >= 256   # the default is one block too
+    assert sweep_interval(G, p) >= 256  # the default is one block too
     W = jnp.asarray(rng.normal(size=G.shape))
     loss = jax.jit(lambda g: jnp.sum(W * effective_conductance(g, p, interval=256)))
     d = jnp.asarray(rng.normal(size=G.shape)) * G
@@ -179,13 +231,22 @@ def test_gradient_through_one_long_block_matches_finite_differences():
 
 def test_physical_arrays_keep_the_long_interval():
     G = jnp.full((64, 64), 1e-4, jnp.float32)
-    assert sweep_interval(G, Parasitics(10.0, 10.0, 1e3, 1e3)) == 256   # kappa 1e-3: one LU per 256 rows
+    assert sweep_interval(G, Parasitics(10.0, 10.0, 1e3, 1e3)) == 256  # kappa 1e-3: one LU per 256 rows
 
 
-@pytest.mark.parametrize("dtype,R,kappa,k", [("float32", 512, 3.4e-4, 512), ("float64", 1024, 4.8e-4, 1024),
-                                             ("float32", 256, 1.4e-3, 256), ("float32", 128, 5.5e-3, 128),
-                                             ("float32", 100, 0.02, 64), ("float64", 256, 8e-3, 256),
-                                             ("float64", 128, 0.034, 128), ("float64", 64, 0.15, 64)])
+@pytest.mark.parametrize(
+    "dtype,R,kappa,k",
+    [
+        ("float32", 512, 3.4e-4, 512),
+        ("float64", 1024, 4.8e-4, 1024),
+        ("float32", 256, 1.4e-3, 256),
+        ("float32", 128, 5.5e-3, 128),
+        ("float32", 100, 0.02, 64),
+        ("float64", 256, 8e-3, 256),
+        ("float64", 128, 0.034, 128),
+        ("float64", 64, 0.15, 64),
+    ],
+)
 def test_long_blocks_are_exact_at_the_edge_of_their_range(dtype, R, kappa, k):
     # just inside the stiffness where the error model still allows k-row blocks (100 rows: two balanced
     # blocks of 50), against the independent nodal solve
@@ -218,7 +279,9 @@ def test_checked_mode_catches_traced_bad_values_under_jit():
     with pytest.raises(ValueError, match="V must be finite"):
         h(jnp.array([1.0, jnp.nan, 0.0]))
     # unchecked, the same jitted call returns silently
-    assert not np.all(np.isfinite(np.asarray(jax.jit(lambda G: effective_conductance(G, p))(good.at[1, 1].set(jnp.nan)))))
+    assert not np.all(
+        np.isfinite(np.asarray(jax.jit(lambda G: effective_conductance(G, p))(good.at[1, 1].set(jnp.nan))))
+    )
 
 
 def test_checked_mode_range_under_jit():
@@ -229,16 +292,19 @@ def test_checked_mode_range_under_jit():
 
 
 # ----------------------------------------------------------------------------- to_spice
-@pytest.mark.parametrize("G,V,p,match", [
-    (np.full((2, 2), np.nan), np.ones(2), Parasitics(1.0, 1.0), "G must be finite"),
-    (-np.ones((2, 2)), np.ones(2), Parasitics(1.0, 1.0), "G must be >= 0"),
-    (np.ones((2, 2)), np.array([np.inf, 0.0]), Parasitics(1.0, 1.0), "V must be finite"),
-    (np.ones((2, 2)), np.ones(2), Parasitics(-1.0, 1.0), "r_wire_row must be >= 0"),
-    (np.ones((2, 2)), np.ones(2), Parasitics(np.inf, 1.0), "r_wire_row must be finite"),
-    (np.ones((2, 2)), np.ones(3), Parasitics(1.0, 1.0), "V must have shape"),
-    (np.ones((2, 2, 2)), np.ones(2), Parasitics(1.0, 1.0), "single array"),
-    (np.ones((2, 2)) + 1j, np.ones(2), Parasitics(1.0, 1.0), "G must be real"),
-])
+@pytest.mark.parametrize(
+    "G,V,p,match",
+    [
+        (np.full((2, 2), np.nan), np.ones(2), Parasitics(1.0, 1.0), "G must be finite"),
+        (-np.ones((2, 2)), np.ones(2), Parasitics(1.0, 1.0), "G must be >= 0"),
+        (np.ones((2, 2)), np.array([np.inf, 0.0]), Parasitics(1.0, 1.0), "V must be finite"),
+        (np.ones((2, 2)), np.ones(2), Parasitics(-1.0, 1.0), "r_wire_row must be >= 0"),
+        (np.ones((2, 2)), np.ones(2), Parasitics(np.inf, 1.0), "r_wire_row must be finite"),
+        (np.ones((2, 2)), np.ones(3), Parasitics(1.0, 1.0), "V must have shape"),
+        (np.ones((2, 2, 2)), np.ones(2), Parasitics(1.0, 1.0), "single array"),
+        (np.ones((2, 2)) + 1j, np.ones(2), Parasitics(1.0, 1.0), "G must be real"),
+    ],
+)
 def test_to_spice_validates_like_solve(G, V, p, match):
     with pytest.raises(ValueError, match=match):
         to_spice(G, V, p)

@@ -1,4 +1,5 @@
 """Tests of crossjax.cli argument handling (cheap: nothing is trained)."""
+
 import sys
 import types
 
@@ -82,7 +83,7 @@ hardware = { device = { write_noise = { sigma = 0.05 } } }
 def _last_line_files(out: str) -> list[str]:
     last = out.strip().splitlines()[-1]
     assert last.startswith("wrote: "), last
-    return [os.path.basename(p) for p in last[len("wrote: "):].split(", ")]
+    return [os.path.basename(p) for p in last[len("wrote: ") :].split(", ")]
 
 
 def test_study_lists_written_files_and_what_a_resume_skips(tmp_path, capsys):
@@ -94,12 +95,15 @@ def test_study_lists_written_files_and_what_a_resume_skips(tmp_path, capsys):
     printed = capsys.readouterr().out
     files = _last_line_files(printed)
     assert files[:2] == ["results.json", "report.md"]
-    assert set(files) == {p.name for p in out.iterdir()} - {".lock"} == {
-        "results.json", "report.md", "accuracy.png", "accuracy_vs_energy.png", "model.ckpt"}
+    assert (
+        set(files)
+        == {p.name for p in out.iterdir()} - {".lock"}
+        == {"results.json", "report.md", "accuracy.png", "accuracy_vs_energy.png", "model.ckpt"}
+    )
     assert "resuming" not in printed
     results = json.loads((out / "results.json").read_text())
-    results_schema.check(results, "study")   # the keys docs/results.md marks required
-    wall = f"wall time {results['meta']['seconds']:.1f} s"   # one figure: results, report and CLI
+    results_schema.check(results, "study")  # the keys docs/results.md marks required
+    wall = f"wall time {results['meta']['seconds']:.1f} s"  # one figure: results, report and CLI
     assert wall in printed and wall in (out / "report.md").read_text()
 
     # complete rerun: everything is skipped, the checkpoint is not rewritten
@@ -129,8 +133,12 @@ def test_paper_study_lists_written_files_and_reused_cells(tmp_path, capsys, monk
         calls.append(kw)
         os.makedirs(out, exist_ok=True)
         cells = [{"name": "dense@ideal", "samples": 1, "accuracy": {"mean": 0.9, "std": 0.0}}]
-        res = {"digital": {"accuracy": 0.9}, "configs": cells, "variants": {},
-               "meta": {"fingerprint": "f00d", "computed": 2 if first else 0, "complete": True}}
+        res = {
+            "digital": {"accuracy": 0.9},
+            "configs": cells,
+            "variants": {},
+            "meta": {"fingerprint": "f00d", "computed": 2 if first else 0, "complete": True},
+        }
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump(res, f)
         with open(os.path.join(out, "report.md"), "w") as f:
@@ -147,8 +155,7 @@ def test_paper_study_lists_written_files_and_reused_cells(tmp_path, capsys, monk
     argv = ["study", "--out", str(out), "--preset", "dub_adc", "--quick", "--quiet"]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert _last_line_files(printed) == ["results.json", "report.md", "accuracy_vs_energy.png",
-                                         "model_dense.ckpt"]
+    assert _last_line_files(printed) == ["results.json", "report.md", "accuracy_vs_energy.png", "model_dense.ckpt"]
     assert "resumed" not in printed
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
@@ -167,8 +174,17 @@ def _tiny_paper_study(out, *, quick=False, seed=0, samples=None, overwrite=False
     from crossjax import hardware, models
     from crossjax.paper_studies import harness
 
-    rs = harness.StudyRun("tiny", out, quick=quick, seed=seed, samples=samples or 2, dataset="toy",
-                          model="mlp 8-4", overwrite=overwrite, files=("tiny.png",))
+    rs = harness.StudyRun(
+        "tiny",
+        out,
+        quick=quick,
+        seed=seed,
+        samples=samples or 2,
+        dataset="toy",
+        model="mlp 8-4",
+        overwrite=overwrite,
+        files=("tiny.png",),
+    )
 
     def build():
         return models.MLP(8, (), 4, param_dtype=jnp.float32, rngs=nnx.Rngs(seed))
@@ -187,7 +203,7 @@ def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsy
     monkeypatch.setitem(sys.modules, "crossjax.paper_studies.dub_adc", types.SimpleNamespace(run=_tiny_paper_study))
     out = tmp_path / "p"
     out.mkdir()
-    (out / "notes.txt").write_text("mine")           # not the study's: --overwrite keeps it
+    (out / "notes.txt").write_text("mine")  # not the study's: --overwrite keeps it
     (out / "model_mine.ckpt").write_bytes(b"not a saved model")
     base = ["study", "--out", str(out), "--preset", "dub_adc", "--quick", "--quiet"]
     assert cli.main(base + ["--samples", "2"]) == 0
@@ -214,7 +230,7 @@ def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsy
     assert "resumed" not in printed
     res = json.loads((out / "results.json").read_text())
     assert [c["samples"] for c in res["configs"]] == [3] and len(res["configs"][0]["values"]) == 3
-    assert res["meta"]["args"]["samples"] == 3 and res["meta"]["computed"] == 2   # model + cell
+    assert res["meta"]["args"]["samples"] == 3 and res["meta"]["computed"] == 2  # model + cell
     assert res["meta"]["fingerprint"] != first["meta"]["fingerprint"] and res["meta"]["complete"]
     assert (out / "model_dense.ckpt").read_bytes() != model_before
     assert {"results.json", "report.md", "model_dense.ckpt", "tiny.png"} <= set(_last_line_files(printed))
@@ -237,7 +253,9 @@ def test_quick_means_the_laptop_scale_run_for_the_default_preset_too():
     quick = cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--quick"]))
     assert quick == study.get_preset("quick") != study.get_preset("default")
     assert cli.study_spec_from_args(parser.parse_args(["study", "--out", "x"])) == study.get_preset("default")
-    assert cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--quick", "--samples", "2"])).samples == 2
+    assert (
+        cli.study_spec_from_args(parser.parse_args(["study", "--out", "x", "--quick", "--samples", "2"])).samples == 2
+    )
     name = "tmp_no_quick_variant"
     study.register_preset(name, lambda: study.get_preset("quick"))
     try:

@@ -8,6 +8,7 @@ evaluation. Then every product form on its own against Flax (Conv 1-/2-D with
 every padding, dilation, groups; LinearGeneral with batch axes; Einsum
 equations), rules, parameter paths, pruning, training and the study.
 """
+
 import json
 
 import jax
@@ -26,9 +27,17 @@ F64 = dict(param_dtype=jnp.float64)
 IDEAL = HardwareConfig()
 # ADC at 48 bits: the tiled read-out (patches x tiles, per-column conversion), exact to ~1e-14
 TILED = HardwareConfig().set({"adc.bits": 48, "dac.range": "max", "array.rows": 16, "array.cols": 8})
-NOISY = HardwareConfig().set({"device.write_noise.sigma": 0.05, "device.read_noise.sigma": 0.02,
-                              "adc.bits": 6, "dac.bits": 6, "dac.range": "max", "array.rows": 16,
-                              "array.cols": 16})
+NOISY = HardwareConfig().set(
+    {
+        "device.write_noise.sigma": 0.05,
+        "device.read_noise.sigma": 0.02,
+        "adc.bits": 6,
+        "dac.bits": 6,
+        "dac.range": "max",
+        "array.rows": 16,
+        "array.cols": 16,
+    }
+)
 
 
 # --------------------------------------------------------------------------- user-style models
@@ -54,8 +63,9 @@ class GroupedCNN(nnx.Module):
 
     def __init__(self, rngs):
         self.stem = nnx.Conv(1, 8, (3, 3), padding="VALID", **F64, rngs=rngs)
-        self.depthwise = nnx.Conv(8, 8, (3, 3), feature_group_count=8, kernel_dilation=2, padding="CIRCULAR",
-                                  **F64, rngs=rngs)
+        self.depthwise = nnx.Conv(
+            8, 8, (3, 3), feature_group_count=8, kernel_dilation=2, padding="CIRCULAR", **F64, rngs=rngs
+        )
         self.grouped = nnx.Conv(8, 12, (1, 1), feature_group_count=4, **F64, rngs=rngs)
         self.head = nnx.Linear(12, 10, **F64, rngs=rngs)
 
@@ -97,8 +107,7 @@ class Encoder(nnx.Module):
         self.norm1 = nnx.LayerNorm(16, **F64, rngs=rngs)
         self.attention = nnx.MultiHeadAttention(num_heads=2, in_features=16, decode=False, **F64, rngs=rngs)
         self.norm2 = nnx.LayerNorm(16, **F64, rngs=rngs)
-        self.mlp = nnx.Sequential(nnx.Linear(16, 32, **F64, rngs=rngs), nnx.gelu,
-                                  nnx.Linear(32, 16, **F64, rngs=rngs))
+        self.mlp = nnx.Sequential(nnx.Linear(16, 32, **F64, rngs=rngs), nnx.gelu, nnx.Linear(32, 16, **F64, rngs=rngs))
         self.head = nnx.Linear(16, 10, **F64, rngs=rngs)
 
     def __call__(self, x):
@@ -121,8 +130,13 @@ class EinsumNet(nnx.Module):
         return self.merge(nnx.relu(self.per_head(h)))
 
 
-MODELS = {"cnn_bn_dropout": CNN, "grouped_cnn": GroupedCNN, "residual": ResidualNet,
-          "transformer_encoder": Encoder, "einsum": EinsumNet}
+MODELS = {
+    "cnn_bn_dropout": CNN,
+    "grouped_cnn": GroupedCNN,
+    "residual": ResidualNet,
+    "transformer_encoder": Encoder,
+    "einsum": EinsumNet,
+}
 
 
 def _images(n=6, seed=1):
@@ -137,8 +151,13 @@ def _converted(name):
     return model, analog
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in ("grouped_cnn", "residual", "transformer_encoder") else ())
-                                  for n in MODELS])  # (slow run: ~6-7 s each)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow if n in ("grouped_cnn", "residual", "transformer_encoder") else ())
+        for n in MODELS
+    ],
+)  # (slow run: ~6-7 s each)
 def test_user_model_digital_is_bit_identical_and_ideal_crossbar_equals_it(name):
     model, analog = _converted(name)
     x = _images()
@@ -183,7 +202,7 @@ def test_user_model_noisy_forward_backward_and_vmapped_monte_carlo(name):
     again = montecarlo.evaluate(analog, NOISY, keys, x, y, batch_size=4, progress=False, return_logits=True)
     assert res["accuracy"].shape == (3,) and np.isfinite(res["accuracy"]).all()
     np.testing.assert_array_equal(res["logits"], again["logits"])  # fixed keys reproduce
-    assert not np.allclose(res["logits"][0], res["logits"][1])     # samples differ
+    assert not np.allclose(res["logits"][0], res["logits"][1])  # samples differ
 
 
 def test_read_noise_of_a_user_model_is_drawn_per_sample_and_batch():
@@ -195,8 +214,9 @@ def test_read_noise_of_a_user_model_is_drawn_per_sample_and_batch():
     analog.eval()
     x = np.repeat(np.asarray(_images(1)), 4, axis=0)
     y = np.zeros(4, int)
-    res = montecarlo.evaluate(analog, hw, jax.random.split(jax.random.key(0), 2), x, y, batch_size=2,
-                              progress=False, return_logits=True)
+    res = montecarlo.evaluate(
+        analog, hw, jax.random.split(jax.random.key(0), 2), x, y, batch_size=2, progress=False, return_logits=True
+    )
     logits = res["logits"]
     assert not np.allclose(logits[0, 0], logits[0, 2])  # batch 0 vs batch 1 of sample 0
     assert not np.allclose(logits[0, 0], logits[1, 0])  # sample 0 vs sample 1
@@ -211,14 +231,27 @@ def test_read_noise_of_a_user_model_is_drawn_per_sample_and_batch():
 CONVS = {
     "2d_same_stride": (dict(in_features=3, out_features=5, kernel_size=(3, 3), strides=2), (2, 7, 7, 3)),
     "2d_valid_rect": (dict(in_features=2, out_features=4, kernel_size=(2, 3), padding="VALID"), (2, 6, 5, 2)),
-    "2d_explicit_input_dilation": (dict(in_features=3, out_features=4, kernel_size=(3, 2), input_dilation=2,
-                                        padding=((1, 2), (0, 1))), (2, 5, 5, 3)),
-    "2d_kernel_dilation_reflect": (dict(in_features=2, out_features=2, kernel_size=(3, 3), kernel_dilation=2,
-                                        padding="REFLECT"), (1, 9, 9, 2)),
-    "2d_depthwise_circular": (dict(in_features=4, out_features=8, kernel_size=(3, 3), feature_group_count=4,
-                                   padding="CIRCULAR"), (2, 6, 6, 4)),
-    "2d_masked": (dict(in_features=2, out_features=3, kernel_size=(3, 3),
-                       mask=np.tril(np.ones((3, 3)))[:, :, None, None] * np.ones((1, 1, 2, 3))), (2, 5, 5, 2)),
+    "2d_explicit_input_dilation": (
+        dict(in_features=3, out_features=4, kernel_size=(3, 2), input_dilation=2, padding=((1, 2), (0, 1))),
+        (2, 5, 5, 3),
+    ),
+    "2d_kernel_dilation_reflect": (
+        dict(in_features=2, out_features=2, kernel_size=(3, 3), kernel_dilation=2, padding="REFLECT"),
+        (1, 9, 9, 2),
+    ),
+    "2d_depthwise_circular": (
+        dict(in_features=4, out_features=8, kernel_size=(3, 3), feature_group_count=4, padding="CIRCULAR"),
+        (2, 6, 6, 4),
+    ),
+    "2d_masked": (
+        dict(
+            in_features=2,
+            out_features=3,
+            kernel_size=(3, 3),
+            mask=np.tril(np.ones((3, 3)))[:, :, None, None] * np.ones((1, 1, 2, 3)),
+        ),
+        (2, 5, 5, 2),
+    ),
     "1d_causal": (dict(in_features=3, out_features=4, kernel_size=(3,), padding="CAUSAL"), (2, 9, 3)),
     "1d_unbatched": (dict(in_features=3, out_features=2, kernel_size=(2,), strides=2), (8, 3)),
     "3d": (dict(in_features=2, out_features=3, kernel_size=(2, 2, 2)), (1, 4, 4, 3, 2)),
@@ -226,12 +259,16 @@ CONVS = {
 
 
 # the plain 2-D geometries are also drawn by the Hypothesis test below: slow run only
-COVERED = ("2d_same_stride", "2d_valid_rect", "2d_explicit_input_dilation",
-           "3d", "2d_depthwise_circular")  # (the last two: slow run, ~5 s each)
+COVERED = (
+    "2d_same_stride",
+    "2d_valid_rect",
+    "2d_explicit_input_dilation",
+    "3d",
+    "2d_depthwise_circular",
+)  # (the last two: slow run, ~5 s each)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in COVERED else ())
-                                  for n in CONVS])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow if n in COVERED else ()) for n in CONVS])
 def test_every_conv_form_equals_flax(name):
     kwargs, shape = CONVS[name]
     conv = nnx.Conv(**kwargs, **F64, rngs=nnx.Rngs(0))
@@ -310,8 +347,11 @@ def test_parameters_keep_values_shapes_and_paths_so_states_apply():
 def test_rules_keep_first_and_last_digital_and_override_hardware():
     model = CNN(nnx.Rngs(0))
     model.eval()
-    rules = [{"match": "conv1", "digital": True}, {"match": "head", "digital": True},
-             {"match": "conv2", "hardware": {"adc.bits": 4}}]
+    rules = [
+        {"match": "conv1", "digital": True},
+        {"match": "head", "digital": True},
+        {"match": "conv2", "hardware": {"adc.bits": 4}},
+    ]
     analog = crossjax.convert(model, TILED, rules=rules)
     table = {r["path"]: r["as"] for r in conversion.conversion_table(analog)}
     assert table == {"conv1": "digital (rule 0)", "conv2": "crossbar (rule 2)", "head": "digital (rule 1)"}
@@ -332,15 +372,18 @@ def test_rules_keep_first_and_last_digital_and_override_hardware():
     assert fixed.conv2.active_config() == IDEAL and fixed.head.active_config() == TILED
 
 
-@pytest.mark.parametrize("rules, match", [
-    ([{"match": "nothing*", "digital": True}], "match no convertible layer"),
-    ([{"match": "*", "digital": True}], "nothing is left on crossbars"),
-    ([{"match": "head", "digitl": True}], "unknown keys"),
-    ([{"digital": True}], "needs a 'match'"),
-    ([{"match": "head", "digital": True, "hardware": {"adc.bits": 4}}], "not both"),
-    ([{"match": "head", "hardware": {"adc.bitz": 4}}], "invalid"),
-    ([{"match": "head", "digital": "yes"}], "true or false"),
-])
+@pytest.mark.parametrize(
+    "rules, match",
+    [
+        ([{"match": "nothing*", "digital": True}], "match no convertible layer"),
+        ([{"match": "*", "digital": True}], "nothing is left on crossbars"),
+        ([{"match": "head", "digitl": True}], "unknown keys"),
+        ([{"digital": True}], "needs a 'match'"),
+        ([{"match": "head", "digital": True, "hardware": {"adc.bits": 4}}], "not both"),
+        ([{"match": "head", "hardware": {"adc.bitz": 4}}], "invalid"),
+        ([{"match": "head", "digital": "yes"}], "true or false"),
+    ],
+)
 def test_bad_rules_are_refused_naming_the_fix(rules, match):
     with pytest.raises(ValueError, match=match):
         crossjax.convert(CNN(nnx.Rngs(0)), rules=rules)
@@ -409,8 +452,9 @@ def test_pruning_calibration_and_checkpoints_of_a_converted_transformer(tmp_path
     checkpoint.save_checkpoint(path, model=analog)
     fresh = crossjax.convert(Encoder(nnx.Rngs(7)))
     checkpoint.restore_checkpoint(path, model=fresh)
-    for (_, a), (_, b) in zip(nnx.to_flat_state(nnx.state(analog, nnx.Param)),
-                              nnx.to_flat_state(nnx.state(fresh, nnx.Param))):
+    for (_, a), (_, b) in zip(
+        nnx.to_flat_state(nnx.state(analog, nnx.Param)), nnx.to_flat_state(nnx.state(fresh, nnx.Param))
+    ):
         assert jnp.array_equal(a[...], b[...])
 
 
@@ -441,9 +485,13 @@ def test_study_with_vit_records_rules_and_conversion(tmp_path):
     from crossjax import study
 
     spec = study.get_preset("quick").replace(
-        model="vit", max_train=200, max_test=60, samples=2,
+        model="vit",
+        max_train=200,
+        max_test=60,
+        samples=2,
         train=training.TrainConfig(steps=20, batch_size=32),
-        rules=({"match": "embed", "digital": True}, {"match": "head", "digital": True}))
+        rules=({"match": "embed", "digital": True}, {"match": "head", "digital": True}),
+    )
     spec = spec.replace(configs=spec.configs[:2], finetune=None)
     res = study.run_study(spec, tmp_path / "vit", progress=False, plots=False)
     doc = json.loads((tmp_path / "vit" / "results.json").read_text())
@@ -466,11 +514,13 @@ def test_tiled_conv_equals_flax_for_random_geometries(data):
     groups = data.draw(st.sampled_from([1, 2]))
     cin, cout = groups * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 3))
     k = tuple(data.draw(st.integers(1, 3)) for _ in range(nd))
-    kwargs = dict(strides=tuple(data.draw(st.integers(1, 2)) for _ in range(nd)),
-                  kernel_dilation=tuple(data.draw(st.integers(1, 2)) for _ in range(nd)),
-                  input_dilation=tuple(data.draw(st.integers(1, 2)) for _ in range(nd)),
-                  padding=data.draw(st.sampled_from(["SAME", "VALID", "CIRCULAR", 1])),
-                  feature_group_count=groups)
+    kwargs = dict(
+        strides=tuple(data.draw(st.integers(1, 2)) for _ in range(nd)),
+        kernel_dilation=tuple(data.draw(st.integers(1, 2)) for _ in range(nd)),
+        input_dilation=tuple(data.draw(st.integers(1, 2)) for _ in range(nd)),
+        padding=data.draw(st.sampled_from(["SAME", "VALID", "CIRCULAR", 1])),
+        feature_group_count=groups,
+    )
     if kwargs["padding"] == "CIRCULAR":
         kwargs["input_dilation"] = (1,) * nd
     elif max(kwargs["input_dilation"]) > 1:  # lax takes only explicit padding with input dilation

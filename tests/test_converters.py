@@ -1,4 +1,5 @@
 """DAC and ADC quantizers, bit-serial inputs, ADC ranges and calibration."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,7 +44,9 @@ def _adc_by_autodiff(i, fs, bits):
     return code * step
 
 
-@pytest.mark.parametrize("fs_shape,bits", [((), 4), ((1, 6), 3), ((5, 1, 6), np.array([2, 3, 4, 5, 6, 8])), ((5, 7, 1), 5)])
+@pytest.mark.parametrize(
+    "fs_shape,bits", [((), 4), ((1, 6), 3), ((5, 1, 6), np.array([2, 3, 4, 5, 6, 8])), ((5, 7, 1), 5)]
+)
 def test_adc_gradients_equal_the_straight_through_reference(fs_shape, bits):
     """Custom VJP of ``adc_quantize`` (the full-scale cotangent as one einsum) against
     autodiff of the same straight-through definition, including clipped currents and
@@ -52,7 +55,7 @@ def test_adc_gradients_equal_the_straight_through_reference(fs_shape, bits):
     i = jnp.asarray(rng.normal(scale=2e-5, size=(5, 7, 6)))
     fs = jnp.asarray(rng.uniform(1e-5, 3e-5, size=fs_shape))
     w = jnp.asarray(rng.normal(size=i.shape))
-    loss = lambda f: (lambda i, fs: jnp.sum(w * f(i, fs, bits)))
+    loss = lambda f: lambda i, fs: jnp.sum(w * f(i, fs, bits))
     np.testing.assert_array_equal(converters.adc_quantize(i, fs, bits), _adc_by_autodiff(i, fs, bits))
     got = jax.grad(loss(converters.adc_quantize), argnums=(0, 1))(i, fs)
     ref = jax.grad(loss(_adc_by_autodiff), argnums=(0, 1))(i, fs)
@@ -121,8 +124,9 @@ def test_per_column_adc_bits_and_calibration():
     W = jnp.asarray(rng.normal(size=(40, 8)))
     x = jnp.asarray(rng.normal(size=(200, 40)))
     bits = jnp.array([[12, 12, 2, 2], [12, 12, 12, 2]])  # (Nt, C): per tile column
-    cfg = HardwareConfig().set({"array.rows": 16, "array.cols": 4, "adc.bits": bits, "adc.range": "calibrated",
-                                "adc.percentile": 100.0})
+    cfg = HardwareConfig().set(
+        {"array.rows": 16, "array.cols": 4, "adc.bits": bits, "adc.range": "calibrated", "adc.percentile": 100.0}
+    )
     state = crossbar.program(W, cfg)
     state = crossbar.calibrate_adc(x, state, cfg)
     err = np.abs(np.asarray(crossbar.matmul(x, state, cfg)) - np.asarray(x @ W)).mean(axis=0)
@@ -134,8 +138,8 @@ def test_per_column_adc_bits_and_calibration():
     # (so none is clipped); the currents computed here from the programmed conductances (ideal
     # wires: V_tile @ G_tile per array, row tile and column tile)
     v, _, _ = converters.apply_dac(x, cfg.dac)
-    vt = tiling.tile_inputs(v[0], W.shape[0], cfg.array.rows)            # (B, Kt, R)
-    peak = np.abs(np.asarray(jnp.einsum("bkr,pknrc->bpknc", vt, state.g))).max(0)   # (P, Kt, Nt, C)
+    vt = tiling.tile_inputs(v[0], W.shape[0], cfg.array.rows)  # (B, Kt, R)
+    peak = np.abs(np.asarray(jnp.einsum("bkr,pknrc->bpknc", vt, state.g))).max(0)  # (P, Kt, Nt, C)
     assert state.adc_range.shape == peak.shape
     np.testing.assert_allclose(np.asarray(state.adc_range), peak, rtol=1e-12)
 
@@ -163,6 +167,7 @@ def test_a_registered_adc_kind_is_what_the_read_out_applies(monkeypatch):
     """A new ADC type is one law and one ``register_adc`` call: a config naming it converts
     every tile column with it (here a midrise quantizer: no code at zero, codes at half
     steps), in the programmed read and in training's fresh-sample read."""
+
     def midrise(current, full_scale, bits):
         step = full_scale / 2.0 ** (jnp.asarray(bits, current.dtype) - 1)
         half = 2.0 ** (jnp.asarray(bits, current.dtype) - 1)
@@ -175,7 +180,7 @@ def test_a_registered_adc_kind_is_what_the_read_out_applies(monkeypatch):
     mid = uniform.set({"adc.kind": "midrise"})
     state = crossbar.program(W, mid)
     y_mid, y_uni = crossbar.matmul(x, state, mid), crossbar.matmul(x, state, uniform)
-    assert float(jnp.max(jnp.abs(y_mid - y_uni))) > 1e-3               # the law is applied
+    assert float(jnp.max(jnp.abs(y_mid - y_uni))) > 1e-3  # the law is applied
     # a zero input reads code 0 of the uniform ADC but half a step of the midrise one on each
     # array of the pair: 0 against half the difference of the two arrays' steps
     zero = jnp.zeros((1, 6))
@@ -189,8 +194,11 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=10, deadline=None)
-@given(bits=st.integers(2, 6), x=st.lists(st.floats(-1.5, 1.5), min_size=4, max_size=4),
-       x_range=st.sampled_from(["fixed", "max"]))
+@given(
+    bits=st.integers(2, 6),
+    x=st.lists(st.floats(-1.5, 1.5), min_size=4, max_size=4),
+    x_range=st.sampled_from(["fixed", "max"]),
+)
 def test_pulse_width_is_a_prefix_of_full_voltage_steps_whose_mean_is_the_amplitude(bits, x, x_range):
     x = jnp.asarray(x, jnp.float64)
     if x_range == "max" and not np.any(np.asarray(x)):
@@ -201,12 +209,12 @@ def test_pulse_width_is_a_prefix_of_full_voltage_steps_whose_mean_is_the_amplitu
     n = 2 ** (bits - 1) - 1
     assert v.shape == (n,) + x.shape and coef == (1.0 / n,) * n == tuple(coef)
     on = np.asarray(v) / 0.3
-    np.testing.assert_array_equal(np.abs(on) * (np.abs(on) - 1), 0)          # only 0 and +-v_read
-    assert np.all(np.diff(np.abs(on), axis=0) <= 0)                          # rows switch off, never on again
+    np.testing.assert_array_equal(np.abs(on) * (np.abs(on) - 1), 0)  # only 0 and +-v_read
+    assert np.all(np.diff(np.abs(on), axis=0) <= 0)  # rows switch off, never on again
     (va,), _, ra = converters.apply_dac(x, amp)
     np.testing.assert_allclose(np.abs(on).sum(0), np.abs(np.asarray(va)) / 0.3 * n, atol=1e-9)  # duration = level
     np.testing.assert_allclose(converters.shift_add(v, coef), va, atol=1e-12)
     g_pw = jax.grad(lambda x: jnp.sum(jnp.sin(converters.shift_add(converters.apply_dac(x, pw)[0], coef))))(x)
     g_amp = jax.grad(lambda x: jnp.sum(jnp.sin(converters.apply_dac(x, amp)[0][0])))(x)
-    np.testing.assert_allclose(g_pw, g_amp, rtol=1e-12, atol=1e-12)          # the same straight-through gradient
+    np.testing.assert_allclose(g_pw, g_amp, rtol=1e-12, atol=1e-12)  # the same straight-through gradient
     np.testing.assert_array_equal(converters.dac_equivalent(x, pw), converters.dac_equivalent(x, amp))

@@ -1,4 +1,5 @@
 """The counter-based read-noise generator against N(0, 1) and for independence."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np

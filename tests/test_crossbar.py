@@ -1,4 +1,5 @@
 """The crossbar kernels: exactness, wires vs an independent tile sum, gradients, bad input."""
+
 import json
 
 import jax
@@ -17,8 +18,9 @@ def _rel(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))) / np.max(np.abs(np.asarray(b))))
 
 
-@pytest.mark.parametrize("K,N,R,C", [(1, 1, 64, 64), (7, 13, 4, 5), (64, 64, 64, 64), (130, 70, 64, 64),
-                                     (33, 65, 16, 32)])
+@pytest.mark.parametrize(
+    "K,N,R,C", [(1, 1, 64, 64), (7, 13, 4, 5), (64, 64, 64, 64), (130, 70, 64, 64), (33, 65, 16, 32)]
+)
 @pytest.mark.parametrize("scheme", ["differential", "offset"])
 def test_ideal_is_exact_matmul(K, N, R, C, scheme):
     rng = np.random.default_rng(K * 1000 + N)
@@ -58,9 +60,17 @@ def test_wires_equal_independent_tile_sum():
     K, N, R, C = 20, 11, 8, 4
     W, x = rng.normal(size=(K, N)), rng.normal(size=(6, K))
     g_min, g_max, v_read, x_max = 2e-6, 1e-4, 0.3, 2.5
-    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES,
-                                "device.g_min": g_min, "device.g_max": g_max, "dac.v_read": v_read,
-                                "dac.x_max": x_max})
+    cfg = HardwareConfig().set(
+        {
+            "array.rows": R,
+            "array.cols": C,
+            "array.parasitics": WIRES,
+            "device.g_min": g_min,
+            "device.g_max": g_max,
+            "dac.v_read": v_read,
+            "dac.x_max": x_max,
+        }
+    )
     w_max = np.abs(W).max()
     Wp = np.zeros((3 * R, 3 * C))
     Wp[:K, :N] = W
@@ -69,13 +79,13 @@ def test_wires_equal_independent_tile_sum():
     y = np.zeros((6, 3 * C))
     for a in range(3):
         for b in range(3):
-            w = Wp[a * R:(a + 1) * R, b * C:(b + 1) * C]
+            w = Wp[a * R : (a + 1) * R, b * C : (b + 1) * C]
             gp = g_min + (g_max - g_min) * np.maximum(w, 0) / w_max
             gm = g_min + (g_max - g_min) * np.maximum(-w, 0) / w_max
-            v = Vp[:, a * R:(a + 1) * R]
+            v = Vp[:, a * R : (a + 1) * R]
             ge_p = np.asarray(circuit.effective_conductance(jnp.asarray(gp), WIRES))
             ge_m = np.asarray(circuit.effective_conductance(jnp.asarray(gm), WIRES))
-            y[:, b * C:(b + 1) * C] += v @ ge_p - v @ ge_m
+            y[:, b * C : (b + 1) * C] += v @ ge_p - v @ ge_m
     y = y[:, :N] * w_max * x_max / ((g_max - g_min) * v_read)
     state = crossbar.program(jnp.asarray(W), cfg)
     got = crossbar.matmul(jnp.asarray(x), state, cfg)
@@ -86,11 +96,20 @@ def test_wires_equal_independent_tile_sum():
 
 
 def _all_on(adc_bits=None, dac_bits=None):
-    return HardwareConfig().set({
-        "array.rows": 4, "array.cols": 3, "array.parasitics": WIRES,
-        "device.write_noise": WriteNoise(0.05, "proportional"), "device.range_variation": RangeVariation(0.05, 0.05),
-        "device.stuck": StuckAt(0.1, 0.1), "device.drift": Drift(t=100.0, nu=0.05, nu_std=0.01),
-        "device.read_noise": ReadNoise(0.02), "adc.bits": adc_bits, "dac.bits": dac_bits})
+    return HardwareConfig().set(
+        {
+            "array.rows": 4,
+            "array.cols": 3,
+            "array.parasitics": WIRES,
+            "device.write_noise": WriteNoise(0.05, "proportional"),
+            "device.range_variation": RangeVariation(0.05, 0.05),
+            "device.stuck": StuckAt(0.1, 0.1),
+            "device.drift": Drift(t=100.0, nu=0.05, nu_std=0.01),
+            "device.read_noise": ReadNoise(0.02),
+            "adc.bits": adc_bits,
+            "dac.bits": dac_bits,
+        }
+    )
 
 
 def test_gradients_match_finite_differences():
@@ -120,8 +139,9 @@ def test_gradients_finite_with_quantizers():
     rng = np.random.default_rng(4)
     W, x = jnp.asarray(rng.normal(size=(6, 5))), jnp.asarray(rng.normal(size=(2, 6)))
     cfg = _all_on(adc_bits=6, dac_bits=6).set({"device.levels": 16, "adc.range": "calibrated"})
-    gW, gx = jax.grad(lambda W, x: jnp.sum(crossbar.analog_matmul(x, W, cfg, jax.random.key(0)) ** 2),
-                      argnums=(0, 1))(W, x)
+    gW, gx = jax.grad(lambda W, x: jnp.sum(crossbar.analog_matmul(x, W, cfg, jax.random.key(0)) ** 2), argnums=(0, 1))(
+        W, x
+    )
     assert np.all(np.isfinite(gW)) and np.all(np.isfinite(gx)) and np.any(gW != 0) and np.any(gx != 0)
 
 
@@ -217,25 +237,25 @@ def test_sparse_layout_is_exact_and_packs_columns(scheme):
 
     K, N, R, C = 40, 37, 16, 8
     W, x = _column_pruned(0, K, N, R, C)
-    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "mapping.layout": "sparse",
-                                "mapping.scheme": scheme})
+    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "mapping.layout": "sparse", "mapping.scheme": scheme})
     state = crossbar.program(W, cfg)
     comp = pruning.compact_columns(W, R, C)
     np.testing.assert_array_equal(state.column_index, comp.column_index)
     assert _rel(state.w_eff, W) < 1e-12
     assert _rel(crossbar.matmul(x, state, cfg), x @ W) < 1e-10
-    adc = cfg.set({"adc.bits": 40})   # the per-column path: per-tile currents scattered back
+    adc = cfg.set({"adc.bits": 40})  # the per-column path: per-tile currents scattered back
     assert _rel(crossbar.matmul(x, crossbar.program(W, adc), adc), x @ W) < 1e-10
     assert _rel(crossbar.analog_matmul(x, W, adc), x @ W) < 1e-10
     # Only ceil(nnz/C) crossbars per row block are read: rewriting the unused tiles changes nothing.
     used = np.asarray(comp.tiles_used)
     assert used.sum() == int(pruning.crossbar_report(W, R, C).tiles_sparse) < state.g.shape[1] * state.g.shape[2]
-    unused = np.arange(state.g.shape[2])[None, :] >= used[:, None]            # (Kt, Nt)
+    unused = np.arange(state.g.shape[2])[None, :] >= used[:, None]  # (Kt, Nt)
     fixed = adc.set({"adc.range": "fixed", "adc.i_max": 1.0})
     state = crossbar.program(W, fixed)
     junk = jnp.where(unused[None, :, :, None, None], 7e-5, state.g_eff)
-    np.testing.assert_allclose(crossbar.matmul(x, state.replace(g_eff=junk), fixed),
-                               crossbar.matmul(x, state, fixed), rtol=1e-12)
+    np.testing.assert_allclose(
+        crossbar.matmul(x, state.replace(g_eff=junk), fixed), crossbar.matmul(x, state, fixed), rtol=1e-12
+    )
 
 
 @pytest.mark.slow
@@ -252,14 +272,27 @@ def test_sparse_layout_changes_ir_drop():
 @pytest.mark.slow
 def test_program_many_equals_program_per_matrix():
     rng = np.random.default_rng(5)
-    cfg = HardwareConfig().set({"array.rows": 8, "array.cols": 4, "array.parasitics": WIRES,
-                                "device.write_noise": WriteNoise(0.05), "adc.bits": 6})
-    Ws = [jnp.asarray(rng.normal(size=(13, 6))), jnp.asarray(rng.normal(size=(2, 9, 5))), jnp.asarray(rng.normal(size=(4, 4)))]
+    cfg = HardwareConfig().set(
+        {
+            "array.rows": 8,
+            "array.cols": 4,
+            "array.parasitics": WIRES,
+            "device.write_noise": WriteNoise(0.05),
+            "adc.bits": 6,
+        }
+    )
+    Ws = [
+        jnp.asarray(rng.normal(size=(13, 6))),
+        jnp.asarray(rng.normal(size=(2, 9, 5))),
+        jnp.asarray(rng.normal(size=(4, 4))),
+    ]
     keys = list(jax.random.split(jax.random.key(2), 3))
     many = crossbar.program_many(Ws, cfg, keys)
-    one = [crossbar.program(Ws[0], cfg, keys[0]),
-           jax.vmap(crossbar.program, in_axes=(0, None, 0))(Ws[1], cfg, jax.random.split(keys[1], 2)),
-           crossbar.program(Ws[2], cfg, keys[2])]
+    one = [
+        crossbar.program(Ws[0], cfg, keys[0]),
+        jax.vmap(crossbar.program, in_axes=(0, None, 0))(Ws[1], cfg, jax.random.split(keys[1], 2)),
+        crossbar.program(Ws[2], cfg, keys[2]),
+    ]
     for a, b in zip(many, one):
         for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
             np.testing.assert_allclose(u, v, rtol=1e-12)
@@ -285,8 +318,16 @@ def test_analog_pair_subtraction_equals_independent_reference(slices):
     rng = np.random.default_rng(3)
     K, N, R, C, bits = 20, 11, 8, 4, 5
     W, x = rng.normal(size=(K, N)), rng.normal(size=(6, K))
-    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES, "adc.bits": bits,
-                                "mapping.subtract": "analog", "dac.x_max": 2.5})
+    cfg = HardwareConfig().set(
+        {
+            "array.rows": R,
+            "array.cols": C,
+            "array.parasitics": WIRES,
+            "adc.bits": bits,
+            "mapping.subtract": "analog",
+            "dac.x_max": 2.5,
+        }
+    )
     if slices > 1:
         cfg = cfg.set({"mapping.slice_bits": 2, "mapping.slices": slices})
     state = crossbar.program(jnp.asarray(W), cfg)
@@ -303,24 +344,28 @@ def test_analog_pair_subtraction_equals_independent_reference(slices):
             for b in range(3):
                 g = ge[k, a, b] - ge[slices + k, a, b]
                 step = cfg.dac.v_read * np.abs(g).sum(axis=0) / half
-                i = Vp[:, a * R:(a + 1) * R] @ g
-                y[:, b * C:(b + 1) * C] += coef[k] * np.clip(np.round(i / step), -half, half - 1) * step
+                i = Vp[:, a * R : (a + 1) * R] @ g
+                y[:, b * C : (b + 1) * C] += coef[k] * np.clip(np.round(i / step), -half, half - 1) * step
     y = y[:, :N] * float(state.w_max) * 2.5 / ((d.g_max - d.g_min) * cfg.dac.v_read)
     got = crossbar.matmul(jnp.asarray(x), state, cfg)
     assert _rel(got, y) < 1e-10
     # the ideal-converter limit is the same hardware: without the ADC both readouts agree
     no_adc = cfg.set({"adc.bits": None})
-    np.testing.assert_allclose(crossbar.matmul(jnp.asarray(x), state, no_adc),
-                               crossbar.matmul(jnp.asarray(x), state, no_adc.set({"mapping.subtract": "digital"})),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        crossbar.matmul(jnp.asarray(x), state, no_adc),
+        crossbar.matmul(jnp.asarray(x), state, no_adc.set({"mapping.subtract": "digital"})),
+        rtol=1e-10,
+        atol=1e-12,
+    )
     assert _rel(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cfg), y) < 1e-10
 
 
 def test_analog_pair_subtraction_read_noise_and_calibration():
     """Read noise of both devices in one converted current: var = v_read^2 (s+^2 + s-^2)."""
     sigma, n = 0.04, 4096
-    cfg = HardwareConfig().set({"device.read_noise": ReadNoise(sigma=sigma), "array.rows": 1, "array.cols": 64,
-                                "mapping.subtract": "analog"})
+    cfg = HardwareConfig().set(
+        {"device.read_noise": ReadNoise(sigma=sigma), "array.rows": 1, "array.cols": 64, "mapping.subtract": "analog"}
+    )
     d = cfg.device
     state = crossbar.program(jnp.full((1, 64), 0.5), cfg)  # G+ = g_max, G- = g_min
     y = jax.vmap(lambda k: crossbar.matmul(jnp.ones((1,)), state, cfg, k))(jax.random.split(jax.random.key(4), n))
@@ -353,14 +398,26 @@ def test_read_noise_without_adc_is_one_gaussian_per_output(layout, subtract):
     W = rng.normal(size=(K, N))
     W[:, 2] = 0.0  # an empty column (packed away in the sparse layout)
     x = rng.uniform(-1, 1, size=(K,))
-    cfg = HardwareConfig().set({"array.rows": R, "array.cols": C, "array.parasitics": WIRES,
-                                "device.read_noise": ReadNoise(0.05), "device.write_noise": WriteNoise(0.05),
-                                "mapping.slice_bits": 2, "mapping.slices": 2, "mapping.layout": layout,
-                                "mapping.subtract": subtract, "dac.bits": 6, "dac.slice_bits": 3})
+    cfg = HardwareConfig().set(
+        {
+            "array.rows": R,
+            "array.cols": C,
+            "array.parasitics": WIRES,
+            "device.read_noise": ReadNoise(0.05),
+            "device.write_noise": WriteNoise(0.05),
+            "mapping.slice_bits": 2,
+            "mapping.slices": 2,
+            "mapping.layout": layout,
+            "mapping.subtract": subtract,
+            "dac.bits": 6,
+            "dac.slice_bits": 3,
+        }
+    )
     state = crossbar.program(jnp.asarray(W), cfg, jax.random.key(0))
     n = 20000
-    y = np.asarray(jax.vmap(lambda k: crossbar.matmul(jnp.asarray(x), state, cfg, k))(
-        jax.random.split(jax.random.key(1), n)))
+    y = np.asarray(
+        jax.vmap(lambda k: crossbar.matmul(jnp.asarray(x), state, cfg, k))(jax.random.split(jax.random.key(1), n))
+    )
     # the independent per-cell formula
     d, m = cfg.device, cfg.mapping
     v, coef, x_range = converters.apply_dac(jnp.asarray(x), cfg.dac)
@@ -375,7 +432,7 @@ def test_read_noise_without_adc_is_one_gaussian_per_output(layout, subtract):
         for a in range(kt):
             for j in range(nt * C):
                 if idx[a, j] >= 0:
-                    full[a * R:(a + 1) * R, idx[a, j]] += cells[a * R:(a + 1) * R, j]
+                    full[a * R : (a + 1) * R, idx[a, j]] += cells[a * R : (a + 1) * R, j]
         cells = full
     cells = cells[:K, :N]
     var = sum(c * c * (v[s] ** 2) @ cells for s, c in enumerate(coef))
@@ -390,8 +447,7 @@ def test_read_noise_without_adc_is_one_gaussian_per_output(layout, subtract):
     # and the same distribution as the per-tile path (forced by a 24-bit ADC, ~exact)
     fine = cfg.set({"adc.bits": 24})
     fstate = crossbar.program(jnp.asarray(W), fine, jax.random.key(0))
-    yt = np.asarray(jax.vmap(lambda k: crossbar.matmul(jnp.asarray(x), fstate, fine, k))(
-        jax.random.split(jax.random.key(2), n)))
+    yt = np.asarray(
+        jax.vmap(lambda k: crossbar.matmul(jnp.asarray(x), fstate, fine, k))(jax.random.split(jax.random.key(2), n))
+    )
     np.testing.assert_array_less(np.abs(yt[:, live].std(0) / std - 1), 5 / np.sqrt(2 * n) + 1e-3)
-
-

@@ -1,5 +1,6 @@
 """Tests of crossjax.data: offline digits, tfds loading (mocked), preparing
 MNIST/CIFAR from archives in the official layouts, batching."""
+
 import gzip
 import io
 import pickle
@@ -30,6 +31,7 @@ def test_digits_split_is_fixed_disjoint_and_normalised():
     np.testing.assert_array_equal(tr.x, tr2.x)
     # disjoint: no test image row appears (with its label) in train, except exact duplicates in the source
     from sklearn.datasets import load_digits
+
     full = load_digits()
     assert len(tr) + len(te) == len(full.target)
     # stratified: every class has ~25 % in test
@@ -51,8 +53,7 @@ def test_missing_tfds_data_names_dataset_and_dir(tmp_path):
         data.load_dataset("cifar10", split="test", data_dir=str(tmp_path))
 
 
-@pytest.mark.parametrize("name,shape,classes", [("cifar10", (32, 32, 3), 10),
-                                                ("mnist", (28, 28, 1), 10)])
+@pytest.mark.parametrize("name,shape,classes", [("cifar10", (32, 32, 3), 10), ("mnist", (28, 28, 1), 10)])
 def test_tfds_through_mock(name, shape, classes, tmp_path, monkeypatch):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))  # no prepared files there
     with tfds.testing.mock_data(num_examples=12):
@@ -89,6 +90,7 @@ def test_batches_deterministic_cover_and_resume():
 # Fabricated archives in exactly the official layouts
 # --------------------------------------------------------------------------
 
+
 class _Py2Pickler(pickle._Pickler):
     """Pickles str and bytes as Python 2 ``str`` (BINSTRING), as the official
     CIFAR batches were written (cPickle, protocol 2): unpickled with
@@ -117,8 +119,12 @@ def _py2_pickle(obj, legacy=True) -> bytes:
     if legacy:  # GLOBAL is a text line, so the name can be swapped in place
         raw = raw.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
     globals_ = {a for op, a, _ in pickletools.genops(raw) if op.name == "GLOBAL"}
-    assert globals_ <= {"numpy.core.multiarray _reconstruct", "numpy._core.multiarray _reconstruct",
-                        "numpy ndarray", "numpy dtype"}, globals_
+    assert globals_ <= {
+        "numpy.core.multiarray _reconstruct",
+        "numpy._core.multiarray _reconstruct",
+        "numpy ndarray",
+        "numpy dtype",
+    }, globals_
     return raw
 
 
@@ -157,10 +163,12 @@ def make_cifar(tmp_path, name, kind, seed=0, archive_name=None):
     classes = data.NUM_CLASSES[name]
     folder, train_files, test_file, label_bytes, label_key = data.CIFAR_LAYOUTS[(name, kind)]
     # the layout table is what is under test: restate the official names here
-    official = {("cifar10", "python"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
-                ("cifar10", "binary"): ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin"),
-                ("cifar100", "python"): ("cifar-100-python", ["train"], "test"),
-                ("cifar100", "binary"): ("cifar-100-binary", ["train.bin"], "test.bin")}
+    official = {
+        ("cifar10", "python"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch"),
+        ("cifar10", "binary"): ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin"),
+        ("cifar100", "python"): ("cifar-100-python", ["train"], "test"),
+        ("cifar100", "binary"): ("cifar-100-binary", ["train.bin"], "test.bin"),
+    }
     assert (folder, list(train_files), test_file) == official[(name, kind)]
     members, truth = {}, {"train": [], "test": []}
     for split, files, n in (("train", train_files, per), ("test", [test_file], n_test)):
@@ -170,8 +178,11 @@ def make_cifar(tmp_path, name, kind, seed=0, archive_name=None):
             coarse = rng.integers(0, 20, size=n) if name == "cifar100" else None
             truth[split].append((img, fine, coarse))
             if kind == "python":
-                d = {b"batch_label": f"{f} of 1".encode(), b"data": _chw_rows(img),
-                     b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+                d = {
+                    b"batch_label": f"{f} of 1".encode(),
+                    b"data": _chw_rows(img),
+                    b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+                }
                 if name == "cifar10":
                     d[b"labels"] = [int(v) for v in fine]
                 else:
@@ -179,14 +190,16 @@ def make_cifar(tmp_path, name, kind, seed=0, archive_name=None):
                     d[b"coarse_labels"] = [int(v) for v in coarse]
                 members[f] = _py2_pickle(d, legacy=name == "cifar10")
             else:
-                labels = (fine[:, None] if name == "cifar10"
-                          else np.stack([coarse, fine], axis=1))
-                members[f] = np.concatenate([labels.astype(np.uint8), _chw_rows(img)],
-                                            axis=1).tobytes()
+                labels = fine[:, None] if name == "cifar10" else np.stack([coarse, fine], axis=1)
+                members[f] = np.concatenate([labels.astype(np.uint8), _chw_rows(img)], axis=1).tobytes()
     if kind == "python" and name == "cifar10":
         members["batches.meta"] = _py2_pickle({b"label_names": [b"airplane"] * 10})
-    default = {("cifar10", "python"): "c10-py.tar.gz", ("cifar10", "binary"): "c10-bin.tar.gz",
-               ("cifar100", "python"): "c100-py.tar.gz", ("cifar100", "binary"): "c100-bin.tar.gz"}
+    default = {
+        ("cifar10", "python"): "c10-py.tar.gz",
+        ("cifar10", "binary"): "c10-bin.tar.gz",
+        ("cifar100", "python"): "c100-py.tar.gz",
+        ("cifar100", "binary"): "c100-bin.tar.gz",
+    }
     path = _tar(tmp_path / (archive_name or default[(name, kind)]), folder, members)
     out = {}
     for split, parts in truth.items():
@@ -222,8 +235,14 @@ def make_mnist(directory, gz=True, seed=0, n=(6, 4)):
     return directory, truth
 
 
-SOURCES = [("cifar10", "python"), ("cifar10", "binary"), ("cifar100", "python"),
-           ("cifar100", "binary"), ("mnist", "idx-gz"), ("mnist", "idx")]
+SOURCES = [
+    ("cifar10", "python"),
+    ("cifar10", "binary"),
+    ("cifar100", "python"),
+    ("cifar100", "binary"),
+    ("mnist", "idx-gz"),
+    ("mnist", "idx"),
+]
 
 
 def _make(tmp_path, name, kind):
@@ -348,8 +367,7 @@ def test_prepare_rejects_wrong_layouts(tmp_path):
 
 def _rewrite_member(path, member, fn):
     with tarfile.open(path) as tar:
-        members = {m.name.split("/", 1)[1]: tar.extractfile(m).read()
-                   for m in tar.getmembers() if m.isfile()}
+        members = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
         folder = member.split("/", 1)[0]
     members[member.split("/", 1)[1]] = fn(members[member.split("/", 1)[1]])
     return _tar(path, folder, members)
@@ -362,24 +380,29 @@ def test_prepare_rejects_bad_records_and_labels(tmp_path):
         data.prepare("cifar10", path, tmp_path / "d", verify=False)
 
     path, _ = make_cifar(tmp_path, "cifar100", "binary")
-    _rewrite_member(path, "cifar-100-binary/test.bin",
-                    lambda raw: bytes([0, 100]) + raw[2:])  # fine label 100 of 100 classes
+    _rewrite_member(
+        path, "cifar-100-binary/test.bin", lambda raw: bytes([0, 100]) + raw[2:]
+    )  # fine label 100 of 100 classes
     with pytest.raises(ValueError, match=r"test.bin: label 100 out of range \[0, 100\)"):
         data.prepare("cifar100", path, tmp_path / "d", verify=False)
 
     path, _ = make_cifar(tmp_path, "cifar10", "python")
+
     def short_labels(raw):
         d = pickle.loads(raw, encoding="bytes")
         d[b"labels"] = d[b"labels"][:-1]
         return _py2_pickle(d)
+
     _rewrite_member(path, "cifar-10-batches-py/test_batch", short_labels)
     with pytest.raises(ValueError, match=r"test_batch: 4 images but 3 labels"):
         data.prepare("cifar10", path, tmp_path / "d", verify=False)
 
     path, _ = make_cifar(tmp_path, "cifar100", "python")
-    _rewrite_member(path, "cifar-100-python/train",
-                    lambda raw: _py2_pickle({b"data": np.zeros((2, 3072), np.uint8),
-                                             b"labels": [0, 1]}))
+    _rewrite_member(
+        path,
+        "cifar-100-python/train",
+        lambda raw: _py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}),
+    )
     with pytest.raises(ValueError, match=r"train: the CIFAR batch has no b'fine_labels'"):
         data.prepare("cifar100", path, tmp_path / "d", verify=False)
 
@@ -412,6 +435,7 @@ def test_prepare_rejects_bad_records_and_labels(tmp_path):
 class _Evil:
     def __reduce__(self):
         import os
+
         return (os.system, ("touch pwned",))
 
 
@@ -419,11 +443,14 @@ class _Evil:
 def test_cifar_unpickling_refuses_other_globals(tmp_path, monkeypatch, payload):
     monkeypatch.chdir(tmp_path)
     path, _ = make_cifar(tmp_path, "cifar10", "python")
-    evil = {"os.system": _Evil(),
-            "object-array": np.array([1, "a"], dtype=object),
-            "subclass": np.ma.masked_array(np.zeros((1, 3072), np.uint8))}[payload]
-    _rewrite_member(path, "cifar-10-batches-py/data_batch_1",
-                    lambda raw: pickle.dumps({b"data": evil, b"labels": [0]}, protocol=2))
+    evil = {
+        "os.system": _Evil(),
+        "object-array": np.array([1, "a"], dtype=object),
+        "subclass": np.ma.masked_array(np.zeros((1, 3072), np.uint8)),
+    }[payload]
+    _rewrite_member(
+        path, "cifar-10-batches-py/data_batch_1", lambda raw: pickle.dumps({b"data": evil, b"labels": [0]}, protocol=2)
+    )
     with pytest.raises(ValueError, match=r"data_batch_1: not an official CIFAR python batch.*refusing"):
         data.prepare("cifar10", path, tmp_path / "d", verify=False)
     assert not (tmp_path / "pwned").exists()
@@ -437,6 +464,7 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
+
     monkeypatch.setattr(np, "savez", boom)
     other, _ = make_cifar(tmp_path, "cifar10", "binary", seed=1, archive_name="b.tar.gz")
     with pytest.raises(OSError, match="disk full"):
@@ -459,12 +487,16 @@ def test_corrupt_prepared_file_is_an_error_not_a_fallback(tmp_path):
 
 
 @settings(max_examples=60, deadline=None)
-@given(shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
-       code=st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]),
-       seed=st.integers(0, 2**32 - 1), cut=st.integers(1, 3))
+@given(
+    shape=st.lists(st.integers(0, 4), min_size=1, max_size=4),
+    code=st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]),
+    seed=st.integers(0, 2**32 - 1),
+    cut=st.integers(1, 3),
+)
 def test_read_idx_round_trip(shape, code, seed, cut):
-    dtype = np.dtype({0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32,
-                      0x0D: np.float32, 0x0E: np.float64}[code])
+    dtype = np.dtype(
+        {0x08: np.uint8, 0x09: np.int8, 0x0B: np.int16, 0x0C: np.int32, 0x0D: np.float32, 0x0E: np.float64}[code]
+    )
     rng = np.random.default_rng(seed)
     if dtype.kind == "f":
         a = rng.standard_normal(shape).astype(dtype)
@@ -491,14 +523,16 @@ def test_read_idx_rejects_non_idx():
 
 def test_cli_data_prepare(tmp_path, capsys):
     path, truth = make_cifar(tmp_path, "cifar10", "python")
-    rc = cli.main(["data", "prepare", "cifar10", "--source", str(path),
-                   "--data-dir", str(tmp_path / "d"), "--no-verify"])
+    rc = cli.main(
+        ["data", "prepare", "cifar10", "--source", str(path), "--data-dir", str(tmp_path / "d"), "--no-verify"]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "cifar10 train: 15 examples" in out and "test.npz" in out
     ds = data.load_dataset("cifar10", split="train", data_dir=str(tmp_path / "d"))
     np.testing.assert_array_equal(ds.y, truth["train"][1])
-    rc = cli.main(["data", "prepare", "cifar10", "--source", str(path),
-                   "--data-dir", str(tmp_path / "d")])  # verify: subset counts refused
+    rc = cli.main(
+        ["data", "prepare", "cifar10", "--source", str(path), "--data-dir", str(tmp_path / "d")]
+    )  # verify: subset counts refused
     err = capsys.readouterr().err
     assert rc == 2 and "crossjax data: error:" in err and "--no-verify" in err
     with pytest.raises(SystemExit):

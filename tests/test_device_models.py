@@ -1,6 +1,7 @@
 """Fitted device models (PCM: Nandakumar et al. 2019 / Joshi et al. 2020; RRAM: Wan et al. 2022)
 against their published formulas, written out here independently of crossjax.devices, over
 1e5 devices at five target conductances; time consistency; drift compensation."""
+
 import math
 
 import jax
@@ -15,13 +16,13 @@ from crossjax.hardware import HardwareConfig
 from crossjax.mapping import MappingConfig
 
 N_DEV = 100_000
-X = (0.1, 0.3, 0.5, 0.7, 0.9)          # target conductance / g_max
+X = (0.1, 0.3, 0.5, 0.7, 0.9)  # target conductance / g_max
 PCM_GMAX = 25e-6
 YEAR = 3.1536e7
 
 
 def _program(dev, x, key=0, **kw):
-    u = jnp.full((N_DEV,), x)          # g_min = 0: the target is x * g_max
+    u = jnp.full((N_DEV,), x)  # g_min = 0: the target is x * g_max
     return np.asarray(devices.program_conductances(u, dev, jax.random.key(key), **kw), np.float64)
 
 
@@ -39,7 +40,7 @@ def _pcm(**kw):
 @pytest.mark.parametrize("x", X)
 def test_pcm_programming_noise_is_the_published_polynomial(x):
     g_prog = _program(_pcm(), x, reference=True)
-    sigma = max(-1.1731 * x * x + 1.9650 * x + 0.26348, 0) * 1e-6       # uS at g_max = 25 uS
+    sigma = max(-1.1731 * x * x + 1.9650 * x + 0.26348, 0) * 1e-6  # uS at g_max = 25 uS
     _standard_normal((g_prog - x * PCM_GMAX) / sigma, f"programming noise at x={x}")
 
 
@@ -53,11 +54,11 @@ def test_pcm_programming_noise_scales_with_g_max():
 @pytest.mark.parametrize("x", X)
 def test_pcm_drift_exponent_is_the_published_folded_normal(x):
     t, t0 = 86400.0, 20.0
-    dev = _pcm(t=t, q=(0.0, 0.65, 0.2))                  # no 1/f noise: the drift alone
+    dev = _pcm(t=t, q=(0.0, 0.65, 0.2))  # no 1/f noise: the drift alone
     nu = -np.log(_program(dev, x) / _program(dev, x, reference=True)) / math.log((t + t0) / t0)
     mu = min(max(-0.0155 * math.log(x) + 0.0244, 0.049), 0.1)
     s = min(max(-0.0125 * math.log(x) - 0.0059, 0.008), 0.045)
-    folded = stats.foldnorm(abs(mu) / s, scale=s)        # |N(mu, s)|
+    folded = stats.foldnorm(abs(mu) / s, scale=s)  # |N(mu, s)|
     assert abs(nu.mean() - folded.mean()) <= 5 * folded.std() / math.sqrt(N_DEV)
     assert abs(nu.std() - folded.std()) <= 5 * folded.std() / math.sqrt(2 * N_DEV)
     assert nu.min() >= 0
@@ -68,7 +69,7 @@ def test_pcm_drift_exponent_is_the_published_folded_normal(x):
 def test_pcm_accumulated_read_noise_grows_as_published(t, x):
     t0, t_read = 20.0, 250e-9
     g = _program(_pcm(t=t), x)
-    g_drift = _program(_pcm(t=t, q=(0.0, 0.65, 0.2)), x)      # same key: same programming and nu
+    g_drift = _program(_pcm(t=t, q=(0.0, 0.65, 0.2)), x)  # same key: same programming and nu
     g_prog = _program(_pcm(t=t), x, reference=True)
     Q = np.minimum(0.0088 / np.maximum(np.abs(g_prog) / PCM_GMAX, 1e-3) ** 0.65, 0.2)
     sigma = np.abs(g_drift) * Q * math.sqrt(math.log((t + t0 + t_read) / (2 * t_read)))
@@ -77,26 +78,29 @@ def test_pcm_accumulated_read_noise_grows_as_published(t, x):
 
 def test_pcm_one_key_is_one_chip_at_every_time():
     a, b = _program(_pcm(t=1.0), 0.4), _program(_pcm(t=1.0), 0.4)
-    np.testing.assert_array_equal(a, b)                                    # fixed key: bit-identical
+    np.testing.assert_array_equal(a, b)  # fixed key: bit-identical
     assert not np.array_equal(a, _program(_pcm(t=1.0), 0.4, key=1))
-    np.testing.assert_array_equal(_program(_pcm(t=1.0), 0.4, reference=True),
-                                  _program(_pcm(t=YEAR), 0.4, reference=True))   # same programming noise
+    np.testing.assert_array_equal(
+        _program(_pcm(t=1.0), 0.4, reference=True), _program(_pcm(t=YEAR), 0.4, reference=True)
+    )  # same programming noise
     quiet = dict(q=(0.0, 0.65, 0.2))
     g_prog = _program(_pcm(**quiet), 0.4, reference=True)
     nu = [-np.log(_program(_pcm(t=t, **quiet), 0.4) / g_prog) / math.log((t + 20) / 20) for t in (60.0, YEAR)]
-    np.testing.assert_allclose(nu[0], nu[1], rtol=1e-9)                    # same nu per device
+    np.testing.assert_allclose(nu[0], nu[1], rtol=1e-9)  # same nu per device
 
 
-RRAM_FITS = {1.0: (0.348, 16.030, -43.853, 45.393, -16.815),
-             86400.0: (0.701, 22.086, -50.773, 47.095, -16.458),
-             172800.0: (0.782, 20.274, -43.507, 37.062, -11.934)}
+RRAM_FITS = {
+    1.0: (0.348, 16.030, -43.853, 45.393, -16.815),
+    86400.0: (0.701, 22.086, -50.773, 47.095, -16.458),
+    172800.0: (0.782, 20.274, -43.507, 37.062, -11.934),
+}
 
 
 @pytest.mark.parametrize("t", sorted(RRAM_FITS))
 @pytest.mark.parametrize("x", (0.3, 0.45, 0.6, 0.75, 0.9))
 def test_rram_deviation_is_the_published_polynomial(t, x):
     dev = DeviceConfig(g_min=0.0, g_max=40e-6, rram=RRAMModel(t=t))
-    sigma = max(sum(c * x ** k for k, c in enumerate(RRAM_FITS[t])), 0) * 1e-6
+    sigma = max(sum(c * x**k for k, c in enumerate(RRAM_FITS[t])), 0) * 1e-6
     _standard_normal((_program(dev, x) - x * 40e-6) / sigma, f"RRAM deviation at x={x}, t={t:g}")
 
 
@@ -127,8 +131,9 @@ def test_presets_round_trip_and_a_time_sweep_does_not_recompile():
         hw = presets.get(name)
         assert HardwareConfig.from_dict(hw.to_dict()) == hw and hw.program_is_stochastic
     W = jax.random.normal(jax.random.key(0), (20, 8))
-    f = jax.jit(lambda t: crossbar.program(W, presets.get("pcm_joshi2020").set({"device.pcm.t": t}),
-                                           jax.random.key(1)).w_eff)
+    f = jax.jit(
+        lambda t: crossbar.program(W, presets.get("pcm_joshi2020").set({"device.pcm.t": t}), jax.random.key(1)).w_eff
+    )
     ys = [f(t) for t in (1.0, 3600.0, YEAR)]
     assert f._cache_size() == 1 and all(bool(jnp.all(jnp.isfinite(y))) for y in ys)
 
@@ -150,8 +155,11 @@ def test_drift_compensation_wins_back_a_year_of_drift(kind):
     state = crossbar.program(W, comp, jax.random.key(0))
     assert state.out_scale.shape == (40,) and bool(jnp.all(state.out_scale > 1))
     # the factor is part of the effective weights and of the tile read (with an ADC)
-    np.testing.assert_allclose(crossbar.effective_weights(state),
-                               crossbar.program(W, hw, jax.random.key(0)).w_eff * state.out_scale, rtol=1e-12)
+    np.testing.assert_allclose(
+        crossbar.effective_weights(state),
+        crossbar.program(W, hw, jax.random.key(0)).w_eff * state.out_scale,
+        rtol=1e-12,
+    )
     adc = comp.set({"adc.bits": 12})
     y = crossbar.matmul(x, crossbar.program(W, adc, jax.random.key(0)), adc)
     assert float(jnp.linalg.norm(y - x @ W) / jnp.linalg.norm(x @ W)) < 0.6 * plain
@@ -160,15 +168,17 @@ def test_drift_compensation_wins_back_a_year_of_drift(kind):
 def test_drift_compensation_is_exactly_one_without_time_dependence():
     W = jax.random.normal(jax.random.key(1), (70, 9))
     for kind in ("global", "per_column"):
-        hw = HardwareConfig(device=DeviceConfig(write_noise=WriteNoise(0.02),
-                                                drift_compensation=DriftCompensation(kind)),
-                            mapping=MappingConfig(layout="sparse"))
+        hw = HardwareConfig(
+            device=DeviceConfig(write_noise=WriteNoise(0.02), drift_compensation=DriftCompensation(kind)),
+            mapping=MappingConfig(layout="sparse"),
+        )
         np.testing.assert_array_equal(crossbar.program(W, hw, jax.random.key(0)).out_scale, np.ones(9))
 
 
 def test_drift_compensation_trains_and_reads_in_float32():
-    hw = presets.get("pcm_joshi2020").set({"device.pcm.t": 86400.0,
-                                           "device.drift_compensation": DriftCompensation("per_column")})
+    hw = presets.get("pcm_joshi2020").set(
+        {"device.pcm.t": 86400.0, "device.drift_compensation": DriftCompensation("per_column")}
+    )
     W = jax.random.normal(jax.random.key(1), (30, 6), jnp.float32)
     x = jax.random.uniform(jax.random.key(2), (4, 30), jnp.float32)
     loss = lambda W: jnp.sum(crossbar.analog_matmul(x, W, hw, jax.random.key(0)) ** 2)  # noqa: E731
@@ -239,10 +249,12 @@ def test_fitted_laws_stay_within_their_fits_and_bounds(x, t):
     m = RRAMModel(t=t)
     fits = [float(RRAMModel(t=tf).deviation_std(x)) for tf in devices.RRAM_FIT_TIMES]
     s = float(m.deviation_std(x))
-    assert min(fits) - 1e-12 <= s <= max(fits) + 1e-12 and s >= 0     # between the fits it brackets
+    assert min(fits) - 1e-12 <= s <= max(fits) + 1e-12 and s >= 0  # between the fits it brackets
     p = PCMModel(t=t)
     mu, sd = (float(v) for v in p.drift_exponent_stats(x))
     assert 0.049 <= mu <= 0.1 and 0.008 <= sd <= 0.045
     assert float(p.programming_std(x)) >= 0
-    assert float(p.read_noise_std(x * PCM_GMAX, x * PCM_GMAX, PCM_GMAX)) <= 0.2 * x * PCM_GMAX * math.sqrt(
-        math.log((t + 20 + 250e-9) / 500e-9)) + 1e-18
+    assert (
+        float(p.read_noise_std(x * PCM_GMAX, x * PCM_GMAX, PCM_GMAX))
+        <= 0.2 * x * PCM_GMAX * math.sqrt(math.log((t + 20 + 250e-9) / 500e-9)) + 1e-18
+    )

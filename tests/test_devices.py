@@ -1,4 +1,5 @@
 """Device non-idealities match their configured distributions (>= 1e5 devices)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,14 +70,15 @@ def test_drift_power_law():
     assert abs(nu_d.std() - nu_std) < 5 * nu_std / np.sqrt(2 * N_DEV)
 
 
-@pytest.mark.parametrize("kind,generator", [("proportional", "counter"), ("gaussian", "counter"),
-                                            ("proportional", "threefry")])
+@pytest.mark.parametrize(
+    "kind,generator", [("proportional", "counter"), ("gaussian", "counter"), ("proportional", "threefry")]
+)
 def test_read_noise_per_read(kind, generator):
     """One input row at v_read reads each device of a column: I = v_read * (G + delta)."""
     sigma = 0.04
-    cfg = HardwareConfig().set({"device.read_noise": ReadNoise(sigma=sigma, kind=kind, generator=generator),
-                                "array.rows": 1,
-                                "array.cols": 64})
+    cfg = HardwareConfig().set(
+        {"device.read_noise": ReadNoise(sigma=sigma, kind=kind, generator=generator), "array.rows": 1, "array.cols": 64}
+    )
     K, N = 1, 64
     W = jnp.full((K, N), 0.5)  # w_max = 0.5: u+ = 1 (G+ = g_max), u- = 0 (G- = g_min)
     state = crossbar.program(W, cfg)
@@ -103,8 +105,12 @@ def test_levels_are_finite_states():
 
 
 def test_keys_reproduce_and_differ():
-    dev = DeviceConfig(write_noise=WriteNoise(0.1), range_variation=RangeVariation(0.1, 0.1),
-                       stuck=StuckAt(0.01, 0.01), drift=Drift(t=10.0, nu_std=0.01))
+    dev = DeviceConfig(
+        write_noise=WriteNoise(0.1),
+        range_variation=RangeVariation(0.1, 0.1),
+        stuck=StuckAt(0.01, 0.01),
+        drift=Drift(t=10.0, nu_std=0.01),
+    )
     u = jnp.linspace(0, 1, 4096)
     a = devices.program_conductances(u, dev, jax.random.key(7))
     np.testing.assert_array_equal(a, devices.program_conductances(u, dev, jax.random.key(7)))

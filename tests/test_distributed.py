@@ -6,6 +6,7 @@ Every multi-process case starts its processes as subprocesses of this file
 with a deadline: on a timeout or a failed worker the whole group is killed, so
 a stuck collective never hangs the run.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ def _worker(process_id: int, num_processes: int, port: int, out: str) -> None:
         # XLA CPU collectives over TCP (docs.jax.dev "Distributed arrays and automatic parallelization"/
         # multi_process: CPU needs an explicit collectives implementation)
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=num_processes,
-                                   process_id=process_id, initialization_timeout=60)
+        jax.distributed.initialize(
+            coordinator_address=f"127.0.0.1:{port}",
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=60,
+        )
     import hashlib
 
     import numpy as np
@@ -46,18 +51,29 @@ def _worker(process_id: int, num_processes: int, port: int, out: str) -> None:
     from crossjax.hardware import HardwareConfig
 
     model = models.MLP(64, (32,), 10, rngs=nnx.Rngs(0))
-    hw = HardwareConfig().set({"device.write_noise.sigma": 0.05, "device.read_noise.sigma": 0.02,
-                               "array.parasitics.r_wire_row": 2.0, "array.parasitics.r_wire_col": 2.0})  # IR drop
+    hw = HardwareConfig().set(
+        {
+            "device.write_noise.sigma": 0.05,
+            "device.read_noise.sigma": 0.02,
+            "array.parasitics.r_wire_row": 2.0,
+            "array.parasitics.r_wire_col": 2.0,
+        }
+    )  # IR drop
     keys = jax.random.split(jax.random.key(1), SAMPLES)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(EXAMPLES, 64)), rng.integers(0, 10, EXAMPLES)
     t0 = time.perf_counter()
     res = montecarlo.evaluate(model, hw, keys, x, y, batch_size=16, return_logits=True, progress=False)
     seconds = time.perf_counter() - t0
-    digest = {"process": jax.process_index(), "processes": jax.process_count(), "devices": jax.device_count(),
-              "accuracy": res["accuracy"].tolist(), "logits_dtype": str(res["logits"].dtype),
-              "logits_sha": hashlib.sha256(np.ascontiguousarray(res["logits"]).tobytes()).hexdigest(),
-              "seconds": seconds}
+    digest = {
+        "process": jax.process_index(),
+        "processes": jax.process_count(),
+        "devices": jax.device_count(),
+        "accuracy": res["accuracy"].tolist(),
+        "logits_dtype": str(res["logits"].dtype),
+        "logits_sha": hashlib.sha256(np.ascontiguousarray(res["logits"]).tobytes()).hexdigest(),
+        "seconds": seconds,
+    }
     if num_processes > 1:  # a process that passes other data is refused on every process
         try:
             montecarlo.evaluate(model, hw, keys, x, (y + jax.process_index()) % 10, batch_size=16, progress=False)
@@ -113,8 +129,15 @@ def _launch(num_processes: int, out: str, timeout: float = TIMEOUT, start: int |
     for i in range(num_processes if start is None else start):
         log = open(os.path.join(out, f"worker{i}.log"), "w+")
         logs.append(log)
-        procs.append(subprocess.Popen([sys.executable, HERE, "worker", str(i), str(num_processes), str(port), out],
-                                      stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, HERE, "worker", str(i), str(num_processes), str(port), out],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_env(),
+                start_new_session=True,
+            )
+        )
     deadline = time.monotonic() + timeout
     try:
         while any(p.poll() is None for p in procs):
@@ -136,7 +159,7 @@ def _launch(num_processes: int, out: str, timeout: float = TIMEOUT, start: int |
         lines = [ln for ln in log.read().splitlines() if ln.startswith("@@DIGEST")]
         log.close()
         assert len(lines) == 1, "a worker printed no digest"
-        digests.append(json.loads(lines[0][len("@@DIGEST"):]))
+        digests.append(json.loads(lines[0][len("@@DIGEST") :]))
     return sorted(digests, key=lambda d: d["process"])
 
 
@@ -263,11 +286,14 @@ def test_study_cli_refuses_devices_after_start(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--coordinator", "127.0.0.1:1"], "--coordinator only apply with --distributed"),
-    (["--num-processes", "2", "--process-id", "1"], "--num-processes, --process-id only apply with --distributed"),
-    (["--distributed", "--preset", "dub_adc"], "paper study 'dub_adc' runs in one process"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--coordinator", "127.0.0.1:1"], "--coordinator only apply with --distributed"),
+        (["--num-processes", "2", "--process-id", "1"], "--num-processes, --process-id only apply with --distributed"),
+        (["--distributed", "--preset", "dub_adc"], "paper study 'dub_adc' runs in one process"),
+    ],
+)
 def test_distributed_flags_are_checked_before_joining(argv, match, tmp_path, capsys):
     from crossjax import cli
 
@@ -283,14 +309,22 @@ def test_distributed_after_backend_started_is_refused(tmp_path, capsys):
     from crossjax import cli
 
     jax.local_device_count()  # starts the backend
-    assert cli.main(["study", "--out", str(tmp_path / "o"), "--distributed", "--num-processes", "2",
-                     "--process-id", "0"]) == 2
+    assert (
+        cli.main(["study", "--out", str(tmp_path / "o"), "--distributed", "--num-processes", "2", "--process-id", "0"])
+        == 2
+    )
     assert "--distributed must start before any JAX computation" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kw, match", [({"num_processes": 0}, "num_processes must be >= 1"),
-                                       ({"num_processes": 2, "process_id": 2}, "below num_processes"),
-                                       ({"process_id": -1}, "non-negative"), ({"num_processes": True}, "int")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"num_processes": 0}, "num_processes must be >= 1"),
+        ({"num_processes": 2, "process_id": 2}, "below num_processes"),
+        ({"process_id": -1}, "non-negative"),
+        ({"num_processes": True}, "int"),
+    ],
+)
 def test_initialize_refuses_bad_counts(kw, match):
     from crossjax import distributed
 
@@ -330,8 +364,15 @@ def _study_worker(process_id: int, num_processes: int, port: int, out: str) -> N
 
     args = ["study", "--out", out, *STUDY_ARGS]
     if num_processes > 1:
-        args += ["--distributed", "--coordinator", f"127.0.0.1:{port}", "--num-processes", str(num_processes),
-                 "--process-id", str(process_id)]
+        args += [
+            "--distributed",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--num-processes",
+            str(num_processes),
+            "--process-id",
+            str(process_id),
+        ]
     sys.exit(cli.main(args))
 
 
@@ -340,9 +381,15 @@ def _start_study(num_processes: int, outs: list[str], logdir: str):
     procs = []
     for i in range(num_processes):
         log = open(os.path.join(logdir, f"study{i}.log"), "a")
-        procs.append(subprocess.Popen([sys.executable, HERE, "study", str(i), str(num_processes), str(port),
-                                       outs[i]], stdout=log, stderr=subprocess.STDOUT, env=_env(),
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, HERE, "study", str(i), str(num_processes), str(port), outs[i]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_env(),
+                start_new_session=True,
+            )
+        )
     return procs
 
 
@@ -360,8 +407,11 @@ def _wait(procs, until, timeout: float, logdir: str) -> None:
 
 
 def _study_logs(logdir: str) -> str:
-    return "".join(f"\n--- {f} ---\n" + open(os.path.join(logdir, f)).read()[-3000:]
-                   for f in sorted(os.listdir(logdir)) if f.endswith(".log"))
+    return "".join(
+        f"\n--- {f} ---\n" + open(os.path.join(logdir, f)).read()[-3000:]
+        for f in sorted(os.listdir(logdir))
+        if f.endswith(".log")
+    )
 
 
 def _configs_written(path: str) -> int:
@@ -374,9 +424,12 @@ def _configs_written(path: str) -> int:
 
 def _numbers(results: dict) -> dict:
     ft = results["finetune"]
-    return {"digital": results["digital"]["accuracy"], "steps": results["digital"]["train_steps"],
-            "configs": {c["name"]: c["per_sample"] for c in results["configs"]},
-            "finetune": (ft["steps"], ft["per_sample_before"], ft["per_sample_after"], ft["digital_after"])}
+    return {
+        "digital": results["digital"]["accuracy"],
+        "steps": results["digital"]["train_steps"],
+        "configs": {c["name"]: c["per_sample"] for c in results["configs"]},
+        "finetune": (ft["steps"], ft["per_sample_before"], ft["per_sample_after"], ft["digital_after"]),
+    }
 
 
 def test_an_error_on_process_0_stops_every_process(tmp_path):

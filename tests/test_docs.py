@@ -1,4 +1,5 @@
 """The generated docs stay in step with the code: docs/configuration.md and docs/results.md."""
+
 import dataclasses
 import pathlib
 import re
@@ -22,8 +23,14 @@ def _walk(cls, prefix=""):
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         path = prefix + f.name
-        sub = next((a for a in typing.get_args(hints[f.name]) or (hints[f.name],)
-                    if isinstance(a, type) and dataclasses.is_dataclass(a)), None)
+        sub = next(
+            (
+                a
+                for a in typing.get_args(hints[f.name]) or (hints[f.name],)
+                if isinstance(a, type) and dataclasses.is_dataclass(a)
+            ),
+            None,
+        )
         yield path, sub is not None, f.default
         if sub is not None:
             yield from _walk(sub, path + ".")
@@ -33,15 +40,23 @@ def test_configuration_md_is_the_generated_text():
     fresh = config_reference.render()
     assert _config_doc() == fresh, (
         "docs/configuration.md is stale (a config dataclass changed); regenerate it with:\n    "
-        + config_reference.REGENERATE)
+        + config_reference.REGENERATE
+    )
 
 
 def test_every_hardware_field_is_documented():
     doc = _config_doc()
     paths = list(_walk(HardwareConfig))
     leaves = [p for p, sub, _ in paths if not sub]
-    assert {"array.rows", "array.parasitics.r_wire_row", "device.write_noise.sigma",
-            "device.read_noise.kind", "mapping.scheme", "dac.v_read", "adc.bits"} <= set(leaves)
+    assert {
+        "array.rows",
+        "array.parasitics.r_wire_row",
+        "device.write_noise.sigma",
+        "device.read_noise.kind",
+        "mapping.scheme",
+        "dac.v_read",
+        "adc.bits",
+    } <= set(leaves)
     assert sorted(leaves) == sorted(config_reference.leaf_paths())
     for path, sub, default in paths:
         rows = [line for line in doc.splitlines() if line.startswith(f"| `{path}` |")]
@@ -55,15 +70,16 @@ def test_every_hardware_field_is_documented():
 
 
 def test_every_field_has_a_meaning():
-    missing = [line.split(" | ")[0] for line in config_reference.render().splitlines()
-               if "(undocumented" in line]
-    assert not missing, (f"fields without a meaning {missing}: add them to their class docstring's "
-                         "Attributes section (or config_reference.NOTES), then regenerate with "
-                         + config_reference.REGENERATE)
+    missing = [line.split(" | ")[0] for line in config_reference.render().splitlines() if "(undocumented" in line]
+    assert not missing, (
+        f"fields without a meaning {missing}: add them to their class docstring's "
+        "Attributes section (or config_reference.NOTES), then regenerate with " + config_reference.REGENERATE
+    )
 
 
 def test_static_and_leaf_match_the_dataclasses():
     from crossjax.converters import DACConfig
+
     rows = {r.path: r for r in config_reference.describe(DACConfig, "dac.")}
     assert rows["dac.bits"].kind == "static" and rows["dac.v_read"].kind == "leaf"
     assert rows["dac.v_read"].unit == "V"
@@ -88,9 +104,14 @@ def test_results_md_marks_the_design_keys_required():
     import results_schema  # tests/ is on sys.path
 
     common = {path: (typ, req) for path, typ, req in results_schema.schema("common")}
-    design = ["digital.accuracy", "configs[].name", "configs[].samples", "configs[].hardware",
-              *(f"configs[].accuracy.{k}" for k in ("mean", "std", "min", "max", "p05", "p50", "p95", "se", "ci95")),
-              *(f"meta.{k}" for k in ("seed", "dataset", "model", "versions", "seconds"))]
+    design = [
+        "digital.accuracy",
+        "configs[].name",
+        "configs[].samples",
+        "configs[].hardware",
+        *(f"configs[].accuracy.{k}" for k in ("mean", "std", "min", "max", "p05", "p50", "p95", "se", "ci95")),
+        *(f"meta.{k}" for k in ("seed", "dataset", "model", "versions", "seconds")),
+    ]
     for path in design:
         assert common.get(path, (None, False))[1], f"docs/results.md does not mark {path} required"
     for kind in results_schema.KINDS:
@@ -103,18 +124,28 @@ def test_results_schema_check_catches_missing_and_mistyped_keys():
     import results_schema
 
     stats = {**dict.fromkeys(("mean", "std", "min", "max", "p05", "p50", "p95"), 0.5), "se": None, "ci95": None}
-    ok = {"digital": {"accuracy": 0.9, "train_steps": 3, "train_seconds": 0.1, "test_examples": 9,
-                      "train_examples": 9},
-          "configs": [{"name": "ideal", "samples": 1, "accuracy": stats, "hardware": {}, "seconds": 0.1,
-                       "per_sample": [0.5]}],
-          "finetune": None,
-          "meta": {"seed": 0, "dataset": "digits", "model": "mlp", "seconds": 1.0, "fingerprint": "ab",
-                   "complete": True, "spec": {"configs": []},
-                   "versions": {"crossjax": "0", "jax": "0", "backend": "cpu", "devices": "1 x cpu"}}}
-    assert results_schema.check(ok, "study") > 20   # finetune null: its keys are not required
+    ok = {
+        "digital": {"accuracy": 0.9, "train_steps": 3, "train_seconds": 0.1, "test_examples": 9, "train_examples": 9},
+        "configs": [
+            {"name": "ideal", "samples": 1, "accuracy": stats, "hardware": {}, "seconds": 0.1, "per_sample": [0.5]}
+        ],
+        "finetune": None,
+        "meta": {
+            "seed": 0,
+            "dataset": "digits",
+            "model": "mlp",
+            "seconds": 1.0,
+            "fingerprint": "ab",
+            "complete": True,
+            "spec": {"configs": []},
+            "versions": {"crossjax": "0", "jax": "0", "backend": "cpu", "devices": "1 x cpu"},
+        },
+    }
+    assert results_schema.check(ok, "study") > 20  # finetune null: its keys are not required
     with pytest.raises(KeyError, match="configs.0..per_sample|configs\\[0\\].per_sample"):
-        results_schema.check({**ok, "configs": [{k: v for k, v in ok["configs"][0].items()
-                                                 if k != "per_sample"}]}, "study")
+        results_schema.check(
+            {**ok, "configs": [{k: v for k, v in ok["configs"][0].items() if k != "per_sample"}]}, "study"
+        )
     with pytest.raises(AssertionError, match="samples"):
         results_schema.check({**ok, "configs": [{**ok["configs"][0], "samples": "1"}]}, "study")
 
@@ -130,8 +161,12 @@ def test_readme_keeps_its_first_commands_and_links_the_docs():
     assert first_block[1].startswith('pip install -e ".[dev]" && python -m pytest -q ')
     for doc in ("docs/configuration.md", "docs/results.md", "docs/circuit.md", "docs/papers.md"):
         assert f"]({doc})" in text and (DOCS.parent / doc).exists(), doc
-    for section in ("Installing for an NVIDIA GPU or a TPU", "Monte Carlo across hosts",
-                    "What the tests cost", "How crossjax compares"):
+    for section in (
+        "Installing for an NVIDIA GPU or a TPU",
+        "Monte Carlo across hosts",
+        "What the tests cost",
+        "How crossjax compares",
+    ):
         assert f"## {section}\n" in text, section
     assert 'pip install "crossjax[cuda12]"' in text and 'pip install "crossjax[tpu]"' in text
 
@@ -151,8 +186,14 @@ def test_package_docstrings_cite_only_documents_in_the_repository():
 
 def test_readme_comparison_cites_only_recorded_numbers():
     """Every number in "How crossjax compares" is in shared/DEVICES.md or benchmarks/README.md."""
-    devices = next((p for p in (DOCS.parent / "shared" / "DEVICES.md", DOCS.parent.parent / "shared" / "DEVICES.md")
-                    if p.exists()), None)
+    devices = next(
+        (
+            p
+            for p in (DOCS.parent / "shared" / "DEVICES.md", DOCS.parent.parent / "shared" / "DEVICES.md")
+            if p.exists()
+        ),
+        None,
+    )
     if devices is None:
         pytest.skip("shared/DEVICES.md is not in this checkout")
     sources = devices.read_text() + (DOCS.parent / "benchmarks" / "README.md").read_text()

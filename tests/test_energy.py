@@ -1,4 +1,5 @@
 """Tests of crossjax.energy: formulas against direct NumPy references and D.U.B. consistency."""
+
 import math
 
 import jax.numpy as jnp
@@ -11,9 +12,9 @@ from crossjax import pruning as P
 
 def test_conversion_energy_laws():
     b = np.arange(1, 11)
-    np.testing.assert_allclose(E.conversion_energy(b), 10e-15 * 2.0 ** b, rtol=1e-12)
+    np.testing.assert_allclose(E.conversion_energy(b), 10e-15 * 2.0**b, rtol=1e-12)
     np.testing.assert_allclose(E.conversion_energy(b, E.ADCEnergyModel(2e-15, "linear")), 2e-15 * b)
-    np.testing.assert_allclose(E.conversion_energy(b, E.ADCEnergyModel(1e-18, "schreier")), 1e-18 * 4.0 ** b)
+    np.testing.assert_allclose(E.conversion_energy(b, E.ADCEnergyModel(1e-18, "schreier")), 1e-18 * 4.0**b)
     with pytest.raises(ValueError, match="law"):
         E.ADCEnergyModel(law="flashy")
     with pytest.raises(ValueError, match="e_step"):
@@ -24,7 +25,7 @@ def test_dense_bits_and_reduction():
     assert [E.dense_column_bits(t) for t in (32, 64, 100, 128, 256)] == [7, 8, 9, 9, 10]
     T = 64
     nz = np.arange(0, T + 1)
-    ref = [max(k for k in range(7) if n <= T * 2.0 ** -k) for n in nz]
+    ref = [max(k for k in range(7) if n <= T * 2.0**-k) for n in nz]
     np.testing.assert_array_equal(E.bits_reduction(jnp.asarray(nz), T), ref)
     assert int(E.bits_reduction(32, 64)) == 1 and int(E.bits_reduction(33, 64)) == 0
     assert int(E.bits_reduction(1, 64)) == 6
@@ -39,9 +40,8 @@ def _np_bits(W, R, C, per):
     out = np.zeros((Kt, Nt, C), int)
     for a in range(Kt):
         for b in range(Nt):
-            t = Wp[a * R:(a + 1) * R, b * C:(b + 1) * C]
-            ks = [max(k for k in range(int(math.log2(R)) + 1) if (t[:, j] != 0).sum() <= R / 2 ** k)
-                  for j in range(C)]
+            t = Wp[a * R : (a + 1) * R, b * C : (b + 1) * C]
+            ks = [max(k for k in range(int(math.log2(R)) + 1) if (t[:, j] != 0).sum() <= R / 2**k) for j in range(C)]
             real = [b * C + j < N for j in range(C)]
             if per == "tile":
                 ks = [min(k for k, r in zip(ks, real) if r)] * C
@@ -59,15 +59,14 @@ def test_column_bits_and_energy_match_numpy(per):
     np.testing.assert_array_equal(E.column_bits(jnp.asarray(W), R, C, per), bits)
     real = np.zeros((4, 4, 4), bool)
     real.reshape(4, 16)[:, :13] = True
-    e_ref = nv * (10e-15 * 2.0 ** bits)[real].sum()
+    e_ref = nv * (10e-15 * 2.0**bits)[real].sum()
     np.testing.assert_allclose(E.layer_adc_energy(jnp.asarray(W), R, C, nv, per=per), e_ref, rtol=1e-12)
-    e_dense = nv * 4 * 13 * 10e-15 * 2.0 ** 6
-    np.testing.assert_allclose(E.adc_energy_improvement(jnp.asarray(W), R, C, nv, per=per),
-                               e_dense / e_ref, rtol=1e-12)
+    e_dense = nv * 4 * 13 * 10e-15 * 2.0**6
+    np.testing.assert_allclose(E.adc_energy_improvement(jnp.asarray(W), R, C, nv, per=per), e_dense / e_ref, rtol=1e-12)
     assert int(E.layer_conversions(jnp.asarray(W), R, C, nv)) == nv * 4 * 13
     Wp = np.zeros((64, 16))
     Wp[:50, :13] = W
-    n_nonempty = sum((Wp[a * 16:(a + 1) * 16, j] != 0).any() for a in range(4) for j in range(13))
+    n_nonempty = sum((Wp[a * 16 : (a + 1) * 16, j] != 0).any() for a in range(4) for j in range(13))
     assert int(E.layer_conversions(jnp.asarray(W), R, C, nv, 2, skip_empty_columns=True)) == 2 * nv * n_nonempty
 
 

@@ -1,6 +1,7 @@
 """The D.U.B. datapath: a unit-step ("granular") ADC is lossless at ceil(log2 T) + 2 bits on a
 dense column and at k fewer bits on a column of at most T 2^-k non-zeros; per-tile and
 per-layer ADC bits."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -90,8 +91,7 @@ def test_property_granular_adc_is_lossless_within_its_bound(k, n, seed):
 def test_granular_step_is_one_input_level_through_one_cell_level():
     cfg = _datapath()
     assert cfg.dac.input_levels == 1 and cfg.mapping.cell_levels == 1
-    assert float(crossbar.granular_step(cfg)) == pytest.approx(
-        (cfg.device.g_max - cfg.device.g_min) * cfg.dac.v_read)
+    assert float(crossbar.granular_step(cfg)) == pytest.approx((cfg.device.g_max - cfg.device.g_min) * cfg.dac.v_read)
     two = cfg.set({"dac.slice_bits": 2, "mapping.slice_bits": 2, "mapping.slices": 2})
     assert float(crossbar.granular_step(two)) == pytest.approx(float(crossbar.granular_step(cfg)) / 9)
 
@@ -121,8 +121,10 @@ def test_set_layer_hardware_gives_layers_their_own_per_tile_bits():
     ref_hw = _datapath(**{"adc.bits": None})
     keys = jax.random.split(jax.random.key(0), 1)
     ref = montecarlo.evaluate(model, ref_hw, keys, x, y, return_logits=True, progress=False)
-    bits = {n: np.asarray(energy.column_bits(l.crossbar_weights(), T, C, per="tile"))
-            for n, (_, l) in zip(names, layers.crossbar_layers(model))}
+    bits = {
+        n: np.asarray(energy.column_bits(l.crossbar_weights(), T, C, per="tile"))
+        for n, (_, l) in zip(names, layers.crossbar_layers(model))
+    }
     assert bits["layers.0"].shape == (1, 3, C) and bits["layers.1"].shape == (2, 1, C)
     own = nnx.clone(model)
     layers.set_layer_hardware(own, {n: _datapath(**{"adc.bits": b}) for n, b in bits.items()})

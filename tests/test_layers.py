@@ -1,4 +1,5 @@
 """CrossbarLinear / CrossbarConv: modes, exactness on the ideal crossbar, programming."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,14 +66,22 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CONV_CASES + [dict(cin=2, cout=2, k=3, strides=2, padding="SAME_LOWER",
-                                                     dilation=1, groups=1)])
+@pytest.mark.parametrize(
+    "case", CONV_CASES + [dict(cin=2, cout=2, k=3, strides=2, padding="SAME_LOWER", dilation=1, groups=1)]
+)
 @pytest.mark.slow
 def test_unfold_patches_equals_lax_patches_and_its_gradient(case):
     """The slicing im2col equals jax.lax.conv_general_dilated_patches, values and VJP."""
-    conv = layers.CrossbarConv(case["cin"], case["cout"], case["k"], strides=case["strides"],
-                               padding=case["padding"], kernel_dilation=case["dilation"],
-                               feature_group_count=case["groups"], rngs=nnx.Rngs(0))
+    conv = layers.CrossbarConv(
+        case["cin"],
+        case["cout"],
+        case["k"],
+        strides=case["strides"],
+        padding=case["padding"],
+        kernel_dilation=case["dilation"],
+        feature_group_count=case["groups"],
+        rngs=nnx.Rngs(0),
+    )
     x = jax.random.normal(jax.random.key(5), (2, 11, 10, case["cin"]), jnp.float64)
 
     def ours(x):
@@ -80,8 +89,13 @@ def test_unfold_patches_equals_lax_patches_and_its_gradient(case):
 
     def lax_patches(x):
         return jax.lax.conv_general_dilated_patches(
-            x, filter_shape=conv.kernel_size, window_strides=conv.strides, padding=conv.padding,
-            rhs_dilation=conv.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x,
+            filter_shape=conv.kernel_size,
+            window_strides=conv.strides,
+            padding=conv.padding,
+            rhs_dilation=conv.kernel_dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
 
     y, vjp = jax.vjp(ours, x)
     y_ref, vjp_ref = jax.vjp(lax_patches, x)
@@ -94,15 +108,28 @@ def test_unfold_patches_equals_lax_patches_and_its_gradient(case):
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv_hardware_ideal_equals_digital(case):
     conv = layers.CrossbarConv(
-        case["cin"], case["cout"], case["k"], strides=case["strides"], padding=case["padding"],
-        kernel_dilation=case["dilation"], feature_group_count=case["groups"],
-        param_dtype=jnp.float64, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0),
+        case["cin"],
+        case["cout"],
+        case["k"],
+        strides=case["strides"],
+        padding=case["padding"],
+        kernel_dilation=case["dilation"],
+        feature_group_count=case["groups"],
+        param_dtype=jnp.float64,
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
     )
     k = (case["k"], case["k"]) if isinstance(case["k"], int) else case["k"]
     ref_conv = nnx.Conv(
-        case["cin"], case["cout"], k, strides=case["strides"], padding=case["padding"],
-        kernel_dilation=case["dilation"], feature_group_count=case["groups"],
-        param_dtype=jnp.float64, rngs=nnx.Rngs(5),
+        case["cin"],
+        case["cout"],
+        k,
+        strides=case["strides"],
+        padding=case["padding"],
+        kernel_dilation=case["dilation"],
+        feature_group_count=case["groups"],
+        param_dtype=jnp.float64,
+        rngs=nnx.Rngs(5),
     )
     ref_conv.kernel[...] = conv.kernel[...]
     ref_conv.bias[...] = conv.bias[...]
@@ -149,7 +176,9 @@ def test_program_model_is_pure_and_folds_layer_index():
     assert g.shape[0] == 3
     assert not np.allclose(g[0], g[1]) and not np.allclose(g[1], g[2])
     one = layers.program_model(model, WRITE_NOISE, keys[1])
-    np.testing.assert_allclose(g[1], _at(one, layers.crossbar_layers(model)[0][0])["crossbar_state"].get_value().g_eff, rtol=1e-12)
+    np.testing.assert_allclose(
+        g[1], _at(one, layers.crossbar_layers(model)[0][0])["crossbar_state"].get_value().g_eff, rtol=1e-12
+    )
 
 
 @pytest.mark.slow
@@ -236,16 +265,28 @@ def test_conv_linear_hardware_equals_patches_through_kernels(case, layout):
     hw = LINEAR.set({"mapping.layout": layout})
     assert crossbar.is_linear(hw) and not crossbar.is_linear(hw.set({"dac.range": "max"}))
     conv = layers.CrossbarConv(
-        case["cin"], case["cout"], case["k"], strides=case["strides"], padding=case["padding"],
-        kernel_dilation=case["dilation"], feature_group_count=case["groups"],
-        param_dtype=jnp.float64, bias_init=nnx.initializers.normal(1.0), rngs=nnx.Rngs(0),
+        case["cin"],
+        case["cout"],
+        case["k"],
+        strides=case["strides"],
+        padding=case["padding"],
+        kernel_dilation=case["dilation"],
+        feature_group_count=case["groups"],
+        param_dtype=jnp.float64,
+        bias_init=nnx.initializers.normal(1.0),
+        rngs=nnx.Rngs(0),
     )
     x = 0.7 * jax.random.normal(jax.random.key(2), (2, 11, 10, case["cin"]))
     _program(conv, hw, key=3)
     y = conv(x)
     patches = jax.lax.conv_general_dilated_patches(
-        x, filter_shape=conv.kernel_size, window_strides=conv.strides, padding=conv.padding,
-        rhs_dilation=conv.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x,
+        filter_shape=conv.kernel_size,
+        window_strides=conv.strides,
+        padding=conv.padding,
+        rhs_dilation=conv.kernel_dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     state, G = conv.crossbar_state.get_value(), case["groups"]
     if G == 1:
         ref = crossbar.matmul(patches, state, hw)
@@ -266,9 +307,16 @@ def test_conv_linear_train_mode_equals_patches_value_and_gradient(case):
     """Train mode draws the same fresh sample as crossbar.analog_matmul on the patches,
     and its gradient w.r.t. the kernel (through programming and the IR-drop solve) agrees."""
     conv = layers.CrossbarConv(
-        case["cin"], case["cout"], case["k"], strides=case["strides"], padding=case["padding"],
-        kernel_dilation=case["dilation"], feature_group_count=case["groups"], use_bias=False,
-        param_dtype=jnp.float64, rngs=nnx.Rngs(0),
+        case["cin"],
+        case["cout"],
+        case["k"],
+        strides=case["strides"],
+        padding=case["padding"],
+        kernel_dilation=case["dilation"],
+        feature_group_count=case["groups"],
+        use_bias=False,
+        param_dtype=jnp.float64,
+        rngs=nnx.Rngs(0),
     )
     layers.set_mode(conv, "train", LINEAR)
     x = 0.7 * jax.random.normal(jax.random.key(2), (2, 9, 8, case["cin"]))
@@ -280,14 +328,20 @@ def test_conv_linear_train_mode_equals_patches_value_and_gradient(case):
     def patches_path(m):
         W = m.crossbar_weights()
         p = jax.lax.conv_general_dilated_patches(
-            x, filter_shape=m.kernel_size, window_strides=m.strides, padding=m.padding,
-            rhs_dilation=m.kernel_dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x,
+            filter_shape=m.kernel_size,
+            window_strides=m.strides,
+            padding=m.padding,
+            rhs_dilation=m.kernel_dilation,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
         k = nnx.Rngs(hardware=key)["hardware"]()  # the key the layer draws from the same stream
         if G == 1:
             return crossbar.analog_matmul(p, W, LINEAR, k)
         p = p.reshape(*p.shape[:-1], G, p.shape[-1] // G)
         y = jax.vmap(crossbar.analog_matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(
-            p, W, LINEAR, jax.random.split(k, G))
+            p, W, LINEAR, jax.random.split(k, G)
+        )
         return y.reshape(*y.shape[:-2], case["cout"])
 
     assert conv._linear_kernel(x, nnx.Rngs(hardware=key)) is not None  # the kernel path is taken

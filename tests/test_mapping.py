@@ -1,4 +1,5 @@
 """Tile layout and weight <-> conductance mapping."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,12 +19,14 @@ def test_tile_layout_matches_architecture(K, N, R, C):
     padded[:K, :N] = W
     for a in range(kt):
         for b in range(nt):
-            np.testing.assert_array_equal(t[a, b], padded[a * R:(a + 1) * R, b * C:(b + 1) * C])
+            np.testing.assert_array_equal(t[a, b], padded[a * R : (a + 1) * R, b * C : (b + 1) * C])
     np.testing.assert_array_equal(np.asarray(mapping.untile_weights(jnp.asarray(t), K, N)), W)
 
 
-@pytest.mark.parametrize("cfg", [MappingConfig(), MappingConfig(scheme="offset"),
-                                 MappingConfig(weight_scale="column"), MappingConfig(w_max=10.0)])
+@pytest.mark.parametrize(
+    "cfg",
+    [MappingConfig(), MappingConfig(scheme="offset"), MappingConfig(weight_scale="column"), MappingConfig(w_max=10.0)],
+)
 def test_map_unmap_round_trip(cfg):
     W = jnp.asarray(np.random.default_rng(1).normal(size=(37, 21)))
     u, w_max = mapping.map_weights(W, cfg, 8, 8)

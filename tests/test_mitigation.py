@@ -1,4 +1,5 @@
 """Tests of crossjax.mitigation: column rearrangement on the exact circuit, and WCT."""
+
 import itertools
 
 import jax
@@ -11,7 +12,7 @@ from crossjax import mitigation as M
 from crossjax.circuit import Parasitics, effective_conductance
 
 PAR = Parasitics(r_wire_row=2.0, r_wire_col=2.0, r_source=10.0, r_sink=10.0)
-G_MIN, G_MAX = 1e-6, 1e-4      # 1 MOhm .. 10 kOhm
+G_MIN, G_MAX = 1e-6, 1e-4  # 1 MOhm .. 10 kOhm
 
 
 def _nodal_geff(G, r_row, r_col, r_src, r_snk):
@@ -40,20 +41,21 @@ def _nodal_geff(G, r_row, r_col, r_src, r_snk):
                 link(col(i - 1, j), col(i, j), 1 / r_col)
     for j in range(C):
         A[col(R - 1, j), col(R - 1, j)] += 1 / (r_col + r_snk)
-    v = np.linalg.solve(A, B)                                # node voltages for V = e_i
+    v = np.linalg.solve(A, B)  # node voltages for V = e_i
     return np.stack([v[col(R - 1, j)] for j in range(C)], 1) / (r_col + r_snk)
 
 
 def _tile(seed, R, C):
     rng = np.random.default_rng(seed)
-    W = rng.standard_normal((R, C)) * rng.uniform(0.1, 1.0, C) ** 2   # columns of unequal weight
+    W = rng.standard_normal((R, C)) * rng.uniform(0.1, 1.0, C) ** 2  # columns of unequal weight
     return M.differential_conductances(jnp.asarray(W), np.abs(W).max(), G_MIN, G_MAX)
 
 
 def test_circuit_matches_independent_nodal_reference():
     Gp, _ = _tile(0, 4, 5)
-    np.testing.assert_allclose(effective_conductance(Gp, PAR), _nodal_geff(np.asarray(Gp), 2.0, 2.0, 10.0, 10.0),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        effective_conductance(Gp, PAR), _nodal_geff(np.asarray(Gp), 2.0, 2.0, 10.0, 10.0), rtol=1e-10
+    )
 
 
 def test_rearrange_columns_is_blockwise_and_undone_exactly():
@@ -63,8 +65,10 @@ def test_rearrange_columns_is_blockwise_and_undone_exactly():
     perm = np.asarray(perm)
     assert sorted(perm) == list(range(11)) and (perm // 4 == np.arange(11) // 4).all()
     for b in range(3):
-        blk = perm[4 * b:4 * b + 4]
-        np.testing.assert_array_equal(blk, 4 * b + np.argsort(-np.abs(W[:, 4 * b:4 * b + 4]).sum(0), kind="stable")[:len(blk)])
+        blk = perm[4 * b : 4 * b + 4]
+        np.testing.assert_array_equal(
+            blk, 4 * b + np.argsort(-np.abs(W[:, 4 * b : 4 * b + 4]).sum(0), kind="stable")[: len(blk)]
+        )
     x = rng.standard_normal((3, 7))
     np.testing.assert_allclose(M.restore_outputs(x @ np.asarray(Wp), perm), x @ W, rtol=1e-12)
     G = jnp.asarray(rng.random((2, 5, 6)))
@@ -79,18 +83,20 @@ def test_rearrangement_beats_random_order_on_exact_circuit():
     tiles = [_tile(s, R, C) for s in range(4)]
     Gp = jnp.stack([t[0] for t in tiles])
     Gn = jnp.stack([t[1] for t in tiles])
-    perm = M.column_order(Gp + Gn)                                      # (4, C)
+    perm = M.column_order(Gp + Gn)  # (4, C)
     take = jax.vmap(lambda G, p: G[:, p])
-    e_sorted = M.ir_drop_error(take(Gp, perm), PAR, take(Gn, perm))     # (4,)
+    e_sorted = M.ir_drop_error(take(Gp, perm), PAR, take(Gn, perm))  # (4,)
     rnd = jax.vmap(lambda k: jax.random.permutation(k, C))(jax.random.split(jax.random.key(0), 32))
-    Gp_r = jax.vmap(lambda p: Gp[..., p])(rnd)                          # (32, 4, R, C)
+    Gp_r = jax.vmap(lambda p: Gp[..., p])(rnd)  # (32, 4, R, C)
     Gn_r = jax.vmap(lambda p: Gn[..., p])(rnd)
     e_rand = np.asarray(M.ir_drop_error(Gp_r, PAR, Gn_r))
     e_asc = M.ir_drop_error(take(Gp, perm[:, ::-1]), PAR, take(Gn, perm[:, ::-1]))
     ratio = np.asarray(e_sorted) / e_rand.mean(0)
-    print(f"rearrangement: sorted/random-mean IR error per tile {np.round(ratio, 3)}, sorted/ascending {np.round(np.asarray(e_sorted / e_asc), 3)}")
+    print(
+        f"rearrangement: sorted/random-mean IR error per tile {np.round(ratio, 3)}, sorted/ascending {np.round(np.asarray(e_sorted / e_asc), 3)}"
+    )
     assert (ratio < 0.9).all(), ratio
-    assert (np.asarray(e_sorted)[None] <= e_rand).all()                 # better than every random order
+    assert (np.asarray(e_sorted)[None] <= e_rand).all()  # better than every random order
     assert (np.asarray(e_sorted) < np.asarray(e_asc)).all()
 
 
@@ -100,16 +106,18 @@ def test_optimized_order_on_exact_circuit_vs_brute_force():
     allp = np.array(list(itertools.permutations(range(5))))
     e_all = np.asarray(M.ir_drop_error(jnp.moveaxis(Gp[:, allp], 0, -2), PAR, jnp.moveaxis(Gn[:, allp], 0, -2)))
     s = M.column_order(Gp + Gn)
-    worst = jnp.asarray(allp[np.argmax(e_all)])                         # also start from the worst order
+    worst = jnp.asarray(allp[np.argmax(e_all)])  # also start from the worst order
     perms, errs = jax.vmap(lambda i: M.optimize_column_order(Gp, PAR, Gn, init=i))(jnp.stack([s, worst]))
     perm, e_opt, e_w = perms[0], errs[0], errs[1]
     np.testing.assert_allclose(e_opt, M.ir_drop_error(Gp[:, perm], PAR, Gn[:, perm]), rtol=1e-12)
     e_sorted = M.ir_drop_error(Gp[:, s], PAR, Gn[:, s])
     assert e_opt <= e_sorted
-    assert e_opt <= e_all.min() * (1 + 1e-9)                             # reaches the global optimum here
-    print(f"orders of a 6x5 tile: sorted/best-of-120 {float(e_sorted / e_all.min()):.6f}, "
-          f"mean/best {e_all.mean() / e_all.min():.3f}, worst/best {e_all.max() / e_all.min():.3f}, "
-          f"greedy-from-worst/best {float(e_w / e_all.min()):.6f}")
+    assert e_opt <= e_all.min() * (1 + 1e-9)  # reaches the global optimum here
+    print(
+        f"orders of a 6x5 tile: sorted/best-of-120 {float(e_sorted / e_all.min()):.6f}, "
+        f"mean/best {e_all.mean() / e_all.min():.3f}, worst/best {e_all.max() / e_all.min():.3f}, "
+        f"greedy-from-worst/best {float(e_w / e_all.min()):.6f}"
+    )
     assert e_w < 0.9 * e_all.max()
 
 
@@ -155,10 +163,20 @@ def test_wct_training_lowers_conductance_and_ir_drop():
     f_plain = float(M.low_conductance_fraction(w_plain, w_max, 0.4))
     f_wct = float(M.low_conductance_fraction(w_wct, w_max, 0.4))
     assert f_wct > f_plain + 0.05, (f_plain, f_wct)
-    e = [float(M.ir_drop_error(*M.differential_conductances(w, w_max, G_MIN, G_MAX)[:1], PAR,
-                               M.differential_conductances(w, w_max, G_MIN, G_MAX)[1])) for w in (w_plain, w_wct)]
+    e = [
+        float(
+            M.ir_drop_error(
+                *M.differential_conductances(w, w_max, G_MIN, G_MAX)[:1],
+                PAR,
+                M.differential_conductances(w, w_max, G_MIN, G_MAX)[1],
+            )
+        )
+        for w in (w_plain, w_wct)
+    ]
     assert e[1] < e[0], e
-    print(f"WCT: low-G fraction {f_plain:.3f} -> {f_wct:.3f}, IR err {e[0]:.3e} -> {e[1]:.3e}, loss {l_plain:.2e} -> {l_wct:.2e}")
+    print(
+        f"WCT: low-G fraction {f_plain:.3f} -> {f_wct:.3f}, IR err {e[0]:.3e} -> {e[1]:.3e}, loss {l_plain:.2e} -> {l_wct:.2e}"
+    )
     # the hard projection keeps |w| <= fraction * w_max exactly
     tx = optax.chain(optax.sgd(1.0), M.project_weights(0.5))
     params = {"w": W0}

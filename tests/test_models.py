@@ -1,5 +1,6 @@
 """MLP / VGG11 / ResNet18 on crossbars: forward, backward with non-idealities,
 Monte Carlo evaluation (CIFAR-shaped inputs, 64x64 tiles, reduced width), converter."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -94,8 +95,16 @@ def _cnn_forward_backward_and_monte_carlo(build, train_hw, eval_hw, check_ideal=
     assert nonzero >= len(leaves) // 2
 
     # Monte Carlo evaluation: 2 samples of the non-ideal hardware, programmed once each
-    res = montecarlo.evaluate(model, eval_hw, jax.random.split(jax.random.key(3), 2), np.asarray(x), y,
-                              batch_size=2, progress=False, return_logits=True)
+    res = montecarlo.evaluate(
+        model,
+        eval_hw,
+        jax.random.split(jax.random.key(3), 2),
+        np.asarray(x),
+        y,
+        batch_size=2,
+        progress=False,
+        return_logits=True,
+    )
     assert res["accuracy"].shape == (2,)
     assert np.all((res["accuracy"] >= 0) & (res["accuracy"] <= 1))
     assert np.all(np.isfinite(res["logits"]))

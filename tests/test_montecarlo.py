@@ -1,4 +1,5 @@
 """Monte Carlo evaluation: per-sample programming, keys, chunking, sharding."""
+
 import os
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def test_chunking_gives_the_same_numbers(setup):
     keys = jax.random.split(jax.random.key(2), 5)
     full = montecarlo.evaluate(mlp, NOISY, keys, x, y, batch_size=40, progress=False, return_logits=True)
     assert full["chunk_size"] == 5
-    chunked = montecarlo.evaluate(mlp, NOISY, keys, x, y, batch_size=40, chunk_size=2, progress=False, return_logits=True)
+    chunked = montecarlo.evaluate(
+        mlp, NOISY, keys, x, y, batch_size=40, chunk_size=2, progress=False, return_logits=True
+    )
     assert chunked["chunk_size"] == 2
     np.testing.assert_allclose(chunked["logits"], full["logits"], rtol=1e-12, atol=1e-13)
     np.testing.assert_array_equal(chunked["accuracy"], full["accuracy"])
@@ -78,8 +81,9 @@ def test_chunking_gives_the_same_numbers(setup):
     np.testing.assert_array_equal(auto["accuracy"], full["accuracy"])
     # ample memory: the traced estimate alone sizes one chunk of all samples
     traced = montecarlo.bytes_per_sample(mlp, NOISY, x[:40])
-    roomy = montecarlo.evaluate(mlp, NOISY, keys, x, y, batch_size=40, progress=False,
-                                memory_budget=montecarlo.TRACE_MARGIN * 5 * traced)
+    roomy = montecarlo.evaluate(
+        mlp, NOISY, keys, x, y, batch_size=40, progress=False, memory_budget=montecarlo.TRACE_MARGIN * 5 * traced
+    )
     assert roomy["chunk_size"] == 5 and roomy["bytes_per_sample"] == traced
 
 
@@ -88,9 +92,14 @@ def test_bytes_per_sample_grows_with_the_batch_and_tracks_xla(setup):
     mlp, x, _ = setup
     x = np.tile(x, (13, 1))  # 520 inputs: the forward outgrows the programming step
     noise_only = NOISY.set({"array.parasitics": None})
-    state = sum(l.size * l.dtype.itemsize for l in jax.tree.leaves(layers.program_model(mlp, noise_only, jax.random.key(0))))
-    est = {(hw, b, exact): montecarlo.bytes_per_sample(mlp, hw, x[:b], exact=exact)
-           for hw, b in ((noise_only, 8), (noise_only, 520), (NOISY, 520)) for exact in (False, True)}
+    state = sum(
+        l.size * l.dtype.itemsize for l in jax.tree.leaves(layers.program_model(mlp, noise_only, jax.random.key(0)))
+    )
+    est = {
+        (hw, b, exact): montecarlo.bytes_per_sample(mlp, hw, x[:b], exact=exact)
+        for hw, b in ((noise_only, 8), (noise_only, 520), (NOISY, 520))
+        for exact in (False, True)
+    }
     for exact in (False, True):
         assert state < est[noise_only, 8, exact] < est[noise_only, 520, exact]
     # with IR drop the G_eff solve's working memory dominates; the trace stays
@@ -174,8 +183,9 @@ def test_calibrated_adc_ranges_from_calibration_data(setup):
     x_cal = np.random.RandomState(1).rand(24, 64)
     with pytest.raises(ValueError, match="calibration_x"):
         montecarlo.evaluate(mlp, cal, keys, x, y, progress=False)
-    res = montecarlo.evaluate(mlp, cal, keys, x, y, batch_size=20, progress=False, return_logits=True,
-                              calibration_x=x_cal)
+    res = montecarlo.evaluate(
+        mlp, cal, keys, x, y, batch_size=20, progress=False, return_logits=True, calibration_x=x_cal
+    )
     # by hand: program sample 1, calibrate every layer in turn on x_cal (read key fold_in(k, 2)), evaluate
     model = nnx.clone(mlp)
     layers.set_mode(model, "hardware", cal)

@@ -6,6 +6,7 @@ code with crossjax), (2) ngspice on ``to_spice(..., cell=)`` (marked by the
 ``needs_spice`` skip), (3) closed forms: without wires the elementwise sum,
 linear cells the linear solver, (4) central differences for every gradient.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,7 +31,7 @@ def _case(shape, seed=0, batch=None):
 
 def _cells(G):
     rng = np.random.default_rng(7)
-    c3 = -0.25 * G / G.max() * rng.uniform(0.5, 1.0, G.shape)      # conductance-dependent fit
+    c3 = -0.25 * G / G.max() * rng.uniform(0.5, 1.0, G.shape)  # conductance-dependent fit
     return {
         "sinh0.1": Cell(iv="sinh", v0=0.1),
         "sinh0.25-1T1R": Cell(iv="sinh", v0=0.25, r_series=5e3),
@@ -121,8 +122,8 @@ def test_gradients_match_central_differences():
                 plus, minus = flat.copy(), flat.copy()
                 plus[i] += h
                 minus[i] -= h
-                lp = loss(*args[:k], jnp.asarray(plus.reshape(a.shape)), *args[k + 1:], iv=iv)
-                lm = loss(*args[:k], jnp.asarray(minus.reshape(a.shape)), *args[k + 1:], iv=iv)
+                lp = loss(*args[:k], jnp.asarray(plus.reshape(a.shape)), *args[k + 1 :], iv=iv)
+                lm = loss(*args[:k], jnp.asarray(minus.reshape(a.shape)), *args[k + 1 :], iv=iv)
                 fd = float(lp - lm) / (2 * h)
                 gi = float(np.asarray(g).reshape(-1)[i])
                 assert abs(gi - fd) <= 1e-6 * max(abs(fd), 1e-2), (iv, k, i, gi, fd)
@@ -153,16 +154,19 @@ def test_non_convergence_is_reported_never_silent():
     assert np.all(full.converged) and np.all(full.residual <= 1e-13)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (dict(cell="sinh"), "cell must be a crossjax.circuit.Cell"),
-    (dict(cell=Cell(iv="cubic")), "cell.iv"),
-    (dict(cell=Cell(iv="sinh")), "cell.v0"),
-    (dict(cell=Cell(iv="sinh", v0=-0.1)), "cell.v0"),
-    (dict(cell=Cell(iv="sinh", v0=0.2, r_series=-1.0)), "cell.r_series"),
-    (dict(cell=Cell(iv="poly", c3=np.zeros((3, 3)))), "does not broadcast"),
-    (dict(cell=Cell(iv="poly", c3=-2.0)), "not increasing"),
-    (dict(cell=Cell(iv="sinh", v0=0.2), method="direct"), "method='direct'"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(cell="sinh"), "cell must be a crossjax.circuit.Cell"),
+        (dict(cell=Cell(iv="cubic")), "cell.iv"),
+        (dict(cell=Cell(iv="sinh")), "cell.v0"),
+        (dict(cell=Cell(iv="sinh", v0=-0.1)), "cell.v0"),
+        (dict(cell=Cell(iv="sinh", v0=0.2, r_series=-1.0)), "cell.r_series"),
+        (dict(cell=Cell(iv="poly", c3=np.zeros((3, 3)))), "does not broadcast"),
+        (dict(cell=Cell(iv="poly", c3=-2.0)), "not increasing"),
+        (dict(cell=Cell(iv="sinh", v0=0.2), method="direct"), "method='direct'"),
+    ],
+)
 def test_bad_cells_raise_value_error(bad, match):
     G, V = _case((4, 5))
     kw = dict(bad)
@@ -185,8 +189,12 @@ def test_converges_on_the_extreme_case(n):
 
 
 @settings(max_examples=10, deadline=None)
-@given(v0=st.floats(0.05, 2.0), r=st.one_of(st.just(0.0), st.floats(1e-3, 20.0)),
-       rs=st.one_of(st.just(0.0), st.floats(1.0, 1e4)), seed=st.integers(0, 2**16))
+@given(
+    v0=st.floats(0.05, 2.0),
+    r=st.one_of(st.just(0.0), st.floats(1e-3, 20.0)),
+    rs=st.one_of(st.just(0.0), st.floats(1.0, 1e4)),
+    seed=st.integers(0, 2**16),
+)
 def test_property_matches_reference_and_is_odd(v0, r, rs, seed):
     # one shape, so the examples share a compilation; values (not shapes) are what vary
     R, C = 4, 5

@@ -1,5 +1,6 @@
 """Every notebook in notebooks/ executes top to bottom without an error (nbclient),
 and every cell that plots shows its figure (an ``image/png`` output)."""
+
 import pathlib
 import re
 
@@ -28,10 +29,15 @@ def test_notebooks_exist():
 
 def test_plot_detection():
     new = nbformat.v4.new_code_cell
-    nb = nbformat.v4.new_notebook(cells=[
-        new("import matplotlib.pyplot as plt"), new("plt.boxplot([1, 2])\nplt.show()"),
-        new("ax = circuit.plot_ir_drop(G, V, p)"), new("display(Image(filename='a.png'))"),
-        new("print('plot')")])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            new("import matplotlib.pyplot as plt"),
+            new("plt.boxplot([1, 2])\nplt.show()"),
+            new("ax = circuit.plot_ir_drop(G, V, p)"),
+            new("display(Image(filename='a.png'))"),
+            new("print('plot')"),
+        ]
+    )
     assert plotting_cells(nb) == [1, 2, 3]
 
 
@@ -40,15 +46,17 @@ def test_plot_detection():
 def test_notebook_executes(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     sources = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert not re.search(r"matplotlib\.use\(", sources), \
+    assert not re.search(r"matplotlib\.use\(", sources), (
         f"{path.name} forces a matplotlib backend: its plots would not appear; use %matplotlib inline"
+    )
     client = nbclient.NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     client.execute()  # raises CellExecutionError on the first failing cell
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors
     plots = plotting_cells(nb)
-    blank = [i for i in plots
-             if not any("image/png" in o.get("data", {}) for o in nb.cells[i].get("outputs", []))]
+    blank = [i for i in plots if not any("image/png" in o.get("data", {}) for o in nb.cells[i].get("outputs", []))]
     assert not blank, f"{path.name}: plotting cells {blank} show no image/png output"

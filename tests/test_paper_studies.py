@@ -1,4 +1,5 @@
 """The three seed studies in quick mode: schema, resume, and the D.U.B. invariants."""
+
 import json
 import os
 import sys
@@ -68,7 +69,8 @@ def test_sparse_crossbars_quick(tmp_path):
     loss = [doc["summary"]["dense"][c]["loss"] for c in doc["wires"] if c.startswith("wires")]
     assert loss[-1] >= loss[0] - 0.01
     assert set(doc["finding"]) == set(doc["wires"]) and all(
-        isinstance(f["holds"], bool) == (f["se"] is not None) for f in doc["finding"].values())
+        isinstance(f["holds"], bool) == (f["se"] is not None) for f in doc["finding"].values()
+    )
     assert any(c.startswith("1t1r") for c in doc["wires"])
     _rerun_skips("sparse_crossbars", tmp_path)
 
@@ -120,7 +122,7 @@ def test_registry_lists_the_three_studies():
     with pytest.raises(ValueError, match="unknown paper study"):
         paper_studies.run("tile_sweep", "unused")
     with pytest.raises(ValueError, match="unknown paper study"):
-        paper_studies.run("default", "unused")   # a StudySpec preset: run_study runs it
+        paper_studies.run("default", "unused")  # a StudySpec preset: run_study runs it
     with pytest.raises(ValueError, match="dataset"):
         study.get_preset("dub_adc").replace(dataset="imagenet")
     with pytest.raises(ValueError, match="plots"):
@@ -142,8 +144,20 @@ def test_a_registered_paper_study_runs_through_run_study(tmp_path, monkeypatch):
         study.run_study(study.get_preset("toy").replace(quick=True, samples=3), tmp_path, seed=2, progress=False)
     finally:
         study.unregister_preset("toy")
-    assert seen == [(str(tmp_path), {"quick": True, "seed": 2, "samples": 3, "progress": False, "dataset": "digits",
-                                "data_dir": None, "overwrite": False})]
+    assert seen == [
+        (
+            str(tmp_path),
+            {
+                "quick": True,
+                "seed": 2,
+                "samples": 3,
+                "progress": False,
+                "dataset": "digits",
+                "data_dir": None,
+                "overwrite": False,
+            },
+        )
+    ]
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 """Tests of crossjax.pruning against direct NumPy references and exact properties."""
+
 import math
 
 import jax
@@ -21,8 +22,7 @@ def _np_tiles(W, R, C):
     Kt, Nt = math.ceil(K / R), math.ceil(N / C)
     Wp = np.zeros((Kt * R, Nt * C), W.dtype)
     Wp[:K, :N] = W
-    return np.stack([np.stack([Wp[a * R:(a + 1) * R, b * C:(b + 1) * C] for b in range(Nt)])
-                     for a in range(Kt)])
+    return np.stack([np.stack([Wp[a * R : (a + 1) * R, b * C : (b + 1) * C] for b in range(Nt)]) for a in range(Kt)])
 
 
 def test_tile_layout_matches_slicing():
@@ -31,6 +31,7 @@ def test_tile_layout_matches_slicing():
     np.testing.assert_array_equal(T, _np_tiles(W, 4, 3))
     np.testing.assert_array_equal(np.asarray(untile(jnp.asarray(T), 13, 10)), W)
     from crossjax import mapping  # the binding layout of the kernels
+
     np.testing.assert_array_equal(np.asarray(mapping.tile_weights(jnp.asarray(W), 4, 3)), T)
 
 
@@ -66,18 +67,19 @@ def _np_group_reference(W, R, C, s, axes):
     T = _np_tiles(W, R, C)
     valid = _np_tiles(np.ones_like(W), R, C)
     cnt = valid.sum(axes, keepdims=True)
-    score = np.sqrt((T ** 2).sum(axes, keepdims=True) / np.maximum(cnt, 1))
+    score = np.sqrt((T**2).sum(axes, keepdims=True) / np.maximum(cnt, 1))
     score = np.where(cnt > 0, score, np.inf).ravel()
     n = round(s * int((cnt > 0).sum()))
     keep = np.ones(score.size, bool)
     keep[np.argsort(score, kind="stable")[:n]] = False
     full = np.broadcast_to(keep.reshape(np.broadcast_shapes(cnt.shape)), T.shape)
     Kt, Nt = T.shape[:2]
-    return full.transpose(0, 2, 1, 3).reshape(Kt * R, Nt * C)[:W.shape[0], :W.shape[1]]
+    return full.transpose(0, 2, 1, 3).reshape(Kt * R, Nt * C)[: W.shape[0], : W.shape[1]]
 
 
-@pytest.mark.parametrize("fn,axes", [(P.crossbar_column_mask, (2,)), (P.crossbar_row_mask, (3,)),
-                                     (P.tile_mask, (2, 3))])
+@pytest.mark.parametrize(
+    "fn,axes", [(P.crossbar_column_mask, (2,)), (P.crossbar_row_mask, (3,)), (P.tile_mask, (2, 3))]
+)
 def test_crossbar_group_masks_match_numpy(fn, axes):
     W = _w((19, 14), 3)
     m = np.asarray(fn(jnp.asarray(W), 8, 4, 0.4))
@@ -92,21 +94,22 @@ def test_crossbar_group_masks_match_numpy(fn, axes):
 def test_xcs_prunes_exact_fraction_of_columns_jit():
     W = jnp.asarray(_w((32, 16), 4))
     m = jax.jit(P.crossbar_column_mask, static_argnums=(1, 2))(W, 8, 8, 0.25)
-    col_kept = np.asarray(tile(m, 8, 8)).all(axis=2)   # (4, 2, 8)
-    assert (~col_kept).sum() == 16                      # 25 % of 64 crossbar columns
+    col_kept = np.asarray(tile(m, 8, 8)).all(axis=2)  # (4, 2, 8)
+    assert (~col_kept).sum() == 16  # 25 % of 64 crossbar columns
 
 
 def test_group_lasso_matches_numpy_and_grad_finite():
     W = _w((10, 7), 5)
     T = _np_tiles(W, 4, 3)
     V = _np_tiles(np.ones_like(W), 4, 3)
-    ref = (np.sqrt(V.sum(2)) * np.sqrt((T ** 2).sum(2))).sum()
+    ref = (np.sqrt(V.sum(2)) * np.sqrt((T**2).sum(2))).sum()
     np.testing.assert_allclose(P.group_lasso(jnp.asarray(W), 4, 3, "column"), ref, rtol=1e-12)
-    ref_row = (np.sqrt(V.sum(3)) * np.sqrt((T ** 2).sum(3))).sum()
+    ref_row = (np.sqrt(V.sum(3)) * np.sqrt((T**2).sum(3))).sum()
     np.testing.assert_allclose(P.group_lasso(jnp.asarray(W), 4, 3, "row"), ref_row, rtol=1e-12)
-    np.testing.assert_allclose(P.group_lasso(jnp.asarray(W), group="channel"),
-                               np.sqrt(10) * np.linalg.norm(W, axis=0).sum(), rtol=1e-12)
-    Wz = jnp.asarray(W).at[:4, :3].set(0.0)            # one whole tile zero
+    np.testing.assert_allclose(
+        P.group_lasso(jnp.asarray(W), group="channel"), np.sqrt(10) * np.linalg.norm(W, axis=0).sum(), rtol=1e-12
+    )
+    Wz = jnp.asarray(W).at[:4, :3].set(0.0)  # one whole tile zero
     g = jax.grad(P.group_lasso)(Wz, 4, 3, "tile")
     assert np.isfinite(np.asarray(g)).all()
     with pytest.raises(ValueError, match="group"):
@@ -127,15 +130,16 @@ def test_hoyer_square_counts_equal_magnitude_nonzeros():
     v[[1, 5, 9]] = [2.0, -2.0, 2.0]
     np.testing.assert_allclose(P.hoyer_square(jnp.asarray(v), eps=0.0), 3.0)
     x = _w((5, 16), 6)
-    np.testing.assert_allclose(P.hoyer_square(jnp.asarray(x), axis=1),
-                               np.abs(x).sum(1) ** 2 / ((x ** 2).sum(1) + 1e-8), rtol=1e-12)
+    np.testing.assert_allclose(
+        P.hoyer_square(jnp.asarray(x), axis=1), np.abs(x).sum(1) ** 2 / ((x**2).sum(1) + 1e-8), rtol=1e-12
+    )
 
 
 def test_dub_regularizer_one_sided_variance_and_gradient():
     W = _w((8, 6), 7)
     R, C = 4, 3
     T = _np_tiles(W, R, C)
-    H = np.abs(T).sum(2) ** 2 / ((T ** 2).sum(2) + 1e-8)          # (2, 2, 3)
+    H = np.abs(T).sum(2) ** 2 / ((T**2).sum(2) + 1e-8)  # (2, 2, 3)
     m = H.mean(-1, keepdims=True)
     ref = (np.where(H > m, (H - m) ** 2, 0.0) / (C - 1)).sum()
     val, g = jax.value_and_grad(P.dub_regularizer)(jnp.asarray(W), R, C)
@@ -159,9 +163,9 @@ def test_dub_levels_and_snapping_rule():
     cases = {0: 0, 3: 0, 4: 0, 5: 1, 8: 1, 10: 1, 11: 2, 12: 2, 13: 2, 14: 3, 15: 4, 16: 4}
     for z, k in cases.items():
         W = np.ones((R, 3))
-        W[:z, 0] = 0.0                       # column 0 is the densest: exactly z zeros
+        W[:z, 0] = 0.0  # column 0 is the densest: exactly z zeros
         W[:, 1:] = 0.0
-        W[-1, 1:] = 1.0                      # other columns sparser (15 zeros)
+        W[-1, 1:] = 1.0  # other columns sparser (15 zeros)
         level = int(P.dub_tile_levels(jnp.asarray(W), R, 3)[0, 0])
         s = z / R
         L = 1 - 2.0 ** -np.arange(5)
@@ -175,8 +179,8 @@ def test_dub_levels_and_snapping_rule():
 def test_dub_project_balanced_columns_and_levels(dtype):
     R, C = 16, 4
     rng = np.random.default_rng(8)
-    W = rng.standard_normal((40, 10)).astype(dtype)   # ragged in both directions
-    W[rng.random(W.shape) < 0.6] = 0.0                # make it sparse so levels > 0 appear
+    W = rng.standard_normal((40, 10)).astype(dtype)  # ragged in both directions
+    W[rng.random(W.shape) < 0.6] = 0.0  # make it sparse so levels > 0 appear
     mask, level = P.dub_project(jnp.asarray(W), R, C)
     mask, level = np.asarray(mask), np.asarray(level)
     assert level.shape == (3, 3) and level.max() >= 1
@@ -189,10 +193,13 @@ def test_dub_project_balanced_columns_and_levels(dtype):
             cols = V[a, b].any(0)
             keep = min(R >> level[a, b], V[a, b, :, 0].sum())
             counts = Tm[a, b][:, cols].sum(0)
-            assert np.var(counts) == 0 and (counts == keep).all()   # balanced, exactly the level
+            assert np.var(counts) == 0 and (counts == keep).all()  # balanced, exactly the level
             # kept entries are the largest |w| of their column
             for j in np.flatnonzero(cols):
-                kept, dropped = TW[a, b, Tm[a, b, :, j] == 1, j], TW[a, b, (Tm[a, b, :, j] == 0) & (V[a, b, :, j] == 1), j]
+                kept, dropped = (
+                    TW[a, b, Tm[a, b, :, j] == 1, j],
+                    TW[a, b, (Tm[a, b, :, j] == 0) & (V[a, b, :, j] == 1), j],
+                )
                 if dropped.size and kept.size:
                     assert dropped.max() <= kept.min()
     # snapping is a projection: re-snapping the pruned weights reaches the same levels
@@ -219,21 +226,21 @@ def test_masks_exact_through_optimizer_steps():
     w = np.asarray(params["w"])
     m = np.asarray(masks["w"])
     assert (w[~m] == 0.0).all() and (w[m] != 0.0).all()
-    assert not np.allclose(w[m], np.asarray(W)[m])       # the kept weights did train
+    assert not np.allclose(w[m], np.asarray(W)[m])  # the kept weights did train
 
 
 def test_crossbar_report_counts():
     R, C = 4, 4
     W = np.zeros((10, 9))
-    W[0, 0] = 1.0          # tile (0,0) col 0
-    W[1, 3] = 2.0          # tile (0,0) col 3
-    W[2, 5] = 1.0          # tile (0,1)
-    W[9, 8] = 1.0          # tile (2,2)
+    W[0, 0] = 1.0  # tile (0,0) col 0
+    W[1, 3] = 2.0  # tile (0,0) col 3
+    W[2, 5] = 1.0  # tile (0,1)
+    W[9, 8] = 1.0  # tile (2,2)
     r = P.crossbar_report(jnp.asarray(W), R, C).as_dict()
     assert r["tiles_dense"] == 9 and r["tiles_nonempty"] == 3
     assert r["columns_dense"] == 27 and r["columns_nonempty"] == 4
     assert r["nonzeros"] == 4 and r["sparsity"] == pytest.approx(1 - 4 / 90)
-    assert r["tiles_sparse"] == 2                     # row block 0: 3 cols -> 1; block 2: 1 col -> 1
+    assert r["tiles_sparse"] == 2  # row block 0: 3 cols -> 1; block 2: 1 col -> 1
     assert r["compression"] == pytest.approx(4.5)
 
 
@@ -276,7 +283,7 @@ def test_model_wrappers(method):
         assert rep["total"]["sparsity"] == pytest.approx(0.5, abs=0.1)
     flat = P.flatten_kernel(jnp.asarray(k))
     assert rep["layers"]["conv/kernel"]["nonzeros"] == int((np.asarray(flat) != 0).sum())
-    if method == "column":   # XCS on the flattened conv layout: whole crossbar columns
+    if method == "column":  # XCS on the flattened conv layout: whole crossbar columns
         cols = np.asarray(tile(flat != 0, 8, 4)).any(2)
         assert cols.sum() == rep["layers"]["conv/kernel"]["columns_nonempty"]
 
@@ -298,13 +305,14 @@ def test_model_regularizers_grad():
 class _CrossbarNet(nnx.Module):
     def __init__(self, rngs):
         from crossjax.layers import CrossbarConv, CrossbarLinear
+
         self.conv = CrossbarConv(2, 8, (3, 3), rngs=rngs)
         self.fc = CrossbarLinear(8 * 16, 16, rngs=rngs)
-        self.head = nnx.Linear(16, 3, rngs=rngs)          # digital: never pruned
+        self.head = nnx.Linear(16, 3, rngs=rngs)  # digital: never pruned
 
     def __call__(self, x):
         h = jax.nn.relu(self.conv(x))
-        h = h.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)   # channel-major flatten
+        h = h.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)  # channel-major flatten
         return self.head(jax.nn.relu(self.fc(h)))
 
 
@@ -347,7 +355,7 @@ def test_dub_pipeline_on_crossbar_layers_masks_exact_through_finetuning():
         m = np.asarray(masks[name.split("/")[0]]["kernel"][...])
         k = np.asarray(k)
         assert (k[~m] == 0.0).all() and not np.array_equal(k[m], before[name][m])
-        counts = np.asarray(tile(P.flatten_kernel(jnp.asarray(m)), 8, 4)).sum(2)   # (Kt, Nt, C)
+        counts = np.asarray(tile(P.flatten_kernel(jnp.asarray(m)), 8, 4)).sum(2)  # (Kt, Nt, C)
         Kn, Nn = P.flatten_kernel(jnp.asarray(k)).shape
         real = np.zeros(counts.shape, bool)
         real.reshape(counts.shape[0], -1)[:, :Nn] = True
@@ -360,11 +368,11 @@ def test_prune_channels_with_follower_inputs():
     model = _CrossbarNet(nnx.Rngs(3))
     masks = P.prune_channels(model, 0.25, followers={"conv": "fc"})
     conv_keep = np.asarray(masks["conv"]["kernel"][...]).reshape(-1, 8).all(0)
-    assert conv_keep.sum() == 6                                     # 25 % of 8 filters pruned
+    assert conv_keep.sum() == 6  # 25 % of 8 filters pruned
     l1 = np.abs(np.asarray(model.conv.kernel[...])).reshape(-1, 8).sum(0)
     np.testing.assert_array_equal(~conv_keep, l1 <= np.sort(l1)[1])
-    fc = np.asarray(masks["fc"]["kernel"][...])                     # (128, 16): 8 channels x 16 positions
+    fc = np.asarray(masks["fc"]["kernel"][...])  # (128, 16): 8 channels x 16 positions
     rows_kept = fc.any(1)
     np.testing.assert_array_equal(rows_kept, np.repeat(conv_keep, 16))
-    assert (fc.sum(0) == 6 * 16).sum() == 12                        # 25 % of fc outputs pruned too
+    assert (fc.sum(0) == 6 * 16).sum() == 12  # 25 % of fc outputs pruned too
     assert np.asarray(masks["head"]["kernel"][...]).all()

@@ -6,6 +6,7 @@ currents from the dense modified-nodal Newton solve of ``circuit_reference``
 (amplitude levels, bit-serial digits, pulse width as an on/off schedule over
 a time grid four times finer than the DAC's steps), and central differences.
 """
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,16 +25,24 @@ SINH_1T1R = Cell(iv="sinh", v0=0.15, r_series=5e3)
 
 
 # ----------------------------------------------------------------------------- the plan
-@pytest.mark.parametrize("updates, physics, noise, adc", [
-    ({}, "folded", None, None),
-    ({"adc.bits": 8}, "products", None, "max"),
-    ({"device.read_noise.sigma": 0.01}, "folded", "summed", None),
-    ({"device.read_noise.sigma": 0.01, "mapping.scheme": "offset"}, "products", "per_tile", None),
-    ({"device.read_noise.sigma": 0.01, "adc.bits": 6, "adc.range": "calibrated"}, "products", "per_tile", "calibrated"),
-    ({"array.parasitics": WIRES}, "folded", None, None),
-    ({"array.cell": SINH}, "nonlinear_solve", None, None),
-    ({"array.cell": Cell(r_series=1e3)}, "folded", None, None),   # linear cells fold r_series into G_eff
-])
+@pytest.mark.parametrize(
+    "updates, physics, noise, adc",
+    [
+        ({}, "folded", None, None),
+        ({"adc.bits": 8}, "products", None, "max"),
+        ({"device.read_noise.sigma": 0.01}, "folded", "summed", None),
+        ({"device.read_noise.sigma": 0.01, "mapping.scheme": "offset"}, "products", "per_tile", None),
+        (
+            {"device.read_noise.sigma": 0.01, "adc.bits": 6, "adc.range": "calibrated"},
+            "products",
+            "per_tile",
+            "calibrated",
+        ),
+        ({"array.parasitics": WIRES}, "folded", None, None),
+        ({"array.cell": SINH}, "nonlinear_solve", None, None),
+        ({"array.cell": Cell(r_series=1e3)}, "folded", None, None),  # linear cells fold r_series into G_eff
+    ],
+)
 def test_plan_decides_each_stage_once(updates, physics, noise, adc):
     cfg = TILE.set(updates)
     p = readout.plan(cfg)
@@ -42,7 +51,7 @@ def test_plan_decides_each_stage_once(updates, physics, noise, adc):
     assert (p.adc and p.adc.range) == adc
     assert p.needs_calibration == (adc == "calibrated") == montecarlo.needs_calibration(cfg)
     assert crossbar.is_linear(cfg) == (physics == "folded" and noise is None)
-    assert hash(p) == hash(readout.plan(cfg))                       # a static jit argument
+    assert hash(p) == hash(readout.plan(cfg))  # a static jit argument
 
 
 def test_plan_for_fresh_samples_follows_the_method_rule():
@@ -50,18 +59,20 @@ def test_plan_for_fresh_samples_follows_the_method_rule():
     assert readout.plan(cfg, programmed=False, inputs=2).physics.kind == "linear_solve"
     assert readout.plan(cfg, programmed=False, inputs=10_000).physics.kind == "folded"
     assert readout.plan(cfg.replace(method="iterative"), programmed=False, inputs=10_000).physics.kind == "linear_solve"
-    assert readout.plan(TILE, programmed=False, inputs=2).physics.kind == "folded"   # no wires: nothing to solve
+    assert readout.plan(TILE, programmed=False, inputs=2).physics.kind == "folded"  # no wires: nothing to solve
 
 
 def test_plan_encodings():
     pw = TILE.set({"dac.bits": 4, "dac.encoding": "pulse_width"})
-    assert readout.plan(pw).encoding.kind == "amplitude"               # linear cells: the same product
+    assert readout.plan(pw).encoding.kind == "amplitude"  # linear cells: the same product
     nl = readout.plan(pw.set({"array.cell": SINH}))
     assert (nl.encoding.kind, nl.encoding.integrates) == ("pulse_width", True)
-    assert nl.physics.method == "elementwise"                          # no wires, no series: exact sum
+    assert nl.physics.method == "elementwise"  # no wires, no series: exact sum
     assert readout.plan(pw.set({"array.cell": SINH_1T1R})).physics.method == "iterative"
     bs = readout.plan(TILE.set({"dac.bits": 5, "dac.slice_bits": 2}))
-    assert bs.encoding.kind == "bit_serial" and not readout.plan(TILE.set({"dac.bits": 4, "dac.range": "max"})).is_linear
+    assert (
+        bs.encoding.kind == "bit_serial" and not readout.plan(TILE.set({"dac.bits": 4, "dac.range": "max"})).is_linear
+    )
 
 
 def test_plan_survives_traced_leaves():
@@ -71,13 +82,16 @@ def test_plan_survives_traced_leaves():
     assert plans[0] == readout.plan(cfg)
 
 
-@pytest.mark.parametrize("updates, match", [
-    ({"array.cell": Cell(iv="poly", c3=-10.0)}, "array.cell: the poly law"),
-    ({"array.cell": Cell(iv="sinh", v0=-1.0)}, "array.cell.v0"),
-    ({"array.cell": Cell(iv="sinh", v0=0.2, r_series=-5.0)}, "array.cell.r_series"),
-    ({"dac.encoding": "pulse_width"}, "dac.encoding='pulse_width'"),
-    ({"dac.encoding": "thermometer"}, "dac.encoding"),
-])
+@pytest.mark.parametrize(
+    "updates, match",
+    [
+        ({"array.cell": Cell(iv="poly", c3=-10.0)}, "array.cell: the poly law"),
+        ({"array.cell": Cell(iv="sinh", v0=-1.0)}, "array.cell.v0"),
+        ({"array.cell": Cell(iv="sinh", v0=0.2, r_series=-5.0)}, "array.cell.r_series"),
+        ({"dac.encoding": "pulse_width"}, "dac.encoding='pulse_width'"),
+        ({"dac.encoding": "thermometer"}, "dac.encoding"),
+    ],
+)
 def test_bad_cells_and_encodings_name_the_field(updates, match):
     with pytest.raises(ValueError, match=match):
         TILE.set(updates).check()
@@ -89,7 +103,7 @@ def test_config_with_a_cell_round_trips_through_a_dict():
     assert d["array"]["cell"] == {"iv": "sinh", "v0": 0.15, "c2": 0.0, "c3": 0.0, "r_series": 5e3}
     assert HardwareConfig.from_dict(d) == cfg
     poly = TILE.set({"array.cell": Cell(iv="poly", c3=-0.25)}).to_dict()
-    assert "v0" not in poly["array"]["cell"]                          # inf is not JSON
+    assert "v0" not in poly["array"]["cell"]  # inf is not JSON
     assert TILE.to_dict()["array"]["cell"] is None
 
 
@@ -126,7 +140,7 @@ def _reference(x, state, cfg, wires, cell, encoding):
             i = diff(q / n * dac.v_read)
         elif encoding == "bit_serial":
             s = dac.slice_bits
-            base = 2 ** s
+            base = 2**s
             mag, i = np.abs(q), 0.0
             for k in range(-(-(dac.bits - 1) // s)):
                 digit = np.mod(np.floor(mag / base**k), base)
@@ -172,7 +186,7 @@ def test_nonlinear_read_matches_the_independent_reference(encoding, cell, wires)
     want = _reference(x, state, cfg, wires or Parasitics(), cell, kind)
     got = crossbar.matmul(jnp.asarray(x), state, cfg)
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
-    fresh = crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cfg)   # the training path, same physics
+    fresh = crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), cfg)  # the training path, same physics
     np.testing.assert_allclose(fresh, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
 
 
@@ -187,12 +201,14 @@ def test_linear_cells_give_the_same_product_in_every_encoding(encoding):
     amplitude = crossbar.matmul(jnp.asarray(x), state, cfg.set({"dac.encoding": "amplitude", "dac.slice_bits": None}))
     want = _reference(x, state, cfg, WIRES, None, encoding)
     np.testing.assert_allclose(amplitude, want, rtol=1e-11, atol=1e-13 * np.abs(want).max())
-    np.testing.assert_allclose(crossbar.matmul(jnp.asarray(x), state, cfg), want, rtol=1e-11,
-                               atol=1e-13 * np.abs(want).max())
+    np.testing.assert_allclose(
+        crossbar.matmul(jnp.asarray(x), state, cfg), want, rtol=1e-11, atol=1e-13 * np.abs(want).max()
+    )
     ideal = TILE.set(updates)
     q = converters.dac_equivalent(jnp.asarray(x), ideal.dac)
-    np.testing.assert_allclose(crossbar.matmul(jnp.asarray(x), crossbar.program(W, ideal), ideal), q @ W,
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        crossbar.matmul(jnp.asarray(x), crossbar.program(W, ideal), ideal), q @ W, rtol=1e-12, atol=1e-12
+    )
 
 
 def test_encodings_differ_through_nonlinear_cells():
@@ -208,21 +224,30 @@ def test_encodings_differ_through_nonlinear_cells():
 def test_pulse_width_integrates_before_one_conversion():
     """With an ADC, the pulse-width read converts the integrated (mean) current once per column."""
     W, x = _case(3)
-    cfg = TILE.set({"dac.bits": 4, "dac.encoding": "pulse_width", "adc.bits": 6, "array.cell": SINH_1T1R,
-                    "array.parasitics": WIRES})
+    cfg = TILE.set(
+        {
+            "dac.bits": 4,
+            "dac.encoding": "pulse_width",
+            "adc.bits": 6,
+            "array.cell": SINH_1T1R,
+            "array.parasitics": WIRES,
+        }
+    )
     state = crossbar.program(W, cfg)
     Gp, Gm = _pairs(state)
     q, n = _levels(x, cfg.dac)
     t = (np.arange(4 * n) + 0.5) / (4 * n)
-    fs = np.asarray(state.adc_range)[:, 0, 0]                      # (P, C) full scale per column
+    fs = np.asarray(state.adc_range)[:, 0, 0]  # (P, C) full scale per column
     conv = []
     for G, f in ((Gp, fs[0]), (Gm, fs[1])):
-        mean = sum(_array_currents(G, np.sign(q) * (tm < np.abs(q) / n) * cfg.dac.v_read, WIRES, SINH_1T1R)
-                   for tm in t) / len(t)
+        mean = sum(
+            _array_currents(G, np.sign(q) * (tm < np.abs(q) / n) * cfg.dac.v_read, WIRES, SINH_1T1R) for tm in t
+        ) / len(t)
         conv.append(np.asarray(converters.adc_quantize(jnp.asarray(mean), jnp.asarray(f), 6)))
     want = (conv[0] - conv[1]) * float(state.w_max) / ((cfg.device.g_max - cfg.device.g_min) * cfg.dac.v_read)
-    np.testing.assert_allclose(crossbar.matmul(jnp.asarray(x), state, cfg), want, rtol=1e-9,
-                               atol=1e-9 * np.abs(want).max())
+    np.testing.assert_allclose(
+        crossbar.matmul(jnp.asarray(x), state, cfg), want, rtol=1e-9, atol=1e-9 * np.abs(want).max()
+    )
 
 
 def test_max_adc_range_bounds_nonlinear_currents():
@@ -231,7 +256,7 @@ def test_max_adc_range_bounds_nonlinear_currents():
     state = crossbar.program(W, cfg)
     Gp, Gm = _pairs(state)
     fs = np.asarray(state.adc_range)[:, 0, 0]
-    full = np.ones((1, 8)) * cfg.dac.v_read                      # every input at full scale
+    full = np.ones((1, 8)) * cfg.dac.v_read  # every input at full scale
     assert np.all(np.abs(_array_currents(Gp, full, Parasitics(), SINH)) <= fs[0] * (1 + 1e-12))
     np.testing.assert_allclose(np.abs(_array_currents(Gp, full, Parasitics(), SINH))[0], fs[0], rtol=1e-12)
 
@@ -273,11 +298,11 @@ def test_training_gradients_through_nonlinear_cells_match_central_differences():
     W, x, v0 = jnp.asarray(W), jnp.asarray(x), jnp.asarray(0.15)
     gW, gx, gv = jax.grad(loss, argnums=(0, 1, 2))(W, x, v0)
     h = 1e-6
-    for (i, j) in [(0, 0), (3, 2), (7, 4)]:
+    for i, j in [(0, 0), (3, 2), (7, 4)]:
         e = jnp.zeros_like(W).at[i, j].set(h)
         fd = (loss(W + e, x, v0) - loss(W - e, x, v0)) / (2 * h)
         assert abs(gW[i, j] - fd) <= 1e-6 * max(1e-2, abs(fd)), (i, j)
-    for (b, i) in [(0, 1), (1, 6)]:
+    for b, i in [(0, 1), (1, 6)]:
         e = jnp.zeros_like(x).at[b, i].set(h)
         fd = (loss(W, x + e, v0) - loss(W, x - e, v0)) / (2 * h)
         assert abs(gx[b, i] - fd) <= 1e-6 * max(1e-2, abs(fd)), (b, i)
@@ -291,8 +316,16 @@ def test_layers_program_monte_carlo_and_finetune_with_nonlinear_cells():
     from crossjax import data as data_lib
     from crossjax import training
 
-    cfg = HardwareConfig().set({"array.rows": 16, "array.cols": 16, "array.cell": SINH_1T1R,
-                                "array.parasitics": WIRES, "device.write_noise.sigma": 0.02, "adc.bits": 8})
+    cfg = HardwareConfig().set(
+        {
+            "array.rows": 16,
+            "array.cols": 16,
+            "array.cell": SINH_1T1R,
+            "array.parasitics": WIRES,
+            "device.write_noise.sigma": 0.02,
+            "adc.bits": 8,
+        }
+    )
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (24, 20))
     mlp = models.MLP(20, (12,), 4, param_dtype=jnp.float64, rngs=nnx.Rngs(0))

@@ -1,6 +1,7 @@
 """Careless-user inputs to the kernels, converters, models and Monte Carlo: a clear
 ``ValueError`` naming the argument, or a finite exact answer; never NaN, never a
 number 2-6x off. Each test failed on the main before the reliability work."""
+
 from __future__ import annotations
 
 import jax
@@ -19,8 +20,26 @@ from crossjax.mapping import MappingConfig
 
 
 # ----------------------------------------------------------------------------- bit counts
-@pytest.mark.parametrize("bits", [1, True, False, 0, -3, 8.5, "8", b"8", np.bool_(True), np.array([8, 1]),
-                                  np.array(["8"]), 120, 129, max_bits() + 1, np.nan])
+@pytest.mark.parametrize(
+    "bits",
+    [
+        1,
+        True,
+        False,
+        0,
+        -3,
+        8.5,
+        "8",
+        b"8",
+        np.bool_(True),
+        np.array([8, 1]),
+        np.array(["8"]),
+        120,
+        129,
+        max_bits() + 1,
+        np.nan,
+    ],
+)
 def test_adc_bits_outside_the_exact_range_are_refused(bits):
     with pytest.raises(ValueError, match="adc.bits"):
         ADCConfig(bits=bits)
@@ -28,9 +47,18 @@ def test_adc_bits_outside_the_exact_range_are_refused(bits):
         HardwareConfig().set({"adc.bits": bits})
 
 
-@pytest.mark.parametrize("field,value", [("dac.bits", 1), ("dac.bits", max_bits() + 1), ("dac.bits", True),
-                                         ("dac.bits", "8"), ("device.levels", 1), ("device.levels", 2**60),
-                                         ("dac.slice_bits", max_bits() + 1)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("dac.bits", 1),
+        ("dac.bits", max_bits() + 1),
+        ("dac.bits", True),
+        ("dac.bits", "8"),
+        ("device.levels", 1),
+        ("device.levels", 2**60),
+        ("dac.slice_bits", max_bits() + 1),
+    ],
+)
 def test_other_bit_counts_are_bounded(field, value):
     base = HardwareConfig().set({"dac.bits": 8}) if field == "dac.slice_bits" else HardwareConfig()
     with pytest.raises(ValueError, match=field.split(".")[1]):
@@ -40,7 +68,7 @@ def test_other_bit_counts_are_bounded(field, value):
 
 
 def test_float32_inputs_refuse_bits_beyond_float32():
-    cfg = HardwareConfig().set({"adc.bits": 30})   # fine for float64 (x64 is on in the tests)
+    cfg = HardwareConfig().set({"adc.bits": 30})  # fine for float64 (x64 is on in the tests)
     W = jnp.ones((4, 3))
     with pytest.raises(ValueError, match="adc.bits"):
         crossbar.analog_matmul(jnp.ones((2, 4), jnp.float32), W.astype(jnp.float32), cfg)
@@ -77,14 +105,17 @@ def test_calibrate_adc_checks_percentile_like_the_config(percentile):
 
 
 # ----------------------------------------------------------------------------- state vs config
-@pytest.mark.parametrize("other", [
-    lambda c: c.set({"mapping.scheme": "offset"}),
-    lambda c: c.set({"device.g_max": 2e-4}),
-    lambda c: c.set({"array.rows": 32}),
-    lambda c: c.set({"array.parasitics": Parasitics(1.0, 1.0)}),
-    lambda c: presets.get("rram"),
-    lambda c: presets.get("pcm"),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        lambda c: c.set({"mapping.scheme": "offset"}),
+        lambda c: c.set({"device.g_max": 2e-4}),
+        lambda c: c.set({"array.rows": 32}),
+        lambda c: c.set({"array.parasitics": Parasitics(1.0, 1.0)}),
+        lambda c: presets.get("rram"),
+        lambda c: presets.get("pcm"),
+    ],
+)
 def test_state_refuses_a_config_it_was_not_programmed_with(other):
     cfg = HardwareConfig()
     W = jax.random.normal(jax.random.key(1), (40, 7))
@@ -98,10 +129,10 @@ def test_state_accepts_read_time_changes():
     W = jax.random.normal(jax.random.key(1), (40, 7))
     state = crossbar.program(W, cfg)
     x = jnp.ones((2, 40))
-    crossbar.matmul(x, state, cfg.set({"adc.bits": 6}))            # another ADC resolution
-    crossbar.matmul(x, state, cfg.set({"adc.bits": None}))         # no ADC
+    crossbar.matmul(x, state, cfg.set({"adc.bits": 6}))  # another ADC resolution
+    crossbar.matmul(x, state, cfg.set({"adc.bits": None}))  # no ADC
     crossbar.matmul(x, state, cfg.set({"device.read_noise.sigma": 0.01}), jax.random.key(0))
-    with pytest.raises(ValueError, match="without one"):             # ADC on a state without a full scale
+    with pytest.raises(ValueError, match="without one"):  # ADC on a state without a full scale
         crossbar.matmul(x, crossbar.program(W, HardwareConfig()), cfg)
     with pytest.raises(ValueError, match="CrossbarState"):
         crossbar.matmul(x, {"g": 1}, cfg)
@@ -124,30 +155,50 @@ def test_empty_program_many_batch_and_samples_are_refused():
         crossbar.matmul(jnp.ones((0, 5)), state, HardwareConfig())
     mlp = models.MLP(4, (5,), 3, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="keys is empty"):
-        montecarlo.evaluate(mlp, HardwareConfig(), jax.random.split(jax.random.key(0), 0),
-                            np.ones((4, 4)), np.zeros(4, int), progress=False)
+        montecarlo.evaluate(
+            mlp,
+            HardwareConfig(),
+            jax.random.split(jax.random.key(0), 0),
+            np.ones((4, 4)),
+            np.zeros(4, int),
+            progress=False,
+        )
     with pytest.raises(ValueError, match="non-zero number of examples"):
-        montecarlo.evaluate(mlp, HardwareConfig(), jax.random.split(jax.random.key(0), 2),
-                            np.ones((0, 4)), np.zeros(0, int), progress=False)
+        montecarlo.evaluate(
+            mlp,
+            HardwareConfig(),
+            jax.random.split(jax.random.key(0), 2),
+            np.ones((0, 4)),
+            np.zeros(0, int),
+            progress=False,
+        )
 
 
 def test_half_complex_and_bool_inputs():
     W = jax.random.normal(jax.random.key(0), (6, 4))
     cfg = HardwareConfig().set({"array.parasitics": Parasitics(1.0, 1.0)})
     y16 = crossbar.analog_matmul(jnp.ones((2, 6), jnp.float16), W.astype(jnp.float16), cfg)
-    assert y16.dtype == jnp.float32   # converted explicitly, not run in half precision
-    np.testing.assert_allclose(y16, crossbar.analog_matmul(jnp.ones((2, 6), jnp.float32), W.astype(jnp.float16)
-                                                           .astype(jnp.float32), cfg), rtol=1e-6)
+    assert y16.dtype == jnp.float32  # converted explicitly, not run in half precision
+    np.testing.assert_allclose(
+        y16,
+        crossbar.analog_matmul(jnp.ones((2, 6), jnp.float32), W.astype(jnp.float16).astype(jnp.float32), cfg),
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match="real"):
         crossbar.program(W + 1j, cfg)
     with pytest.raises(ValueError, match="real"):
         crossbar.program(W > 0, cfg)
 
 
-@pytest.mark.parametrize("build,size", [(lambda r: models.vgg11(10, width=1 / 16, rngs=r), 8),
-                                        (lambda r: models.vgg11(10, width=1 / 16, rngs=r), 16),
-                                        (lambda r: models.resnet18(10, width=1 / 16, rngs=r), 1),
-                                        (lambda r: models.resnet18(10, width=1 / 16, rngs=r), 4)])
+@pytest.mark.parametrize(
+    "build,size",
+    [
+        (lambda r: models.vgg11(10, width=1 / 16, rngs=r), 8),
+        (lambda r: models.vgg11(10, width=1 / 16, rngs=r), 16),
+        (lambda r: models.resnet18(10, width=1 / 16, rngs=r), 1),
+        (lambda r: models.resnet18(10, width=1 / 16, rngs=r), 4),
+    ],
+)
 @pytest.mark.slow
 def test_too_small_images_are_refused(build, size):
     m = build(nnx.Rngs(0))
@@ -170,19 +221,26 @@ def test_nan_logits_raise_instead_of_becoming_an_accuracy():
 
 def test_crossbar_refuses_wires_beyond_the_dtype_and_shortens_the_sweep():
     W = jax.random.normal(jax.random.key(0), (40, 8))
-    strong = HardwareConfig().set({"array.parasitics": Parasitics(2e4, 2e4)})   # kappa = 2 g_max r = 4
+    strong = HardwareConfig().set({"array.parasitics": Parasitics(2e4, 2e4)})  # kappa = 2 g_max r = 4
     with pytest.raises(ValueError, match="stiffness"):
         crossbar.program(W.astype(jnp.float32), strong.set({"array.parasitics": Parasitics(1e6, 1e6)}))
     # inside float64's range: equals the circuit solve of the programmed cells at a short interval
     from crossjax.circuit import effective_conductance
+
     state = crossbar.program(W, strong)
     ref = effective_conductance(state.g, strong.array.parasitics, interval=1)
     np.testing.assert_allclose(state.g_eff, ref, rtol=1e-9, atol=1e-20)
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.integers(1, 70), st.integers(1, 40), st.integers(1, 5), st.sampled_from([(8, 8), (16, 12), (64, 64)]),
-       st.sampled_from(["float32", "float64"]), st.integers(0, 2**16))
+@given(
+    st.integers(1, 70),
+    st.integers(1, 40),
+    st.integers(1, 5),
+    st.sampled_from([(8, 8), (16, 12), (64, 64)]),
+    st.sampled_from(["float32", "float64"]),
+    st.integers(0, 2**16),
+)
 @pytest.mark.slow
 def test_property_ideal_crossbar_is_x_at_W_for_any_shape(K, N, B, tile, dtype, seed):
     rng = np.random.default_rng(seed)
@@ -196,8 +254,9 @@ def test_property_ideal_crossbar_is_x_at_W_for_any_shape(K, N, B, tile, dtype, s
     wired = cfg.set({"array.parasitics": Parasitics(0.5, 0.5)})
     yw = np.asarray(crossbar.analog_matmul(jnp.asarray(x), jnp.asarray(W), wired))
     assert np.all(np.isfinite(yw))
-    np.testing.assert_allclose(yw, x.astype(np.float64) @ W.astype(np.float64), rtol=0.05,
-                               atol=0.05 * np.abs(W).max() * K)
+    np.testing.assert_allclose(
+        yw, x.astype(np.float64) @ W.astype(np.float64), rtol=0.05, atol=0.05 * np.abs(W).max() * K
+    )
 
 
 def test_state_accepts_the_same_config_moved_to_the_device():

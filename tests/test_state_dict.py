@@ -4,6 +4,7 @@ The safetensors files are written here byte by byte from the format's
 specification (8-byte little-endian header length, JSON header, raw tensors),
 independently of the reader under test.
 """
+
 import json
 import struct
 
@@ -20,9 +21,17 @@ from hypothesis.extra import numpy as hnp
 import crossjax
 from crossjax import models, state_dict
 
-CODES = {np.dtype("<f8"): "F64", np.dtype("<f4"): "F32", np.dtype("<f2"): "F16", np.dtype("<i8"): "I64",
-         np.dtype("<i4"): "I32", np.dtype("i1"): "I8", np.dtype("u1"): "U8", np.dtype("?"): "BOOL",
-         np.dtype(ml_dtypes.bfloat16): "BF16"}
+CODES = {
+    np.dtype("<f8"): "F64",
+    np.dtype("<f4"): "F32",
+    np.dtype("<f2"): "F16",
+    np.dtype("<i8"): "I64",
+    np.dtype("<i4"): "I32",
+    np.dtype("i1"): "I8",
+    np.dtype("u1"): "U8",
+    np.dtype("?"): "BOOL",
+    np.dtype(ml_dtypes.bfloat16): "BF16",
+}
 
 
 def write_safetensors(path, tensors, metadata=None):
@@ -56,12 +65,19 @@ class UserNet(nnx.Module):
 
 def _torch_dict(net):
     """The state dict PyTorch would hold for ``net`` (weights (out, in, kh, kw) / (out, in))."""
-    return {"conv.weight": np.asarray(net.conv.kernel[...]).transpose(3, 2, 0, 1),
-            "conv.bias": np.asarray(net.conv.bias[...]), "norm.weight": np.asarray(net.norm.scale[...]),
-            "norm.bias": np.asarray(net.norm.bias[...]), "bn.weight": np.asarray(net.bn.scale[...]),
-            "bn.bias": np.asarray(net.bn.bias[...]), "bn.running_mean": np.asarray(net.bn.mean[...]) + 0.5,
-            "bn.running_var": np.asarray(net.bn.var[...]) * 2, "bn.num_batches_tracked": np.array(7),
-            "fc.weight": np.asarray(net.fc.kernel[...]).T, "fc.bias": np.asarray(net.fc.bias[...])}
+    return {
+        "conv.weight": np.asarray(net.conv.kernel[...]).transpose(3, 2, 0, 1),
+        "conv.bias": np.asarray(net.conv.bias[...]),
+        "norm.weight": np.asarray(net.norm.scale[...]),
+        "norm.bias": np.asarray(net.norm.bias[...]),
+        "bn.weight": np.asarray(net.bn.scale[...]),
+        "bn.bias": np.asarray(net.bn.bias[...]),
+        "bn.running_mean": np.asarray(net.bn.mean[...]) + 0.5,
+        "bn.running_var": np.asarray(net.bn.var[...]) * 2,
+        "bn.num_batches_tracked": np.array(7),
+        "fc.weight": np.asarray(net.fc.kernel[...]).T,
+        "fc.bias": np.asarray(net.fc.bias[...]),
+    }
 
 
 def test_torch_safetensors_into_a_user_model_and_its_converted_copy(tmp_path):
@@ -96,9 +112,11 @@ def test_nnx_named_npz_into_a_crossjax_model_with_a_mapping(tmp_path):
     x = np.ones((2, 6), np.float32)
     np.testing.assert_array_equal(dst(x), src(x))
     # a dict source and a dict mapping; unlisted names are kept
-    dst2 = state_dict.load_state_dict(models.MLP(6, (5,), 3, rngs=nnx.Rngs(2)),
-                                      {("w0" if k == "layers/0/kernel" else k): v for k, v in flat.items()},
-                                      mapping={"w0": "layers/0/kernel"})
+    dst2 = state_dict.load_state_dict(
+        models.MLP(6, (5,), 3, rngs=nnx.Rngs(2)),
+        {("w0" if k == "layers/0/kernel" else k): v for k, v in flat.items()},
+        mapping={"w0": "layers/0/kernel"},
+    )
     np.testing.assert_array_equal(dst2(x), src(x))
 
 
@@ -116,8 +134,9 @@ def test_bf16_and_partial_loads(tmp_path):
 def test_bad_state_dicts_are_refused_naming_them_all(tmp_path):
     net = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="'weight' has shape .* but kernel.*'nope' matches no model variable"):
-        state_dict.load_state_dict(net, {"weight": np.ones((3, 3)), "nope": np.ones(1), "bias": np.ones(2)},
-                                   layout="torch")
+        state_dict.load_state_dict(
+            net, {"weight": np.ones((3, 3)), "nope": np.ones(1), "bias": np.ones(2)}, layout="torch"
+        )
     with pytest.raises(ValueError, match="layout"):
         state_dict.load_state_dict(net, {}, layout="pytorch")
     with pytest.raises(ValueError, match="does not exist"):
@@ -143,9 +162,16 @@ def test_bad_state_dicts_are_refused_naming_them_all(tmp_path):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(hnp.arrays(st.sampled_from([np.float64, np.float32, np.float16, np.int64, np.int8, np.uint8,
-                                            np.bool_]),
-                           hnp.array_shapes(min_dims=0, max_dims=3, max_side=4)), min_size=1, max_size=4))
+@given(
+    st.lists(
+        hnp.arrays(
+            st.sampled_from([np.float64, np.float32, np.float16, np.int64, np.int8, np.uint8, np.bool_]),
+            hnp.array_shapes(min_dims=0, max_dims=3, max_side=4),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_safetensors_round_trip_any_dtype_and_shape(tmp_path_factory, arrays):
     path = tmp_path_factory.mktemp("st") / "x.safetensors"
     tensors = {f"t{i}": a for i, a in enumerate(arrays)}

@@ -1,4 +1,5 @@
 """The package's seams: no module reaches into another module's private names."""
+
 import ast
 import pathlib
 
@@ -43,8 +44,13 @@ def private_uses(path: pathlib.Path) -> list[str]:
                 else:
                     modules[a.asname or a.name] = f"{source}.{a.name}"
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-                and _private(node.attr) and modules[node.value.id] != here):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and _private(node.attr)
+            and modules[node.value.id] != here
+        ):
             found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
     return found
 
@@ -63,8 +69,10 @@ def test_tests_use_no_private_names():
 def test_the_checker_finds_what_it_should(tmp_path):
     pkg = ROOT / "crossjax"
     probe = pkg / "_probe_for_structure_test.py"
-    probe.write_text("from crossjax import layers\nfrom crossjax.crossbar import _apply\nlayers._check()\n"
-                     "from .circuit._x import y\n")
+    probe.write_text(
+        "from crossjax import layers\nfrom crossjax.crossbar import _apply\nlayers._check()\n"
+        "from .circuit._x import y\n"
+    )
     try:
         assert len(private_uses(probe)) == 3
     finally:

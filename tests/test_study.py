@@ -1,4 +1,5 @@
 """Tests of crossjax.study / report / cli: tiny studies on the offline digits."""
+
 import json
 
 import numpy as np
@@ -22,9 +23,15 @@ def _tiny_spec(**kw):
         study.HardwareCase("wires", base.set({"array.parasitics": Parasitics(30.0, 30.0)})),
     )
     spec = study.StudySpec(
-        dataset="digits", model="mlp", hidden=(16,),
+        dataset="digits",
+        model="mlp",
+        hidden=(16,),
         train=training.TrainConfig(steps=120, batch_size=32, learning_rate=1e-2),
-        configs=cases, samples=3, eval_batch_size=256, max_test=200)
+        configs=cases,
+        samples=3,
+        eval_batch_size=256,
+        max_test=200,
+    )
     return spec.replace(**kw)
 
 
@@ -41,15 +48,17 @@ def _check_schema(res, names):
 
 @pytest.mark.slow  # 30 s: the default run keeps the resume checks of test_study_reliability
 def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
-    spec = _tiny_spec(finetune=study.FinetuneSpec("wires", training.TrainConfig(
-        steps=3, batch_size=32, learning_rate=1e-3)))
+    spec = _tiny_spec(
+        finetune=study.FinetuneSpec("wires", training.TrainConfig(steps=3, batch_size=32, learning_rate=1e-3))
+    )
     out = tmp_path / "s"
     calls = []
-    real = montecarlo.evaluate   # every Monte Carlo evaluation of the study goes through it
+    real = montecarlo.evaluate  # every Monte Carlo evaluation of the study goes through it
 
     def counting(model, hw, keys, *args, **kw):
         calls.append(int(keys.shape[0]))
         return real(model, hw, keys, *args, **kw)
+
     monkeypatch.setattr(montecarlo, "evaluate", counting)
 
     # "kill" the study after its first non-ideal config
@@ -57,6 +66,7 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
         _real(path, text)
         if len(json.loads(text)["configs"]) == 2:
             raise KeyboardInterrupt
+
     monkeypatch.setattr(study.ckpt, "atomic_write_text", killer)
     with pytest.raises(KeyboardInterrupt):
         study.run_study(spec, out, seed=0, progress=False, plots=False)
@@ -100,6 +110,7 @@ def test_config_keys_independent_of_other_configs():
     b = study.config_keys(0, "noise", 4)
     c = study.config_keys(0, "wires", 4)
     import jax
+
     np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b))
     assert not np.array_equal(jax.random.key_data(a), jax.random.key_data(c))
 
@@ -115,7 +126,7 @@ def test_summarize_numbers():
     assert s["ci95"] == pytest.approx([0.775 - 3.182446305 * sd / 2, 1.0], rel=1e-9)  # 1.128: clipped
     one = study.summarize([0.8])
     assert one["se"] is None and one["ci95"] is None
-    assert study.summarize([0.9, 0.8])["ci95"][1] == 1.0   # t = 12.7 with 2 samples: clipped to a fraction
+    assert study.summarize([0.9, 0.8])["ci95"][1] == 1.0  # t = 12.7 with 2 samples: clipped to a fraction
 
 
 @settings(max_examples=40, deadline=None)
@@ -125,8 +136,11 @@ def test_summarize_interval_matches_scipy_and_covers_the_mean(counts, n):
 
     acc = np.array(counts) / n
     s = study.summarize(acc)
-    lo, hi = sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc)) if acc.std() > 0 \
+    lo, hi = (
+        sps.t.interval(0.95, acc.size - 1, loc=acc.mean(), scale=sps.sem(acc))
+        if acc.std() > 0
         else (acc.mean(), acc.mean())
+    )
     assert s["se"] == pytest.approx(sps.sem(acc), abs=1e-15)
     assert s["ci95"] == pytest.approx([max(lo, 0.0), min(hi, 1.0)], abs=1e-12)
     assert s["ci95"][0] <= s["mean"] <= s["ci95"][1]
@@ -135,14 +149,28 @@ def test_summarize_interval_matches_scipy_and_covers_the_mean(counts, n):
 def test_report_states_uncertainty_definitions_and_one_wall_time():
     from crossjax import report
 
-    noisy = hardware.HardwareConfig().set({"device.write_noise": WriteNoise(sigma=0.01),
-                                           "array.parasitics": Parasitics(2.5, 2.5), "adc.bits": 8})
-    cfgs = [{"name": "ideal", "samples": 1, "accuracy": study.summarize([0.9]),
-             "hardware": hardware.HardwareConfig().to_dict()},
-            {"name": "ir_drop", "samples": 4, "accuracy": study.summarize([0.8, 0.82, 0.84, 0.86]),
-             "hardware": noisy.to_dict()}]
-    res = {"meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 12.34, "versions": {}},
-           "digital": {"accuracy": 0.9, "test_examples": 400}, "configs": cfgs}
+    noisy = hardware.HardwareConfig().set(
+        {"device.write_noise": WriteNoise(sigma=0.01), "array.parasitics": Parasitics(2.5, 2.5), "adc.bits": 8}
+    )
+    cfgs = [
+        {
+            "name": "ideal",
+            "samples": 1,
+            "accuracy": study.summarize([0.9]),
+            "hardware": hardware.HardwareConfig().to_dict(),
+        },
+        {
+            "name": "ir_drop",
+            "samples": 4,
+            "accuracy": study.summarize([0.8, 0.82, 0.84, 0.86]),
+            "hardware": noisy.to_dict(),
+        },
+    ]
+    res = {
+        "meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 12.34, "versions": {}},
+        "digital": {"accuracy": 0.9, "test_examples": 400},
+        "configs": cfgs,
+    }
     text = report.markdown(res, [])
     ci = cfgs[1]["accuracy"]["ci95"]
     assert f"| ir_drop | 4 | 83.00 | {100 * ci[0]:.2f} - {100 * ci[1]:.2f} |" in text
@@ -151,8 +179,13 @@ def test_report_states_uncertainty_definitions_and_one_wall_time():
     assert "wall time 12.3 s" in text and text.count(" s (") == 1
     assert "- **ideal**: the ideal crossbar" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("- **ir_drop**"))
-    for part in ("`array.parasitics.r_wire_row` = 2.5 ohm", "`device.write_noise.sigma` = 0.01 (relative)",
-                 '`device.write_noise.kind` = "gaussian"', "`adc.bits` = 8 bits", '`adc.range` = "max"'):
+    for part in (
+        "`array.parasitics.r_wire_row` = 2.5 ohm",
+        "`device.write_noise.sigma` = 0.01 (relative)",
+        '`device.write_noise.kind` = "gaussian"',
+        "`adc.bits` = 8 bits",
+        '`adc.range` = "max"',
+    ):
         assert part in line, part
     assert "| `adc.range` | - | full scale of the codes" in text
 
@@ -189,8 +222,14 @@ def test_report_says_whether_the_nonlinearity_loss_is_monotone(means, monotone):
     from crossjax import report
 
     configs = [_result("ideal", 0.98)] + [_result(f"nl{v}", m, v) for v, m in zip((1.0, 0.25, 0.1), means)]
-    text = report.markdown({"meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 1.0, "versions": {}},
-                            "digital": {"accuracy": 0.98}, "configs": configs}, [])
+    text = report.markdown(
+        {
+            "meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 1.0, "versions": {}},
+            "digital": {"accuracy": 0.98},
+            "configs": configs,
+        },
+        [],
+    )
     assert "v0 = 1 V: 1.00 -> v0 = 0.25 V" in text
     assert ("grows monotonically" in text) == monotone and ("not** monotone" in text) != monotone
 
@@ -228,8 +267,19 @@ train = { steps = 9 }
 def test_cli_reports_bad_input(tmp_path, capsys):
     rc = cli.main(["study", "--out", str(tmp_path), "--preset", "nope"])
     assert rc == 2 and "unknown study preset" in capsys.readouterr().err
-    rc = cli.main(["study", "--out", str(tmp_path), "--dataset", "cifar10",
-                   "--data-dir", str(tmp_path / "empty"), "--no-plots", "--quiet"])
+    rc = cli.main(
+        [
+            "study",
+            "--out",
+            str(tmp_path),
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            str(tmp_path / "empty"),
+            "--no-plots",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "cifar10" in err and "empty" in err
 

@@ -1,6 +1,7 @@
 """Studies never mix up, lose or corrupt results: fingerprints on every resumable
 artifact, one writer per directory, verified checkpoints, the spec validated
 before any work. Each test failed on the main before the reliability work."""
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,15 @@ from crossjax.paper_studies import harness
 
 def _spec(**kw):
     base = hardware.HardwareConfig()
-    spec = study.StudySpec(dataset="digits", model="mlp", hidden=(8,),
-                           train=training.TrainConfig(steps=30, batch_size=32, learning_rate=1e-2),
-                           configs=(study.HardwareCase("ideal", base),), samples=1, max_test=60)
+    spec = study.StudySpec(
+        dataset="digits",
+        model="mlp",
+        hidden=(8,),
+        train=training.TrainConfig(steps=30, batch_size=32, learning_rate=1e-2),
+        configs=(study.HardwareCase("ideal", base),),
+        samples=1,
+        max_test=60,
+    )
     return spec.replace(**kw)
 
 
@@ -32,16 +39,22 @@ def _run(spec, out, **kw):
 
 
 # ----------------------------------------------------------------------------- stale artifacts
-@pytest.mark.parametrize("change", [dict(seed=5), dict(spec=_spec(train=training.TrainConfig(
-    steps=30, batch_size=16, learning_rate=1e-2))), dict(spec=_spec(hidden=(9,)))])
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(seed=5),
+        dict(spec=_spec(train=training.TrainConfig(steps=30, batch_size=16, learning_rate=1e-2))),
+        dict(spec=_spec(hidden=(9,))),
+    ],
+)
 def test_killed_study_never_resumes_a_stale_checkpoint(tmp_path, change):
     out = tmp_path / "s"
     _run(_spec(), out)
-    os.unlink(out / "results.json")        # killed before results.json existed: only model.ckpt is left
+    os.unlink(out / "results.json")  # killed before results.json existed: only model.ckpt is left
     spec = change.get("spec", _spec())
     with pytest.raises(ValueError, match="model.ckpt"):
         _run(spec, out, seed=change.get("seed", 0))
-    res = _run(spec, out, seed=change.get("seed", 0), overwrite=True)   # and --overwrite starts afresh
+    res = _run(spec, out, seed=change.get("seed", 0), overwrite=True)  # and --overwrite starts afresh
     assert res["digital"]["train_steps"] == spec.train.steps
 
 
@@ -49,14 +62,21 @@ def test_checkpoint_trained_longer_than_asked_is_refused(tmp_path):
     m = models.MLP(4, (3,), 2, rngs=nnx.Rngs(0))
     ds_x, ds_y = np.random.default_rng(0).normal(size=(64, 4)), np.zeros(64, int)
     from crossjax.data import Dataset
+
     ds = Dataset("toy", "train", ds_x.astype(np.float32), ds_y, 2)
     path = tmp_path / "m.ckpt"
     training.train(m, ds, training.TrainConfig(steps=8, batch_size=16), checkpoint_path=path, progress=False)
     with pytest.raises(ValueError, match="already trained 8 steps"):
         training.train(m, ds, training.TrainConfig(steps=4, batch_size=16), checkpoint_path=path, progress=False)
     with pytest.raises(ValueError, match="fingerprint"):
-        training.train(m, ds, training.TrainConfig(steps=8, batch_size=16), checkpoint_path=path,
-                       progress=False, fingerprint="other")
+        training.train(
+            m,
+            ds,
+            training.TrainConfig(steps=8, batch_size=16),
+            checkpoint_path=path,
+            progress=False,
+            fingerprint="other",
+        )
 
 
 def test_fingerprint_covers_data_dir_precision_and_spec(tmp_path):
@@ -71,13 +91,22 @@ def test_fingerprint_covers_data_dir_precision_and_spec(tmp_path):
 def test_concurrent_studies_into_one_directory_cannot_both_write(tmp_path):
     out = tmp_path / "s"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import sys, time
         from crossjax.checkpoint import DirectoryLock
         with DirectoryLock({str(out)!r}):
             print("locked", flush=True)
             sys.stdin.readline()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ValueError, match=f"in use by process {holder.pid}"):
@@ -85,7 +114,7 @@ def test_concurrent_studies_into_one_directory_cannot_both_write(tmp_path):
         assert not (out / "results.json").exists()
     finally:
         holder.communicate("\n", timeout=60)
-    _run(_spec(), out)   # released when the holder exits
+    _run(_spec(), out)  # released when the holder exits
     assert (out / "results.json").exists()
 
 
@@ -137,7 +166,7 @@ def test_corrupt_results_json_names_the_file(tmp_path, text):
     (out / "results.json").write_bytes(text.encode("latin-1"))
     with pytest.raises(ValueError, match="results.json.*(--overwrite)"):
         _run(_spec(), out)
-    assert not (out / "model.ckpt").exists()   # refused before any training
+    assert not (out / "model.ckpt").exists()  # refused before any training
 
 
 def test_study_models_carry_fingerprint_and_hash(tmp_path):
@@ -158,20 +187,23 @@ def test_study_models_carry_fingerprint_and_hash(tmp_path):
 
 
 # ----------------------------------------------------------------------------- validate before work
-@pytest.mark.parametrize("toml,match", [
-    ('[[configs]]\nname = "ideal"\n[configs.hardware.adc]\nbits = "8"\n', "adc.bits"),
-    ("eval_batch_size = 0\n", "eval_batch_size"),
-    ("configs = 5\n", "configs"),
-    ('hidden = "64"\n', "hidden"),
-    ("hidden = [0]\n", "hidden"),
-    ("max_test = -5\n", "max_test"),
-    ("samples = 0\n", "samples"),
-    ("samples = -3\n", "samples"),
-    ("samples = true\n", "samples"),
-    ('[[configs]]\nname = "ideal"\nsamples = 0\n', "samples"),
-    ("train = 3\n", "train"),
-    ("this is not toml\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "toml,match",
+    [
+        ('[[configs]]\nname = "ideal"\n[configs.hardware.adc]\nbits = "8"\n', "adc.bits"),
+        ("eval_batch_size = 0\n", "eval_batch_size"),
+        ("configs = 5\n", "configs"),
+        ('hidden = "64"\n', "hidden"),
+        ("hidden = [0]\n", "hidden"),
+        ("max_test = -5\n", "max_test"),
+        ("samples = 0\n", "samples"),
+        ("samples = -3\n", "samples"),
+        ("samples = true\n", "samples"),
+        ('[[configs]]\nname = "ideal"\nsamples = 0\n', "samples"),
+        ("train = 3\n", "train"),
+        ("this is not toml\n", "not valid TOML"),
+    ],
+)
 def test_bad_toml_values_are_reported_before_any_training(tmp_path, toml, match):
     path = tmp_path / "bad.toml"
     path.write_text(toml)
@@ -187,7 +219,7 @@ def test_out_must_be_a_writable_directory(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="is a file"):
         _run(_spec(), f)
-    if os.geteuid() != 0:   # root writes anywhere
+    if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"
         ro.mkdir()
         ro.chmod(0o500)

@@ -1,5 +1,6 @@
 """Network surgery of the seed studies on MLP and VGG (crossjax.paper_studies.tasks), and a
 seed study on (mocked) CIFAR-10 with VGG11."""
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -46,12 +47,14 @@ def test_rearrange_and_normalize_keep_the_network_function(net):
     ref = _logits(model, x)
     moved = tasks.rearrange(nnx.clone(model), TILE)
     np.testing.assert_allclose(_logits(moved, x), ref, rtol=1e-10, atol=1e-12)
-    assert any(not np.array_equal(a.layer.kernel[...], b.layer.kernel[...])
-               for a, b in zip(tasks.chain(moved)[:-1], tasks.chain(model)[:-1]))
+    assert any(
+        not np.array_equal(a.layer.kernel[...], b.layer.kernel[...])
+        for a, b in zip(tasks.chain(moved)[:-1], tasks.chain(model)[:-1])
+    )
     scaled = tasks.normalize_scales(nnx.clone(model))
     assert all(np.isclose(float(jnp.max(jnp.abs(W))), 1.0) for W in tasks.kernels(scaled))
     out = _logits(scaled, x)
-    ratio = np.asarray(out / ref)   # one positive constant (batch norm's eps aside)
+    ratio = np.asarray(out / ref)  # one positive constant (batch norm's eps aside)
     assert np.all(ratio > 0) and np.allclose(ratio, ratio.flat[0], rtol=1e-3)
     np.testing.assert_array_equal(np.argmax(out, -1), np.argmax(ref, -1))
 
@@ -72,12 +75,13 @@ def test_structured_masks(net):
             t = np.zeros((-(-K // TILE) * TILE, -(-N // TILE) * TILE), bool)
             t[:K, :N] = flat
             t = t.reshape(-1, TILE, t.shape[1] // TILE, TILE)
-            if method == "xcs":   # whole crossbar columns: a column segment is all kept or all pruned
-                seg = t.sum(1)    # kept weights per (row tile, column)
+            if method == "xcs":  # whole crossbar columns: a column segment is all kept or all pruned
+                seg = t.sum(1)  # kept weights per (row tile, column)
                 assert np.all((seg == 0) | (seg == TILE) | (seg == K % TILE))
             assert 0.3 < 1 - flat.mean() < 0.7
-        assert np.all(np.asarray(pruning.crossbar_kernels(masks)[
-            "/".join(map(str, links[-1].path)) + "/kernel"]))      # the classifier is kept
+        assert np.all(
+            np.asarray(pruning.crossbar_kernels(masks)["/".join(map(str, links[-1].path)) + "/kernel"])
+        )  # the classifier is kept
     # C/F: a pruned channel is exactly 0 downstream (its batch norm goes too)
     masks = tasks.structured_masks(model, "cf", 0.5, TILE)
     pruned = nnx.clone(model)
@@ -88,7 +92,9 @@ def test_structured_masks(net):
     second = np.asarray(tasks.chain(pruned)[1].layer.kernel[...])
     assert np.all((second[~keep] if second.ndim == 2 else second[:, :, ~keep, :]) == 0)
     if first.bn is not None:
-        assert np.all(np.asarray(first.bn.scale[...])[~keep] == 0) and np.all(np.asarray(first.bn.bias[...])[~keep] == 0)
+        assert np.all(np.asarray(first.bn.scale[...])[~keep] == 0) and np.all(
+            np.asarray(first.bn.bias[...])[~keep] == 0
+        )
 
 
 @pytest.mark.slow  # ~13 s on 2 cores

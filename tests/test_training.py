@@ -1,4 +1,5 @@
 """Tests of crossjax.training and crossjax.checkpoint (tiny models, digits data)."""
+
 import json
 import os
 
@@ -84,8 +85,7 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
     model = _Net(2)
     opt = training.new_optimizer(model, training.TrainConfig())
     path = tmp_path / "c.ckpt"
-    checkpoint.save_checkpoint(path, model=model, optimizer=opt, step=11,
-                               extra={"note": "x"})
+    checkpoint.save_checkpoint(path, model=model, optimizer=opt, step=11, extra={"note": "x"})
     other = _Net(3)
     opt2 = training.new_optimizer(other, training.TrainConfig())
     meta = checkpoint.restore_checkpoint(path, model=other, optimizer=opt2)
@@ -97,6 +97,7 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
         def __init__(self):
             super().__init__(0)
             self.l1 = nnx.Linear(64, 17, rngs=nnx.Rngs(0))
+
     with pytest.raises(ValueError, match="shape"):
         checkpoint.restore_checkpoint(path, model=_Wider())
     with pytest.raises(FileNotFoundError, match="nothere"):
@@ -109,6 +110,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         checkpoint.atomic_write_text(p, json.dumps({"v": 2}))

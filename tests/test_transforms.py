@@ -9,6 +9,7 @@ row is slow-marked). chex
 asserts the shapes, dtypes and closeness. Sizes are tiny; the physics of each
 function is checked against its references elsewhere.
 """
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -35,16 +36,27 @@ def _voltages(shape, seed):
 
 # name -> (function of two arrays, first argument, second argument)
 FUNCTIONS = {
-    "solve_direct": (lambda G, V: circuit.solve(G, V, WIRES, method="direct"),
-                     _conductances((5, 4), 0), _voltages((6, 5), 1)),
-    "solve_iterative": (lambda G, V: circuit.solve(G, V, WIRES, method="iterative"),
-                        _conductances((5, 4), 2), _voltages((2, 5), 3)),
-    "solve_nonlinear": (lambda G, V: circuit.solve(G, V, WIRES, cell=SINH),
-                        _conductances((4, 3), 4), _voltages((2, 4), 5)),
-    "effective_conductance": (lambda G, scale: circuit.effective_conductance(G * scale, WIRES),
-                              _conductances((4, 5), 6), jnp.full((4, 5), 1.5)),
-    "analog_matmul": (lambda x, W: crossbar.analog_matmul(x, W, WIRED),
-                      _voltages((3, 6), 8), _voltages((6, 5), 9)),
+    "solve_direct": (
+        lambda G, V: circuit.solve(G, V, WIRES, method="direct"),
+        _conductances((5, 4), 0),
+        _voltages((6, 5), 1),
+    ),
+    "solve_iterative": (
+        lambda G, V: circuit.solve(G, V, WIRES, method="iterative"),
+        _conductances((5, 4), 2),
+        _voltages((2, 5), 3),
+    ),
+    "solve_nonlinear": (
+        lambda G, V: circuit.solve(G, V, WIRES, cell=SINH),
+        _conductances((4, 3), 4),
+        _voltages((2, 4), 5),
+    ),
+    "effective_conductance": (
+        lambda G, scale: circuit.effective_conductance(G * scale, WIRES),
+        _conductances((4, 5), 6),
+        jnp.full((4, 5), 1.5),
+    ),
+    "analog_matmul": (lambda x, W: crossbar.analog_matmul(x, W, WIRED), _voltages((3, 6), 8), _voltages((6, 5), 9)),
 }
 
 
@@ -62,13 +74,13 @@ def test_jit_equals_eager(case):
 
 def test_vmap_over_a_leading_axis_equals_a_loop(case):
     f, a, b = case
-    stacked = jnp.stack([a, a * 0.9])                   # two samples of the first argument
+    stacked = jnp.stack([a, a * 0.9])  # two samples of the first argument
     out = jax.vmap(f, in_axes=(0, None))(stacked, b)
     chex.assert_shape(out, (2,) + f(a, b).shape)
     chex.assert_trees_all_close(out, jnp.stack([f(s, b) for s in stacked]), rtol=1e-10, atol=0)
 
 
-@pytest.mark.slow   # compile-heavy; the kernels' own files check their gradients in the default run
+@pytest.mark.slow  # compile-heavy; the kernels' own files check their gradients in the default run
 def test_gradient_matches_central_finite_differences(case):
     f, a, b = case
     out = f(a, b)

@@ -6,6 +6,7 @@ Public names (``docs/circuit.md``): :class:`Parasitics`, :func:`solve`,
 :func:`plot_ir_drop`; :func:`wire_segment_resistance` (a line's ohms per segment from its
 geometry and metal, :mod:`.interconnect`). Units: siemens, ohms, volts, amperes.
 """
+
 from .cell import IV_FORMS, RRAM_1T1R, Cell
 from .interconnect import copper_resistivity, wire_segment_resistance
 from .nonlinear import NonlinearSolution, NotConverged
@@ -22,6 +23,23 @@ def plot_ir_drop(G, V, parasitics, ax=None, *, quantity="drop"):
     return _plot(G, V, parasitics, ax=ax, quantity=quantity)
 
 
-__all__ = ["Parasitics", "Cell", "IV_FORMS", "RRAM_1T1R", "solve", "solve_nonlinear", "NonlinearSolution",
-           "NotConverged", "effective_conductance", "node_voltages", "to_spice", "run_ngspice", "plot_ir_drop",
-           "METHODS", "choose_method", "sweep_interval", "copper_resistivity", "wire_segment_resistance"]
+__all__ = [
+    "Parasitics",
+    "Cell",
+    "IV_FORMS",
+    "RRAM_1T1R",
+    "solve",
+    "solve_nonlinear",
+    "NonlinearSolution",
+    "NotConverged",
+    "effective_conductance",
+    "node_voltages",
+    "to_spice",
+    "run_ngspice",
+    "plot_ir_drop",
+    "METHODS",
+    "choose_method",
+    "sweep_interval",
+    "copper_resistivity",
+    "wire_segment_resistance",
+]

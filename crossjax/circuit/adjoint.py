@@ -15,6 +15,7 @@ drivers grounded. That adjoint circuit is the same circuit seen from the
 sinks: ``G -> G[::-1, ::-1].T`` with row/column and source/sink resistances
 swapped (:meth:`Parasitics.transposed`), so it reuses the forward solver.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -42,13 +43,16 @@ def gradients(G, V, p, ybar, I=None):
     It = iterative.cell_currents(flip(G), Vt, pt)[0]
     Ut = cell_voltages(It, Vt, pt)
     dV = jnp.sum(It, -2)[..., ::-1]
-    Ia = flip(It)          # adjoint cell currents, sink-view orientation (col -> row)
-    Ua = flip(Ut)          # = -Lambda
+    Ia = flip(It)  # adjoint cell currents, sink-view orientation (col -> row)
+    Ua = flip(Ut)  # = -Lambda
     U = cell_voltages(I, V, p)
     dG = jnp.sum(U * Ua, axis=-3)
     Tf, Ta = row_segment_currents(I), row_segment_currents(Ia)
     Sf, Sa = column_segment_currents(I), column_segment_currents(Ia)
-    dp = Parasitics(r_wire_row=-jnp.sum(Tf * Ta), r_wire_col=-jnp.sum(Sf * Sa),
-                    r_source=-jnp.sum(Tf[..., 0] * Ta[..., 0]),
-                    r_sink=-jnp.sum(Sf[..., -1, :] * Sa[..., -1, :]))
+    dp = Parasitics(
+        r_wire_row=-jnp.sum(Tf * Ta),
+        r_wire_col=-jnp.sum(Sf * Sa),
+        r_source=-jnp.sum(Tf[..., 0] * Ta[..., 0]),
+        r_sink=-jnp.sum(Sf[..., -1, :] * Sa[..., -1, :]),
+    )
     return dG, dV, dp

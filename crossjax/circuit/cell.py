@@ -26,6 +26,7 @@ Every numeric field is a pytree leaf (a sweep over ``v0`` does not recompile,
 function receives the cell (:func:`check_cell`), not in the constructor (JAX
 rebuilds the class while unflattening gradients).
 """
+
 from __future__ import annotations
 
 import math
@@ -162,8 +163,10 @@ def check_cell(cell, G_shape=None) -> Cell:
     if cell is None:
         return LINEAR
     if not isinstance(cell, Cell):
-        raise ValueError(f"cell must be a crossjax.circuit.Cell, got {type(cell).__name__}; "
-                         "build one with Cell(iv='sinh', v0=0.25) or pass None for linear cells.")
+        raise ValueError(
+            f"cell must be a crossjax.circuit.Cell, got {type(cell).__name__}; "
+            "build one with Cell(iv='sinh', v0=0.25) or pass None for linear cells."
+        )
     if cell.iv not in IV_FORMS:
         raise ValueError(f"cell.iv must be one of {IV_FORMS}, got {cell.iv!r}.")
     for name in ("v0", "c2", "c3", "r_series"):
@@ -174,15 +177,21 @@ def check_cell(cell, G_shape=None) -> Cell:
             try:
                 np.broadcast_shapes(a.shape, tuple(G_shape))
             except ValueError:
-                raise ValueError(f"cell.{name} has shape {a.shape}, which does not broadcast to G's shape "
-                                 f"{tuple(G_shape)}; pass a scalar or an array of G's (trailing) shape.") from None
+                raise ValueError(
+                    f"cell.{name} has shape {a.shape}, which does not broadcast to G's shape "
+                    f"{tuple(G_shape)}; pass a scalar or an array of G's (trailing) shape."
+                ) from None
         if name == "v0":
             if cell.iv == "sinh" and not (np.all(np.isfinite(a)) and np.all(a > 0)):
-                raise ValueError(f"cell.v0 must be finite and > 0 volts for iv='sinh', got {a!r}; "
-                                 "typical RRAM values are 0.1-0.3 V (use iv='linear' for a linear cell).")
+                raise ValueError(
+                    f"cell.v0 must be finite and > 0 volts for iv='sinh', got {a!r}; "
+                    "typical RRAM values are 0.1-0.3 V (use iv='linear' for a linear cell)."
+                )
             if cell.iv == "sinh" and np.any(a < 1e-3):
-                raise ValueError(f"cell.v0 = {a.min():.3g} V is below 1 mV: sinh(V / v0) overflows at "
-                                 "read voltages; use v0 >= 1e-3 V.")
+                raise ValueError(
+                    f"cell.v0 = {a.min():.3g} V is below 1 mV: sinh(V / v0) overflows at "
+                    "read voltages; use v0 >= 1e-3 V."
+                )
         elif not np.all(np.isfinite(a)):
             raise ValueError(f"cell.{name} must be finite, got {a!r}.")
         if name == "r_series" and np.any(a < 0):
@@ -206,6 +215,8 @@ def check_monotone(cell: Cell, span) -> None:
     c2b, c3b = np.broadcast_arrays(np.asarray(c2, float), np.asarray(c3, float))
     slope = 1 + u[:, None] * (2 * c2b.reshape(-1)[None, :] + 3 * c3b.reshape(-1)[None, :] * u[:, None])
     if np.any(slope <= 0):
-        raise ValueError(f"cell: the poly law 1 + 2 c2 u + 3 c3 u^2 is not increasing for |u| <= {float(span):.3g} V "
-                         f"(min slope {slope.min():.3g}); a cell whose current falls with voltage has no unique "
-                         "operating point: refit c2/c3 or lower the read voltage.")
+        raise ValueError(
+            f"cell: the poly law 1 + 2 c2 u + 3 c3 u^2 is not increasing for |u| <= {float(span):.3g} V "
+            f"(min slope {slope.min():.3g}); a cell whose current falls with voltage has no unique "
+            "operating point: refit c2/c3 or lower the read voltage."
+        )

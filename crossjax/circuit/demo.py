@@ -1,4 +1,5 @@
 """``python -m crossjax.circuit.demo``: a small IR-drop example printed to the terminal."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +14,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     R, C = 32, 32
     G = rng.uniform(1e-6, 1e-4, (R, C))  # siemens
-    V = np.full(R, 0.2)                 # volts
+    V = np.full(R, 0.2)  # volts
     print(f"{R}x{C} array, cells 1e-6..1e-4 S, all rows at 0.2 V")
     print(f"{'r_wire (ohm)':>12} {'sum I (uA)':>12} {'loss vs ideal':>14}")
     ideal = (V @ G).sum()

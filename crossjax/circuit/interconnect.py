@@ -27,14 +27,15 @@ section (a 2-3 nm barrier raises ``R_seg`` further at the smallest nodes).
 At ``F = 22`` nm with ``AR = 2`` this gives ``rho = 5.6 uOhm cm`` (3.3x bulk) and
 ``R_seg = 2.5`` Ohm, the value of ``presets.sparse_dnn_date22``.
 """
+
 from __future__ import annotations
 
 import math
 
 __all__ = ["CU_RESISTIVITY", "CU_MEAN_FREE_PATH", "copper_resistivity", "wire_segment_resistance"]
 
-CU_RESISTIVITY = 1.68e-8      # ohm m, bulk copper at 20 C
-CU_MEAN_FREE_PATH = 39e-9     # m, electrons in bulk copper at room temperature
+CU_RESISTIVITY = 1.68e-8  # ohm m, bulk copper at 20 C
+CU_MEAN_FREE_PATH = 39e-9  # m, electrons in bulk copper at room temperature
 
 
 def _positive(name, value):
@@ -47,8 +48,9 @@ def _fraction(name, value):
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
 
 
-def copper_resistivity(width: float, thickness: float, *, reflection: float = 0.43,
-                       specularity: float = 0.52, grain: float | None = None) -> float:
+def copper_resistivity(
+    width: float, thickness: float, *, reflection: float = 0.43, specularity: float = 0.52, grain: float | None = None
+) -> float:
     """Resistivity of a narrow copper wire, grain-boundary and surface scattering included
     (module doc).
 
@@ -78,13 +80,14 @@ def copper_resistivity(width: float, thickness: float, *, reflection: float = 0.
     _positive("grain", grain)
     lam = CU_MEAN_FREE_PATH
     a = lam / grain * reflection / (1.0 - reflection)
-    gb = 1.0 if a == 0 else 1.0 / (3.0 * (1.0 / 3 - a / 2 + a ** 2 - a ** 3 * math.log1p(1.0 / a)))
+    gb = 1.0 if a == 0 else 1.0 / (3.0 * (1.0 / 3 - a / 2 + a**2 - a**3 * math.log1p(1.0 / a)))
     surface = 1.0 + 3.0 / 8.0 * (1.0 - specularity) * lam * (1.0 / width + 1.0 / thickness)
     return CU_RESISTIVITY * (gb + surface - 1.0)
 
 
-def wire_segment_resistance(width: float, *, pitch: float | None = None, aspect_ratio: float = 2.0,
-                            **resistivity) -> float:
+def wire_segment_resistance(
+    width: float, *, pitch: float | None = None, aspect_ratio: float = 2.0, **resistivity
+) -> float:
     """Resistance of one crossbar wire segment (the line between two neighbouring cells) of
     copper: ``rho(w, AR w) * pitch / (AR w^2)``.
 

@@ -13,6 +13,7 @@ system is below ``rtol`` (checked each step, not a fixed sweep count) or
 ``maxiter`` is hit; under ``jit`` a non-converged solve cannot raise, so
 ``maxiter`` is generous (``20 * (R + C) + 200``).
 """
+
 from __future__ import annotations
 
 import jax
@@ -63,7 +64,7 @@ def solve_cell_form(G, rhs, p, *, rtol=None, maxiter=None):
         return jnp.sum(a * c, axis=(-2, -1), keepdims=True)
 
     bnorm2 = dot(b, b)
-    tol2 = (rtol ** 2) * bnorm2
+    tol2 = (rtol**2) * bnorm2
     x = b / precond
     r = b - matvec(x)
     z = r / precond

@@ -28,6 +28,7 @@ blocks of ``LADDER_BLOCK`` columns starting at ``f_J``, it is
 ``exp(f_J - s_j) exp(s_k - f_K) exp(f_K - f_J)`` for ``j <= k``, each factor
 bounded by the decay inside one block.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -42,12 +43,12 @@ FUSED_CROSS_BLOCKS = 8  # up to this many blocks (128 columns) the cross-block s
 class RowLadders(NamedTuple):
     """Per-row ladder vectors, each ``(..., R, C)``; ``block`` scale factors ``(..., R, nb, nb)``."""
 
-    g: jax.Array      # cell conductances, S
-    a: jax.Array      # g * t: column currents per volt on the driver, columns grounded, S
-    t: jax.Array      # driver -> row-node voltage transfer, 1
-    zd: jax.Array     # Z_jj, ohms
-    diag: jax.Array   # Phi_jj (negative), 1
-    grow: jax.Array   # exp(f_J - s_j) >= 1
+    g: jax.Array  # cell conductances, S
+    a: jax.Array  # g * t: column currents per volt on the driver, columns grounded, S
+    t: jax.Array  # driver -> row-node voltage transfer, 1
+    zd: jax.Array  # Z_jj, ohms
+    diag: jax.Array  # Phi_jj (negative), 1
+    grow: jax.Array  # exp(f_J - s_j) >= 1
     decay: jax.Array  # exp(s_k - f_K) <= 1
     block: jax.Array  # exp(f_K - f_J) for J <= K, else 0
 
@@ -69,8 +70,7 @@ def row_ladders(G, p) -> RowLadders:
 
     cols = jnp.moveaxis(G, -1, 0)
     zero = jnp.zeros(G.shape[:-1], dtype)
-    _, (through, z_left) = jax.lax.scan(step, (zero, zero + jnp.asarray(p.r_source, dtype) + rw),
-                                        (cols[::-1], cols))
+    _, (through, z_left) = jax.lax.scan(step, (zero, zero + jnp.asarray(p.r_source, dtype) + rw), (cols[::-1], cols))
     y_through, z_left = jnp.moveaxis(through[::-1], 0, -1), jnp.moveaxis(z_left, 0, -1)
     den = 1 + z_left * (G + y_through)
     s = jnp.cumsum(-jnp.log1p(rw * (G + y_through)), axis=-1)
@@ -80,14 +80,20 @@ def row_ladders(G, p) -> RowLadders:
     nb = -(-C // b)
     pad = nb * b - C
     s_pad = jnp.concatenate([s, jnp.broadcast_to(s[..., -1:], s.shape[:-1] + (pad,))], -1) if pad else s
-    f = s_pad[..., ::b]                                              # block starts (..., nb)
+    f = s_pad[..., ::b]  # block starts (..., nb)
     f_col = jnp.repeat(f, b, axis=-1)[..., :C]
     J = jnp.arange(nb)
     upper = J[:, None] <= J[None, :]
     block = jnp.where(upper, jnp.exp(jnp.where(upper, f[..., None, :] - f[..., :, None], 0)), 0)
     return RowLadders(
-        g=G, a=G * t, t=t, zd=z_left / den, diag=-(1 + z_left * y_through) / den,
-        grow=jnp.exp(f_col - s), decay=jnp.exp(s - f_col), block=block,
+        g=G,
+        a=G * t,
+        t=t,
+        zd=z_left / den,
+        diag=-(1 + z_left * y_through) / den,
+        grow=jnp.exp(f_col - s),
+        decay=jnp.exp(s - f_col),
+        block=block,
     )
 
 
@@ -116,15 +122,15 @@ def port_response(row: RowLadders, c):
     X = jnp.pad(X, [(0, 0)] * (X.ndim - 2) + [(0, pad), (0, 0)]).reshape(X.shape[:-2] + (nb, b, M))
     i = jnp.arange(b)
     # masks as multiplications: a select over the sliced ladder vectors cost XLA CPU more than the product
-    strict = (i[:, None] < i[None, :]).astype(c.dtype)                # j < k in one block
+    strict = (i[:, None] < i[None, :]).astype(c.dtype)  # j < k in one block
     Z_in = strict * (zg[..., :, None] * decay[..., None, :]) + strict.T * (decay[..., :, None] * zg[..., None, :])
     J = jnp.arange(nb)
-    cross = jnp.where(J[:, None] < J[None, :], row.block, 0)          # block_JK, J < K
-    sd, sz = jnp.sum(decay[..., None] * X, -2), jnp.sum(zg[..., None] * X, -2)   # (..., nb, M)
+    cross = jnp.where(J[:, None] < J[None, :], row.block, 0)  # block_JK, J < K
+    sd, sz = jnp.sum(decay[..., None] * X, -2), jnp.sum(zg[..., None] * X, -2)  # (..., nb, M)
     if nb <= FUSED_CROSS_BLOCKS:
         # batched vector-matrix products as fused multiply-sums (XLA CPU runs tiny dots one by one)
-        below = jnp.sum(cross[..., :, :, None] * sd[..., None, :, :], -2)    # sum_(K > J) block_JK sd_K
-        above = jnp.sum(cross[..., :, :, None] * sz[..., :, None, :], -3)    # sum_(K < J) block_KJ sz_K
+        below = jnp.sum(cross[..., :, :, None] * sd[..., None, :, :], -2)  # sum_(K > J) block_JK sd_K
+        above = jnp.sum(cross[..., :, :, None] * sz[..., :, None, :], -3)  # sum_(K < J) block_KJ sz_K
     else:
         # the multiply-sums' (nb, nb, M) temporary grows as C^3 per row: products instead
         below = cross @ sd

@@ -38,6 +38,7 @@ with the converged Jacobian: for ``L = sum(ybar * y)``, ``y_j = sum_i I_ij``,
 (``mu = D^-1 lam`` written without dividing by ``D``, so zero conductances are
 exact). Nothing is backpropagated through the iterations.
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -51,10 +52,10 @@ from .cell import Cell
 from .parasitics import FIELDS, Parasitics
 from .wires import wire_operator
 
-MAX_NEWTON = 100      # Newton steps before a solve is declared not converged
-_MAX_HALVINGS = 40    # line-search step halvings per Newton step
+MAX_NEWTON = 100  # Newton steps before a solve is declared not converged
+_MAX_HALVINGS = 40  # line-search step halvings per Newton step
 _ARMIJO = 1e-4
-CHUNK_CELLS = 2 ** 18  # cells per Newton loop (lax.map over chunks of problems), ~1-2 MiB per array
+CHUNK_CELLS = 2**18  # cells per Newton loop (lax.map over chunks of problems), ~1-2 MiB per array
 
 
 class NotConverged(RuntimeError):
@@ -147,7 +148,7 @@ def _newton(circuit: _Circuit, rtol, maxiter):
         Ds = circuit.step_conductance(u)
         eta = jnp.clip(rel, cg_floor, 0.1)
         dI, cg_k, _ = iterative.solve_cell_form(Ds, -F, circuit.p, rtol=eta)
-        slope = _sum(F * dI, (-2, -1))       # dE/dt at t = 0 (<= 0: Newton descends the convex E)
+        slope = _sum(F * dI, (-2, -1))  # dE/dt at t = 0 (<= 0: Newton descends the convex E)
 
         def trial(t):
             I_t = jnp.clip(I + t * dI, -I_max, I_max)
@@ -168,7 +169,7 @@ def _newton(circuit: _Circuit, rtol, maxiter):
         t = jnp.ones_like(rel)
         s = jax.lax.while_loop(search_cond, search_body, (t, *trial(t), 0))
         I_t, u_t, F_t, E_t, ok = s[1:6]
-        move = (rel > rtol) & ok                # converged systems are left as they are
+        move = (rel > rtol) & ok  # converged systems are left as they are
         I, u, F, E = (jnp.where(move, a, b) for a, b in zip((I_t, u_t, F_t, E_t), (I, u, F, E)))
         return I, u, F, E, _relative(F, scale), k + 1, iters + cg_k
 
@@ -198,7 +199,7 @@ def _reduce_to(x, like):
 
 def _solve_bwd(rtol, maxiter, res, cotangents):
     I, u, G, V, p, cell = res
-    ybar = cotangents[0]                                          # (N, B, C)
+    ybar = cotangents[0]  # (N, B, C)
     circuit = _Circuit(G, V, p, cell, _span(V))
     w = jnp.broadcast_to(ybar[..., None, :], u.shape)
     lam, _, _ = iterative.solve_cell_form(circuit.step_conductance(u), w, p)
@@ -206,11 +207,16 @@ def _solve_bwd(rtol, maxiter, res, cotangents):
     dG = _reduce_to(mu * cell.shape_function(u), G)
     dV = jnp.sum(lam, -1, keepdims=True)
     zero = {f: 0.0 for f in FIELDS}
-    dp = Parasitics(**{f: -jnp.sum(lam * wire_operator(I, Parasitics(**{**zero, f: 1.0}))).astype(u.dtype)
-                       for f in FIELDS})
+    dp = Parasitics(
+        **{f: -jnp.sum(lam * wire_operator(I, Parasitics(**{**zero, f: 1.0}))).astype(u.dtype) for f in FIELDS}
+    )
     d_v0, d_c2, d_c3 = (mu * s for s in cell.parameter_sensitivities(G, u))
-    dcell = cell.replace(v0=_reduce_to(d_v0, cell.v0), c2=_reduce_to(d_c2, cell.c2),
-                         c3=_reduce_to(d_c3, cell.c3), r_series=_reduce_to(-lam * I, cell.r_series))
+    dcell = cell.replace(
+        v0=_reduce_to(d_v0, cell.v0),
+        c2=_reduce_to(d_c2, cell.c2),
+        c3=_reduce_to(d_c3, cell.c3),
+        r_series=_reduce_to(-lam * I, cell.r_series),
+    )
     return dG, dV, dp, dcell
 
 
@@ -265,16 +271,23 @@ def solve_flat(G, V, p, cell, rtol, maxiter):
 
     def one(ix):
         n, b = ix // B, ix % B
-        leaves = {f: x if jnp.ndim(x) == 0 else x[n] for f, x in
-                  (("v0", cell.v0), ("c2", cell.c2), ("c3", cell.c3), ("r_series", cell.r_series))}
+        leaves = {
+            f: x if jnp.ndim(x) == 0 else x[n]
+            for f, x in (("v0", cell.v0), ("c2", cell.c2), ("c3", cell.c3), ("r_series", cell.r_series))
+        }
         y, converged, rel, k, iters = _solve(rtol, maxiter, Gb[n], Vb[n, b][:, None], pc, cell.replace(**leaves))
         return y[:, 0], converged.reshape(c), rel.reshape(c), k, iters
 
     y, converged, rel, k, iters = jax.lax.map(one, index)
     flat = lambda x: x.reshape((K * c,) + x.shape[2:])[:total]  # noqa: E731
     rel = jax.lax.stop_gradient(flat(rel))
-    return NonlinearSolution(flat(y).reshape(batch + (B, C)), flat(converged).reshape(batch + (B,)),
-                             rel.reshape(batch + (B,)), jnp.max(k), jnp.max(iters))
+    return NonlinearSolution(
+        flat(y).reshape(batch + (B, C)),
+        flat(converged).reshape(batch + (B,)),
+        rel.reshape(batch + (B,)),
+        jnp.max(k),
+        jnp.max(iters),
+    )
 
 
 def without_wires(G, V, cell):

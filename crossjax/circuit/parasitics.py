@@ -7,6 +7,7 @@ open far end; column ``j`` runs from cell ``(0, j)`` through one ``r_wire_col``
 segment per cell and finally ``r_sink`` into virtual ground (0 V).
 Zero means ideal.
 """
+
 from __future__ import annotations
 
 import flax.struct
@@ -35,8 +36,9 @@ class Parasitics:
 
     def transposed(self) -> "Parasitics":
         """The same network seen from the sinks: rows and columns swap roles."""
-        return Parasitics(r_wire_row=self.r_wire_col, r_wire_col=self.r_wire_row,
-                          r_source=self.r_sink, r_sink=self.r_source)
+        return Parasitics(
+            r_wire_row=self.r_wire_col, r_wire_col=self.r_wire_row, r_source=self.r_sink, r_sink=self.r_source
+        )
 
 
 def check_parasitics(parasitics) -> None:
@@ -45,16 +47,20 @@ def check_parasitics(parasitics) -> None:
     Only concrete values are checked; under ``jit`` traced leaves are skipped.
     """
     if not isinstance(parasitics, Parasitics):
-        raise ValueError(f"parasitics must be a crossjax.circuit.Parasitics, got {type(parasitics).__name__}; "
-                         "build one with Parasitics(r_wire_row=..., r_wire_col=..., r_source=..., r_sink=...).")
+        raise ValueError(
+            f"parasitics must be a crossjax.circuit.Parasitics, got {type(parasitics).__name__}; "
+            "build one with Parasitics(r_wire_row=..., r_wire_col=..., r_source=..., r_sink=...)."
+        )
     for name in FIELDS:
         value = getattr(parasitics, name)
         a = config_checks.concrete(value)
         if a is None:
             continue
         if a.ndim != 0:
-            raise ValueError(f"parasitics.{name} must be a scalar (ohms), got shape {a.shape}; "
-                             "vmap over Parasitics to sweep resistances.")
+            raise ValueError(
+                f"parasitics.{name} must be a scalar (ohms), got shape {a.shape}; "
+                "vmap over Parasitics to sweep resistances."
+            )
         if not np.isfinite(a):
             raise ValueError(f"parasitics.{name} must be finite, got {value!r}; pass a finite resistance in ohms.")
         if a < 0:

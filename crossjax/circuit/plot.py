@@ -1,4 +1,5 @@
 """Heatmap of the voltage across every cell of one array: where IR drop bites."""
+
 from __future__ import annotations
 
 import numpy as np

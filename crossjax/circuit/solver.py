@@ -43,6 +43,7 @@ Widths above 16 that are not a multiple of 16 are padded with zero-conductance
 columns (electrically inert, see :func:`_pad_columns`): jaxlib 0.10's YNNPACK
 reduce fusion segfaulted on the padded ladder blocks inside the row loop.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache, partial
@@ -70,21 +71,26 @@ def _float_array(x, name):
     """``x`` as a float32/float64 array; integers are promoted, others rejected."""
     x = jnp.asarray(x)
     if x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise ValueError(f"{name} must be real float32 or float64, got dtype {x.dtype}; "
-                         f"convert explicitly (e.g. {name}.real.astype(float) for complex data).")
+        raise ValueError(
+            f"{name} must be real float32 or float64, got dtype {x.dtype}; "
+            f"convert explicitly (e.g. {name}.real.astype(float) for complex data)."
+        )
     if jnp.issubdtype(x.dtype, jnp.integer):
         return x.astype(jnp.result_type(float))
     if not jnp.issubdtype(x.dtype, jnp.floating) or x.dtype.itemsize < 4:
-        raise ValueError(f"{name} must be float32 or float64, got dtype {x.dtype}: the sweep's "
-                         f"renormalization does not hold in half precision; pass {name}.astype(jnp.float32).")
+        raise ValueError(
+            f"{name} must be float32 or float64, got dtype {x.dtype}: the sweep's "
+            f"renormalization does not hold in half precision; pass {name}.astype(jnp.float32)."
+        )
     return x
 
 
 def _check_G(G):
     G = _float_array(G, "G")
     if G.ndim < 2:
-        raise ValueError(f"G must have shape (..., R, C) with R, C >= 1, got shape {G.shape}; "
-                         "pass a conductance matrix in siemens.")
+        raise ValueError(
+            f"G must have shape (..., R, C) with R, C >= 1, got shape {G.shape}; pass a conductance matrix in siemens."
+        )
     if G.shape[-1] < 1 or G.shape[-2] < 1:
         raise ValueError(f"G must have at least one row and one column, got shape {G.shape}.")
     if _concrete(G):
@@ -94,8 +100,9 @@ def _check_G(G):
         if np.any(a < 0):
             raise ValueError(f"G must be >= 0 siemens, found min {a.min():.3g}; clip conductances at 0.")
     else:
-        config_checks.traced_check((G >= 0) & jnp.isfinite(G),
-                                   "G must be >= 0 siemens and finite (traced value failed the check)")
+        config_checks.traced_check(
+            (G >= 0) & jnp.isfinite(G), "G must be >= 0 siemens and finite (traced value failed the check)"
+        )
     return G
 
 
@@ -117,14 +124,14 @@ def _check_V(V, R):
 # renormalizations, kappa = max(G) * max(r_wire_row, r_wire_col) (terminal
 # resistances alone do not grow it), and the circuit itself loses about
 # 20 kappa ulps. relative error ~ eps (q^k + 20 kappa) for k rows per block.
-_TARGET = {4: 2e-5, 8: 1e-10}   # choose the longest block within this
-_LIMIT = {4: 1e-4, 8: 1e-9}     # beyond this even one-row blocks are refused
+_TARGET = {4: 2e-5, 8: 1e-10}  # choose the longest block within this
+_LIMIT = {4: 1e-4, 8: 1e-9}  # beyond this even one-row blocks are refused
 _BLOCKS = (1024, 512, 256, 128, 64, SWEEP_BLOCK, 16, 8, 4, 2, 1)  # longest first; mild circuits take long ones
 
 
 def _error_estimate(kappa, k, dtype):
     eps = float(jnp.finfo(dtype).eps) / 2
-    growth = k * np.log1p(0.6 * np.sqrt(kappa))    # log q^k, capped: long blocks of stiff circuits overflow
+    growth = k * np.log1p(0.6 * np.sqrt(kappa))  # log q^k, capped: long blocks of stiff circuits overflow
     return eps * (np.exp(min(growth, 700.0)) + 20 * kappa)
 
 
@@ -168,9 +175,11 @@ def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
         kappa = jnp.max(G) * max(float(r[0]), float(r[1]))
         bound = 1 + 0.6 * jnp.sqrt(kappa)
         eps = float(jnp.finfo(dtype).eps) / 2
-        config_checks.traced_check(eps * (bound ** SWEEP_BLOCK + 20 * kappa) <= _LIMIT[dtype.itemsize],
-                                   "the circuit's stiffness max(G) * max(r_wire_row, r_wire_col) is beyond "
-                                   f"what a {dtype} sweep resolves; pass g_max= or use float64")
+        config_checks.traced_check(
+            eps * (bound**SWEEP_BLOCK + 20 * kappa) <= _LIMIT[dtype.itemsize],
+            "the circuit's stiffness max(G) * max(r_wire_row, r_wire_col) is beyond "
+            f"what a {dtype} sweep resolves; pass g_max= or use float64",
+        )
         return SWEEP_BLOCK
     kappa = float(g) * max(float(r[0]), float(r[1]))
     for k in _BLOCKS:
@@ -179,11 +188,16 @@ def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
     if _error_estimate(kappa, 1, dtype) <= _LIMIT[dtype.itemsize]:
         return 1
     limit = max(x for x in np.logspace(-3, 7, 2001) if _error_estimate(x, 1, dtype) <= _LIMIT[dtype.itemsize])
-    hint = ("enable float64 (jax.config.update('jax_enable_x64', True)) and pass float64 arrays"
-            if dtype.itemsize == 4 else "check the units (siemens, ohms): real arrays have kappa < 1")
-    raise ValueError(f"G and parasitics: stiffness max(G) * max(r_wire_row, r_wire_col) = {kappa:.3g} is beyond "
-                     f"the exact solve's {dtype} range (kappa <= {limit:.3g}, relative error <= "
-                     f"{_LIMIT[dtype.itemsize]:g}); {hint}.")
+    hint = (
+        "enable float64 (jax.config.update('jax_enable_x64', True)) and pass float64 arrays"
+        if dtype.itemsize == 4
+        else "check the units (siemens, ohms): real arrays have kappa < 1"
+    )
+    raise ValueError(
+        f"G and parasitics: stiffness max(G) * max(r_wire_row, r_wire_col) = {kappa:.3g} is beyond "
+        f"the exact solve's {dtype} range (kappa <= {limit:.3g}, relative error <= "
+        f"{_LIMIT[dtype.itemsize]:g}); {hint}."
+    )
 
 
 def _cast(p, dtype):
@@ -203,8 +217,10 @@ def _prepare(G, parasitics, V=None):
     for f in FIELDS:
         value = getattr(p, f)
         if isinstance(value, jax.core.Tracer):
-            config_checks.traced_check((value >= 0) & jnp.isfinite(value),
-                                       f"parasitics.{f} must be >= 0 ohms and finite (traced value failed the check)")
+            config_checks.traced_check(
+                (value >= 0) & jnp.isfinite(value),
+                f"parasitics.{f} must be >= 0 ohms and finite (traced value failed the check)",
+            )
     return G, V, p
 
 
@@ -302,8 +318,9 @@ def _geff_bwd(block, res, Gbar):
     if G.ndim == 3:
         return sweep_gradients(G, anchors, _unit_inputs(G), Gbar)
     count, size = G.shape[:2]  # chunked forward: (count, size, R, C)
-    dG, dp = jax.lax.map(lambda a: sweep_gradients(a[0], a[1], _unit_inputs(a[0]), a[2]),
-                         (G, anchors, _split(Gbar, count, size)))
+    dG, dp = jax.lax.map(
+        lambda a: sweep_gradients(a[0], a[1], _unit_inputs(a[0]), a[2]), (G, anchors, _split(Gbar, count, size))
+    )
     return _join(dG, Gbar.shape[0]), jax.tree.map(lambda d: jnp.sum(d, 0), dp)
 
 
@@ -502,8 +519,9 @@ def solve_nonlinear(G, V, parasitics: Parasitics, cell: Cell, *, rtol=None, maxi
     vector = V.ndim == 1
     sol = _nonlinear_jit(G, V[None, :] if vector else V, p, cell, rtol, maxiter)
     if vector:
-        sol = sol._replace(currents=sol.currents[..., 0, :], converged=sol.converged[..., 0],
-                           residual=sol.residual[..., 0])
+        sol = sol._replace(
+            currents=sol.currents[..., 0, :], converged=sol.converged[..., 0], residual=sol.residual[..., 0]
+        )
     return sol
 
 
@@ -516,7 +534,8 @@ def _currents_or_raise(sol: nonlinear.NonlinearSolution):
             raise nonlinear.NotConverged(
                 f"the nonlinear crossbar solve did not converge for {bad} input(s) in {int(sol.newton_steps)} "
                 f"Newton steps (worst KCL residual {float(np.max(np.asarray(sol.residual))):.3g} of max|V|); "
-                "check that the I-V law is increasing on the input range, or raise maxiter.")
+                "check that the I-V law is increasing on the input range, or raise maxiter."
+            )
         return sol.currents
     config_checks.traced_check(converged, "the nonlinear crossbar solve did not converge")
     return jnp.where(converged[..., None], sol.currents, jnp.nan)
@@ -559,8 +578,10 @@ def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None, cel
     cell = check_cell(cell, G.shape)
     if not cell.is_linear:
         if method == "direct":
-            raise ValueError("method='direct' forms G_eff, which nonlinear cells do not have; "
-                             "use method='auto' (Newton with CG steps).")
+            raise ValueError(
+                "method='direct' forms G_eff, which nonlinear cells do not have; "
+                "use method='auto' (Newton with CG steps)."
+            )
         if _no_wires(p, cell):
             check_monotone(cell, _span(V))
             return _without_wires_jit(G, V, cell) if V.ndim > 1 else _without_wires_jit(G, V[None], cell)[..., 0, :]
@@ -611,8 +632,9 @@ def node_voltages(G, V, parasitics: Parasitics, *, cell: Cell | None = None):
         return _node_voltages_jit(sweep_interval(G, parasitics), cell.series_folded(G), V, p)
     check_monotone(cell, _span(V))
     vector = V.ndim == 1
-    v_row, v_col, ok = _nonlinear_nodes_jit(G, V[None] if vector else V, p, cell,
-                                            nonlinear.default_rtol(G.dtype), nonlinear.MAX_NEWTON)
+    v_row, v_col, ok = _nonlinear_nodes_jit(
+        G, V[None] if vector else V, p, cell, nonlinear.default_rtol(G.dtype), nonlinear.MAX_NEWTON
+    )
     if not bool(ok):
         raise nonlinear.NotConverged("the nonlinear crossbar solve behind node_voltages did not converge.")
     return (v_row[..., 0, :, :], v_col[..., 0, :, :]) if vector else (v_row, v_col)

@@ -6,6 +6,7 @@ Node names: ``r<i>_<j>`` row node of cell (i, j), ``c<i>_<j>`` column node,
 written as a 0 V source (ngspice distorts tiny resistors), a zero conductance
 as an omitted cell.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,12 +60,14 @@ def to_spice(G, V, parasitics, cell=None) -> str:
       True
     """
     from .cell import check_cell
+
     # NumPy float64 throughout (not the solver's jnp checks): without x64, jnp would round
     # the netlist's values to float32
     G, V = _real("G", G), _real("V", V)
     if G.ndim != 2:
-        raise ValueError(f"G must be a single array (R, C) for to_spice, got shape {G.shape}; "
-                         "write one netlist per array.")
+        raise ValueError(
+            f"G must be a single array (R, C) for to_spice, got shape {G.shape}; write one netlist per array."
+        )
     R, C = G.shape
     if V.shape != (R,):
         raise ValueError(f"V must have shape ({R},) for to_spice, got {V.shape}.")
@@ -78,8 +81,7 @@ def to_spice(G, V, parasitics, cell=None) -> str:
     cell = check_cell(cell, G.shape)
     if cell.iv == "sinh" and np.ndim(cell.v0):
         raise ValueError("cell.v0 must be a scalar for to_spice; write one netlist per v0.")
-    c2, c3, rs = (np.broadcast_to(_real(f"cell.{n}", getattr(cell, n)), G.shape)
-                  for n in ("c2", "c3", "r_series"))
+    c2, c3, rs = (np.broadcast_to(_real(f"cell.{n}", getattr(cell, n)), G.shape) for n in ("c2", "c3", "r_series"))
     p = {k: float(np.asarray(getattr(parasitics, k))) for k in ("r_wire_row", "r_wire_col", "r_source", "r_sink")}
     lines = [f"* crossjax crossbar {R}x{C}"]
     for i in range(R):
@@ -120,8 +122,7 @@ def run_ngspice(netlist: str, columns: int, *, timeout: float = 120.0) -> np.nda
     exe = shutil.which("ngspice")
     if exe is None:
         raise RuntimeError("ngspice not found on PATH; install it (apt-get install ngspice).")
-    control = "\n".join([".control", "set numdgt=16", "op",
-                         *[f"print i(vm{j})" for j in range(columns)], ".endc"])
+    control = "\n".join([".control", "set numdgt=16", "op", *[f"print i(vm{j})" for j in range(columns)], ".endc"])
     text = netlist.replace(".end\n", control + "\n.end\n")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "crossbar.cir")

@@ -31,6 +31,7 @@ column current is ``i_down = J - c_below @ Y`` at a block end, and inside a bloc
 which gives the cell voltages ``U``, the cell currents and every wire current
 (used by :func:`sweep_gradients` and :func:`sweep_node_voltages`).
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -67,11 +68,11 @@ class Anchors(NamedTuple):
 
 
 class _Layout(NamedTuple):
-    pad: int       # zero rows added above row 0 (no current flows there)
-    k: int         # rows per block
-    nb: int        # blocks
+    pad: int  # zero rows added above row 0 (no current flows there)
+    k: int  # rows per block
+    nb: int  # blocks
     ladders: RowLadders  # fields (nb, k, ..., C) [block: (nb, k, ..., nbc, nbc)]
-    r: jax.Array   # (nb, k) column-wire resistance below each row, ohms
+    r: jax.Array  # (nb, k) column-wire resistance below each row, ohms
 
 
 def _blocking(R: int, block: int = SWEEP_BLOCK) -> tuple[int, int, int]:
@@ -130,7 +131,7 @@ def _sweep(G, p, keep, block):
     def level(carry, xs):
         N, D = carry
         row, r = xs
-        N = N - row.g[..., :, None] * port_response(row, D)      # N + Y_row D
+        N = N - row.g[..., :, None] * port_response(row, D)  # N + Y_row D
         a_row = jnp.sum(row.a[..., :, None] * D, -2)
         return (N, D + r * N), a_row
 
@@ -160,14 +161,14 @@ def _sweep(G, p, keep, block):
         (N, D), a_rows = rows_of_block(Y, rows, r)
         A = jax.lax.dynamic_update_slice_in_dim(A, jnp.moveaxis(a_rows, 0, -2), b * lay.k, axis=-2)
         X = jnp.linalg.solve(jnp.swapaxes(D, -1, -2), jnp.swapaxes(jnp.concatenate([N, A], -2), -1, -2))
-        X = jnp.swapaxes(X, -1, -2)                     # [N; A] D^-1
+        X = jnp.swapaxes(X, -1, -2)  # [N; A] D^-1
         Y = 0.5 * (X[..., :C, :] + jnp.swapaxes(X[..., :C, :], -1, -2))
         A = X[..., C:, :]
         return (Y, A), ((Y, A) if keep else None)
 
     init = (jnp.zeros(batch + (C, C), dtype), jnp.zeros(batch + (R + lay.pad, C), dtype))
     (_, A), ends = jax.lax.scan(block_step, init, (lay.ladders, lay.r, jnp.arange(lay.nb)))
-    return A[..., lay.pad:, :], (Anchors(*ends, lay.ladders, lay.r) if keep else None)
+    return A[..., lay.pad :, :], (Anchors(*ends, lay.ladders, lay.r) if keep else None)
 
 
 def sweep_effective_conductance(G, p, block: int = SWEEP_BLOCK):
@@ -193,7 +194,7 @@ def _up_pass(anchors, V, sink, reduce, acc):
     """
     nb, k = anchors.r.shape
     pad = nb * k - V.shape[-1]
-    Vt = jnp.swapaxes(jnp.pad(V, [(0, 0)] * (V.ndim - 1) + [(pad, 0)]), -1, -2)   # (..., Rp, B)
+    Vt = jnp.swapaxes(jnp.pad(V, [(0, 0)] * (V.ndim - 1) + [(pad, 0)]), -1, -2)  # (..., Rp, B)
     v_rows = jnp.moveaxis(Vt, -2, 0).reshape((nb, k) + Vt.shape[:-2] + Vt.shape[-1:])
 
     def level(carry, xs):
@@ -209,7 +210,7 @@ def _up_pass(anchors, V, sink, reduce, acc):
         c, acc = carry
         rows, r, v, Y, A, b = xs
         i_down = jnp.swapaxes(A, -1, -2) @ Vt - Y @ c
-        index = b * k + jnp.arange(k) - pad   # row of G (negative: padding)
+        index = b * k + jnp.arange(k) - pad  # row of G (negative: padding)
         (c, _, acc), outs = jax.lax.scan(level, (c, i_down, acc), (rows, r, v, index), reverse=True)
         return (c, acc), outs
 
@@ -256,7 +257,7 @@ def _gradients(G, anchors, V, ybar):
     sinks = jnp.concatenate([jnp.zeros_like(ybar), ybar], -2)
 
     def reduce(acc, level, index):
-        U, I, i_down, _ = level                    # (..., C, 2B): forward | adjoint
+        U, I, i_down, _ = level  # (..., C, 2B): forward | adjoint
         Tf, Ta = reverse_cumsum(I[..., :B], -2), reverse_cumsum(I[..., B:], -2)
         col = jnp.sum(i_down[..., :B] * i_down[..., B:])
         acc = Parasitics(
@@ -265,12 +266,12 @@ def _gradients(G, anchors, V, ybar):
             r_source=acc.r_source + jnp.sum(Tf[..., 0, :] * Ta[..., 0, :]),
             r_sink=acc.r_sink + jnp.where(index == R - 1, col, 0),
         )
-        U2 = U.reshape(U.shape[:-1] + (2, B))     # forward | adjoint without slicing copies
+        U2 = U.reshape(U.shape[:-1] + (2, B))  # forward | adjoint without slicing copies
         return acc, -jnp.sum(U2[..., 0, :] * U2[..., 1, :], axis=-1)
 
     zero = jnp.zeros((), G.dtype)
     dp, dG = _up_pass(anchors, Vs, sinks, reduce, Parasitics(zero, zero, zero, zero))
-    dG = jnp.moveaxis(dG, 0, -2)                       # (..., R, C)
+    dG = jnp.moveaxis(dG, 0, -2)  # (..., R, C)
     extra = dG.ndim - G.ndim
     if extra:  # G was broadcast against V's batch dims
         dG = jnp.sum(dG, axis=tuple(range(extra)))
@@ -289,5 +290,5 @@ def sweep_node_voltages(G, p, V, block: int = SWEEP_BLOCK):
         U, _, _, c = level
         return acc, (U + c, c)
 
-    _, (v_row, v_col) = _up_pass(anchors, V, sink, keep, ())   # (R, ..., C, B)
+    _, (v_row, v_col) = _up_pass(anchors, V, sink, keep, ())  # (R, ..., C, B)
     return jnp.moveaxis(v_row, (0, -1), (-2, -3)), jnp.moveaxis(v_col, (0, -1), (-2, -3))

@@ -24,6 +24,7 @@ per cell, but faster on CPU than the four cumulative sums, which XLA lowers
 to windowed reductions (``benchmarks/README.md``, "Wire operator"). Larger arrays
 use the sums (O(1) per cell).
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp

@@ -14,6 +14,7 @@ discards an earlier run's files there and starts afresh). See
 (Ibrayev et al., arXiv 2403.13082) and :mod:`.tile_dse` (tile size x dense/sparse
 mapping, Lammie et al., ISCAS 2022).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -53,10 +54,12 @@ class PaperStudy:
     dataset: str = "digits"
 
     def __post_init__(self):
-        if self.samples is not None and (isinstance(self.samples, bool) or not isinstance(self.samples, int)
-                                         or self.samples < 1):
-            raise ValueError(f"{self.name}: samples={self.samples!r} must be an integer >= 1 (or None for the "
-                             "study's default)")
+        if self.samples is not None and (
+            isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1
+        ):
+            raise ValueError(
+                f"{self.name}: samples={self.samples!r} must be an integer >= 1 (or None for the study's default)"
+            )
         if self.dataset not in DATASETS:
             raise ValueError(f"{self.name}: dataset={self.dataset!r}; choose one of {DATASETS}")
         if not isinstance(self.quick, bool):
@@ -68,22 +71,39 @@ class PaperStudy:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def run(self, out, *, seed: int = 0, data_dir: str | None = None, overwrite: bool = False,
-            progress: bool = True) -> dict:
+    def run(
+        self, out, *, seed: int = 0, data_dir: str | None = None, overwrite: bool = False, progress: bool = True
+    ) -> dict:
         """Run (or resume) the study into ``out`` (``study.run_study`` calls this); its results."""
         path = self.module if "." in self.module else f"{__name__}.{self.module}"
-        return importlib.import_module(path).run(out, quick=self.quick, seed=seed, samples=self.samples,
-                                                 progress=progress, dataset=self.dataset, data_dir=data_dir,
-                                                 overwrite=bool(overwrite))
+        return importlib.import_module(path).run(
+            out,
+            quick=self.quick,
+            seed=seed,
+            samples=self.samples,
+            progress=progress,
+            dataset=self.dataset,
+            data_dir=data_dir,
+            overwrite=bool(overwrite),
+        )
 
 
 for _name, _module in STUDIES.items():
     study.register_preset(_name, functools.partial(PaperStudy, _name, _module))
 
 
-def run(name: str, out, *, quick: bool = False, seed: int = 0, samples: int | None = None,
-        progress: bool = True, dataset: str = "digits", data_dir: str | None = None,
-        overwrite: bool = False) -> dict:
+def run(
+    name: str,
+    out,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    samples: int | None = None,
+    progress: bool = True,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    overwrite: bool = False,
+) -> dict:
     """Run (or resume) paper study ``name`` into directory ``out``; returns its results dict.
 
     The same as ``study.run_study(study.get_preset(name).replace(quick=quick,
@@ -99,7 +119,9 @@ def run(name: str, out, *, quick: bool = False, seed: int = 0, samples: int | No
     """
     spec = study.get_preset(name) if name in study.preset_names() else None
     if not isinstance(spec, PaperStudy):
-        raise ValueError(f"run: unknown paper study {name!r}; choose one of {sorted(STUDIES)} "
-                         "(study.run_study runs the other presets)")
+        raise ValueError(
+            f"run: unknown paper study {name!r}; choose one of {sorted(STUDIES)} "
+            "(study.run_study runs the other presets)"
+        )
     spec = spec.replace(quick=bool(quick), samples=samples, dataset=dataset)
     return study.run_study(spec, out, seed=seed, data_dir=data_dir, overwrite=overwrite, progress=progress)

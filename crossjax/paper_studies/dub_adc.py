@@ -43,6 +43,7 @@ of the tile's real columns (of the trained weights, and of the D.U.B. masks:
 feeds a dead ReLU unit, so the weight count can be lower than the mask's), and the
 histogram of tile levels k reached. ``summary`` holds the acceptance numbers.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,20 +61,34 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
     """Training/pruning settings of the full and quick runs (CIFAR: VGG11, see :mod:`.tasks`)."""
     if dataset.startswith("cifar"):
         if quick:
-            return dict(width=0.0625, train_steps=60, reg_steps=20, finetune_steps=10, batch_size=32,
-                        sparsity=0.75, samples=2, max_test=64)
-        return dict(width=1.0, train_steps=20000, reg_steps=4000, finetune_steps=4000, batch_size=128,
-                    learning_rate=1e-3, sparsity=0.75, samples=8)
+            return dict(
+                width=0.0625,
+                train_steps=60,
+                reg_steps=20,
+                finetune_steps=10,
+                batch_size=32,
+                sparsity=0.75,
+                samples=2,
+                max_test=64,
+            )
+        return dict(
+            width=1.0,
+            train_steps=20000,
+            reg_steps=4000,
+            finetune_steps=4000,
+            batch_size=128,
+            learning_rate=1e-3,
+            sparsity=0.75,
+            samples=8,
+        )
     if quick:
-        return dict(hidden=(64, 64), train_steps=300, reg_steps=100, finetune_steps=60,
-                    sparsity=0.75, samples=4)
-    return dict(hidden=(256, 256), train_steps=1500, reg_steps=600, finetune_steps=300,
-                sparsity=0.75, samples=32)
+        return dict(hidden=(64, 64), train_steps=300, reg_steps=100, finetune_steps=60, sparsity=0.75, samples=4)
+    return dict(hidden=(256, 256), train_steps=1500, reg_steps=600, finetune_steps=300, sparsity=0.75, samples=32)
 
 
 def column_balance(W, rows=ROWS, cols=COLS) -> float:
     """Mean over tiles of the (population) variance of the non-zero counts of the tile's real columns."""
-    counts = tiling.column_nonzeros(W, rows, cols)                  # (Kt, Nt, C)
+    counts = tiling.column_nonzeros(W, rows, cols)  # (Kt, Nt, C)
     real = tiling.real_columns(np.shape(W)[1], cols)
     # column blocks with padding have fewer real columns: one variance per (row tile, column block)
     return float(np.mean(np.concatenate([counts[:, b, real[b]].var(axis=-1) for b in range(real.shape[0])])))
@@ -96,7 +111,7 @@ def _column_counts(W):
 
 
 def _max_column_nonzeros(W):
-    return tiling.column_nonzeros(W, ROWS, COLS).max(-1)             # (Kt, Nt)
+    return tiling.column_nonzeros(W, ROWS, COLS).max(-1)  # (Kt, Nt)
 
 
 COST_EXAMPLES = 32  # test inputs the cost model averages over
@@ -119,8 +134,10 @@ def noisy(hw):
 def tile_bits(model) -> dict:
     """``{layer name: (Kt, Nt, C) int bits}``: every tile at the bits its densest column needs
     (``energy.column_bits(per="tile")``)."""
-    return {name: np.asarray(energy.column_bits(layer.crossbar_weights(), ROWS, COLS, per="tile"))
-            for name, (_, layer) in zip(layers.layer_names(model), layers.crossbar_layers(model))}
+    return {
+        name: np.asarray(energy.column_bits(layer.crossbar_weights(), ROWS, COLS, per="tile"))
+        for name, (_, layer) in zip(layers.layer_names(model), layers.crossbar_layers(model))
+    }
 
 
 def with_bits(model, hw, bits: dict):
@@ -144,18 +161,32 @@ def _histogram(bits: dict) -> dict:
 PLOT = "accuracy_vs_energy.png"  # the plot run() writes into out
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None,
-        overwrite=False) -> dict:
+def run(
+    out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None, overwrite=False
+) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
     an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
     st = settings(quick, dataset)
-    ds = setup("dub_adc", out, st, quick=quick, seed=seed, samples=samples or st["samples"],
-               progress=progress, dataset=dataset, data_dir=data_dir,
-               overwrite=overwrite, files=(PLOT,))
+    ds = setup(
+        "dub_adc",
+        out,
+        st,
+        quick=quick,
+        seed=seed,
+        samples=samples or st["samples"],
+        progress=progress,
+        dataset=dataset,
+        data_dir=data_dir,
+        overwrite=overwrite,
+        files=(PLOT,),
+    )
     rs, x, y = ds.run, ds.x, ds.y
     paper = presets.get("dub_adc_2024")
-    hws = {"ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
-           "datapath": datapath(), f"adc{B0}": paper}
+    hws = {
+        "ideal": presets.get("ideal").set({"array.rows": ROWS, "array.cols": COLS}),
+        "datapath": datapath(),
+        f"adc{B0}": paper,
+    }
 
     def magnitude_make():
         m = nnx.clone(ds.dense())
@@ -171,11 +202,13 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         masks = pruning.prune_model(m, "dub", ROWS, COLS)
         kernel_masks = [np.asarray(pruning.flatten_kernel(k)) for k in pruning.crossbar_kernels(masks).values()]
         structural["mask_column_balance"] = float(np.mean([column_balance(k) for k in kernel_masks]))
-        lv = [int(v) for k in kernel_masks for v in np.floor(np.log2(
-            ROWS / np.maximum(_max_column_nonzeros(k), 1))).ravel()]
+        lv = [
+            int(v)
+            for k in kernel_masks
+            for v in np.floor(np.log2(ROWS / np.maximum(_max_column_nonzeros(k), 1))).ravel()
+        ]
         structural["mask_levels"] = {str(k): lv.count(k) for k in sorted(set(lv))}
-        structural["mask_column_counts"] = sorted({int(c) for k in kernel_masks
-                                                   for c in _column_counts(k)})
+        structural["mask_column_counts"] = sorted({int(c) for k in kernel_masks for c in _column_counts(k)})
         # saved before the model file exists: a run killed between the two never
         # finds the model without its mask statistics
         rs.results.setdefault("pending", {})["dub"] = dict(structural)
@@ -185,8 +218,7 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
 
     structural = {}
     makers = {"dense": None, "magnitude": magnitude_make, "dub": dub_make}
-    fns = {v: ds.dense if make is None else (lambda v=v, make=make: ds.variant(v, make))
-           for v, make in makers.items()}
+    fns = {v: ds.dense if make is None else (lambda v=v, make=make: ds.variant(v, make)) for v, make in makers.items()}
     bits = {}
     for v in makers:
         if v not in rs.results["variants"]:
@@ -199,12 +231,15 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
                 "digital_accuracy": montecarlo.digital_accuracy(m, x, y),
                 "bits": _histogram(tile_bits(m)),
                 "cost": hardware_cost(m, tile_bits(m), x),
-                "cost_b0": hardware_cost(m, None, x)}
+                "cost_b0": hardware_cost(m, None, x),
+            }
             if v == "dub":
                 saved = rs.results.get("pending", {}).get("dub")
                 if saved is None:
-                    raise ValueError(f"dub_adc: {rs.out!r} holds the D.U.B. model but not its mask statistics; "
-                                     "delete model_dub.ckpt (or the directory) and rerun.")
+                    raise ValueError(
+                        f"dub_adc: {rs.out!r} holds the D.U.B. model but not its mask statistics; "
+                        "delete model_dub.ckpt (or the directory) and rerun."
+                    )
                 rs.results["variants"][v].update(saved)
             rs.save()
         bits[v] = lambda v=v: tile_bits(fns[v]())
@@ -220,12 +255,28 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         for b in SWEEP:
             rs.cell(v, f"adc{b}", paper.set({"adc.bits": b}), fns[v], x, y)
         rs.cell(v, "noisy_datapath", noisy(datapath()), fns[v], x, y, samples=S)
-        rs.cell(v, "noisy_own_bits", noisy(paper), own(v, noisy(paper)), x, y, samples=S,
-                layer_bits=lambda v=v: _histogram(bits[v]()))
+        rs.cell(
+            v,
+            "noisy_own_bits",
+            noisy(paper),
+            own(v, noisy(paper)),
+            x,
+            y,
+            samples=S,
+            layer_bits=lambda v=v: _histogram(bits[v]()),
+        )
     dub_hist = lambda: _histogram(bits["dub"]())  # noqa: E731
     rs.cell("magnitude", "dub_bits", paper, own("magnitude", paper, "dub"), x, y, layer_bits=dub_hist)
-    rs.cell("magnitude", "noisy_dub_bits", noisy(paper), own("magnitude", noisy(paper), "dub"), x, y, samples=S,
-            layer_bits=dub_hist)
+    rs.cell(
+        "magnitude",
+        "noisy_dub_bits",
+        noisy(paper),
+        own("magnitude", noisy(paper), "dub"),
+        x,
+        y,
+        samples=S,
+        layer_bits=dub_hist,
+    )
 
     variants = rs.results["variants"]
     adc_j = {v: variants[v]["cost"]["energy_breakdown_J"]["adc"] for v in makers}
@@ -244,11 +295,13 @@ def _summary(rs, makers, adc_j) -> dict:
     for v in makers:
         cells = {c["config"]: c for c in rs.results["configs"] if c["variant"] == v}
         ref = cells["datapath"]["accuracy"]["mean"]
-        out[v] = {"datapath": ref,
-                  "loss_b0": ref - cells[f"adc{B0}"]["accuracy"]["mean"],
-                  "loss_own_bits": ref - cells["own_bits"]["accuracy"]["mean"],
-                  "adc_vs_dense": rs.results["variants"]["dense"]["cost_b0"]["energy_breakdown_J"]["adc"] / adc_j[v],
-                  "adc_vs_magnitude": adc_j["magnitude"] / adc_j[v]}
+        out[v] = {
+            "datapath": ref,
+            "loss_b0": ref - cells[f"adc{B0}"]["accuracy"]["mean"],
+            "loss_own_bits": ref - cells["own_bits"]["accuracy"]["mean"],
+            "adc_vs_dense": rs.results["variants"]["dense"]["cost_b0"]["energy_breakdown_J"]["adc"] / adc_j[v],
+            "adc_vs_magnitude": adc_j["magnitude"] / adc_j[v],
+        }
     cells = {c["config"]: c for c in rs.results["configs"] if c["variant"] == "magnitude"}
     out["magnitude"]["loss_dub_bits"] = out["magnitude"]["datapath"] - cells["dub_bits"]["accuracy"]["mean"]
     return out
@@ -267,51 +320,100 @@ def _report(rs, st, dataset, model, makers, summary) -> str:
     rows = []
     for v in makers:
         r, k = variants[v], variants[v]["cost"]
-        rows.append([v, float(r["crossbars"]["sparsity"]), 100 * r["digital_accuracy"], _acc(rs, v, "ideal"),
-                     _acc(rs, v, "datapath"), _acc(rs, v, f"adc{B0}"), _acc(rs, v, "own_bits"),
-                     _acc(rs, v, "dub_bits"), " ".join(f"{b}b:{n}" for b, n in r["bits"].items()),
-                     _acc(rs, v, "noisy_datapath"), _acc(rs, v, "noisy_own_bits"), _acc(rs, v, "noisy_dub_bits"),
-                     1e9 * k["energy_breakdown_J"]["adc"], summary[v]["adc_vs_dense"],
-                     summary[v]["adc_vs_magnitude"], 1e9 * k["energy_J"], 1e6 * k["latency_s"], k["area_mm2"]])
+        rows.append(
+            [
+                v,
+                float(r["crossbars"]["sparsity"]),
+                100 * r["digital_accuracy"],
+                _acc(rs, v, "ideal"),
+                _acc(rs, v, "datapath"),
+                _acc(rs, v, f"adc{B0}"),
+                _acc(rs, v, "own_bits"),
+                _acc(rs, v, "dub_bits"),
+                " ".join(f"{b}b:{n}" for b, n in r["bits"].items()),
+                _acc(rs, v, "noisy_datapath"),
+                _acc(rs, v, "noisy_own_bits"),
+                _acc(rs, v, "noisy_dub_bits"),
+                1e9 * k["energy_breakdown_J"]["adc"],
+                summary[v]["adc_vs_dense"],
+                summary[v]["adc_vs_magnitude"],
+                1e9 * k["energy_J"],
+                1e6 * k["latency_s"],
+                k["area_mm2"],
+            ]
+        )
     sweep = [[v] + [_acc(rs, v, f"adc{b}") for b in (B0, *SWEEP)] for v in makers]
-    return (f"# D.U.B. pruning for ADC efficiency, {dataset}, {model}, {ROWS}x{COLS} tiles\n\n"
-            f"Datapath (`dub_adc_2024`): 4-bit weights in 1-bit cells (4 slices), differential pairs "
-            f"subtracted before conversion, 8-bit inputs bit-serial one signed bit per slice, ADC step at "
-            f"one unit current (`adc.range=\"granular\"`): a dense column is exact at "
-            f"ceil(log2 T) + 2 = {B0} bits. lambda = {LAM}, sparsity before snapping {st['sparsity']}. "
-            f"Accuracies in %; `datapath`: no ADC (the reference); `own bits`: every tile at the bits its "
-            f"densest column needs; `D.U.B. bits`: the magnitude-pruned network at the D.U.B. network's "
-            f"per-tile bits; `noisy`: `rram` device non-idealities, {rs.samples} Monte Carlo samples "
-            f"(+- standard error of the mean).\n\n"
-            + md_table(["variant", "sparsity", "digital", "ideal", "datapath", f"ADC {B0} b", "own bits",
-                        "D.U.B. bits", "tile bits", "noisy, no ADC", "noisy, own bits", "noisy, D.U.B. bits",
-                        "ADC energy (nJ)", "ADC x vs dense", "ADC x vs magnitude", "energy (nJ)",
-                        "latency (us)", "area (mm2)"], rows)
-            + "\nEnergy, latency, area: `crossjax.cost` on the datapath with the variant's own bits (ADC "
-              "Walden law; every component). `ADC x vs dense`: the dense network's ADC energy at "
-            f"{B0} bits over this variant's.\n\n"
-            f"## Uniform ADC bits (every tile), accuracy %\n\nThe bound is a worst case (all inputs and "
-            f"weights of a column of one sign); real columns cancel, so clipping starts lower.\n\n"
-            + md_table(["variant"] + [f"{b} bits" for b in (B0, *SWEEP)], sweep))
+    return (
+        f"# D.U.B. pruning for ADC efficiency, {dataset}, {model}, {ROWS}x{COLS} tiles\n\n"
+        f"Datapath (`dub_adc_2024`): 4-bit weights in 1-bit cells (4 slices), differential pairs "
+        f"subtracted before conversion, 8-bit inputs bit-serial one signed bit per slice, ADC step at "
+        f"one unit current (`adc.range=\"granular\"`): a dense column is exact at "
+        f"ceil(log2 T) + 2 = {B0} bits. lambda = {LAM}, sparsity before snapping {st['sparsity']}. "
+        f"Accuracies in %; `datapath`: no ADC (the reference); `own bits`: every tile at the bits its "
+        f"densest column needs; `D.U.B. bits`: the magnitude-pruned network at the D.U.B. network's "
+        f"per-tile bits; `noisy`: `rram` device non-idealities, {rs.samples} Monte Carlo samples "
+        f"(+- standard error of the mean).\n\n"
+        + md_table(
+            [
+                "variant",
+                "sparsity",
+                "digital",
+                "ideal",
+                "datapath",
+                f"ADC {B0} b",
+                "own bits",
+                "D.U.B. bits",
+                "tile bits",
+                "noisy, no ADC",
+                "noisy, own bits",
+                "noisy, D.U.B. bits",
+                "ADC energy (nJ)",
+                "ADC x vs dense",
+                "ADC x vs magnitude",
+                "energy (nJ)",
+                "latency (us)",
+                "area (mm2)",
+            ],
+            rows,
+        )
+        + "\nEnergy, latency, area: `crossjax.cost` on the datapath with the variant's own bits (ADC "
+        "Walden law; every component). `ADC x vs dense`: the dense network's ADC energy at "
+        f"{B0} bits over this variant's.\n\n"
+        f"## Uniform ADC bits (every tile), accuracy %\n\nThe bound is a worst case (all inputs and "
+        f"weights of a column of one sign); real columns cancel, so clipping starts lower.\n\n"
+        + md_table(["variant"] + [f"{b} bits" for b in (B0, *SWEEP)], sweep)
+    )
 
 
 def _plot(rs, variants, n_test):
     import os
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6.5, 4))
     points = [(v, "own_bits", rs.results["variants"][v]["cost"]) for v in variants]
     points.append(("dense", f"adc{B0}", rs.results["variants"]["dense"]["cost_b0"]))
     for v, c, k in points:
         rec = rs.record(v, c)
-        ax.errorbar(1e9 * k["energy_breakdown_J"]["adc"], 100 * rec["accuracy"]["mean"],
-                    yerr=100 * error_bar(rec, n_test), marker="o", capsize=3, ls="none", label=f"{v}, {c}")
+        ax.errorbar(
+            1e9 * k["energy_breakdown_J"]["adc"],
+            100 * rec["accuracy"]["mean"],
+            yerr=100 * error_bar(rec, n_test),
+            marker="o",
+            capsize=3,
+            ls="none",
+            label=f"{v}, {c}",
+        )
     ax.set_xlabel("ADC energy per inference (nJ)")
     ax.set_ylabel("test accuracy on the datapath (%)")
-    ax.set_title(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy vs ADC energy"
-                 + ("\n(error bars: test-set binomial standard error)" if n_test else ""), fontsize=9)
+    ax.set_title(
+        f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy vs ADC energy"
+        + ("\n(error bars: test-set binomial standard error)" if n_test else ""),
+        fontsize=9,
+    )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(rs.out, PLOT), dpi=100)

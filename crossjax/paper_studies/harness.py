@@ -32,6 +32,7 @@ regularizer(params)``; with ``masks`` the pruned weights are zeroed first and
 :func:`crossjax.pruning.masked_updates` (last in the optax chain) keeps them
 exactly 0 for every step.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,16 +55,33 @@ __all__ = ["StudyRun", "Setup", "setup", "error_bar", "md_table"]
 class StudyRun:
     """One resumable run of a seed study in directory ``out`` (see the module docstring)."""
 
-    def __init__(self, study: str, out, *, quick: bool, seed: int, samples: int,
-                 dataset: str, model: str, progress: bool = False, extra: dict | None = None,
-                 overwrite: bool = False, files=()):
+    def __init__(
+        self,
+        study: str,
+        out,
+        *,
+        quick: bool,
+        seed: int,
+        samples: int,
+        dataset: str,
+        model: str,
+        progress: bool = False,
+        extra: dict | None = None,
+        overwrite: bool = False,
+        files=(),
+    ):
         """``overwrite``: discard an earlier run's files in ``out`` (``crossjax.study.discard``;
         ``files``: the other names the study writes, e.g. its plots) and recompute everything."""
         args = {"study": study, "quick": quick, "seed": seed, "samples": samples, **(extra or {})}
-        fresh = {"digital": None, "configs": [], "variants": {},
-                 "meta": {"study": study, "seed": seed, "dataset": dataset, "model": model, "args": args}}
-        self.dir = study_lib.RunDirectory(out, study_lib.fingerprint_of(args), fresh, overwrite=overwrite,
-                                          files=files, label=study)
+        fresh = {
+            "digital": None,
+            "configs": [],
+            "variants": {},
+            "meta": {"study": study, "seed": seed, "dataset": dataset, "model": model, "args": args},
+        }
+        self.dir = study_lib.RunDirectory(
+            out, study_lib.fingerprint_of(args), fresh, overwrite=overwrite, files=files, label=study
+        )
         self.out, self.results, self.fingerprint = self.dir.out, self.dir.results, self.dir.fingerprint
         self.seed, self.samples, self.progress = seed, samples, progress
         self.overwrite = bool(overwrite)
@@ -101,8 +119,18 @@ class StudyRun:
     def has(self, cell: str) -> bool:
         return cell in self._cells
 
-    def cell(self, variant: str, config: str, hardware, model_fn, x, y, samples: int | None = None,
-             calibration_x=None, layer_bits=None):
+    def cell(
+        self,
+        variant: str,
+        config: str,
+        hardware,
+        model_fn,
+        x,
+        y,
+        samples: int | None = None,
+        calibration_x=None,
+        layer_bits=None,
+    ):
         """Evaluate (or read back) cell ``variant@config``; returns its record.
 
         ``model_fn()`` is called only when the cell must be computed.
@@ -121,10 +149,16 @@ class StudyRun:
         keys = study_lib.config_keys(self.seed, name, S)
         t = time.perf_counter()
         acc = study_lib.evaluate_config(model_fn(), hardware, keys, x, y, name=name, calibration_x=calibration_x)
-        rec = {"name": name, "variant": variant, "config": config, "samples": int(S),
-               "accuracy": study_lib.summarize(acc), "values": acc.tolist(),
-               "seconds": time.perf_counter() - t,
-               "hardware": study_lib.jsonable(hardware.to_dict())}
+        rec = {
+            "name": name,
+            "variant": variant,
+            "config": config,
+            "samples": int(S),
+            "accuracy": study_lib.summarize(acc),
+            "values": acc.tolist(),
+            "seconds": time.perf_counter() - t,
+            "hardware": study_lib.jsonable(hardware.to_dict()),
+        }
         if layer_bits is not None:
             rec["layer_adc_bits"] = layer_bits()
         self.results["configs"].append(rec)
@@ -152,9 +186,13 @@ class StudyRun:
             hw, name = c.get("hardware"), c.get("config", c["name"])
             first.setdefault(name, hw)
             labels.append((name if first[name] == hw else f"{name} ({c.get('variant', c['name'])})", hw))
-        lines = [report_md.rstrip("\n"), *report.config_definitions(labels), "",
-                 f"Wall time: {self.results['meta']['seconds']:.1f} s (all runs into this directory; "
-                 "`results.json` `meta.seconds`)."]
+        lines = [
+            report_md.rstrip("\n"),
+            *report.config_definitions(labels),
+            "",
+            f"Wall time: {self.results['meta']['seconds']:.1f} s (all runs into this directory; "
+            "`results.json` `meta.seconds`).",
+        ]
         ckpt.atomic_write_text(self.dir.path(study_lib.REPORT), "\n".join(lines) + "\n")
         self.close()
         return self.results
@@ -165,20 +203,31 @@ class Setup(NamedTuple):
 
     run: "StudyRun"
     task: "tasks.Task"
-    x: np.ndarray          # test inputs (the first ``max_test``)
-    y: np.ndarray          # test labels
-    dense: Callable[[], nnx.Module]   # the digitally trained network (variant "dense", trained once)
-    variant: Callable[[str, Callable[[], nnx.Module]], nnx.Module]   # rs.model(name, build, make)
-    fit: Callable[..., np.ndarray]   # fit(model, steps, seed=..., masks=..., ...): see setup()
+    x: np.ndarray  # test inputs (the first ``max_test``)
+    y: np.ndarray  # test labels
+    dense: Callable[[], nnx.Module]  # the digitally trained network (variant "dense", trained once)
+    variant: Callable[[str, Callable[[], nnx.Module]], nnx.Module]  # rs.model(name, build, make)
+    fit: Callable[..., np.ndarray]  # fit(model, steps, seed=..., masks=..., ...): see setup()
 
     @property
     def train(self):
         return self.task.train
 
 
-def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, progress: bool,
-          dataset: str = "digits", data_dir: str | None = None, overwrite: bool = False,
-          files=()) -> Setup:
+def setup(
+    study: str,
+    out,
+    st: dict,
+    *,
+    quick: bool,
+    seed: int,
+    samples: int,
+    progress: bool,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    overwrite: bool = False,
+    files=(),
+) -> Setup:
     """A :class:`StudyRun` on ``dataset`` (:mod:`.tasks`: an MLP on digits/MNIST, VGG11 on CIFAR).
 
     ``st`` (the study's settings) gives the network (``hidden`` or ``width``),
@@ -194,19 +243,37 @@ def setup(study: str, out, st: dict, *, quick: bool, seed: int, samples: int, pr
     from crossjax.paper_studies import tasks
 
     task = tasks.load(dataset, st, seed, data_dir)
-    rs = StudyRun(study, out, quick=quick, seed=seed, samples=samples, dataset=dataset,
-                  model=task.model, progress=progress, overwrite=overwrite, files=files,
-                  extra={"dataset": dataset, "settings": st,
-                         "data_dir": None if data_dir is None else os.path.abspath(data_dir)})
+    rs = StudyRun(
+        study,
+        out,
+        quick=quick,
+        seed=seed,
+        samples=samples,
+        dataset=dataset,
+        model=task.model,
+        progress=progress,
+        overwrite=overwrite,
+        files=files,
+        extra={"dataset": dataset, "settings": st, "data_dir": None if data_dir is None else os.path.abspath(data_dir)},
+    )
 
     def variant(name, make):
         return rs.model(name, task.build, make)
 
     def fit(model, steps, *, seed, learning_rate=1e-3, masks=None, regularizer=None, transforms=()):
-        config = training.TrainConfig(steps=steps, learning_rate=learning_rate, seed=seed,
-                                      batch_size=st.get("batch_size", 64))
-        return training.train(model, task.train, config, progress=progress, description=f"{study} training",
-                              masks=masks, regularizer=regularizer, transforms=transforms).losses
+        config = training.TrainConfig(
+            steps=steps, learning_rate=learning_rate, seed=seed, batch_size=st.get("batch_size", 64)
+        )
+        return training.train(
+            model,
+            task.train,
+            config,
+            progress=progress,
+            description=f"{study} training",
+            masks=masks,
+            regularizer=regularizer,
+            transforms=transforms,
+        ).losses
 
     def dense_make():
         m = task.build()
@@ -237,8 +304,10 @@ def error_bar(record: dict, test_examples: int | None = None) -> float:
 
 def md_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table (floats with 4 decimals)."""
+
     def fmt(v):
         return f"{v:.4f}" if isinstance(v, float) else str(v)
+
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"

@@ -54,6 +54,7 @@ Cost per variant: energy per inference and area (``crossjax.cost.programmed_cost
 sparse layout, so a compressed network is priced for the crossbars it needs (ideal wires:
 the read power without IR drop).
 """
+
 from __future__ import annotations
 
 import jax
@@ -78,29 +79,77 @@ def settings(quick: bool, dataset: str = "digits") -> dict:
     ``wires`` / ``wires_1t1r``: the sweep's factors over ``R_22``."""
     if dataset.startswith("cifar"):
         if quick:
-            return dict(width=0.0625, tile=16, train_steps=60, finetune_steps=10, batch_size=32, sparsity=0.75,
-                        samples=2, samples_1t1r=1, wires=(1, 16), wires_1t1r=(), max_test=64)
-        return dict(width=1.0, tile=64, train_steps=20000, finetune_steps=2000, batch_size=128, learning_rate=1e-3,
-                    sparsity=0.75, samples=32, samples_1t1r=4, wires=(1, 4, 16, 64), wires_1t1r=(4,),
-                    max_test=None)
+            return dict(
+                width=0.0625,
+                tile=16,
+                train_steps=60,
+                finetune_steps=10,
+                batch_size=32,
+                sparsity=0.75,
+                samples=2,
+                samples_1t1r=1,
+                wires=(1, 16),
+                wires_1t1r=(),
+                max_test=64,
+            )
+        return dict(
+            width=1.0,
+            tile=64,
+            train_steps=20000,
+            finetune_steps=2000,
+            batch_size=128,
+            learning_rate=1e-3,
+            sparsity=0.75,
+            samples=32,
+            samples_1t1r=4,
+            wires=(1, 4, 16, 64),
+            wires_1t1r=(4,),
+            max_test=None,
+        )
     if quick:
-        return dict(hidden=(64, 64), tile=16, train_steps=300, finetune_steps=60, sparsity=0.75,
-                    samples=2, samples_1t1r=1, wires=(1, 16, 64), wires_1t1r=(64,), max_test=450)
-    return dict(hidden=HIDDEN, tile=64, train_steps=1500, finetune_steps=300, sparsity=0.75, samples=32,
-                samples_1t1r=8, wires=(1, 2, 4, 8, 16, 32, 64), wires_1t1r=(1, 8, 64), max_test=None)
+        return dict(
+            hidden=(64, 64),
+            tile=16,
+            train_steps=300,
+            finetune_steps=60,
+            sparsity=0.75,
+            samples=2,
+            samples_1t1r=1,
+            wires=(1, 16, 64),
+            wires_1t1r=(64,),
+            max_test=450,
+        )
+    return dict(
+        hidden=HIDDEN,
+        tile=64,
+        train_steps=1500,
+        finetune_steps=300,
+        sparsity=0.75,
+        samples=32,
+        samples_1t1r=8,
+        wires=(1, 2, 4, 8, 16, 32, 64),
+        wires_1t1r=(1, 8, 64),
+        max_test=None,
+    )
 
 
 def hardware_configs(tile: int = 64, wires=(1,), wires_1t1r=()) -> dict:
     """The named configs (module doc): ``ideal``, ``wires_x<f>`` and ``1t1r_x<f>`` at ``f R_22`` Ohm."""
     noisy = presets.get("sparse_dnn_date22").set(
-        {"device.write_noise": WriteNoise(sigma=0.01, kind="gaussian"), "array.rows": tile, "array.cols": tile,
-         "mapping.layout": "sparse"})
+        {
+            "device.write_noise": WriteNoise(sigma=0.01, kind="gaussian"),
+            "array.rows": tile,
+            "array.cols": tile,
+            "mapping.layout": "sparse",
+        }
+    )
     out = {"ideal": presets.get("ideal")}
     for prefix, factors, extra in (("wires", wires, {}), ("1t1r", wires_1t1r, {"array.cell": circuit.RRAM_1T1R})):
         for f in factors:
             r = R_22 * f
-            out[f"{prefix}_x{f}"] = noisy.set({"array.parasitics.r_wire_row": r, "array.parasitics.r_wire_col": r,
-                                               **extra})
+            out[f"{prefix}_x{f}"] = noisy.set(
+                {"array.parasitics.r_wire_row": r, "array.parasitics.r_wire_col": r, **extra}
+            )
     return out
 
 
@@ -117,24 +166,36 @@ COST_EXAMPLES = 8  # test inputs the cost model averages over
 def hardware_cost(model, x, tile: int = 64) -> dict:
     """``crossjax.cost`` of ``model`` on ``sparse_dnn_date22`` at ``tile`` in the sparse layout (the
     crossbars a pruned network needs) with ideal wires (the read power without IR drop, a little higher)."""
-    hw = presets.get("sparse_dnn_date22").set({"mapping.layout": "sparse", "array.parasitics": None,
-                                               "array.rows": tile, "array.cols": tile})
+    hw = presets.get("sparse_dnn_date22").set(
+        {"mapping.layout": "sparse", "array.parasitics": None, "array.rows": tile, "array.cols": tile}
+    )
     return cost.programmed_cost(model, hw, x[:COST_EXAMPLES])
 
 
 PLOT = "accuracy.png"  # the plot run() writes into out
 
 
-def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None,
-        overwrite=False) -> dict:
+def run(
+    out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None, overwrite=False
+) -> dict:
     """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
     an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
     st = settings(quick, dataset)
     S = samples or st["samples"]
     S1 = min(S, st["samples_1t1r"])
-    ds = setup("sparse_crossbars", out, st, quick=quick, seed=seed, samples=S, progress=progress,
-               dataset=dataset, data_dir=data_dir,
-               overwrite=overwrite, files=(PLOT,))
+    ds = setup(
+        "sparse_crossbars",
+        out,
+        st,
+        quick=quick,
+        seed=seed,
+        samples=S,
+        progress=progress,
+        dataset=dataset,
+        data_dir=data_dir,
+        overwrite=overwrite,
+        files=(PLOT,),
+    )
     rs, x, y = ds.run, ds.x, ds.y
     tile = st["tile"]
     hws = hardware_configs(tile, st["wires"], st["wires_1t1r"])
@@ -146,8 +207,11 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
     def pruned(method):
         def make():
             m = nnx.clone(ds.dense())
-            ds.fit(m, st["finetune_steps"], seed=seed + 1, masks=tasks.structured_masks(m, method, st["sparsity"], tile))
+            ds.fit(
+                m, st["finetune_steps"], seed=seed + 1, masks=tasks.structured_masks(m, method, st["sparsity"], tile)
+            )
             return m
+
         return make
 
     def evaluate(v, fn, pin_scale=False):
@@ -177,25 +241,40 @@ def run(out, *, quick=False, seed=0, samples=None, progress=True, dataset="digit
         if constraint:
             params = nnx.as_pure(nnx.state(m, nnx.Param))
             kmask = jax.tree_util.tree_map_with_path(
-                lambda path, _: str(getattr(path[-1], "key", path[-1])) == "kernel", params)
+                lambda path, _: str(getattr(path[-1], "key", path[-1])) == "kernel", params
+            )
             pre = (mitigation.add_weight_constraint(WCT_STRENGTH, WCT_THRESHOLD, mask=kmask),)
         ds.fit(m, st["finetune_steps"], seed=seed + 2, masks=tasks.nonzero_masks(m, tile), transforms=pre)
         return m
 
-    mit = {f"{best}+rearranged": lazy(f"{best}+rearranged", rearranged),
-           f"{best}+wct": lazy(f"{best}+wct", lambda: retrained(True)),
-           f"{best}+ft": lazy(f"{best}+ft", lambda: retrained(False))}
+    mit = {
+        f"{best}+rearranged": lazy(f"{best}+rearranged", rearranged),
+        f"{best}+wct": lazy(f"{best}+wct", lambda: retrained(True)),
+        f"{best}+ft": lazy(f"{best}+ft", lambda: retrained(False)),
+    }
     for v, fn in mit.items():
         if v not in rs.results["variants"]:
             m = fn()
             rep = pruning.model_report(m, tile, tile)["total"]
-            low = float(np.mean([mitigation.low_conductance_fraction(
-                W, jnp.max(jnp.abs(W)) if "wct" not in v else 1.0, WCT_THRESHOLD) for W in tasks.kernels(m)]))
-            rs.results["variants"][v] = {"crossbars": rep, "low_conductance_fraction": low,
-                                         "cost": hardware_cost(m, x, tile)}
+            low = float(
+                np.mean(
+                    [
+                        mitigation.low_conductance_fraction(
+                            W, jnp.max(jnp.abs(W)) if "wct" not in v else 1.0, WCT_THRESHOLD
+                        )
+                        for W in tasks.kernels(m)
+                    ]
+                )
+            )
+            rs.results["variants"][v] = {
+                "crossbars": rep,
+                "low_conductance_fraction": low,
+                "cost": hardware_cost(m, x, tile),
+            }
             if v.endswith("rearranged"):
                 rs.results["variants"][v]["max_logit_change"] = float(
-                    jnp.max(jnp.abs(_logits(variants[best](), x) - _logits(m, x))))
+                    jnp.max(jnp.abs(_logits(variants[best](), x) - _logits(m, x)))
+                )
             rs.save()
         evaluate(v, fn, pin_scale=v.endswith("wct"))
 
@@ -226,8 +305,14 @@ def _finding(summary, best, configs) -> dict:
         diff = k["loss"] - d["loss"]
         # one sample has no standard error: the comparison is reported, not decided
         se = None if d["se"] is None or k["se"] is None else float(np.hypot(d["se"], k["se"]))
-        out[c] = {"compressed": best, "loss_dense": d["loss"], "loss_compressed": k["loss"], "difference": diff,
-                  "se": se, "holds": None if se is None else bool(diff > 2 * se)}
+        out[c] = {
+            "compressed": best,
+            "loss_dense": d["loss"],
+            "loss_compressed": k["loss"],
+            "difference": diff,
+            "se": se,
+            "holds": None if se is None else bool(diff > 2 * se),
+        }
     return out
 
 
@@ -240,48 +325,88 @@ def _report(rs, st, dataset, model, names, cfg_names, summary, finding, S, S1) -
     rows = []
     for v in names:
         rep, k = rs.results["variants"][v]["crossbars"], rs.results["variants"][v]["cost"]
-        rows.append([v, float(rep["sparsity"]), float(rep["compression"]), rep["tiles_dense"], rep["tiles_sparse"],
-                     1e9 * k["energy_J"], k["area_mm2"], 100 * summary[v]["ideal"]])
+        rows.append(
+            [
+                v,
+                float(rep["sparsity"]),
+                float(rep["compression"]),
+                rep["tiles_dense"],
+                rep["tiles_sparse"],
+                1e9 * k["energy_J"],
+                k["area_mm2"],
+                100 * summary[v]["ideal"],
+            ]
+        )
     wired = cfg_names[1:]
     loss = [[v] + [_pm(summary[v][c]["loss"], summary[v][c]["se"]) for c in wired] for v in names]
     acc = [[v] + [_pm(summary[v][c]["accuracy"], summary[v][c]["se"]) for c in wired] for v in names]
     heads = [f"{c} ({rs.results['wires'][c]:.1f} Ohm)" for c in wired]
     holds = [c for c in wired if finding[c]["holds"]]
     best = rs.results["most_compressed"]
-    verdict = (f"The paper's finding (the compressed network loses more to IR drop) holds here at "
-               f"{', '.join(holds)}" if holds else
-               "The paper's finding (the compressed network loses more to IR drop) does not hold at any point "
-               "of this sweep")
-    verdict += (f" (loss of {best} minus loss of dense > 2 standard errors); elsewhere the difference is within "
-                "the noise, reversed, or (one sample) undecided. Per config:\n\n"
-                + md_table(["config", "loss dense (%)", f"loss {best} (%)", "difference (%)", "se (%)", "holds"],
-                           [[c, 100 * f["loss_dense"], 100 * f["loss_compressed"], 100 * f["difference"],
-                             "-" if f["se"] is None else 100 * f["se"],
-                             "one sample: undecided" if f["holds"] is None else f["holds"]]
-                            for c, f in finding.items()]))
+    verdict = (
+        f"The paper's finding (the compressed network loses more to IR drop) holds here at {', '.join(holds)}"
+        if holds
+        else "The paper's finding (the compressed network loses more to IR drop) does not hold at any point "
+        "of this sweep"
+    )
+    verdict += (
+        f" (loss of {best} minus loss of dense > 2 standard errors); elsewhere the difference is within "
+        "the noise, reversed, or (one sample) undecided. Per config:\n\n"
+        + md_table(
+            ["config", "loss dense (%)", f"loss {best} (%)", "difference (%)", "se (%)", "holds"],
+            [
+                [
+                    c,
+                    100 * f["loss_dense"],
+                    100 * f["loss_compressed"],
+                    100 * f["difference"],
+                    "-" if f["se"] is None else 100 * f["se"],
+                    "one sample: undecided" if f["holds"] is None else f["holds"],
+                ]
+                for c, f in finding.items()
+            ],
+        )
+    )
     tech = ", ".join(f"{n} {r:.1f} Ohm" for n, r in rs.results["technology"].items())
-    return (f"# Sparse DNNs on non-ideal crossbars (DATE 2022), {dataset}, {model}, {tile}x{tile} tiles\n\n"
-            f"Hidden-layer sparsity {st['sparsity']}; most compressed crossbar-pruned model: {best}. Energy per "
-            f"inference and area: `crossjax.cost` in the sparse layout (ideal wires, {COST_EXAMPLES} test "
-            f"inputs).\n\n"
-            + md_table(["variant", "sparsity", "compression", "crossbars dense", "crossbars sparse", "energy (nJ)",
-                        "area (mm2)", "ideal acc (%)"], rows)
-            + f"\n## Accuracy loss vs wire resistance (points, +- standard error)\n\n"
-              f"Wire segments from copper at the 22 nm node (R_22 = {R_22:.2f} Ohm, "
-              f"`circuit.wire_segment_resistance`; per node: {tech}) doubling upward; `1t1r_*`: nonlinear 1T1R "
-              f"cells. {S} Monte Carlo samples per linear point, {S1} per 1T1R point; every network in the "
-              f"sparse layout.\n\n"
-            + md_table(["variant"] + heads, loss)
-            + "\n### Accuracy (%)\n\n" + md_table(["variant"] + heads, acc)
-            + "\n## Does the compressed network lose more?\n\n" + verdict)
+    return (
+        f"# Sparse DNNs on non-ideal crossbars (DATE 2022), {dataset}, {model}, {tile}x{tile} tiles\n\n"
+        f"Hidden-layer sparsity {st['sparsity']}; most compressed crossbar-pruned model: {best}. Energy per "
+        f"inference and area: `crossjax.cost` in the sparse layout (ideal wires, {COST_EXAMPLES} test "
+        f"inputs).\n\n"
+        + md_table(
+            [
+                "variant",
+                "sparsity",
+                "compression",
+                "crossbars dense",
+                "crossbars sparse",
+                "energy (nJ)",
+                "area (mm2)",
+                "ideal acc (%)",
+            ],
+            rows,
+        )
+        + f"\n## Accuracy loss vs wire resistance (points, +- standard error)\n\n"
+        f"Wire segments from copper at the 22 nm node (R_22 = {R_22:.2f} Ohm, "
+        f"`circuit.wire_segment_resistance`; per node: {tech}) doubling upward; `1t1r_*`: nonlinear 1T1R "
+        f"cells. {S} Monte Carlo samples per linear point, {S1} per 1T1R point; every network in the "
+        f"sparse layout.\n\n"
+        + md_table(["variant"] + heads, loss)
+        + "\n### Accuracy (%)\n\n"
+        + md_table(["variant"] + heads, acc)
+        + "\n## Does the compressed network lose more?\n\n"
+        + verdict
+    )
 
 
 def _plot(rs, variants, configs):
     import os
 
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     summary, wires = rs.results["summary"], rs.results["wires"]
     kinds = [k for k in ("wires", "1t1r") if any(c.startswith(k) for c in configs)]
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4), squeeze=False, sharex=True)
@@ -289,8 +414,14 @@ def _plot(rs, variants, configs):
         cs = [c for c in configs if c.startswith(kind)]
         r = [wires[c] for c in cs]
         for v in variants:
-            ax.errorbar(r, [100 * summary[v][c]["loss"] for c in cs],
-                        yerr=[100 * 2 * (summary[v][c]["se"] or 0.0) for c in cs], marker="o", capsize=3, label=v)
+            ax.errorbar(
+                r,
+                [100 * summary[v][c]["loss"] for c in cs],
+                yerr=[100 * 2 * (summary[v][c]["se"] or 0.0) for c in cs],
+                marker="o",
+                capsize=3,
+                label=v,
+            )
         ax.set_xscale("log")
         ax.set_xlabel("wire resistance per segment (Ohm)")
         ax.set_ylabel("accuracy loss vs ideal (points)")
@@ -298,8 +429,10 @@ def _plot(rs, variants, configs):
         n = rs.record("dense", cs[0])["samples"]
         ax.set_title(f"{cell} ({n} sample{'s' if n > 1 else ''}; bars: 2 standard errors)", fontsize=9)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.suptitle(f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: IR-drop loss vs wire "
-                 "resistance", fontsize=10)
+    fig.suptitle(
+        f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: IR-drop loss vs wire resistance",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
     plt.close(fig)

@@ -16,6 +16,7 @@ together with their bias or batch norm and the next layer's inputs, and the
 scale normalization moves each layer's scale into its bias or batch-norm
 statistics.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,9 +37,9 @@ class Task:
     dataset: str
     train: data_lib.Dataset
     test: data_lib.Dataset
-    model: str                          # description for results.json
-    build: Callable[[], nnx.Module]     # a fresh, untrained network
-    input_hw: int                       # image side (conv output positions), 1 for an MLP
+    model: str  # description for results.json
+    build: Callable[[], nnx.Module]  # a fresh, untrained network
+    input_hw: int  # image side (conv output positions), 1 for an MLP
 
 
 def load(dataset: str, st: dict, seed: int, data_dir: str | None = None) -> Task:
@@ -52,17 +53,28 @@ def load(dataset: str, st: dict, seed: int, data_dir: str | None = None) -> Task
     if dataset in ("digits", "mnist"):
         k = train.x.reshape(len(train), -1).shape[1]
         hidden = tuple(st["hidden"])
-        return Task(dataset, train, test, f"mlp{(k, *hidden, train.num_classes)}",
-                    lambda: models.MLP(k, hidden=hidden, num_classes=train.num_classes, rngs=rngs()), 1)
+        return Task(
+            dataset,
+            train,
+            test,
+            f"mlp{(k, *hidden, train.num_classes)}",
+            lambda: models.MLP(k, hidden=hidden, num_classes=train.num_classes, rngs=rngs()),
+            1,
+        )
     width = st["width"]
-    return Task(dataset, train, test, f"vgg11 width {width:g}",
-                lambda: models.vgg11(train.num_classes, in_channels=train.x.shape[-1], width=width,
-                                     rngs=rngs()), train.x.shape[1])
+    return Task(
+        dataset,
+        train,
+        test,
+        f"vgg11 width {width:g}",
+        lambda: models.vgg11(train.num_classes, in_channels=train.x.shape[-1], width=width, rngs=rngs()),
+        train.x.shape[1],
+    )
 
 
 class Link(NamedTuple):
-    path: tuple            # attribute path of the crossbar layer in the model
-    layer: nnx.Module      # CrossbarLinear or CrossbarConv
+    path: tuple  # attribute path of the crossbar layer in the model
+    layer: nnx.Module  # CrossbarLinear or CrossbarConv
     bn: nnx.Module | None  # the batch norm on its outputs, if any
 
 
@@ -73,8 +85,10 @@ def chain(model) -> list[Link]:
     if isinstance(model, models.VGG):
         convs = [Link(("features", i, "conv"), block.conv, block.bn) for i, block in enumerate(model.features)]
         return convs + [Link(("classifier",), model.classifier, None)]
-    raise ValueError(f"the seed studies run on MLP and VGG networks, got {type(model).__name__} "
-                     "(a ResNet's skip connections have no single next layer for C/F pruning)")
+    raise ValueError(
+        f"the seed studies run on MLP and VGG networks, got {type(model).__name__} "
+        "(a ResNet's skip connections have no single next layer for C/F pruning)"
+    )
 
 
 def positions(model, input_hw: int) -> dict[str, int]:
@@ -107,7 +121,7 @@ def structured_masks(model, method: str, sparsity: float, tile: int) -> dict:
     """
     if method not in ("cf", "xcs", "xrs"):
         raise ValueError(f"method must be 'cf', 'xcs' or 'xrs', got {method!r}")
-    masks = nnx.as_pure(pruning.prune_model(model, "magnitude", tile, tile, 0.0))   # all True
+    masks = nnx.as_pure(pruning.prune_model(model, "magnitude", tile, tile, 0.0))  # all True
     links = chain(model)
     keep_prev = None
     for link in links[:-1]:
@@ -189,7 +203,7 @@ def normalize_scales(model):
         if link.bn is not None:
             mean, var = link.bn.mean[...], link.bn.var[...]
             link.bn.mean[...] = (mean * running).astype(mean.dtype)
-            link.bn.var[...] = (var * running ** 2).astype(var.dtype)
+            link.bn.var[...] = (var * running**2).astype(var.dtype)
             running = 1.0
     return model
 

@@ -5,6 +5,7 @@ pruning, group lasso), :mod:`.dub` (D.U.B. regularizer and projection),
 :mod:`.masks` (fixed masks in training), :mod:`.report` (crossbar counts, dense
 vs sparse mapping), :mod:`.model` (Flax NNX model wrappers).
 """
+
 from crossjax.pruning.dub import dub_levels, dub_project, dub_regularizer, dub_tile_levels, hoyer_square
 from crossjax.pruning.masks import apply_masks, masked_updates
 from crossjax.pruning.model import (
@@ -39,13 +40,36 @@ from crossjax.pruning.structured import (
 from crossjax.tiling import flatten_kernel, unflatten_kernel
 
 __all__ = [
-    "flatten_kernel", "unflatten_kernel",
-    "magnitude_mask", "channel_scores", "channel_mask", "input_channel_mask",
-    "crossbar_column_mask", "crossbar_row_mask", "tile_mask", "group_lasso",
-    "hoyer_square", "dub_regularizer", "dub_levels", "dub_tile_levels", "dub_project",
-    "apply_masks", "masked_updates",
-    "CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs",
+    "flatten_kernel",
+    "unflatten_kernel",
+    "magnitude_mask",
+    "channel_scores",
+    "channel_mask",
+    "input_channel_mask",
+    "crossbar_column_mask",
+    "crossbar_row_mask",
+    "tile_mask",
+    "group_lasso",
+    "hoyer_square",
+    "dub_regularizer",
+    "dub_levels",
+    "dub_tile_levels",
+    "dub_project",
+    "apply_masks",
+    "masked_updates",
+    "CrossbarReport",
+    "crossbar_report",
+    "Compaction",
+    "compact_columns",
+    "scatter_outputs",
     "compacted_matmul",
-    "METHODS", "crossbar_layer_paths", "crossbar_kernels", "prune_model", "prune_channels", "apply_model_masks", "model_report",
-    "model_group_lasso", "model_dub_regularizer",
+    "METHODS",
+    "crossbar_layer_paths",
+    "crossbar_kernels",
+    "prune_model",
+    "prune_channels",
+    "apply_model_masks",
+    "model_report",
+    "model_group_lasso",
+    "model_dub_regularizer",
 ]

@@ -25,6 +25,7 @@ balances the columns of each tile and snaps the tile to a level.
 3. Fine-tuning with the masks fixed: :func:`crossjax.pruning.apply_masks` and
    :func:`crossjax.pruning.masked_updates`.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ def dub_regularizer(W, rows, cols, eps=1e-8):
     W = jnp.asarray(W)
     K, N = W.shape
     valid = _column_valid(K, N, rows, cols)
-    H = hoyer_square(tile(W, rows, cols), axis=2, eps=eps)          # (Kt, Nt, C)
+    H = hoyer_square(tile(W, rows, cols), axis=2, eps=eps)  # (Kt, Nt, C)
     n = valid.sum(-1, keepdims=True)
     mean = jax.lax.stop_gradient(jnp.sum(jnp.where(valid, H, 0.0), -1, keepdims=True) / np.maximum(n, 1))
     gate = jax.lax.stop_gradient(valid & (H > mean))
@@ -72,9 +73,8 @@ def dub_levels(rows, max_level=None):
     """Sparsity levels L_k = 1 - 2^-k, k = 0..max_level (default floor(log2 rows)), as NumPy."""
     check_tile_size(rows, 1)
     k_max = int(math.floor(math.log2(rows))) if max_level is None else int(max_level)
-    if not 0 <= k_max or rows * 2.0 ** -k_max < 1:
-        raise ValueError(f"max_level must be in [0, floor(log2(rows))] = [0, {int(math.log2(rows))}], "
-                         f"got {max_level}")
+    if not 0 <= k_max or rows * 2.0**-k_max < 1:
+        raise ValueError(f"max_level must be in [0, floor(log2(rows))] = [0, {int(math.log2(rows))}], got {max_level}")
     return 1.0 - 2.0 ** -np.arange(k_max + 1)
 
 
@@ -87,9 +87,9 @@ def dub_tile_levels(W, rows, cols, max_level=None):
     levels = dub_levels(rows, max_level)
     k_max = len(levels) - 1
     valid = _column_valid(K, N, rows, cols)
-    zeros = jnp.sum(tile(W, rows, cols) == 0, axis=2)               # (Kt, Nt, C), padding = zero cells
-    zeros = jnp.where(valid, zeros, rows)                          # padding columns never the min
-    z = jnp.min(zeros, axis=-1)                                    # densest column's zero count
+    zeros = jnp.sum(tile(W, rows, cols) == 0, axis=2)  # (Kt, Nt, C), padding = zero cells
+    zeros = jnp.where(valid, zeros, rows)  # padding columns never the min
+    z = jnp.min(zeros, axis=-1)  # densest column's zero count
     # compare in exact integers: s >= L_k  <=>  z * 2^k >= rows * (2^k - 1)
     p = 2 ** np.arange(k_max + 1)
     k_down = jnp.sum(z[..., None] * p >= rows * (p - 1), axis=-1) - 1
@@ -110,9 +110,9 @@ def dub_project(W, rows, cols, max_level=None):
     level = dub_tile_levels(W, rows, cols, max_level)
     K, N = W.shape
     real = valid_tiles(K, N, rows, cols)
-    mag = jnp.where(real, jnp.abs(tile(W, rows, cols)), -1.0)      # padding ranks last
+    mag = jnp.where(real, jnp.abs(tile(W, rows, cols)), -1.0)  # padding ranks last
     order = jnp.argsort(-mag, axis=2, stable=True)
-    rank = jnp.argsort(order, axis=2)                               # 0 = largest
-    keep_n = (rows // (2 ** level))[..., None, None]
+    rank = jnp.argsort(order, axis=2)  # 0 = largest
+    keep_n = (rows // (2**level))[..., None, None]
     keep = (rank < keep_n) & real
     return untile(keep, K, N), level

@@ -6,6 +6,7 @@ Flax NNX variables (``nnx.Param``) in either tree are unwrapped to their arrays
 (``nnx.as_pure``), so masks built from ``nnx.state(model, nnx.Param)`` match the
 pure gradient/update trees that ``nnx.Optimizer`` hands to optax.
 """
+
 from __future__ import annotations
 
 import jax
@@ -43,6 +44,7 @@ def masked_updates(masks) -> optax.GradientTransformation:
     :func:`apply_masks` has zeroed it: with ``u == 0``, ``0 + 0 == 0`` in IEEE
     arithmetic, for every step and every optimizer. Stateless.
     """
+
     def init_fn(params):
         del params
         return optax.EmptyState()

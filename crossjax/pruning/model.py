@@ -8,6 +8,7 @@ mask is folded back to the kernel shape. Masks are returned as an
 for parameters that are not pruned, e.g. biases), ready for
 :func:`crossjax.pruning.apply_masks` and :func:`crossjax.pruning.masked_updates`.
 """
+
 from __future__ import annotations
 
 import jax
@@ -28,8 +29,17 @@ from crossjax.pruning.structured import (
 )
 from crossjax.tiling import flatten_kernel, unflatten_kernel
 
-__all__ = ["crossbar_layer_paths", "crossbar_kernels", "prune_model", "prune_channels", "apply_model_masks", "model_report",
-           "model_group_lasso", "model_dub_regularizer", "METHODS"]
+__all__ = [
+    "crossbar_layer_paths",
+    "crossbar_kernels",
+    "prune_model",
+    "prune_channels",
+    "apply_model_masks",
+    "model_report",
+    "model_group_lasso",
+    "model_dub_regularizer",
+    "METHODS",
+]
 
 METHODS = ("magnitude", "channel", "column", "row", "tile", "dub")
 
@@ -42,7 +52,7 @@ def _is_kernel(path, leaf, layers=None):
     names = _names(path)
     if "kernel" not in names or jnp.ndim(leaf) not in (2, 4):
         return False
-    return layers is None or names[:names.index("kernel")] in layers
+    return layers is None or names[: names.index("kernel")] in layers
 
 
 def crossbar_layer_paths(model):
@@ -91,8 +101,7 @@ def crossbar_kernels(params, layers=None):
 
     ``layers``: optional set of layer paths (:func:`crossbar_layer_paths`) to restrict to.
     """
-    return {_path_name(p): x for p, x in jax.tree_util.tree_leaves_with_path(params)
-            if _is_kernel(p, x, layers)}
+    return {_path_name(p): x for p, x in jax.tree_util.tree_leaves_with_path(params) if _is_kernel(p, x, layers)}
 
 
 def _layer_mask(kernel, method, sparsity, rows, cols, max_level):
@@ -127,7 +136,7 @@ def prune_model(model, method, rows, cols, sparsity=0.0, max_level=None):
 
     def leaf(path, x):
         names = _names(path)
-        owner = names[:names.index("kernel")] if "kernel" in names else None
+        owner = names[: names.index("kernel")] if "kernel" in names else None
         if owner in converted:  # pruned on its crossbar matrices, mask in the kernel's shape
             layer = converted[owner]
             masks = [_layer_mask(W, method, sparsity, rows, cols, max_level) for W in _matrices(layer)]
@@ -170,16 +179,16 @@ def apply_model_masks(model, masks):
 
 def model_report(model, rows, cols):
     """Per-layer :class:`CrossbarReport` dicts and model totals (``"total"``) of the current weights."""
-    layers = {name: crossbar_report(flatten_kernel(k), rows, cols).as_dict()
-              for name, k in crossbar_kernels(nnx.state(model, nnx.Param),
-                                              crossbar_layer_paths(model)).items()}
+    layers = {
+        name: crossbar_report(flatten_kernel(k), rows, cols).as_dict()
+        for name, k in crossbar_kernels(nnx.state(model, nnx.Param), crossbar_layer_paths(model)).items()
+    }
     for path, layer in _converted_layers(model).items():
         name = "/".join(path) + "/kernel"
         layers.pop(name, None)
         for g, W in enumerate(_matrices(layer)):
             layers[name if layer.groups == 1 else f"{name}[{g}]"] = crossbar_report(W, rows, cols).as_dict()
-    keys = ("weights", "nonzeros", "tiles_dense", "tiles_nonempty", "tiles_sparse",
-            "columns_dense", "columns_nonempty")
+    keys = ("weights", "nonzeros", "tiles_dense", "tiles_nonempty", "tiles_sparse", "columns_dense", "columns_nonempty")
     total = {k: sum(r[k] for r in layers.values()) for k in keys}
     total["sparsity"] = 1.0 - total["nonzeros"] / max(total["weights"], 1)
     total["compression"] = total["tiles_dense"] / max(total["tiles_sparse"], 1)
@@ -191,11 +200,12 @@ def model_group_lasso(params, rows, cols, group="column", layers=None):
 
     ``layers``: :func:`crossbar_layer_paths` of the model, to skip digital layers.
     """
-    return sum(group_lasso(k if group == "channel" else flatten_kernel(k), rows, cols, group)
-               for k in crossbar_kernels(params, layers).values())
+    return sum(
+        group_lasso(k if group == "channel" else flatten_kernel(k), rows, cols, group)
+        for k in crossbar_kernels(params, layers).values()
+    )
 
 
 def model_dub_regularizer(params, rows, cols, eps=1e-8, layers=None):
     """Sum of :func:`dub_regularizer` over the crossbar kernels of a parameter tree."""
-    return sum(dub_regularizer(flatten_kernel(k), rows, cols, eps)
-               for k in crossbar_kernels(params, layers).values())
+    return sum(dub_regularizer(flatten_kernel(k), rows, cols, eps) for k in crossbar_kernels(params, layers).values())

@@ -13,6 +13,7 @@ Mapping schemes, for ``W`` (K, N) on (R x C) tiles (docs/architecture.md):
 
 Crossbar compression rate = dense crossbars / sparse crossbars.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -22,8 +23,7 @@ from crossjax import mapping
 from crossjax.mapping import Compaction, scatter_outputs
 from crossjax.tiling import check_matrix, check_tile_size, grid, tile
 
-__all__ = ["CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs",
-           "compacted_matmul"]
+__all__ = ["CrossbarReport", "crossbar_report", "Compaction", "compact_columns", "scatter_outputs", "compacted_matmul"]
 
 
 @struct.dataclass
@@ -35,6 +35,7 @@ class CrossbarReport:
     columns_dense: Kt*N crossbar columns holding a real output segment; columns_nonempty.
     compression: tiles_dense / tiles_sparse (crossbar compression rate).
     """
+
     weights: jnp.ndarray
     nonzeros: jnp.ndarray
     sparsity: jnp.ndarray
@@ -47,8 +48,7 @@ class CrossbarReport:
 
     def as_dict(self):
         """Plain Python numbers (for JSON reports); needs concrete values."""
-        return {k: (float(v) if k in ("sparsity", "compression") else int(v))
-                for k, v in self.__dict__.items()}
+        return {k: (float(v) if k in ("sparsity", "compression") else int(v)) for k, v in self.__dict__.items()}
 
 
 def crossbar_report(W, rows, cols, mask=None):
@@ -60,17 +60,22 @@ def crossbar_report(W, rows, cols, mask=None):
         W = jnp.where(mask, W, 0)
     K, N = W.shape
     Kt, Nt = grid(K, N, rows, cols)
-    nz = tile(W != 0, rows, cols)                                  # (Kt, Nt, R, C)
-    col_nz = nz.any(axis=2)                                        # (Kt, Nt, C)
-    nnz_cols = col_nz.sum(axis=(1, 2))                             # per row block
+    nz = tile(W != 0, rows, cols)  # (Kt, Nt, R, C)
+    col_nz = nz.any(axis=2)  # (Kt, Nt, C)
+    nnz_cols = col_nz.sum(axis=(1, 2))  # per row block
     tiles_sparse = jnp.sum(-(-nnz_cols // cols))
     nonzeros = jnp.sum(nz)
     return CrossbarReport(
-        weights=jnp.asarray(K * N), nonzeros=nonzeros, sparsity=1.0 - nonzeros / (K * N),
-        tiles_dense=jnp.asarray(Kt * Nt), tiles_nonempty=jnp.sum(col_nz.any(-1)),
-        tiles_sparse=tiles_sparse, columns_dense=jnp.asarray(Kt * N),
+        weights=jnp.asarray(K * N),
+        nonzeros=nonzeros,
+        sparsity=1.0 - nonzeros / (K * N),
+        tiles_dense=jnp.asarray(Kt * Nt),
+        tiles_nonempty=jnp.sum(col_nz.any(-1)),
+        tiles_sparse=tiles_sparse,
+        columns_dense=jnp.asarray(Kt * N),
         columns_nonempty=jnp.sum(col_nz),
-        compression=Kt * Nt / jnp.maximum(tiles_sparse, 1))
+        compression=Kt * Nt / jnp.maximum(tiles_sparse, 1),
+    )
 
 
 def compact_columns(W, rows, cols) -> Compaction:

@@ -29,6 +29,7 @@ Bhattacharjee et al., DATE 2022).
 Under ``jit`` the ``sparsity`` may be traced (it is then not range-checked);
 shapes and tile sizes must be static.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -38,8 +39,16 @@ from crossjax import config_checks as chk
 from crossjax.numerics import safe_sqrt
 from crossjax.tiling import check_matrix, check_tile_size, tile, untile, valid_tiles
 
-__all__ = ["magnitude_mask", "channel_scores", "channel_mask", "input_channel_mask",
-           "crossbar_column_mask", "crossbar_row_mask", "tile_mask", "group_lasso"]
+__all__ = [
+    "magnitude_mask",
+    "channel_scores",
+    "channel_mask",
+    "input_channel_mask",
+    "crossbar_column_mask",
+    "crossbar_row_mask",
+    "tile_mask",
+    "group_lasso",
+]
 
 
 def _keep_all_but_lowest(scores, n_prune):
@@ -103,8 +112,9 @@ def input_channel_mask(channel_keep, W_next):
     check_matrix(W_next, "W_next")
     K = W_next.shape[0]
     if K % cin:
-        raise ValueError(f"W_next rows ({K}) must be a multiple of the channel count ({cin}) "
-                         "with channel-major row order")
+        raise ValueError(
+            f"W_next rows ({K}) must be a multiple of the channel count ({cin}) with channel-major row order"
+        )
     rows = jnp.repeat(channel_keep, K // cin)
     return jnp.broadcast_to(rows[:, None], W_next.shape)
 
