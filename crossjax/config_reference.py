@@ -39,6 +39,8 @@ import types
 import typing
 from typing import Any, Iterator, NamedTuple
 
+from crossjax.hardware import HardwareConfig
+
 REGENERATE = "python -m crossjax.config_reference --write docs/configuration.md"
 
 # Where a class docstring does not say it: (unit, range / choices, meaning), keyed by
@@ -421,7 +423,7 @@ def walk(cls, prefix: str = "") -> Iterator[tuple[str, type, dataclasses.Field |
 def leaf_paths(cls=None) -> list[str]:
     """Every dotted field path of ``cls`` (default ``HardwareConfig``) that is not a sub-config."""
     if cls is None:
-        from crossjax.hardware import HardwareConfig as cls
+        cls = HardwareConfig
     out = []
     for path, c, _ in walk(cls):
         hints = typing.get_type_hints(c)
@@ -450,8 +452,6 @@ def _table(rows: list[Field], *, unit: bool = True) -> list[str]:
 
 
 def _hardware_section() -> list[str]:
-    from crossjax.hardware import HardwareConfig
-
     lines = [
         "## Hardware: `crossjax.hardware.HardwareConfig`",
         "",

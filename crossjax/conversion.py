@@ -84,6 +84,8 @@ import numpy as np
 from flax import nnx
 
 from crossjax import layers, readout
+from crossjax.converters import dac_equivalent
+from crossjax.hardware import HardwareConfig
 from crossjax.layers import CrossbarLayer, HardwareVariable
 
 __all__ = [
@@ -121,8 +123,6 @@ class Rule:
     hardware: Any = None
 
     def __post_init__(self):
-        from crossjax.hardware import HardwareConfig
-
         if not isinstance(self.match, str) or not self.match:
             raise ValueError(f"rule match must be a non-empty path pattern (str), got {self.match!r}")
         if not isinstance(self.digital, bool):
@@ -160,8 +160,6 @@ class Rule:
 
 def rules_from_data(rules) -> tuple[Rule, ...]:
     """Rules from ``Rule`` objects or dicts ``{"match", "digital", "hardware" (overrides), "config" (full)}``."""
-    from crossjax.hardware import HardwareConfig
-
     if rules is None:
         return ()
     if isinstance(rules, (Rule, dict)):
@@ -503,7 +501,6 @@ class AnalogConv(_Converted, nnx.Conv):
         )
         if plan.is_linear and not layers.recording():
             # no ADC, no read noise: q(patches) @ W_eff is a convolution of q(x) with W_eff's kernel
-            from crossjax.converters import dac_equivalent
 
             if self.mode == "hardware":
                 w_eff = self.programmed_state().w_eff
@@ -596,8 +593,6 @@ def convert(model: nnx.Module, hardware=None, *, rules=(), seed: int = 0) -> nnx
       ValueError: ``hardware`` or a rule is invalid, a rule matches no layer, or
         no layer is left to convert.
     """
-    from crossjax.hardware import HardwareConfig
-
     if not isinstance(model, nnx.Module):
         raise ValueError(f"model must be an nnx.Module, got {type(model).__name__}")
     if hardware is not None and not isinstance(hardware, HardwareConfig):

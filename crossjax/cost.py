@@ -92,10 +92,12 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import struct
+import optax
+from flax import nnx, struct
 
 from crossjax import config_checks as chk
-from crossjax import converters
+from crossjax import converters, layers
+from crossjax.circuit import node_voltages
 
 __all__ = [
     "ADCCost",
@@ -361,7 +363,6 @@ def _row_power(vt, g, parasitics):
     siemens (disconnected columns at 0) -> watts per slice ``(S,)``, summed over inputs and arrays."""
     if parasitics is None:  # I_i = V_i sum_j g_ij
         return jnp.einsum("sbkr,pknr->s", vt**2, jnp.sum(g, axis=-1))
-    from crossjax.circuit import node_voltages
 
     P, kt, nt, R, C = g.shape
     S, B = vt.shape[:2]
@@ -515,8 +516,6 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
     Raises:
       ValueError: the model has no crossbar layer, or is in ``"digital"`` mode.
     """
-    from crossjax import layers
-
     key = jax.random.key(0) if key is None else key
     found = layers.crossbar_layers(model)
     if not found:
@@ -612,10 +611,6 @@ def programmed_cost(model, hardware, x, key=None, cost: CostConfig = CostConfig(
       ``{"energy_J", "energy_breakdown_J", "latency_s", "interval_s", "area_mm2",
       "area_breakdown_mm2"}`` (floats), or ``{"unavailable": reason}`` for nonlinear cells.
     """
-    from flax import nnx
-
-    from crossjax import layers
-
     key = jax.random.key(0) if key is None else key
     if hardware.adc.range == "calibrated":
         hardware = hardware.set({"adc.range": "max"})
@@ -652,8 +647,6 @@ class EnergyAwareLoss:
     cost: CostConfig = struct.field(pytree_node=False, default=CostConfig())
 
     def __call__(self, model, x, y):
-        import optax
-
         c = model_cost(model, x, self.cost)
         e = c["energy_total"] if self.component is None else c["energy"][self.component]
         ce = optax.softmax_cross_entropy_with_integer_labels(c["logits"], y).mean()

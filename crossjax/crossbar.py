@@ -32,6 +32,7 @@ Checks (``ValueError`` naming the argument) run eagerly on concrete inputs; unde
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import math
@@ -40,9 +41,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from crossjax import backend, converters, devices, mapping, readout, tiling
+from crossjax import backend, circuit, converters, devices, mapping, readout, tiling
 from crossjax import config_checks as chk
+from crossjax.circuit import NotConverged
 from crossjax.hardware import HardwareConfig
 from crossjax.numerics import safe_sqrt
 from crossjax.readout import ReadoutPlan
@@ -92,8 +95,6 @@ def _leaf_digest(value):
 
 
 def _fields(obj, prefix):
-    import dataclasses
-
     if obj is None or not dataclasses.is_dataclass(obj):
         yield prefix, _leaf_digest(obj)
         return
@@ -203,9 +204,7 @@ def _as_float(a):
 def _g_bound(config):
     """A bound on programmed conductances (siemens) for the circuit's range check: twice
     ``g_max`` covers write noise and range variation; ``None`` when ``g_max`` is traced."""
-    from crossjax import config_checks
-
-    g = config_checks.concrete(config.device.g_max)
+    g = chk.concrete(config.device.g_max)
     return None if g is None else 2 * float(g)
 
 
@@ -213,8 +212,6 @@ def _sweep_interval(config, dtype) -> int:
     """The circuit sweep's renormalization interval for ``config`` (concrete values, outside
     ``jit``; raises ``ValueError`` for wires the dtype cannot resolve, see
     ``circuit.sweep_interval``). Passed into the jitted kernels as a static argument."""
-    from crossjax import circuit
-
     if not config.has_wires:
         return circuit.solver.SWEEP_BLOCK
     g = _g_bound(config)
@@ -237,7 +234,6 @@ def _effective_conductance(g, config, interval):
     g = _series_folded(g, config)
     if not config.has_wires:
         return g
-    from crossjax import circuit  # the exact IR-drop solve
 
     return circuit.effective_conductance(g, config.array.parasitics, interval=interval)
 
@@ -368,11 +364,28 @@ def _program(W, config, key, interval):
     return _state(g, _effective_conductance(g, config, interval), w_max, index, config, K, N, scale)
 
 
-def program(W, config: HardwareConfig, key=None) -> CrossbarState:
+def program(W: Float[ArrayLike, "K N"], config: HardwareConfig, key: PRNGKeyArray | None = None) -> CrossbarState:
     """Map ``W`` ``(K, N)`` to tiles, program the devices (write-time non-idealities from ``key``)
     and prepare the per-tile ``G_eff`` (exact circuit solve, once).
 
-    ``key`` may be ``None`` only when ``config.program_is_stochastic`` is false.
+    Args:
+      W: weights ``(K, N)`` (any units: the mapping scales ``max |W|``, or
+        ``mapping.w_max``, to the conductance range).
+      config: the hardware.
+      key: PRNG key of the write-time draws (programming noise, range variation,
+        stuck cells, drift exponents); ``None`` only when
+        ``config.program_is_stochastic`` is false.
+
+    Returns:
+      The :class:`CrossbarState`: conductances ``(P, Kt, Nt, R, C)`` in siemens
+      (``P`` arrays per weight, ``Kt x Nt`` tiles), their ``G_eff``, the mapping's scales.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import crossbar, presets
+      >>> state = crossbar.program(jnp.ones((100, 3)), presets.rram(), jax.random.key(0))
+      >>> state.g.shape   # a differential pair, 2 row tiles of 64, 1 column tile
+      (2, 2, 1, 64, 64)
     """
     _check_config(config)
     _check_array("W", W, 2)
@@ -437,7 +450,7 @@ def _program_many(Ws, config, keys, interval):
     return states
 
 
-def effective_weights(state: CrossbarState, config: HardwareConfig | None = None):
+def effective_weights(state: CrossbarState, config: HardwareConfig | None = None) -> Float[Array, "K N"]:
     """Effective digital weights ``(K, N)`` the programmed hardware applies.
 
     ``W_eff = recombine(G_eff) * w_max / (g_max - g_min)``: the inverse map of
@@ -592,8 +605,6 @@ def _tile_currents(v, state, config, key, plan: ReadoutPlan | None = None, coef=
 
 def _solved_currents(v, state, config, plan):
     """Column currents of a circuit solve of ``G`` per input vector, ``(Kt, S, ..., P_read, M)``."""
-    from crossjax import circuit
-
     K, rows = state.in_features, config.array.rows
     vt = tiling.tile_inputs(v, K, rows)  # (S, ..., Kt, R)
     lead = vt.shape[:-2]
@@ -754,12 +765,35 @@ def _check_inputs(x, state, config, key):
     _check_key(key, config.read_is_stochastic, "config has read noise")
 
 
-def matmul(x, state: CrossbarState, config: HardwareConfig, key=None):
+def matmul(
+    x: Float[ArrayLike, "*batch K"], state: CrossbarState, config: HardwareConfig, key: PRNGKeyArray | None = None
+) -> Float[Array, "*batch N"]:
     """``x`` ``(..., K)`` -> ``y`` ``(..., N)`` through the programmed crossbar ``state``.
 
     DAC, column currents ``V @ G_eff`` per tile (nonlinear cells: the exact solve per
     input), read noise (``key``), ADC per tile column, recombination (differential /
     offset, bit slices, row tiles), rescale; the stages as :func:`readout.plan` decides.
+    On ideal hardware ``y == x @ W``.
+
+    Args:
+      x: inputs ``(..., K)`` in the units of the layer's inputs (the DAC maps
+        them to volts, up to ``dac.v_read``).
+      state: the programmed crossbar (:func:`program`, with this ``config``).
+      config: the hardware.
+      key: PRNG key of the read-time draws (read noise); ``None`` only when
+        ``config.read_is_stochastic`` is false.
+
+    Returns:
+      ``y`` ``(..., N)`` in the units of ``x @ W``, ``x``'s float dtype.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> W, x = jnp.array([[0.5, -1.0], [0.25, 0.0]]), jnp.array([1.0, 2.0])
+      >>> y = crossbar.matmul(x, crossbar.program(W, HardwareConfig()), HardwareConfig())
+      >>> bool(jnp.allclose(y, x @ W))   # ideal hardware: the exact product
+      True
 
     Raises:
       ValueError: bad arguments.
@@ -776,8 +810,6 @@ def matmul(x, state: CrossbarState, config: HardwareConfig, key=None):
 def _raise_if_unsolved(y, plan):
     """Nonlinear reads: NaN outputs (finite inputs were checked) mean a solve failed to converge."""
     if plan.physics.nonlinear and not isinstance(y, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(y))):
-        from crossjax.circuit import NotConverged
-
         raise NotConverged(
             "the nonlinear crossbar solve did not converge for some inputs (outputs NaN); "
             "check that the cell's I-V law is increasing on +-dac.v_read."
@@ -824,7 +856,9 @@ def _physical(a, state, config):
     return a.reshape(a.shape[:-1] + (nt, cp))
 
 
-def analog_matmul(x, W, config: HardwareConfig, key=None):
+def analog_matmul(
+    x: Float[ArrayLike, "*batch K"], W: Float[ArrayLike, "K N"], config: HardwareConfig, key: PRNGKeyArray | None = None
+) -> Float[Array, "*batch N"]:
     """One shot ``x @ W`` on fresh hardware: program (write noise from ``fold_in(key, 0)``),
     then multiply (read noise from ``fold_in(key, 1)``). Differentiable w.r.t. ``x``, ``W``
     and the config's continuous values.
@@ -834,6 +868,23 @@ def analog_matmul(x, W, config: HardwareConfig, key=None):
     ``circuit.choose_method(R, inputs)`` (iterative for few inputs, as in training);
     nonlinear cells always solve per input (``readout.plan(config, programmed=False)``).
     ``adc.range="calibrated"`` calibrates on ``x`` itself.
+
+    Args:
+      x: inputs ``(..., K)``.
+      W: weights ``(K, N)``.
+      config: the hardware.
+      key: PRNG key (write and read draws); ``None`` only for deterministic hardware.
+
+    Returns:
+      ``(..., N)``: what the hardware computes for ``x @ W``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import crossbar, presets
+      >>> W, x = jnp.ones((64, 4)) / 64, jnp.ones((8, 64))
+      >>> y = crossbar.analog_matmul(x, W, presets.rram(), jax.random.key(0))
+      >>> y.shape, bool(jnp.all(jnp.abs(y - x @ W) < 0.2))   # near 1: noise, wires, converters
+      ((8, 4), True)
     """
     _check_config(config)
     _check_array("W", W, 2)

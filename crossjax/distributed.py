@@ -25,6 +25,8 @@ import json
 
 import jax
 import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
 
 __all__ = ["initialize", "is_writer", "is_multiprocess", "broadcast_json", "broadcast_variables"]
 
@@ -98,8 +100,6 @@ def _broadcast(tree):
     ``broadcast_one_to_all`` sums the source's values with zeros; sent as raw
     bytes (``uint8``) the sum is exact for every dtype (a float sum would turn
     ``-0.0`` into ``0.0``)."""
-    from jax.experimental import multihost_utils
-
     leaves, treedef = jax.tree.flatten(tree)
     raw = [np.ascontiguousarray(a).reshape(-1).view(np.uint8) for a in leaves]
     got = multihost_utils.broadcast_one_to_all(raw)
@@ -138,7 +138,6 @@ def broadcast_variables(model, *filters) -> None:
     """
     if not is_multiprocess():
         return
-    from flax import nnx
 
     state = nnx.state(model, nnx.Any(*(filters or (nnx.Param, nnx.BatchStat))))
     nnx.update(model, jax.tree.map(jax.numpy.asarray, _broadcast(jax.tree.map(np.asarray, state))))

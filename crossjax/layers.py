@@ -52,6 +52,8 @@ concrete inputs.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -60,7 +62,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from crossjax import tiling
+from crossjax import crossbar, readout, tiling
+from crossjax import hardware as hw_mod
+from crossjax.converters import dac_equivalent
 
 __all__ = [
     "MODES",
@@ -90,8 +94,6 @@ MODES = ("digital", "train", "hardware")
 
 def _kernels():
     """The crossbar kernels, imported lazily so digital mode never needs them."""
-    from crossjax import crossbar
-
     return crossbar
 
 
@@ -266,8 +268,6 @@ def sample_effective_weights(layer: CrossbarLayer, key: jax.Array) -> jax.Array:
 
 def _readout_plan(config, **kwargs):
     """``readout.plan`` (imported lazily, like the kernels)."""
-    from crossjax import readout
-
     return readout.plan(config, **kwargs)
 
 
@@ -363,8 +363,6 @@ def unfold_patches(x, kernel_size, strides, padding, dilation, input_dilation=No
     costs ``(C*prod(k))^2`` per output pixel: 9x the layer's own convolution for a
     3x3 kernel with as many output as input channels.
     """
-    import itertools
-
     nd = x.ndim - 2
     ks, st, dl = tuple(kernel_size), tuple(strides), tuple(dilation)
     ld = tuple(input_dilation) if input_dilation is not None else (1,) * nd
@@ -493,7 +491,6 @@ class CrossbarConv(CrossbarLayer):
         elif (kernel := self._linear_kernel(x, rngs)) is not None:
             # no ADC, no read noise: the crossbar is q(patches) @ W_eff with an
             # elementwise DAC q (q(0) = 0), i.e. a convolution of q(x) with W_eff's kernel
-            from crossjax.converters import dac_equivalent
 
             y = self._conv(dac_equivalent(x, self.active_config().dac), kernel)
         else:
@@ -527,7 +524,6 @@ def check_hardware(hardware) -> None:
     otherwise."""
     if hardware is None:
         return
-    from crossjax import hardware as hw_mod
 
     if not isinstance(hardware, hw_mod.HardwareConfig):
         raise ValueError(f"hardware must be a crossjax.hardware.HardwareConfig, got {type(hardware).__name__}")
@@ -719,8 +715,6 @@ def calibrate_model(model: nnx.Module, x: jax.Array, *, rngs: nnx.Rngs | None = 
 
 
 def _takes_rngs(model) -> bool:
-    import inspect
-
     try:
         params = inspect.signature(model.__call__).parameters
     except (TypeError, ValueError):

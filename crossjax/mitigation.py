@@ -44,6 +44,7 @@ import numpy as np
 import optax
 
 from crossjax import config_checks as chk
+from crossjax.circuit import effective_conductance
 from crossjax.tiling import check_matrix, check_tile_size, grid, tile
 
 __all__ = [
@@ -106,8 +107,6 @@ def differential_conductances(W, w_max, g_min, g_max):
 
 
 def _default_geff():
-    from crossjax.circuit import effective_conductance
-
     return effective_conductance
 
 

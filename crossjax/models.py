@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from crossjax.conversion import convert
 from crossjax.layers import CrossbarConv, CrossbarLinear, crossbar_layers
 
 __all__ = [
@@ -345,8 +346,6 @@ def vit(
     The hardware streams of its crossbar layers are seeded from ``rngs``'s
     ``"hardware"`` stream when it has one (else 0). ``kwargs`` go to :class:`ViT`.
     """
-    from crossjax.conversion import convert
-
     model = ViT(
         num_classes, image_size=image_size, in_channels=in_channels, param_dtype=param_dtype, rngs=rngs, **kwargs
     )
@@ -396,8 +395,6 @@ def from_digital(digital, model: nnx.Module | None = None, **convert_kwargs) -> 
       ``nnx.update``. Arrays must match the model's shapes.
     """
     if model is None:
-        from crossjax.conversion import convert
-
         return convert(digital, **convert_kwargs)
     if convert_kwargs:
         raise ValueError(f"from_digital: {sorted(convert_kwargs)} apply to conversion only (model=None)")

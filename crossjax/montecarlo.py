@@ -65,11 +65,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from jax.extend import core as jex_core
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from crossjax import backend, layers
+from crossjax import backend, layers, readout
 from crossjax.distributed import is_writer  # noqa: F401  (public here too: montecarlo.is_writer)
 
 __all__ = [
@@ -151,8 +152,6 @@ def _calibrate_fn(graphdef):
 
 def needs_calibration(hardware) -> bool:
     """Whether ``hardware`` has an ADC whose full scale is calibrated from data."""
-    from crossjax import readout
-
     return readout.plan(hardware).needs_calibration
 
 
@@ -279,8 +278,6 @@ TRACE_MARGIN = 2
 def _to_host(a) -> np.ndarray:
     """A (possibly multi-host sharded) array as a full NumPy array on every process."""
     if jax.process_count() > 1 and not a.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
         return np.asarray(multihost_utils.process_allgather(a, tiled=True))
     return np.asarray(a)
 
@@ -375,8 +372,6 @@ def _check_no_lu_deadlock(local, configs) -> None:
 
 def _allgather(value: np.ndarray) -> np.ndarray:
     """``value`` of every process stacked on a leading axis (a collective: every process calls it)."""
-    from jax.experimental import multihost_utils
-
     return np.asarray(multihost_utils.process_allgather(value))
 
 

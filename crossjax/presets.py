@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+from crossjax.circuit import RRAM_1T1R
 from crossjax.circuit.parasitics import Parasitics
 from crossjax.converters import ADCConfig, DACConfig
-from crossjax.devices import DeviceConfig, Drift, RangeVariation, ReadNoise, StuckAt, WriteNoise
+from crossjax.devices import DeviceConfig, Drift, PCMModel, RangeVariation, ReadNoise, RRAMModel, StuckAt, WriteNoise
 from crossjax.hardware import ArrayConfig, HardwareConfig
 from crossjax.mapping import MappingConfig
 
@@ -53,8 +54,6 @@ def rram_1t1r() -> HardwareConfig:
     Every read is the exact per-input Newton solve with the wires (no ``G_eff``):
     expect each read to cost a circuit solve per input vector and tile.
     """
-    from crossjax.circuit import RRAM_1T1R
-
     return rram().set({"array.cell": RRAM_1T1R})
 
 
@@ -91,8 +90,6 @@ def pcm_joshi2020(t: float = 3600.0) -> HardwareConfig:
     64x64 tiles with ideal wires and ideal DAC/ADC (so the study isolates the device model),
     no drift compensation (add ``device.drift_compensation``).
     """
-    from crossjax.devices import PCMModel
-
     return HardwareConfig(device=DeviceConfig(g_min=0.0, g_max=25e-6, pcm=PCMModel(t=t)))
 
 
@@ -106,8 +103,6 @@ def rram_wan2022(t: float = 1.0) -> HardwareConfig:
     1 % proportional read noise (the source has no 1/f data), a differential pair per
     weight, 64x64 tiles with ideal wires, ideal DAC/ADC.
     """
-    from crossjax.devices import RRAMModel
-
     return HardwareConfig(
         device=DeviceConfig(
             g_min=1e-6, g_max=40e-6, rram=RRAMModel(t=t), read_noise=ReadNoise(sigma=0.01, kind="proportional")

@@ -48,6 +48,7 @@ import dataclasses
 
 import numpy as np
 
+from crossjax import circuit
 from crossjax import config_checks as chk
 from crossjax.hardware import HardwareConfig
 
@@ -201,8 +202,6 @@ def plan(config: HardwareConfig, *, programmed: bool = True, inputs: int | None 
         if not programmed and config.has_wires:
             method = config.method
             if method == "auto":
-                from crossjax import circuit
-
                 method = circuit.choose_method(config.array.rows, max(1, int(inputs or 1)))
         if method == "iterative":
             physics = ArrayPhysics("linear_solve", "iterative")

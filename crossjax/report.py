@@ -17,14 +17,20 @@ All files are written atomically (temp file + ``os.replace``).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+import re
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 
+from crossjax import circuit, layers, mapping
+from crossjax import config_reference as cr
 from crossjax.checkpoint import atomic_write_bytes, atomic_write_text
+from crossjax.hardware import HardwareConfig
 
 ACCURACY_PNG = "accuracy.png"
 PARETO_PNG = "accuracy_vs_energy.png"
@@ -269,11 +275,6 @@ def _flat(d, prefix=""):
 def _hardware_reference():
     """``(defaults, fields)``: every hardware leaf path's default (its sub-config switched on with
     its own defaults) and its :class:`crossjax.config_reference.Field`."""
-    import dataclasses
-
-    from crossjax import config_reference as cr
-    from crossjax.hardware import HardwareConfig
-
     defaults, fields = {}, {}
     for path, cls, _ in cr.walk(HardwareConfig):
         prefix = f"{path}." if path else ""
@@ -324,8 +325,6 @@ def config_definitions(configs) -> list[str]:
     Returns:
       Markdown lines (a leading blank line and a ``## Configs`` heading), ``[]`` when none.
     """
-    from crossjax import config_reference as cr
-    from crossjax.hardware import HardwareConfig
 
     defaults, fields = _hardware_reference()
     ideal = {k: _plain(v) for k, v in _flat(HardwareConfig().to_dict())}
@@ -400,8 +399,6 @@ def time_sweeps(configs) -> dict[str, list[tuple[float, dict]]]:
     ``label -> [(t, config record), ...]`` by time, for groups of >= 2 times. The label is
     the first member's name without a trailing ``_t...`` part."""
     import copy
-    import json
-    import re
 
     groups: dict[str, list] = {}
     for c in configs:
@@ -535,13 +532,10 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
 
 def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
     """IR-drop heatmap of the first crossbar layer's tile (0, 0), positive array."""
-    import jax.numpy as jnp
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from crossjax import circuit, layers, mapping
 
     layer = layers.crossbar_layers(model)[0][1]
     W = jnp.asarray(layer.crossbar_weights())

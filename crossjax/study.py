@@ -49,15 +49,24 @@ import weakref
 import zlib
 from typing import Any, Callable
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
 
+import crossjax
 from crossjax import checkpoint as ckpt
 from crossjax import config_checks as chk
+from crossjax import conversion, distributed, models, montecarlo, presets, report, training
 from crossjax import cost as cost_lib
 from crossjax import data as data_lib
-from crossjax import training
+from crossjax import hardware as hw_lib
+from crossjax.circuit.cell import Cell
+from crossjax.circuit.parasitics import Parasitics
+from crossjax.devices import DriftCompensation, WriteNoise
+from crossjax.hardware import HardwareConfig
 
 RESULTS = "results.json"
 REPORT = "report.md"
@@ -91,8 +100,6 @@ class HardwareCase:
     keys: str | None = None
 
     def __post_init__(self):
-        from crossjax.hardware import HardwareConfig
-
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"HardwareCase.name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.hardware, HardwareConfig):
@@ -150,8 +157,6 @@ class StudySpec:
     rules: tuple[dict, ...] = ()
 
     def __post_init__(self):
-        from crossjax import conversion
-
         try:
             rules = tuple(r.to_dict() for r in conversion.rules_from_data(self.rules))
         except ValueError as e:
@@ -269,10 +274,6 @@ def _default_spec() -> StudySpec:
     Fine-tuning: 60 steps (Adam, 3e-3) with the non-idealities in the loop under
     ``ir_drop_r50`` (the strongest IR-drop config).
     """
-    from crossjax import hardware as hw_lib
-    from crossjax.circuit.cell import Cell
-    from crossjax.circuit.parasitics import Parasitics
-    from crossjax.devices import WriteNoise
 
     base = hw_lib.HardwareConfig()
     cases = [HardwareCase("ideal", base)]
@@ -326,8 +327,6 @@ def _pcm_drift_spec() -> StudySpec:
     Configs ``pcm_t{1s,1h,1d,30d,1y}`` and ``pcm_comp_t...``; 32 samples each.
     Fine-tuning: 60 steps with the PCM model in the loop at 1 day (``pcm_t1d``).
     """
-    from crossjax import presets
-    from crossjax.devices import DriftCompensation
 
     base = _default_spec()
     labels = ("1s", "1h", "1d", "30d", "1y")
@@ -349,8 +348,6 @@ def _vit_spec() -> StudySpec:
     converters). 32 samples. Digital training 3000 steps (AdamW, 3e-3); fine-tuning 100
     steps under ``rram``.
     """
-    from crossjax import presets
-
     base = _default_spec()
     rram = presets.get("rram")
     cases = (
@@ -414,12 +411,8 @@ def hardware_from_dict(d: dict[str, Any]):
     {"sigma": 0.05}}}`` -> ``"device.write_noise.sigma"``; a sub-config that is
     off is switched on with its defaults first).
     """
-    from crossjax import hardware as hw_lib
-
     d = dict(d)
     if "preset" in d:
-        from crossjax import presets
-
         base = presets.get(d.pop("preset"))
     else:
         base = hw_lib.HardwareConfig()
@@ -568,10 +561,6 @@ def config_keys(seed: int, name: str, samples: int) -> jax.Array:
 
 def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: int, seed: int):
     """The study's model with ``nnx.Rngs(params=seed, hardware=seed + 1)``."""
-    from flax import nnx
-
-    from crossjax import models
-
     rngs = nnx.Rngs(params=seed, hardware=seed + 1)
     if spec.model == "mlp":
         return models.MLP(int(np.prod(feature_shape)), hidden=tuple(spec.hidden), num_classes=num_classes, rngs=rngs)
@@ -599,8 +588,6 @@ def fingerprint_of(arguments: dict) -> str:
       >>> study.fingerprint_of({"seed": 0}) == study.fingerprint_of({"seed": 1})
       False
     """
-    import crossjax
-
     doc = json.dumps(
         {**arguments, "x64": bool(jax.config.jax_enable_x64), "crossjax": crossjax.__version__},
         sort_keys=True,
@@ -653,10 +640,6 @@ def read_results(path: str) -> dict:
 
 def versions() -> dict[str, str]:
     """Versions of crossjax and what it runs on (recorded in every results file's ``meta.versions``)."""
-    import flax
-    import optax
-
-    import crossjax
 
     return {
         "crossjax": crossjax.__version__,
@@ -849,8 +832,6 @@ def evaluate_config(
     Returns:
       ``(S,)`` float64 accuracies (fractions).
     """
-    from crossjax import montecarlo
-
     try:
         res = montecarlo.evaluate(
             model,
@@ -914,8 +895,6 @@ def run_study(
     sharded over every process's devices, and every process returns the same
     results. Only process 0 needs ``out``.
     """
-    from crossjax import distributed, report
-
     out = os.fspath(out)
     if isinstance(spec, paper_studies.PaperStudy):
         if not plots:
@@ -963,10 +942,6 @@ def run_study(
 def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) -> dict:
     """The study proper. ``run.writer``: this process trains, writes checkpoints and
     files (process 0); the others receive the trained variables and write nothing."""
-    from flax import nnx
-
-    from crossjax import distributed, montecarlo
-
     out, results, fp, writer = run.out, run.results, run.fingerprint, run.writer
     progress = progress and writer
     flush = run.save
@@ -989,8 +964,6 @@ def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) ->
     # 1. digital training (resumes from / loads DIR/model.ckpt)
     model = build_model(spec, train_ds.feature_shape, train_ds.num_classes, seed)
     if spec.model in CONVERTED_MODELS:  # what became of each layer (rules included)
-        from crossjax import conversion
-
         results["meta"]["conversion"] = conversion.conversion_table(model)
     t0 = time.perf_counter()
     train_steps = trained(
@@ -1097,7 +1070,6 @@ def _run_study_body(spec, run: RunDirectory, seed, data_dir, progress, plots) ->
     results["meta"]["complete"] = True
     if not writer:
         return results
-    from crossjax import report
 
     # the wall time stops once the plots are drawn: results.json, report.md and the CLI quote it
     report.write_report(

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from crossjax import checkpoint as ckpt
 from crossjax import data as data_lib
+from crossjax import layers, pruning
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -112,8 +113,6 @@ def new_optimizer(model: nnx.Module, config: TrainConfig, *, masks=None, transfo
     masks (``pruning.prune_model``): :func:`crossjax.pruning.masked_updates`
     goes last in the chain, so pruned weights never move.
     """
-    from crossjax import pruning
-
     chain = [*transforms, make_optimizer(config)]
     if masks is not None:
         chain.append(pruning.masked_updates(masks))
@@ -211,8 +210,6 @@ def train(
             "(optimizer=new_optimizer(model, config, masks=..., transforms=...)) or drop optimizer"
         )
     if masks is not None:
-        from crossjax import pruning
-
         pruning.apply_model_masks(model, masks)
     if regularizer is not None:
         loss_fn = Regularized(regularizer, loss_fn or cross_entropy_loss)
@@ -302,8 +299,6 @@ def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, 
     model's ``nnx.Rngs``) and differentiates through the crossbar; the model
     is put back in ``"digital"`` mode afterwards. ``kwargs`` go to :func:`train`.
     """
-    from crossjax import layers
-
     layers.set_mode(model, "train", hardware=hardware)
     try:
         return train(

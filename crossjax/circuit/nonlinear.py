@@ -46,11 +46,12 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int
 
 from . import iterative
 from .cell import Cell
 from .parasitics import FIELDS, Parasitics
-from .wires import wire_operator
+from .wires import column_voltage, row_drop, wire_operator
 
 MAX_NEWTON = 100  # Newton steps before a solve is declared not converged
 _MAX_HALVINGS = 40  # line-search step halvings per Newton step
@@ -72,11 +73,11 @@ class NonlinearSolution(NamedTuple):
     over the chunks of problems that :func:`solve_flat` runs as separate loops).
     """
 
-    currents: jax.Array
-    converged: jax.Array
-    residual: jax.Array
-    newton_steps: jax.Array
-    cg_iterations: jax.Array
+    currents: Float[Array, "*out C"]
+    converged: Bool[Array, "*out"]
+    residual: Float[Array, "*out"]
+    newton_steps: Int[Array, ""]
+    cg_iterations: Int[Array, ""]
 
 
 def default_rtol(dtype) -> float:
@@ -297,8 +298,6 @@ def without_wires(G, V, cell):
 
 def node_voltages_flat(G, V, p, cell, rtol, maxiter):
     """Row- and column-node voltages (V), each (..., B, R, C), and whether every input converged."""
-    from .wires import column_voltage, row_drop
-
     Gb, Vb, pc, cell, batch = _flatten(G, V, p, cell)
     I, _, converged, _, _, _ = _newton(_Circuit(Gb, Vb, pc, cell, _span(Vb)), rtol, maxiter)
     v_row, v_col = Vb - row_drop(I, pc), column_voltage(I, pc)

@@ -1,7 +1,9 @@
 """Public circuit entry points: ``solve``, ``effective_conductance``, ``node_voltages``.
 
 Shapes: ``G`` (..., R, C) siemens; ``V`` (R,) or (..., B, R) volts; currents
-``V @ G_eff`` under NumPy matmul broadcasting, amperes.
+``V @ G_eff`` under NumPy matmul broadcasting, amperes. The signatures' jaxtyping
+annotations name them ``"*arrays R C"``, ``"*inputs R"`` and ``"*out C"``: the
+leading axes broadcast as in ``V @ G_eff``, so they carry different names.
 
 Two exact regimes (``method``):
 
@@ -51,6 +53,7 @@ from functools import lru_cache, partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float
 
 from crossjax import backend, config_checks
 
@@ -135,7 +138,7 @@ def _error_estimate(kappa, k, dtype):
     return eps * (np.exp(min(growth, 700.0)) + 20 * kappa)
 
 
-def sweep_interval(G, parasitics: Parasitics, g_max=None) -> int:
+def sweep_interval(G: Float[ArrayLike, "*batch R C"], parasitics: Parasitics, g_max=None) -> int:
     """Rows between the sweep's renormalizations for this circuit and dtype.
 
     The stiffness ``kappa = g_max * max(r_wire_row, r_wire_col)`` sets how
@@ -352,7 +355,9 @@ def _geff_flat(G, p, block=SWEEP_BLOCK):
     return _geff(block, Gp.reshape((-1,) + Gp.shape[-2:]), p)[..., :C].reshape(G.shape)
 
 
-def effective_conductance(G, parasitics: Parasitics, *, g_max=None, interval=None):
+def effective_conductance(
+    G: Float[ArrayLike, "*batch R C"], parasitics: Parasitics, *, g_max=None, interval: int | None = None
+) -> Float[Array, "*batch R C"]:
     """Effective conductance ``G_eff`` (S), (..., R, C), with ``solve(G, V, p) == V @ G_eff``.
 
     Exact transfer sweep (:mod:`.sweep`); all resistances zero gives ``G``.
@@ -480,7 +485,15 @@ _nonlinear_jit = jax.jit(nonlinear.solve_flat, static_argnums=(4, 5))
 _without_wires_jit = jax.jit(nonlinear.without_wires)
 
 
-def solve_nonlinear(G, V, parasitics: Parasitics, cell: Cell, *, rtol=None, maxiter=nonlinear.MAX_NEWTON):
+def solve_nonlinear(
+    G: Float[ArrayLike, "*arrays R C"],
+    V: Float[ArrayLike, "*inputs R"],
+    parasitics: Parasitics,
+    cell: Cell,
+    *,
+    rtol: float | None = None,
+    maxiter: int = nonlinear.MAX_NEWTON,
+) -> nonlinear.NonlinearSolution:
     """Exact column currents of a crossbar of nonlinear cells, with the solver's report.
 
     Newton on Kirchhoff's current law, each step a structured linear crossbar
@@ -541,7 +554,15 @@ def _currents_or_raise(sol: nonlinear.NonlinearSolution):
     return jnp.where(converged[..., None], sol.currents, jnp.nan)
 
 
-def solve(G, V, parasitics: Parasitics, *, method: str = "auto", g_max=None, cell: Cell | None = None):
+def solve(
+    G: Float[ArrayLike, "*arrays R C"],
+    V: Float[ArrayLike, "*inputs R"],
+    parasitics: Parasitics,
+    *,
+    method: str = "auto",
+    g_max=None,
+    cell: Cell | None = None,
+) -> Float[Array, "*out C"]:
     """Column currents (A) into the sinks: ``V @ G_eff`` with broadcasting (linear cells).
 
     Args:
@@ -610,7 +631,13 @@ def _node_voltages_jit(block, G, V, p):
 _nonlinear_nodes_jit = jax.jit(nonlinear.node_voltages_flat, static_argnums=(4, 5))
 
 
-def node_voltages(G, V, parasitics: Parasitics, *, cell: Cell | None = None):
+def node_voltages(
+    G: Float[ArrayLike, "*arrays R C"],
+    V: Float[ArrayLike, "*inputs R"],
+    parasitics: Parasitics,
+    *,
+    cell: Cell | None = None,
+) -> tuple[Float[Array, "*out R C"], Float[Array, "*out R C"]]:
     """Row-node and column-node voltages ``(v_row, v_col)`` (V), each (..., [B,] R, C).
 
     The cell's terminal voltage is ``v_row - v_col`` (element plus ``r_series``).

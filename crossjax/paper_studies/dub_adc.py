@@ -46,6 +46,8 @@ histogram of tile levels k reached. ``summary`` holds the acceptance numbers.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from flax import nnx
 
@@ -386,8 +388,6 @@ def _report(rs, st, dataset, model, makers, summary) -> str:
 
 
 def _plot(rs, variants, n_test):
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")

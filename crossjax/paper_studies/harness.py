@@ -45,6 +45,7 @@ from flax import nnx
 from crossjax import checkpoint as ckpt
 from crossjax import montecarlo, report, training
 from crossjax import study as study_lib
+from crossjax.paper_studies import tasks
 
 if TYPE_CHECKING:
     from crossjax.paper_studies import tasks
@@ -240,8 +241,6 @@ def setup(
     Records the dense network's digital accuracy on first use. ``overwrite``
     and ``files`` (the study's plots): see :class:`StudyRun`.
     """
-    from crossjax.paper_studies import tasks
-
     task = tasks.load(dataset, st, seed, data_dir)
     rs = StudyRun(
         study,

@@ -57,6 +57,8 @@ the read power without IR drop).
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -400,8 +402,6 @@ def _report(rs, st, dataset, model, names, cfg_names, summary, finding, S, S1) -
 
 
 def _plot(rs, variants, configs):
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from crossjax.layers import crossbar_layers
 from crossjax.pruning.dub import dub_project, dub_regularizer
 from crossjax.pruning.masks import apply_masks
 from crossjax.pruning.report import crossbar_report
@@ -68,8 +69,6 @@ def crossbar_layer_paths(model):
 
 
 def _crossbar_layers(model):
-    from crossjax.layers import crossbar_layers
-
     return crossbar_layers(model)
 
 
