@@ -132,6 +132,19 @@ def save_checkpoint(
     ``hardware`` is a ``HardwareConfig`` (stored via ``to_dict()``) or ``None``;
     ``extra`` must be JSON-serialisable. RNG state held in ``nnx.Rngs`` inside
     the model is part of ``nnx.state(model)`` and saved with it.
+
+    Example:
+      >>> import os, tempfile
+      >>> from flax import nnx
+      >>> from crossjax import checkpoint, models, training
+      >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+      >>> model = models.MLP(4, (3,), 2, rngs=nnx.Rngs(0))
+      >>> opt = training.new_optimizer(model, training.TrainConfig())
+      >>> checkpoint.save_checkpoint(path, model=model, optimizer=opt, step=7, extra={"note": "x"})
+      >>> fresh = models.MLP(4, (3,), 2, rngs=nnx.Rngs(1))
+      >>> meta = checkpoint.restore_checkpoint(path, model=fresh, optimizer=training.new_optimizer(fresh, training.TrainConfig()))
+      >>> meta["step"], meta["extra"], bool((fresh.layers[0].kernel[...] == model.layers[0].kernel[...]).all())
+      (7, {'note': 'x'}, True)
     """
     arrays = _flatten("model", nnx.state(model))
     if optimizer is not None:

@@ -92,11 +92,6 @@ __all__ = [
 MODES = ("digital", "train", "hardware")
 
 
-def _kernels():
-    """The crossbar kernels, imported lazily so digital mode never needs them."""
-    return crossbar
-
-
 class CrossbarVariable(nnx.Variable):
     """A programmed crossbar state (``crossbar.CrossbarState`` pytree) or ``None``."""
 
@@ -184,7 +179,6 @@ class CrossbarLayer(nnx.Module):
 
     def program(self, hardware, key) -> Any:
         """Programmed state of this layer's matrices (pure; does not install it)."""
-        crossbar = _kernels()
         W = self.crossbar_weights()
         if self.groups == 1:
             return crossbar.program(W, hardware, key)
@@ -229,7 +223,6 @@ class CrossbarLayer(nnx.Module):
         """``x (..., G, K/G)`` or ``(..., K)`` through the crossbar in the current mode."""
         if _RECORDING is not None:
             _RECORDING.append((self, x))
-        crossbar = _kernels()
         config = self.active_config()
         key = self._key(rngs)
         G = self.groups
@@ -241,7 +234,7 @@ class CrossbarLayer(nnx.Module):
             y = jax.vmap(crossbar.analog_matmul, in_axes=(-2, 0, None, 0), out_axes=-2)(x, W, config, keys)
             return y
         state = self.programmed_state()
-        if self.calibrating and _readout_plan(config).needs_calibration:
+        if self.calibrating and readout.plan(config).needs_calibration:
             if G == 1:
                 state = crossbar.calibrate_adc(x, state, config, key)
             else:
@@ -259,16 +252,11 @@ def sample_effective_weights(layer: CrossbarLayer, key: jax.Array) -> jax.Array:
     """A fresh train-mode sample of ``layer``'s effective weights ``W_eff`` (shape of
     ``layer.crossbar_weights()``), drawn as ``crossbar.analog_matmul`` draws it
     (``crossbar.program`` with ``fold_in(key, 0)``; per group ``fold_in(split(key, G)[g], 0)``)."""
-    crossbar, config, W = _kernels(), layer.active_config(), layer.crossbar_weights()
+    config, W = layer.active_config(), layer.crossbar_weights()
     if layer.groups == 1:
         return crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff
     keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(jax.random.split(key, layer.groups), 0)
     return jax.vmap(crossbar.program, in_axes=(0, None, 0))(W, config, keys).w_eff
-
-
-def _readout_plan(config, **kwargs):
-    """``readout.plan`` (imported lazily, like the kernels)."""
-    return readout.plan(config, **kwargs)
 
 
 def _check_features(name, value):
@@ -469,7 +457,7 @@ class CrossbarConv(CrossbarLayer):
         if self.mode != "hardware":  # the sample's inputs decide G_eff vs a per-input solve ("auto")
             out = jax.eval_shape(lambda: self._conv(x, self.kernel[...]))
             inputs = out.size // self.out_features
-        if recording() or not _readout_plan(config, programmed=self.mode == "hardware", inputs=inputs).is_linear:
+        if recording() or not readout.plan(config, programmed=self.mode == "hardware", inputs=inputs).is_linear:
             return None
         if self.mode == "hardware":
             return self._kernel_of(self.programmed_state().w_eff)
@@ -616,8 +604,23 @@ def layer_configs(model: nnx.Module, hardware) -> list:
 def set_mode(model: nnx.Module, mode: str, hardware=None) -> nnx.Module:
     """Set every crossbar layer of ``model`` to ``mode`` (in place; returns ``model``).
 
-    ``hardware`` (a ``HardwareConfig``) replaces the layers' config when given;
-    modes ``"train"`` and ``"hardware"`` need one, set now or earlier.
+    Args:
+      model: an nnx model with crossbar layers.
+      mode: one of ``MODES``: ``"digital"`` (``x @ W``), ``"train"`` (fresh
+        non-idealities drawn at every call, differentiable) or ``"hardware"``
+        (the programmed state installed by :func:`load_program`).
+      hardware: a ``HardwareConfig`` that replaces the layers' config when given;
+        ``"train"`` and ``"hardware"`` need one, set now or earlier.
+
+    Returns:
+      ``model``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models, presets
+      >>> model = layers.set_mode(models.MLP(8, (4,), 2, rngs=nnx.Rngs(0)), "train", presets.rram())
+      >>> [layer.mode for _, layer in layers.crossbar_layers(model)]
+      ['train', 'train']
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -646,6 +649,27 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     ``nnx.State`` of :class:`CrossbarVariable` (install it with
     :func:`load_program`); the model is not modified, so
     ``jax.vmap(lambda k: program_model(model, hw, k))(keys)`` gives Monte Carlo samples.
+
+    Args:
+      model: an nnx model with crossbar layers.
+      hardware: the ``HardwareConfig`` to program.
+      key: PRNG key of the write-time draws.
+
+    Returns:
+      The programmed state (an ``nnx.State``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import hardware, layers, models
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> x, hw = jnp.ones((3, 8)), hardware.HardwareConfig()   # ideal: the chip computes x @ W
+      >>> state = layers.program_model(model, hw, jax.random.key(0))
+      >>> digital = model(x)
+      >>> layers.set_mode(layers.load_program(model, state), "hardware", hw)(x).shape
+      (3, 2)
+      >>> bool(jnp.allclose(model(x), digital, atol=1e-5))
+      True
     """
     check_hardware(hardware)
     if hardware is None:
@@ -660,7 +684,7 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
     groups = [shared] if shared else []
     groups += [[i] for i, c in enumerate(configs) if c is not hardware]  # per-layer rules
     for group in groups:
-        out = _kernels().program_many(
+        out = crossbar.program_many(
             [layers[i][1].crossbar_weights() for i in group], configs[group[0]], [keys[i] for i in group]
         )
         for i, state in zip(group, out):
@@ -670,7 +694,8 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
 
 
 def load_program(model: nnx.Module, state: nnx.State) -> nnx.Module:
-    """Install a programmed state from :func:`program_model` (in place; returns ``model``)."""
+    """Install a programmed state from :func:`program_model` (in place; returns ``model``);
+    ``ValueError`` when the state was programmed for another model. Example: :func:`program_model`."""
     paths = {(*p, "crossbar_state") for p, _ in crossbar_layers(model)}
     given = {tuple(p) for p, _ in nnx.to_flat_state(state)}
     if given != paths:

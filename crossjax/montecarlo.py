@@ -442,6 +442,18 @@ def evaluate(
       ``{"accuracy": (S,) np.ndarray, "chunk_size": int, "bytes_per_sample": int}``
       (the figure the chunk was sized by, traced or compiled) and ``"logits"``
       when asked.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from flax import nnx
+      >>> from crossjax import hardware, models, montecarlo
+      >>> model = models.MLP(8, (4,), 3, rngs=nnx.Rngs(0))
+      >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32)
+      >>> y = np.asarray(model(x).argmax(-1))   # labels: the digital predictions
+      >>> noisy = hardware.HardwareConfig().set({"device.write_noise.sigma": 0.02})
+      >>> res = montecarlo.evaluate(model, noisy, jax.random.split(jax.random.key(0), 4), x, y, progress=False)
+      >>> res["accuracy"].shape, bool(np.all(res["accuracy"] > 0.5))   # 4 chips, each near the digital labels
+      ((4,), True)
     """
     _check_data(x, y, batch_size)
     keys = jnp.asarray(keys)
@@ -558,7 +570,26 @@ def _check_finite(finite, sample0, example0):
 def digital_accuracy(model: nnx.Module, x, y, batch_size: int = 256) -> float:
     """Accuracy of ``model`` with every crossbar layer in digital mode (``x @ W``),
     batch norm in eval mode; any ``nnx.Module`` (a plain Flax model too). The model
-    itself is not modified."""
+    itself is not modified.
+
+    Args:
+      model: an nnx model.
+      x, y: inputs ``(n, ...)`` and integer labels ``(n,)``.
+      batch_size: examples per forward pass.
+
+    Returns:
+      The fraction of ``y`` predicted, in [0, 1]; ``montecarlo.NonFiniteLogits``
+      is raised instead of scoring NaN logits.
+
+    Example:
+      >>> import numpy as np
+      >>> from flax import nnx
+      >>> from crossjax import models, montecarlo
+      >>> model = models.MLP(8, (4,), 3, rngs=nnx.Rngs(0))
+      >>> x = np.ones((10, 8), np.float32)
+      >>> montecarlo.digital_accuracy(model, x, np.asarray(model(x).argmax(-1)))
+      1.0
+    """
     _check_data(x, y, batch_size)
     graphdef, state = nnx.split(model)
 

@@ -189,7 +189,12 @@ _PRESETS: dict[str, Callable[[], HardwareConfig]] = {
 
 
 def names() -> list[str]:
-    """Names accepted by :func:`get`."""
+    """Names accepted by :func:`get`, sorted.
+
+    Example:
+      >>> {"ideal", "rram", "pcm_joshi2020", "rram_wan2022"} <= set(names())
+      True
+    """
     return sorted(_PRESETS)
 
 
@@ -206,7 +211,22 @@ def describe(name: str) -> str:
 
 
 def get(name: str) -> HardwareConfig:
-    """The preset ``name`` (see :func:`names`)."""
+    """The hardware preset ``name``.
+
+    Args:
+      name: one of :func:`names`.
+
+    Returns:
+      A fresh ``HardwareConfig`` (change it with ``.set({...})``).
+
+    Raises:
+      ValueError: an unknown name (the message lists the known ones).
+
+    Example:
+      >>> hw = get("rram").set({"adc.bits": 6})
+      >>> hw.adc.bits, hw.array.rows
+      (6, 64)
+    """
     if name not in _PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {names()}.")
     return _PRESETS[name]()

@@ -246,12 +246,37 @@ def unregister_preset(name: str) -> None:
 
 
 def preset_names() -> tuple[str, ...]:
-    """Names accepted by :func:`get_preset` and ``crossjax study --preset``."""
+    """Names accepted by :func:`get_preset` and ``crossjax study --preset``, in registration order.
+
+    Example:
+      >>> from crossjax import study
+      >>> study.preset_names()[:2], "tile_dse" in study.preset_names()
+      (('default', 'quick'), True)
+    """
     return tuple(_PRESETS)
 
 
 def get_preset(name: str):
-    """The spec of preset ``name`` (a :class:`StudySpec` or a ``paper_studies.PaperStudy``)."""
+    """The spec of preset ``name``: a :class:`StudySpec` or a ``paper_studies.PaperStudy``,
+    built afresh by its factory; :func:`run_study` runs either.
+
+    Args:
+      name: one of :func:`preset_names`.
+
+    Returns:
+      The spec (frozen; ``.replace(...)`` gives a changed copy).
+
+    Raises:
+      ValueError: an unknown name (the message lists the known ones).
+
+    Example:
+      >>> from crossjax import study
+      >>> spec = study.get_preset("quick")
+      >>> spec.model, spec.samples, [c.name for c in spec.configs]
+      ('mlp', 4, ['ideal', 'write_noise_s0.1', 'ir_drop_r20'])
+      >>> type(study.get_preset("dub_adc")).__name__
+      'PaperStudy'
+    """
     if name not in _PRESETS:
         raise ValueError(f"unknown study preset {name!r}; choose one of {preset_names()}")
     return _PRESETS[name]()
@@ -554,7 +579,28 @@ def summarize(acc: np.ndarray) -> dict:
 
 
 def config_keys(seed: int, name: str, samples: int) -> jax.Array:
-    """Monte Carlo keys of config ``name``: ``split(fold_in(key(seed), crc32(name)), S)``."""
+    """Monte Carlo keys of config ``name``: ``split(fold_in(key(seed), crc32(name)), S)``.
+
+    A config's samples depend on its name and the seed only, not on which other
+    configs a study runs or in which order.
+
+    Args:
+      seed: the study's seed.
+      name: the config's (or cell's) name.
+      samples: ``S``, the number of keys.
+
+    Returns:
+      ``(S,)`` PRNG keys.
+
+    Example:
+      >>> import jax
+      >>> from crossjax import study
+      >>> def same(a, b):
+      ...     return bool((jax.random.key_data(a) == jax.random.key_data(b)).all())
+      >>> k = study.config_keys(0, "ideal", 3)
+      >>> k.shape, same(k, study.config_keys(0, "ideal", 3)), same(k, study.config_keys(0, "noise", 3))
+      ((3,), True, False)
+    """
     base = jax.random.fold_in(jax.random.key(seed), zlib.crc32(name.encode()) & 0x7FFFFFFF)
     return jax.random.split(base, samples)
 

@@ -177,30 +177,53 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on ``dataset`` for ``config.steps`` steps.
 
-    ``loss_fn(model, x, y) -> scalar`` replaces the cross-entropy (e.g.
-    :func:`crossjax.cost.energy_aware_loss`); it must be hashable (a function or
-    a frozen dataclass: it is a static argument of the compiled step), and it is
-    not part of what a checkpoint records: put it in ``fingerprint``.
-    ``regularizer(params)`` is added to the loss (:class:`Regularized`).
+    Step ``s`` runs batch ``s mod nb`` of epoch ``s // nb`` (order
+    ``data.epoch_permutation(config.seed, epoch)``); the loss is the mean
+    softmax cross-entropy unless ``loss_fn`` replaces it. The model's current
+    mode is used as is (``layers.set_mode``; :func:`finetune` sets the
+    hardware-aware one).
 
-    ``masks`` (fixed pruning masks, ``pruning.prune_model``): the pruned weights
-    are zeroed before the first step and stay exactly 0 (``masked_updates``
-    ends the optimizer chain); ``transforms``: optax transforms before the
-    optimizer. Both build the optimizer (:func:`new_optimizer`), so they are
-    refused with an explicit ``optimizer``; like ``loss_fn``, neither is
-    recorded in a checkpoint.
+    Args:
+      model: an nnx model, trained in place.
+      dataset: a ``data.Dataset`` (``x`` ``(n, ...)``, integer ``y`` ``(n,)``).
+      config: the :class:`TrainConfig` (steps, batch size, schedule, optimizer, data seed).
+      optimizer: an ``nnx.Optimizer`` to continue with (default :func:`new_optimizer`).
+      hardware: recorded in the checkpoint only.
+      checkpoint_path: resume from this file when it exists; save to it every
+        ``config.checkpoint_every`` steps and at the end (atomically). A
+        checkpoint is resumed only when its ``fingerprint`` and its training
+        settings (every ``TrainConfig`` field but ``steps`` and
+        ``checkpoint_every``, with no more steps done than ``config.steps``)
+        match, else ``ValueError``.
+      stop_at: end early after this step, saving a checkpoint (simulates an interruption).
+      progress: show a tqdm bar; ``description`` labels it.
+      fingerprint: stored in the checkpoint (e.g. a study's).
+      loss_fn: ``loss_fn(model, x, y) -> scalar`` instead of the cross-entropy
+        (e.g. :func:`crossjax.cost.energy_aware_loss`); hashable (a function or a
+        frozen dataclass: a static argument of the compiled step) and not recorded
+        in a checkpoint: put it in ``fingerprint``.
+      masks: fixed pruning masks (``pruning.prune_model``): the pruned weights are
+        zeroed before the first step and stay exactly 0 (``masked_updates`` ends
+        the optimizer chain).
+      transforms: optax transforms before the optimizer (e.g. the WCT constraint,
+        ``mitigation.add_weight_constraint``). ``masks`` and ``transforms`` build the
+        optimizer (:func:`new_optimizer`), so they are refused with an explicit
+        ``optimizer``; neither is recorded in a checkpoint.
+      regularizer: ``regularizer(params) -> scalar`` added to the loss
+        (:class:`Regularized`; ``params = nnx.state(model, nnx.Param)``).
 
-    The model's current mode is used as is (set it with
-    ``layers.set_mode``; :func:`finetune` does this for hardware-aware
-    training). ``hardware`` is only recorded in the checkpoint. With
-    ``checkpoint_path`` the run resumes from that file when it exists and
-    saves to it every ``config.checkpoint_every`` steps and at the end.
-    ``stop_at`` ends the run early after that step (saving a checkpoint): it
-    simulates an interruption. ``fingerprint`` (e.g. a study's) is stored in the
-    checkpoint; a checkpoint is resumed only when its fingerprint and its
-    training settings (every ``TrainConfig`` field but ``steps`` and
-    ``checkpoint_every``, with no more steps done than ``config.steps``) match,
-    else ``ValueError``.
+    Returns:
+      A :class:`TrainResult`: the final ``step``, the step it resumed from and the
+      per-step losses of this call.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import data, models, training
+      >>> ds = data.load_dataset("digits", split="train", flatten=True)
+      >>> model = models.MLP(64, (16,), 10, rngs=nnx.Rngs(0))
+      >>> r = training.train(model, ds, training.TrainConfig(steps=20, batch_size=32), progress=False)
+      >>> r.step, r.losses.shape, bool(r.losses[-1] < r.losses[0])
+      (20, (20,), True)
     """
     if optimizer is None:
         optimizer = new_optimizer(model, config, masks=masks, transforms=transforms)
@@ -296,8 +319,28 @@ def finetune(model: nnx.Module, dataset: data_lib.Dataset, config: TrainConfig, 
     """Non-ideality-aware fine-tuning: train in ``"train"`` mode under ``hardware``.
 
     Each step samples fresh non-idealities (stream ``"hardware"`` of the
-    model's ``nnx.Rngs``) and differentiates through the crossbar; the model
-    is put back in ``"digital"`` mode afterwards. ``kwargs`` go to :func:`train`.
+    model's ``nnx.Rngs``) and differentiates through the crossbar (exact IR
+    drop by implicit differentiation, straight-through quantizers); the model
+    is put back in ``"digital"`` mode afterwards, also when training fails.
+
+    Args:
+      model: an nnx model of crossbar layers, trained in place.
+      dataset, config: as :func:`train`.
+      hardware: the ``HardwareConfig`` in the loop.
+      **kwargs: the other arguments of :func:`train`.
+
+    Returns:
+      The :class:`TrainResult` of :func:`train`.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import data, hardware, models, training
+      >>> ds = data.load_dataset("digits", split="train", flatten=True).take(64)
+      >>> model = models.MLP(64, (8,), 10, rngs=nnx.Rngs(params=0, hardware=1))
+      >>> noisy = hardware.HardwareConfig().set({"device.write_noise.sigma": 0.05})  # 5 % programming noise
+      >>> r = training.finetune(model, ds, training.TrainConfig(steps=2, batch_size=32), noisy, progress=False)
+      >>> r.step, model.layers[0].mode
+      (2, 'digital')
     """
     layers.set_mode(model, "train", hardware=hardware)
     try:
