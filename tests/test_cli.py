@@ -229,7 +229,7 @@ def test_paper_study_overwrite_discards_a_run_with_other_samples(tmp_path, capsy
     printed = capsys.readouterr().out
     assert "resumed" not in printed
     res = json.loads((out / "results.json").read_text())
-    assert [c["samples"] for c in res["configs"]] == [3] and len(res["configs"][0]["values"]) == 3
+    assert [c["samples"] for c in res["configs"]] == [3] and len(res["configs"][0]["per_sample"]) == 3
     assert res["meta"]["args"]["samples"] == 3 and res["meta"]["computed"] == 2  # model + cell
     assert res["meta"]["fingerprint"] != first["meta"]["fingerprint"] and res["meta"]["complete"]
     assert (out / "model_dense.ckpt").read_bytes() != model_before

@@ -156,7 +156,7 @@ class StudyRun:
             "config": config,
             "samples": int(S),
             "accuracy": study_lib.summarize(acc),
-            "values": acc.tolist(),
+            "per_sample": acc.tolist(),
             "seconds": time.perf_counter() - t,
             "hardware": study_lib.jsonable(hardware.to_dict()),
         }
@@ -295,7 +295,7 @@ def error_bar(record: dict, test_examples: int | None = None) -> float:
     samples, or, for one sample, the test set's binomial standard error when ``test_examples``
     is given (else 0)."""
     a = record["accuracy"]
-    ci = a.get("ci95") or (study_lib.summarize(record["values"])["ci95"] if record.get("values") else None)
+    ci = a.get("ci95") or (study_lib.summarize(record["per_sample"])["ci95"] if record.get("per_sample") else None)
     if ci is not None:
         return (ci[1] - ci[0]) / 2
     return report.test_set_error(a["mean"], test_examples) if test_examples else 0.0
