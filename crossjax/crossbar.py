@@ -865,7 +865,7 @@ def analog_matmul(
 
     With wires, ``config.method`` chooses the circuit regime: ``"iterative"`` solves
     per input, ``"direct"`` forms ``G_eff``, ``"auto"`` applies
-    ``circuit.choose_method(R, inputs)`` (iterative for few inputs, as in training);
+    ``circuit.choose_method(inputs)`` (iterative for few inputs, as in training);
     nonlinear cells always solve per input (``readout.plan(config, programmed=False)``).
     ``adc.range="calibrated"`` calibrates on ``x`` itself.
 

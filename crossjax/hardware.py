@@ -30,8 +30,6 @@ from crossjax.converters import ADCConfig, DACConfig
 from crossjax.devices import DeviceConfig
 from crossjax.mapping import MappingConfig
 
-CIRCUIT_METHODS = METHODS  # crossjax.circuit.solve regimes
-
 
 @struct.dataclass
 class ArrayConfig:
@@ -111,7 +109,7 @@ class HardwareConfig:
             if not isinstance(part, cls):
                 raise ValueError(f"config.{name} must be a {cls.__name__}, got {type(part).__name__}.")
             part.check(include_jax)
-        chk.choice("config.method", self.method, CIRCUIT_METHODS)
+        chk.choice("config.method", self.method, METHODS)
         if include_jax and self.array.cell is not None:
             v = chk.concrete(self.dac.v_read)
             try:  # a passive array keeps every cell within the read voltage

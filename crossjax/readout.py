@@ -202,7 +202,7 @@ def plan(config: HardwareConfig, *, programmed: bool = True, inputs: int | None 
         if not programmed and config.has_wires:
             method = config.method
             if method == "auto":
-                method = circuit.choose_method(config.array.rows, max(1, int(inputs or 1)))
+                method = circuit.choose_method(max(1, int(inputs or 1)))
         if method == "iterative":
             physics = ArrayPhysics("linear_solve", "iterative")
         elif config.adc.bits is None and not (noise and config.mapping.reference_columns):

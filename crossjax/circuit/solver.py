@@ -448,8 +448,27 @@ def _broadcast(G, V):
 ITERATIVE_BELOW = 4
 
 
-def choose_method(R: int, inputs_per_sample: int) -> str:
-    """The ``"auto"`` rule: iterative below ``ITERATIVE_BELOW`` inputs per sample (any ``R``)."""
+def choose_method(inputs_per_sample: int) -> str:
+    """The ``"auto"`` rule: ``"iterative"`` (CG per input) below ``ITERATIVE_BELOW`` inputs
+    per conductance sample, else ``"direct"`` (one ``G_eff``, reused by every input).
+
+    The crossover was measured at 4-6 inputs on 64x64 and 128x128 arrays, moving
+    with the wire resistance but not with the array size (benchmarks/README.md),
+    so the rule takes the number of inputs only.
+
+    Args:
+      inputs_per_sample: input vectors read per conductance sample.
+
+    Returns:
+      ``"iterative"`` or ``"direct"``.
+
+    Example:
+      >>> from crossjax.circuit import choose_method
+      >>> choose_method(1), choose_method(256)
+      ('iterative', 'direct')
+    """
+    if isinstance(inputs_per_sample, bool) or not isinstance(inputs_per_sample, (int, np.integer)):
+        raise ValueError(f"choose_method: inputs_per_sample={inputs_per_sample!r} must be an int")
     return "iterative" if inputs_per_sample < ITERATIVE_BELOW else "direct"
 
 
@@ -609,7 +628,7 @@ def solve(
         return _currents_or_raise(solve_nonlinear(G, V, parasitics, cell))
     G = cell.series_folded(G)
     if method == "auto":
-        method = choose_method(G.shape[-2], 1 if V.ndim == 1 else V.shape[-2])
+        method = choose_method(1 if V.ndim == 1 else V.shape[-2])
     # the interval (and its range check) concerns the direct sweep; CG has no fractional form to lose
     block = sweep_interval(G, parasitics, g_max) if method == "direct" else SWEEP_BLOCK
     return _solve_jit(method, block, G, V, p)
