@@ -83,7 +83,25 @@ class ADCEnergyModel:
 
 
 def conversion_energy(bits, model: ADCEnergyModel = ADCEnergyModel()):
-    """Energy of one b-bit conversion, joules (``bits`` any array)."""
+    """Energy of one b-bit conversion, joules (``bits`` any array).
+
+    Args:
+      bits: ADC resolution in bits, scalar or array of any shape.
+      model: :class:`ADCEnergyModel` (law and ``e_step``, joules).
+
+    Returns:
+      Float array of ``bits``' shape, joules per conversion.
+
+    Example:
+      Walden law: each extra bit doubles the energy (10 fJ per step by default):
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import ADCEnergyModel, conversion_energy
+      >>> [round(float(e) * 1e12, 4) for e in conversion_energy(jnp.array([6, 8]))]  # pJ
+      [0.64, 2.56]
+      >>> round(float(conversion_energy(8, ADCEnergyModel(law="linear"))) * 1e15, 4)  # fJ
+      80.0
+    """
     b = jnp.asarray(bits, dtype=jnp.result_type(float))
     if model.law == "walden":
         return model.e_step * 2.0**b
@@ -93,13 +111,40 @@ def conversion_energy(bits, model: ADCEnergyModel = ADCEnergyModel()):
 
 
 def dense_column_bits(rows):
-    """ADC bits of a dense column of a ``rows``-row tile: ``ceil(log2 rows) + 2``."""
+    """ADC bits of a dense column of a ``rows``-row tile: ``ceil(log2 rows) + 2``.
+
+    Args:
+      rows: tile rows ``T``.
+
+    Returns:
+      Python int, bits.
+
+    Example:
+      >>> from crossjax.energy import dense_column_bits
+      >>> dense_column_bits(64), dense_column_bits(100), dense_column_bits(128)
+      (8, 9, 9)
+    """
     check_tile_size(rows, 1)
     return int(math.ceil(math.log2(rows))) + 2
 
 
 def bits_reduction(nonzeros, rows):
-    """Largest ``k <= floor(log2 rows)`` with ``nonzeros <= rows * 2**-k`` (exact integers)."""
+    """Largest ``k <= floor(log2 rows)`` with ``nonzeros <= rows * 2**-k`` (exact integers).
+
+    Args:
+      nonzeros: non-zero weights per column, int array of any shape (e.g. ``(Kt, Nt, C)``).
+      rows: tile rows ``T``.
+
+    Returns:
+      int32 array of ``nonzeros``' shape: bits saved per column, in
+      ``[0, floor(log2 rows)]`` (0 also for ``nonzeros > rows``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import bits_reduction
+      >>> bits_reduction(jnp.array([64, 33, 32, 16, 1, 0]), 64).tolist()
+      [0, 0, 1, 2, 6, 6]
+    """
     check_tile_size(rows, 1)
     k_max = int(math.floor(math.log2(rows)))
     p = 2 ** np.arange(k_max + 1)
@@ -108,7 +153,33 @@ def bits_reduction(nonzeros, rows):
 
 
 def column_bits(W, rows, cols, per="tile"):
-    """ADC bits per crossbar column, int32 ``(Kt, Nt, C)`` (``per``: "dense", "tile", "column")."""
+    """ADC bits per crossbar column, int32 ``(Kt, Nt, C)`` (``per``: "dense", "tile", "column").
+
+    Args:
+      W: weights ``(K, N)``; their exact zeros (and padding rows) lower the bits.
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      per: ``"dense"`` (every column at :func:`dense_column_bits`), ``"tile"``
+        (every column of a tile at the bits of its densest real column) or
+        ``"column"`` (each column its own).
+
+    Returns:
+      int32 ``(Kt, Nt, C)`` bits; padding columns get a value too (they do not
+      lower a tile's bits).
+
+    Raises:
+      ValueError: unknown ``per``.
+
+    Example:
+      On 8-row tiles (5 bits dense), tile 0's columns hold 2 and 4 non-zeros
+      (3 and 4 bits); per tile both get 4 bits. Tile 1 is dense:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import column_bits
+      >>> W = jnp.zeros((8, 4)).at[:2, 0].set(1.0).at[:4, 1].set(1.0).at[:, 2:].set(1.0)
+      >>> column_bits(W, 8, 2).tolist(), column_bits(W, 8, 2, per="column").tolist()
+      ([[[4, 4], [5, 5]]], [[[3, 4], [5, 5]]])
+    """
     check_matrix(W)
     check_tile_size(rows, cols)
     if per not in BITS_MODES:
@@ -133,7 +204,33 @@ def _real_columns(K, N, rows, cols):
 
 
 def layer_conversions(W, rows, cols, n_vectors=1, conversions_per_column=1, skip_empty_columns=False):
-    """ADC conversions per inference of one layer (module doc)."""
+    """ADC conversions per inference of one layer (module doc).
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      n_vectors: input vectors per inference (1 for a dense layer, output
+        positions for a conv layer).
+      conversions_per_column: conversions per column and input vector (bit
+        slices, separately converted differential arrays).
+      skip_empty_columns: if True, all-zero crossbar columns are not converted.
+
+    Returns:
+      Integer scalar array, conversions per inference.
+
+    Example:
+      ``(8, 3)`` on 4 x 2 tiles: 2 row tiles x 3 real columns (the padding
+      column is not converted); one of the 6 column segments is all zero:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import layer_conversions
+      >>> W = jnp.ones((8, 3)).at[:4, 2].set(0.0)
+      >>> int(layer_conversions(W, 4, 2)), int(layer_conversions(W, 4, 2, n_vectors=10))
+      (6, 60)
+      >>> int(layer_conversions(W, 4, 2, skip_empty_columns=True))
+      5
+    """
     check_matrix(W)
     check_tile_size(rows, cols)
     W = jnp.asarray(W)
@@ -153,7 +250,31 @@ def layer_adc_energy(
     conversions_per_column=1,
     skip_empty_columns=False,
 ):
-    """ADC energy per inference of one layer, joules (module doc). ``per="dense"``: the dense baseline."""
+    """ADC energy per inference of one layer, joules (module doc). ``per="dense"``: the dense baseline.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      n_vectors: input vectors per inference.
+      model: :class:`ADCEnergyModel`.
+      per: bits mode of :func:`column_bits`.
+      conversions_per_column: conversions per column and input vector.
+      skip_empty_columns: if True, all-zero crossbar columns cost nothing.
+
+    Returns:
+      Float scalar array, joules per inference.
+
+    Example:
+      The layer of :func:`column_bits`: dense, 4 columns at 5 bits (320 fJ
+      each); pruned, 2 columns at 4 bits and 2 at 5:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import layer_adc_energy
+      >>> W = jnp.zeros((8, 4)).at[:2, 0].set(1.0).at[:4, 1].set(1.0).at[:, 2:].set(1.0)
+      >>> [round(float(layer_adc_energy(W, 8, 2, per=per)) * 1e12, 4) for per in ("dense", "tile")]  # pJ
+      [1.28, 0.96]
+    """
     W = jnp.asarray(W)
     bits = column_bits(W, rows, cols, per)
     active = _real_columns(*W.shape, rows, cols)
@@ -166,7 +287,29 @@ def layer_adc_energy(
 def adc_energy_improvement(
     W, rows, cols, n_vectors=1, model: ADCEnergyModel = ADCEnergyModel(), per="tile", conversions_per_column=1
 ):
-    """``E_dense / E_pruned`` of one layer: all columns at ``b0`` vs the bits ``W``'s zeros allow."""
+    """``E_dense / E_pruned`` of one layer: all columns at ``b0`` vs the bits ``W``'s zeros allow.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      n_vectors: input vectors per inference (cancels in the ratio).
+      model: :class:`ADCEnergyModel` (the ratio depends on its law, not on ``e_step``).
+      per: bits mode of the pruned layer (:func:`column_bits`).
+      conversions_per_column: conversions per column and input vector (cancels).
+
+    Returns:
+      Float scalar array, dimensionless (>= 1).
+
+    Example:
+      One non-zero per 64-row column: 2 bits instead of 8, ``2**8 / 2**2 = 64``
+      times less energy under the Walden law:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import adc_energy_improvement
+      >>> round(float(adc_energy_improvement(jnp.eye(64), 64, 64)), 4)
+      64.0
+    """
     dense = layer_adc_energy(W, rows, cols, n_vectors, model, "dense", conversions_per_column)
     return dense / layer_adc_energy(W, rows, cols, n_vectors, model, per, conversions_per_column)
 
@@ -188,6 +331,36 @@ def model_adc_energy(
     inference}`` (conv output positions; default 1 for every layer). Returns
     ``{"layers": {name: {"dense", "pruned", "improvement"}}, "dense", "pruned", "improvement"}``
     in joules (concrete floats).
+
+    Args:
+      kernels: ``{name: kernel}``, kernels ``(K, N)`` or ``(kh, kw, Cin, Cout)``.
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      n_vectors: optional ``{name: input vectors per inference}``.
+      model: :class:`ADCEnergyModel`.
+      per: bits mode of the pruned model (:func:`column_bits`).
+      conversions_per_column: conversions per column and input vector.
+      skip_empty_columns: if True, all-zero columns of the pruned model cost nothing.
+
+    Returns:
+      Dict of Python floats: ``"dense"`` and ``"pruned"`` in joules per
+      inference, ``"improvement"`` their ratio (``inf`` for zero pruned energy),
+      for the model and for each layer under ``"layers"``.
+
+    Raises:
+      ValueError: ``n_vectors`` names a layer that is not in ``kernels``.
+
+    Example:
+      A pruned dense layer next to an unpruned conv layer read at 9 positions:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.energy import model_adc_energy
+      >>> fc = jnp.zeros((8, 4)).at[:2, 0].set(1.0).at[:4, 1].set(1.0).at[:, 2:].set(1.0)
+      >>> out = model_adc_energy({"fc": fc, "conv": jnp.ones((2, 2, 2, 4))}, 8, 2, n_vectors={"conv": 9})
+      >>> {name: round(layer["improvement"], 4) for name, layer in out["layers"].items()}
+      {'fc': 1.3333, 'conv': 1.0}
+      >>> round(out["dense"] * 1e12, 4), round(out["improvement"], 4)  # pJ, ratio
+      (12.8, 1.0256)
     """
     n_vectors = n_vectors or {}
     unknown = set(n_vectors) - set(kernels)

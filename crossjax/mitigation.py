@@ -68,6 +68,21 @@ def column_order(G):
 
     Physical column j holds logical column ``perm[j]``: ``G[..., perm]`` is the
     rearranged tile. Ties keep their order.
+
+    Args:
+      G: conductances ``(..., R, C)``, siemens (or any non-negative per-cell
+        weight, e.g. ``G+ + G-`` of a differential pair).
+
+    Returns:
+      int ``(..., C)`` permutation of the columns.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import column_order
+      >>> G = jnp.array([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]])
+      >>> perm = column_order(G)
+      >>> perm.tolist(), G[:, perm][0].tolist()
+      ([1, 2, 0], [3.0, 2.0, 1.0])
     """
     return jnp.argsort(-jnp.sum(G, axis=-2), axis=-1, stable=True)
 
@@ -82,6 +97,26 @@ def rearrange_columns(W, cols):
     :func:`restore_outputs` on the results. One order per block serves all of
     the block's row tiles (it scores the whole output); this is what a layer
     whose ``W`` is stored as one matrix can use.
+
+    Args:
+      W: weights ``(K, N)``.
+      cols: tile columns ``C`` (outputs per block).
+
+    Returns:
+      ``(W[:, perm], perm)``: the rearranged weights ``(K, N)`` and the int
+      permutation ``(N,)``.
+
+    Example:
+      Output 1 is heavier than output 0 and moves next to the drivers; output 2
+      is alone in its (padded) block and stays:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import rearrange_columns, restore_outputs
+      >>> W = jnp.array([[0.1, -1.0, 0.5], [0.1, 1.0, -0.2]])
+      >>> W_perm, perm = rearrange_columns(W, 2)
+      >>> x = jnp.array([1.0, 2.0])
+      >>> perm.tolist(), bool(jnp.allclose(restore_outputs(x @ W_perm, perm), x @ W))
+      ([1, 0, 2], True)
     """
     check_matrix(W)
     check_tile_size(1, cols)
@@ -95,12 +130,47 @@ def rearrange_columns(W, cols):
 
 
 def restore_outputs(y, perm):
-    """Undo the rearrangement digitally: ``y_perm[..., n] = y[..., perm[n]]`` -> ``y``."""
+    """Undo the rearrangement digitally: ``y_perm[..., n] = y[..., perm[n]]`` -> ``y``.
+
+    Args:
+      y: outputs ``(..., N)`` of the rearranged weights (``y_perm`` above).
+      perm: int ``(N,)`` permutation from :func:`rearrange_columns`.
+
+    Returns:
+      ``(..., N)`` outputs in the original order.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import restore_outputs
+      >>> y, perm = jnp.array([10, 20, 30]), jnp.array([2, 0, 1])
+      >>> restore_outputs(y[perm], perm).tolist()
+      [10, 20, 30]
+    """
     return y[..., jnp.argsort(perm)]
 
 
 def differential_conductances(W, w_max, g_min, g_max):
-    """Differential pair (docs/circuit.md): ``G± = g_min + (g_max - g_min) max(±W, 0) / w_max`` (S)."""
+    """Differential pair (docs/circuit.md): ``G± = g_min + (g_max - g_min) max(±W, 0) / w_max`` (S).
+
+    Args:
+      W: weights, any shape (e.g. tiles ``(..., R, C)``).
+      w_max: weight that maps to ``g_max`` (units of ``W``).
+      g_min: lowest conductance, siemens.
+      g_max: highest conductance, siemens.
+
+    Returns:
+      ``(G_pos, G_neg)``, each of ``W``'s shape, siemens.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import differential_conductances
+      >>> W = jnp.array([[0.5, -1.0]])
+      >>> Gp, Gn = differential_conductances(W, 1.0, 1e-6, 1e-4)
+      >>> [round(float(g) * 1e6, 4) for g in Gp[0]], [round(float(g) * 1e6, 4) for g in Gn[0]]  # uS
+      ([50.5, 1.0], [1.0, 100.0])
+      >>> bool(jnp.allclose((Gp - Gn) * 1.0 / (1e-4 - 1e-6), W))
+      True
+    """
     W = jnp.asarray(W)
     s = (g_max - g_min) / w_max
     return g_min + s * jnp.maximum(W, 0), g_min + s * jnp.maximum(-W, 0)
@@ -116,6 +186,31 @@ def ir_drop_error(G_pos, parasitics, G_neg=None, effective_conductance=None):
     ``|| (G+_eff - G-_eff) - (G+ - G-) ||_F^2`` (or ``|| G_eff - G ||_F^2`` without ``G_neg``),
     with ``G_eff`` from the exact circuit. Leading axes batch (candidates, tiles).
     A column permutation does not change the ideal term, so this compares orders directly.
+
+    Args:
+      G_pos: conductances ``(..., R, C)``, siemens (``G+`` of a differential pair).
+      parasitics: :class:`crossjax.circuit.Parasitics` (ohms).
+      G_neg: optional ``G-`` of the pair, ``(..., R, C)`` siemens.
+      effective_conductance: optional ``(G, parasitics) -> G_eff``; default the
+        exact circuit, :func:`crossjax.circuit.effective_conductance`.
+
+    Returns:
+      ``(...)`` errors, S^2.
+
+    Example:
+      A tile with its heaviest column next to the row drivers (column 0) has a
+      smaller error than the same tile with the heaviest column last; with no
+      wire resistance the error is 0:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics
+      >>> from crossjax.mitigation import differential_conductances, ir_drop_error
+      >>> Gp, Gn = differential_conductances(jnp.tile(jnp.array([0.1, 0.4, 1.0]), (4, 1)), 1.0, 1e-6, 1e-4)
+      >>> par = Parasitics(r_wire_row=2.0, r_wire_col=2.0, r_source=10.0, r_sink=10.0)
+      >>> bool(ir_drop_error(Gp[:, ::-1], par, Gn[:, ::-1]) < ir_drop_error(Gp, par, Gn))
+      True
+      >>> float(ir_drop_error(Gp, Parasitics(), Gn))
+      0.0
     """
     geff = effective_conductance or _default_geff()
     err = geff(G_pos, parasitics) - G_pos
@@ -133,6 +228,31 @@ def optimize_column_order(G_pos, parasitics, G_neg=None, init=None, max_swaps=No
     none improves or after ``max_swaps`` (default C) accepted swaps. Returns
     ``(perm (C,), error)``; the error never exceeds that of ``init``.
     ``G_pos``/``G_neg`` (R, C) siemens. Cost: ``max_swaps`` solves of C(C-1)/2 tiles.
+
+    Args:
+      G_pos: one tile's conductances ``(R, C)``, siemens.
+      parasitics: :class:`crossjax.circuit.Parasitics` (ohms).
+      G_neg: optional ``G-`` of a differential pair, ``(R, C)`` siemens.
+      init: optional starting permutation, int ``(C,)``.
+      max_swaps: most swaps accepted (the loop always runs this many steps).
+      effective_conductance: as in :func:`ir_drop_error`.
+
+    Returns:
+      ``(perm, error)``: int ``(C,)`` permutation (physical column j holds
+      logical column ``perm[j]``) and its :func:`ir_drop_error`, S^2.
+
+    Raises:
+      ValueError: ``G_pos`` is not 2-D.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics
+      >>> from crossjax.mitigation import differential_conductances, ir_drop_error, optimize_column_order
+      >>> Gp, Gn = differential_conductances(jnp.tile(jnp.array([0.1, 0.4, 1.0]), (4, 1)), 1.0, 1e-6, 1e-4)
+      >>> par = Parasitics(r_wire_row=2.0, r_wire_col=2.0, r_source=10.0, r_sink=10.0)
+      >>> perm, err = optimize_column_order(Gp, par, Gn)
+      >>> perm.tolist(), bool(err < ir_drop_error(Gp, par, Gn))
+      ([2, 1, 0], True)
     """
     G_pos = jnp.asarray(G_pos)
     if G_pos.ndim != 2:
@@ -177,6 +297,39 @@ def compare_column_orders(
     :func:`column_order` (``"sorted"``) and, if ``optimize``, the greedy exact
     search of :func:`optimize_column_order` from the sorted order
     (``"optimized"``). Tiles are batched (one solve per order), not looped.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+      parasitics: :class:`crossjax.circuit.Parasitics` (ohms).
+      key: JAX random key for the random permutations.
+      g_min: lowest conductance, siemens.
+      g_max: highest conductance, siemens.
+      w_max: weight mapped to ``g_max`` (units of ``W``); default ``max|W|``.
+      n_random: number of random permutations per tile.
+      optimize: whether to run the greedy search too (the slowest part).
+      effective_conductance: as in :func:`ir_drop_error`.
+
+    Returns:
+      Dict of S^2 errors per tile, tiles in row-major ``(Kt, Nt)`` order:
+      ``"identity"``, ``"sorted"`` (and ``"optimized"``) ``(Kt*Nt,)``,
+      ``"random"`` ``(n_random, Kt*Nt)``.
+
+    Example:
+      Both tiles of this layer store their lighter output first; sorting helps:
+
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics
+      >>> from crossjax.mitigation import compare_column_orders
+      >>> W = jnp.tile(jnp.array([0.1, 1.0, 0.2, 0.5]), (4, 1))
+      >>> par = Parasitics(r_wire_row=2.0, r_wire_col=2.0, r_source=10.0, r_sink=10.0)
+      >>> out = compare_column_orders(W, 4, 2, par, jax.random.key(0), 1e-6, 1e-4, n_random=1, optimize=False)
+      >>> {name: e.shape for name, e in out.items()}
+      {'identity': (2,), 'random': (1, 2), 'sorted': (2,)}
+      >>> bool((out["sorted"] < out["identity"]).all())
+      True
     """
     check_matrix(W)
     check_tile_size(rows, cols)
@@ -204,7 +357,26 @@ def compare_column_orders(
 
 # ------------------------------------------------------------------------ WCT
 def wct_penalty(W, w_max, threshold=0.5):
-    """WCT penalty ``sum relu(|W| / w_max - threshold)^2`` (dimensionless); multiply by strength."""
+    """WCT penalty ``sum relu(|W| / w_max - threshold)^2`` (dimensionless); multiply by strength.
+
+    Args:
+      W: weights, any shape.
+      w_max: mapping scale (units of ``W``), scalar or broadcastable to ``W``.
+      threshold: ``t`` in ``[0, 1]``: weights up to ``t * w_max`` cost nothing.
+
+    Returns:
+      Scalar penalty, dimensionless.
+
+    Example:
+      ``0.3^2 + 0.5^2``; weights inside the bound cost nothing:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import wct_penalty
+      >>> round(float(wct_penalty(jnp.array([0.2, 0.8, -1.0]), 1.0)), 4)
+      0.34
+      >>> round(float(wct_penalty(jnp.array([0.1, -0.4]), 1.0)), 4)
+      0.0
+    """
     chk.fraction("threshold", threshold)
     return jnp.sum(jax.nn.relu(jnp.abs(W) / w_max - threshold) ** 2)
 
@@ -223,6 +395,32 @@ def add_weight_constraint(strength, threshold=0.5, w_max=None, mask=None):
     ``w_max``: pytree of scales matching the parameters (or None: each leaf's
     ``max|p|`` at ``init``, held fixed — pin it in ``MappingConfig.w_max``).
     ``mask``: optional pytree of bools choosing the leaves to constrain (e.g. only kernels).
+
+    Args:
+      strength: penalty weight, >= 0 (0 disables).
+      threshold: ``t`` in ``[0, 1]`` of :func:`wct_penalty`.
+      w_max: optional pytree of scales with the structure of the parameters.
+      mask: optional pytree of bools with the structure of the parameters.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state holds the scales; its
+      ``update`` needs ``params``.
+
+    Raises:
+      ValueError: negative ``strength`` or ``threshold`` out of range; at
+        ``update``, missing ``params``.
+
+    Example:
+      The weight at ``w_max`` (scale taken at ``init``) gets the gradient
+      ``2 * (1.0 - 0.5) = 1``; the weight inside the bound gets none:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import add_weight_constraint
+      >>> params = {"w": jnp.array([0.2, 1.0])}
+      >>> tx = add_weight_constraint(1.0)
+      >>> updates, _ = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
+      >>> updates["w"].tolist()
+      [0.0, 1.0]
     """
     chk.fraction("threshold", threshold)
     if not isinstance(strength, jax.core.Tracer) and float(strength) < 0:
@@ -249,6 +447,28 @@ def project_weights(fraction=1.0, w_max=None, mask=None):
 
     The update is replaced by ``clip(p + u, -b, b) - p`` with ``b = fraction * w_max``
     (``w_max`` per leaf, default ``max|p|`` at ``init``); ``mask`` chooses leaves.
+
+    Args:
+      fraction: bound as a fraction of ``w_max``, in ``[0, 1]``.
+      w_max: optional pytree of scales with the structure of the parameters.
+      mask: optional pytree of bools with the structure of the parameters.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state holds the scales; its
+      ``update`` needs ``params``.
+
+    Raises:
+      ValueError: ``fraction`` out of range; at ``update``, missing ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> import optax
+      >>> from crossjax.mitigation import project_weights
+      >>> params = {"w": jnp.array([0.2, 1.0, -0.9])}
+      >>> tx = project_weights(0.5)
+      >>> updates, _ = tx.update({"w": jnp.zeros(3)}, tx.init(params), params)
+      >>> [round(float(w), 4) for w in optax.apply_updates(params, updates)["w"]]
+      [0.2, 0.5, -0.5]
     """
     chk.fraction("fraction", fraction)
 
@@ -271,6 +491,21 @@ def project_weights(fraction=1.0, w_max=None, mask=None):
 
 
 def low_conductance_fraction(W, w_max, threshold=0.5):
-    """Fraction of cells with ``|w| / w_max <= threshold`` (the cells WCT aims to increase)."""
+    """Fraction of cells with ``|w| / w_max <= threshold`` (the cells WCT aims to increase).
+
+    Args:
+      W: weights, any shape.
+      w_max: mapping scale (units of ``W``).
+      threshold: fraction of ``w_max``.
+
+    Returns:
+      Float scalar array in ``[0, 1]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.mitigation import low_conductance_fraction
+      >>> round(float(low_conductance_fraction(jnp.array([[0.1, 0.4], [0.6, -0.9]]), 1.0)), 4)
+      0.5
+    """
     W = jnp.asarray(W)
     return jnp.mean(jnp.abs(W) / w_max <= threshold)

@@ -376,3 +376,18 @@ def test_prune_channels_with_follower_inputs():
     np.testing.assert_array_equal(rows_kept, np.repeat(conv_keep, 16))
     assert (fc.sum(0) == 6 * 16).sum() == 12  # 25 % of fc outputs pruned too
     assert np.asarray(masks["head"]["kernel"][...]).all()
+
+
+def test_prune_channels_followers_in_a_sequence_of_layers():
+    """Layers held in a list (``models.MLP``) are named by their '/'-joined paths, as
+    ``crossbar_layer_paths`` spells them; a path that names no layer is a ValueError."""
+    from crossjax import models
+
+    model = models.MLP(8, (6, 5), 3, rngs=nnx.Rngs(0))
+    assert ("layers", "0") in P.crossbar_layer_paths(model)
+    masks = P.prune_channels(model, 0.5, followers={"layers/0": "layers/1"})
+    kept = np.asarray(masks["layers"][0]["kernel"][...]).any(0)  # the first layer's kept outputs
+    assert kept.sum() == 3
+    np.testing.assert_array_equal(np.asarray(masks["layers"][1]["kernel"][...]).any(1), kept)
+    with pytest.raises(ValueError, match="layers/9"):
+        P.prune_channels(model, 0.5, followers={"layers/9": "layers/1"})

@@ -40,7 +40,26 @@ __all__ = ["hoyer_square", "dub_regularizer", "dub_levels", "dub_tile_levels", "
 
 
 def hoyer_square(v, axis=-1, eps=1e-8):
-    """Hoyer-square H(v) = (sum|v|)^2 / (sum v^2 + eps) along ``axis`` (dimensionless)."""
+    """Hoyer-square H(v) = (sum|v|)^2 / (sum v^2 + eps) along ``axis`` (dimensionless).
+
+    A smooth proxy of the number of non-zeros: ``n`` equal-magnitude non-zeros
+    give ``H = n`` (up to ``eps``), an all-zero ``v`` gives 0.
+
+    Args:
+      v: array of any shape (e.g. tiled weights ``(Kt, Nt, T, C)``).
+      axis: the axis (or tuple of axes) summed over; default the last.
+      eps: added to the denominator so that an all-zero ``v`` gives 0, not NaN.
+
+    Returns:
+      ``v``'s shape without ``axis``, dimensionless.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import hoyer_square
+      >>> H = hoyer_square(jnp.array([[1.0, -1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5]]))
+      >>> H.shape, [round(float(h), 4) for h in H]
+      ((2,), [2.0, 4.0])
+    """
     v = jnp.asarray(v)
     return jnp.sum(jnp.abs(v), axis=axis) ** 2 / (jnp.sum(v * v, axis=axis) + eps)
 
@@ -55,6 +74,29 @@ def dub_regularizer(W, rows, cols, eps=1e-8):
 
     ``W`` (K, N); columns that are only padding are excluded; tiles with fewer
     than two real columns contribute 0. Multiply by lam (~1e-3..5e-3) in the loss.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``T`` (the length of a crossbar column).
+      cols: tile columns ``C``.
+      eps: the :func:`hoyer_square` denominator guard.
+
+    Returns:
+      Scalar penalty, dimensionless (a semivariance of non-zero counts);
+      differentiable in ``W``.
+
+    Example:
+      A tile whose columns are equally sparse costs nothing; a dense column
+      (H = 4) next to a one-hot column (H = 1) costs ``(4 - 2.5)^2 / (2 - 1)``:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import dub_regularizer
+      >>> balanced = jnp.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+      >>> round(float(dub_regularizer(balanced, 4, 2)), 4)
+      0.0
+      >>> unbalanced = jnp.array([[1.0, 2.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+      >>> round(float(dub_regularizer(unbalanced, 4, 2)), 4)
+      2.25
     """
     check_matrix(W)
     check_tile_size(rows, cols)
@@ -70,7 +112,24 @@ def dub_regularizer(W, rows, cols, eps=1e-8):
 
 
 def dub_levels(rows, max_level=None):
-    """Sparsity levels L_k = 1 - 2^-k, k = 0..max_level (default floor(log2 rows)), as NumPy."""
+    """Sparsity levels L_k = 1 - 2^-k, k = 0..max_level (default floor(log2 rows)), as NumPy.
+
+    Args:
+      rows: tile rows ``T``.
+      max_level: highest level ``k``, in ``[0, floor(log2 rows)]`` (at least one
+        cell of a column left); default ``floor(log2 rows)``.
+
+    Returns:
+      NumPy float ``(max_level + 1,)``: the zero fraction of a column at each level.
+
+    Raises:
+      ValueError: ``max_level`` out of range.
+
+    Example:
+      >>> from crossjax.pruning import dub_levels
+      >>> dub_levels(8).tolist()
+      [0.0, 0.5, 0.75, 0.875]
+    """
     check_tile_size(rows, 1)
     k_max = int(math.floor(math.log2(rows))) if max_level is None else int(max_level)
     if not 0 <= k_max or rows * 2.0**-k_max < 1:
@@ -79,7 +138,27 @@ def dub_levels(rows, max_level=None):
 
 
 def dub_tile_levels(W, rows, cols, max_level=None):
-    """Snapped level k per tile (Kt, Nt) int32 from the current zeros of ``W`` (module doc, step 2)."""
+    """Snapped level k per tile (Kt, Nt) int32 from the current zeros of ``W`` (module doc, step 2).
+
+    Args:
+      W: weights ``(K, N)``; their exact zeros count (padding rows too).
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      max_level: highest level, as in :func:`dub_levels`.
+
+    Returns:
+      int32 ``(Kt, Nt)``: level ``k`` of each tile, set by its densest real column.
+
+    Example:
+      On 8-row tiles, tile 0's densest column has 6 zeros of 8 (level 2,
+      ``L_2 = 0.75``); tile 1 has a dense column (level 0):
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import dub_tile_levels
+      >>> W = jnp.zeros((8, 4)).at[:2, :2].set(1.0).at[:, 2].set(1.0)
+      >>> dub_tile_levels(W, 8, 2).tolist()
+      [[2, 0]]
+    """
     check_matrix(W)
     check_tile_size(rows, cols)
     W = jnp.asarray(W)
@@ -105,6 +184,28 @@ def dub_project(W, rows, cols, max_level=None):
 
     Each column of tile (a, b) keeps its ``floor(rows * 2**-level[a, b])``
     largest |w| (ties by row index; padding rows are never kept).
+
+    Args:
+      W: weights ``(K, N)``, typically after training with :func:`dub_regularizer`.
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      max_level: highest level, as in :func:`dub_levels`.
+
+    Returns:
+      ``(mask, level)``: the keep mask, bool ``(K, N)``, and the level of each
+      tile, int32 ``(Kt, Nt)`` (:func:`dub_tile_levels`).
+
+    Example:
+      Column 0 has 5 non-zeros of 8 (zero fraction 0.375, past the midpoint
+      0.25 of levels 0 and 1), so the tile snaps to level 1 and every column
+      keeps its 4 largest entries; column 0 loses its smallest, 0.1:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import dub_project
+      >>> W = jnp.zeros((8, 2)).at[:5, 0].set(jnp.array([5.0, 4.0, 3.0, 2.0, 0.1])).at[:4, 1].set(1.0)
+      >>> mask, level = dub_project(W, 8, 2)
+      >>> level.tolist(), jnp.sum(W * mask != 0, axis=0).tolist(), bool(mask[4, 0])
+      ([[1]], [4, 4], False)
     """
     W = jnp.asarray(W)
     level = dub_tile_levels(W, rows, cols, max_level)

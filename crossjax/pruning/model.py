@@ -63,6 +63,22 @@ def crossbar_layer_paths(model):
     ``None`` when the model has none (then every 2-D/4-D ``kernel`` counts as a
     crossbar weight, e.g. for plain ``nnx.Linear``/``nnx.Conv`` models); digital
     layers next to crossbar layers (a digital classifier head) are left alone.
+
+    Args:
+      model: a Flax NNX module.
+
+    Returns:
+      Set of layer paths (tuples of str, e.g. ``("conv",)``), or ``None``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax.layers import CrossbarLinear
+      >>> from crossjax.pruning import crossbar_layer_paths
+      >>> model = nnx.Sequential(CrossbarLinear(8, 4, rngs=nnx.Rngs(0)), nnx.Linear(4, 2, rngs=nnx.Rngs(0)))
+      >>> crossbar_layer_paths(model)
+      {('layers', '0')}
+      >>> crossbar_layer_paths(nnx.Linear(8, 4, rngs=nnx.Rngs(0))) is None
+      True
     """
     paths = set(_converted_layers(model)) | {tuple(str(k) for k in path) for path, _ in _crossbar_layers(model)}
     return paths or None
@@ -99,6 +115,28 @@ def crossbar_kernels(params, layers=None):
     """``{path: kernel}`` of the crossbar weights in a parameter tree (e.g. ``nnx.state(model, nnx.Param)``).
 
     ``layers``: optional set of layer paths (:func:`crossbar_layer_paths`) to restrict to.
+
+    Args:
+      params: parameter tree; its 2-D ``(K, N)`` and 4-D ``(kh, kw, Cin, Cout)``
+        leaves named ``kernel`` are the crossbar weights.
+      layers: optional set of layer paths; ``None`` keeps every such kernel.
+
+    Returns:
+      Dict from the ``"/"``-joined path (e.g. ``"conv/kernel"``) to the kernel
+      array, in its own shape (conv kernels are not flattened).
+
+    Example:
+      The digital head is dropped when ``layers`` names the crossbar layers:
+
+      >>> from flax import nnx
+      >>> from crossjax.layers import CrossbarLinear
+      >>> from crossjax.pruning import crossbar_kernels, crossbar_layer_paths
+      >>> model = nnx.Sequential(CrossbarLinear(8, 4, rngs=nnx.Rngs(0)), nnx.Linear(4, 2, rngs=nnx.Rngs(0)))
+      >>> params = nnx.state(model, nnx.Param)
+      >>> {name: k.shape for name, k in crossbar_kernels(params).items()}
+      {'layers/0/kernel': (8, 4), 'layers/1/kernel': (4, 2)}
+      >>> list(crossbar_kernels(params, crossbar_layer_paths(model)))
+      ['layers/0/kernel']
     """
     return {_path_name(p): x for p, x in jax.tree_util.tree_leaves_with_path(params) if _is_kernel(p, x, layers)}
 
@@ -126,6 +164,34 @@ def prune_model(model, method, rows, cols, sparsity=0.0, max_level=None):
     ``method``: one of :data:`METHODS` (``"column"`` = XCS, ``"row"`` = XRS,
     ``"dub"`` = D.U.B. projection, which ignores ``sparsity`` and snaps each
     tile to its level from the current zeros).
+
+    Args:
+      model: a Flax NNX module; only its crossbar layers are pruned
+        (:func:`crossbar_layer_paths`).
+      method: one of :data:`METHODS`.
+      rows: tile rows ``R``.
+      cols: tile columns ``C`` (both unused by ``"magnitude"`` and ``"channel"``).
+      sparsity: fraction of the groups of each layer to prune, in ``[0, 1]``.
+      max_level: highest D.U.B. level (``"dub"`` only; :func:`crossjax.pruning.dub_levels`).
+
+    Returns:
+      ``nnx.State`` with the structure of ``nnx.state(model, nnx.Param)``: a bool
+      keep mask of each parameter's shape (all True where not pruned).
+
+    Raises:
+      ValueError: unknown ``method``.
+
+    Example:
+      Tile pruning removes 2 of the crossbar layer's 4 tiles (16 weights) and
+      leaves the digital head alone:
+
+      >>> from flax import nnx
+      >>> from crossjax.layers import CrossbarLinear
+      >>> from crossjax.pruning import prune_model
+      >>> model = nnx.Sequential(CrossbarLinear(8, 4, rngs=nnx.Rngs(0)), nnx.Linear(4, 2, rngs=nnx.Rngs(0)))
+      >>> masks = prune_model(model, "tile", rows=4, cols=2, sparsity=0.5)
+      >>> int((~masks["layers"][0]["kernel"][...]).sum()), bool(masks["layers"][1]["kernel"][...].all())
+      (16, True)
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -154,13 +220,42 @@ def prune_channels(model, sparsity, followers=None):
     nested paths joined with "/"): the next layer's kernel loses the inputs of
     the pruned channels (its Cin axis, or its channel-major flattened rows; see
     :func:`input_channel_mask`). Returns the mask tree (as :func:`prune_model`).
+
+    Args:
+      model: a Flax NNX module.
+      sparsity: fraction of each crossbar layer's output channels to prune, in ``[0, 1]``.
+      followers: optional ``{layer path: next layer path}``, ``"/"``-joined.
+
+    Returns:
+      Bool mask tree with the structure of ``nnx.state(model, nnx.Param)``.
+
+    Example:
+      Half of ``l1``'s 4 outputs are pruned, and ``l2`` loses the matching inputs (rows):
+
+      >>> from flax import nnx
+      >>> from crossjax.pruning import prune_channels
+      >>> class Net(nnx.Module):
+      ...     def __init__(self, rngs):
+      ...         self.l1 = nnx.Linear(4, 4, rngs=rngs)
+      ...         self.l2 = nnx.Linear(4, 3, rngs=rngs)
+      >>> masks = prune_channels(Net(nnx.Rngs(0)), 0.5, followers={"l1": "l2"})
+      >>> m1, m2 = masks["l1"]["kernel"][...], masks["l2"]["kernel"][...]
+      >>> int(m1.any(0).sum()), bool((m1.any(0) == m2.any(1)).all())
+      (2, True)
     """
     masks = prune_model(model, "channel", 1, 1, sparsity)
     followers = followers or {}
 
     def get(tree, name):
         for part in name.split("/"):
-            tree = tree[part]
+            # nnx.Sequential / list children are keyed by int; paths spell them as digits
+            key = int(part) if part.isdigit() and part not in tree and int(part) in tree else part
+            if key not in tree:
+                raise ValueError(
+                    f"prune_channels: followers names {name!r}, which is not a layer path of the model "
+                    f"(no {part!r}); use the '/'-joined paths of crossbar_layer_paths(model)"
+                )
+            tree = tree[key]
         return tree["kernel"]
 
     for prev, nxt in followers.items():
@@ -172,12 +267,49 @@ def prune_channels(model, sparsity, followers=None):
 
 
 def apply_model_masks(model, masks):
-    """Zero the masked-out parameters of ``model`` in place (``nnx.update``)."""
+    """Zero the masked-out parameters of ``model`` in place (``nnx.update``).
+
+    Args:
+      model: a Flax NNX module (modified in place).
+      masks: mask tree of its parameters (:func:`prune_model`).
+
+    Returns:
+      ``None``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax.pruning import apply_model_masks, prune_model
+      >>> model = nnx.Linear(4, 2, rngs=nnx.Rngs(0))
+      >>> apply_model_masks(model, prune_model(model, "magnitude", 1, 1, sparsity=0.5))
+      >>> int((model.kernel[...] == 0).sum())
+      4
+    """
     nnx.update(model, apply_masks(nnx.state(model, nnx.Param), masks))
 
 
 def model_report(model, rows, cols):
-    """Per-layer :class:`CrossbarReport` dicts and model totals (``"total"``) of the current weights."""
+    """Per-layer :class:`CrossbarReport` dicts and model totals (``"total"``) of the current weights.
+
+    Args:
+      model: a Flax NNX module; its crossbar kernels are counted on their
+        flattened ``(K, N)`` matrices.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+
+    Returns:
+      ``{"layers": {name: CrossbarReport.as_dict()}, "total": {...}}`` (plain
+      Python numbers); the totals sum the counts, and their ``sparsity`` and
+      ``compression`` are recomputed from the summed counts.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax.pruning import apply_model_masks, model_report, prune_model
+      >>> model = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
+      >>> apply_model_masks(model, prune_model(model, "column", 4, 2, sparsity=0.5))
+      >>> rep = model_report(model, 4, 2)
+      >>> list(rep["layers"]), rep["total"]["weights"], rep["total"]["nonzeros"], rep["total"]["sparsity"]
+      (['kernel'], 32, 16, 0.5)
+    """
     layers = {
         name: crossbar_report(flatten_kernel(k), rows, cols).as_dict()
         for name, k in crossbar_kernels(nnx.state(model, nnx.Param), crossbar_layer_paths(model)).items()
@@ -198,6 +330,26 @@ def model_group_lasso(params, rows, cols, group="column", layers=None):
     """Sum of :func:`group_lasso` over the crossbar kernels of a parameter tree (differentiable).
 
     ``layers``: :func:`crossbar_layer_paths` of the model, to skip digital layers.
+
+    Args:
+      params: parameter tree (e.g. ``nnx.state(model, nnx.Param)``).
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+      group: ``"column"``, ``"row"``, ``"tile"`` (on the flattened kernels) or
+        ``"channel"`` (on the kernels as they are), as in :func:`group_lasso`.
+      layers: optional set of layer paths; ``None`` counts every 2-D/4-D kernel.
+
+    Returns:
+      Scalar penalty, in the units of the weights.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax.pruning import group_lasso, model_group_lasso
+      >>> model = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
+      >>> penalty = model_group_lasso(nnx.state(model, nnx.Param), 4, 2)
+      >>> bool(jnp.allclose(penalty, group_lasso(model.kernel[...], 4, 2)))
+      True
     """
     return sum(
         group_lasso(k if group == "channel" else flatten_kernel(k), rows, cols, group)
@@ -206,5 +358,28 @@ def model_group_lasso(params, rows, cols, group="column", layers=None):
 
 
 def model_dub_regularizer(params, rows, cols, eps=1e-8, layers=None):
-    """Sum of :func:`dub_regularizer` over the crossbar kernels of a parameter tree."""
+    """Sum of :func:`dub_regularizer` over the crossbar kernels of a parameter tree.
+
+    Args:
+      params: parameter tree (e.g. ``nnx.state(model, nnx.Param)``).
+      rows: tile rows ``T``.
+      cols: tile columns ``C``.
+      eps: the Hoyer-square denominator guard.
+      layers: optional set of layer paths (:func:`crossbar_layer_paths`); ``None``
+        counts every 2-D/4-D kernel.
+
+    Returns:
+      Scalar penalty, dimensionless; differentiable in ``params``.
+
+    Example:
+      A plain ``nnx.Linear`` has one crossbar kernel (its bias is not one):
+
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax.pruning import dub_regularizer, model_dub_regularizer
+      >>> model = nnx.Linear(8, 4, rngs=nnx.Rngs(0))
+      >>> params = nnx.state(model, nnx.Param)
+      >>> bool(jnp.allclose(model_dub_regularizer(params, 4, 2), dub_regularizer(model.kernel[...], 4, 2)))
+      True
+    """
     return sum(dub_regularizer(flatten_kernel(k), rows, cols, eps) for k in crossbar_kernels(params, layers).values())

@@ -52,7 +52,31 @@ class CrossbarReport:
 
 
 def crossbar_report(W, rows, cols, mask=None):
-    """:class:`CrossbarReport` of ``W * mask`` (``mask`` optional) on (rows x cols) tiles."""
+    """:class:`CrossbarReport` of ``W * mask`` (``mask`` optional) on (rows x cols) tiles.
+
+    Args:
+      W: weights ``(K, N)``; exact zeros count as pruned.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+      mask: optional keep mask broadcastable to ``(K, N)`` (True = kept).
+
+    Returns:
+      :class:`CrossbarReport` of integer (and, for ``sparsity``/``compression``,
+      float) scalar arrays.
+
+    Example:
+      One all-zero tile of four: the sparse mapping packs row block 0's two
+      remaining columns into one crossbar, so 3 crossbars do the work of 4:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import crossbar_report
+      >>> W = jnp.ones((4, 4)).at[:2, 2:].set(0.0)
+      >>> r = crossbar_report(W, 2, 2)
+      >>> int(r.tiles_dense), int(r.tiles_nonempty), int(r.tiles_sparse), round(float(r.compression), 4)
+      (4, 3, 3, 1.3333)
+      >>> int(crossbar_report(W, 2, 2, mask=jnp.arange(4) < 2).tiles_sparse)
+      2
+    """
     check_matrix(W)
     check_tile_size(rows, cols)
     W = jnp.asarray(W)
@@ -80,14 +104,54 @@ def crossbar_report(W, rows, cols, mask=None):
 
 def compact_columns(W, rows, cols) -> Compaction:
     """Sparse mapping of ``W`` (K, N): skip all-zero crossbar columns, compact the rest (module doc;
-    :func:`crossjax.mapping.compact_columns`, which the crossbar kernels use for ``layout="sparse"``)."""
+    :func:`crossjax.mapping.compact_columns`, which the crossbar kernels use for ``layout="sparse"``).
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+
+    Returns:
+      :class:`Compaction`: ``tiles`` ``(Kt, Nt, R, C)``, ``column_index``
+      int32 ``(Kt, Nt*C)`` (output held by each compacted column, -1 if empty)
+      and ``tiles_used`` int32 ``(Kt,)``.
+
+    Example:
+      Row block 0 keeps outputs 0 and 1 in one crossbar; row block 1 is dense:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import compact_columns
+      >>> c = compact_columns(jnp.ones((4, 4)).at[:2, 2:].set(0.0), 2, 2)
+      >>> c.tiles.shape, c.tiles_used.tolist(), c.column_index.tolist()
+      ((2, 2, 2, 2), [1, 2], [[0, 1, -1, -1], [0, 1, 2, 3]])
+    """
     check_matrix(W)
     check_tile_size(rows, cols)
     return mapping.compact_columns(jnp.asarray(W), rows, cols)
 
 
 def compacted_matmul(x, compaction, N):
-    """Digital reference of the sparse mapping: ``x (..., K) -> (..., N)``, equal to ``x @ W``."""
+    """Digital reference of the sparse mapping: ``x (..., K) -> (..., N)``, equal to ``x @ W``.
+
+    Args:
+      x: inputs ``(..., K)``.
+      compaction: :class:`Compaction` of ``W`` (:func:`compact_columns`).
+      N: number of outputs (columns of ``W``).
+
+    Returns:
+      ``(..., N)`` outputs, in the units of ``x @ W``.
+
+    Example:
+      Output 1's crossbar column in row block 0 is all zero and skipped:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import compact_columns, compacted_matmul
+      >>> W = jnp.arange(15.0).reshape(5, 3).at[:2, 1].set(0.0)
+      >>> x = jnp.linspace(-1.0, 1.0, 10).reshape(2, 5)
+      >>> y = compacted_matmul(x, compact_columns(W, 2, 2), 3)
+      >>> y.shape, bool(jnp.allclose(y, x @ W, atol=1e-5))
+      ((2, 3), True)
+    """
     Kt, Nt, R, C = compaction.tiles.shape
     K = x.shape[-1]
     xb = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, Kt * R - K)]).reshape(*x.shape[:-1], Kt, R)

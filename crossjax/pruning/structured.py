@@ -66,6 +66,19 @@ def magnitude_mask(W, sparsity):
     """Unstructured magnitude pruning: drop the ``round(sparsity*W.size)`` smallest |w|.
 
     Works on any weight shape (dense matrices, conv kernels).
+
+    Args:
+      W: weights, any shape.
+      sparsity: fraction of the weights to prune, in ``[0, 1]`` (may be traced under ``jit``).
+
+    Returns:
+      Bool keep mask of ``W``'s shape; ties in |w| are pruned in index order.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import magnitude_mask
+      >>> magnitude_mask(jnp.array([[0.1, -2.0], [3.0, -0.2]]), 0.5).tolist()
+      [[False, True], [True, False]]
     """
     chk.fraction("sparsity", sparsity)
     W = jnp.asarray(W)
@@ -74,7 +87,21 @@ def magnitude_mask(W, sparsity):
 
 
 def channel_scores(W):
-    """L1 norm of each output channel: ``sum |W|`` over all axes but the last (N,)."""
+    """L1 norm of each output channel: ``sum |W|`` over all axes but the last (N,).
+
+    Args:
+      W: weights ``(K, N)`` or a conv kernel ``(kh, kw, Cin, N)`` (any shape; the
+        last axis is the output channel).
+
+    Returns:
+      ``(N,)`` scores, in the units of ``W``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import channel_scores
+      >>> channel_scores(jnp.array([[1.0, -2.0, 0.0], [3.0, 0.0, 0.5]])).tolist()
+      [4.0, 2.0, 0.5]
+    """
     W = jnp.asarray(W)
     return jnp.abs(W).reshape(-1, W.shape[-1]).sum(0)
 
@@ -85,6 +112,26 @@ def channel_mask(W, sparsity):
     ``W`` is (K, N) or a conv kernel (kh, kw, Cin, Cout). Returns the keep mask
     of ``W``'s shape; the per-channel keep vector is ``mask.reshape(-1, N).any(0)``
     (or use :func:`input_channel_mask` to prune the next layer's matching inputs).
+
+    Args:
+      W: weights ``(K, N)`` or a conv kernel ``(kh, kw, Cin, Cout)``.
+      sparsity: fraction of the output channels to prune, in ``[0, 1]``.
+
+    Returns:
+      Bool keep mask of ``W``'s shape, constant along all axes but the last.
+
+    Raises:
+      ValueError: ``W`` is neither 2-D nor 4-D, or ``sparsity`` out of range.
+
+    Example:
+      Output 2 has the lowest L1 norm (0.5) and is pruned whole:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import channel_mask
+      >>> channel_mask(jnp.array([[1.0, -2.0, 0.0], [3.0, 0.0, 0.5]]), 1 / 3).tolist()
+      [[True, True, False], [True, True, False]]
+      >>> channel_mask(jnp.ones((3, 3, 2, 4)), 0.5).shape
+      (3, 3, 2, 4)
     """
     chk.fraction("sparsity", sparsity)
     W = jnp.asarray(W)
@@ -101,6 +148,28 @@ def input_channel_mask(channel_keep, W_next):
     ``W_next``: a conv kernel (kh, kw, Cin, Cout) (mask along the Cin axis) or a
     flattened matrix (Cin*P, N) whose rows are channel-major (P positions per
     channel, e.g. kh*kw for a flattened conv or H*W after a channel-major flatten).
+
+    Args:
+      channel_keep: bool ``(Cin,)``.
+      W_next: ``(kh, kw, Cin, Cout)`` or ``(Cin*P, N)``.
+
+    Returns:
+      Bool keep mask of ``W_next``'s shape.
+
+    Raises:
+      ValueError: ``W_next``'s input channels (or rows) do not match ``channel_keep``.
+
+    Example:
+      Channel 1 of 2 is pruned; the next layer reads 2 positions per channel
+      (rows ``[c*2, c*2 + 1]``), so it loses rows 2 and 3:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import input_channel_mask
+      >>> keep = jnp.array([True, False])
+      >>> input_channel_mask(keep, jnp.ones((4, 3)))[:, 0].tolist()
+      [True, True, False, False]
+      >>> bool(input_channel_mask(keep, jnp.ones((3, 3, 2, 5)))[:, :, 1].any())
+      False
     """
     channel_keep = jnp.asarray(channel_keep, bool)
     W_next = jnp.asarray(W_next)
@@ -137,17 +206,73 @@ def _tile_group_mask(W, rows, cols, sparsity, axes):
 
 
 def crossbar_column_mask(W, rows, cols, sparsity):
-    """XCS: prune whole crossbar columns (one output's R-row segment in a tile) by RMS."""
+    """XCS: prune whole crossbar columns (one output's R-row segment in a tile) by RMS.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+      sparsity: fraction of the ``(Kt, Nt, C)`` crossbar columns to prune, in ``[0, 1]``.
+
+    Returns:
+      Bool keep mask ``(K, N)``.
+
+    Example:
+      Of the 8 crossbar columns of a 2 x 2 grid of 2 x 2 tiles, the weakest is
+      output 1's segment in row tile 1; output 1 keeps its segment in row tile 0:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import crossbar_column_mask
+      >>> mask = crossbar_column_mask(jnp.ones((4, 4)).at[2:, 1].set(0.1), 2, 2, sparsity=1 / 8)
+      >>> int((~mask).sum()), mask[:, 1].tolist()
+      (2, [True, True, False, False])
+    """
     return _tile_group_mask(W, rows, cols, sparsity, (2,))
 
 
 def crossbar_row_mask(W, rows, cols, sparsity):
-    """XRS: prune whole crossbar rows (one input across a tile's C columns) by RMS."""
+    """XRS: prune whole crossbar rows (one input across a tile's C columns) by RMS.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+      sparsity: fraction of the ``(Kt, Nt, R)`` crossbar rows to prune, in ``[0, 1]``.
+
+    Returns:
+      Bool keep mask ``(K, N)``.
+
+    Example:
+      Input 1's row in column tile 0 is the weakest of the 8 crossbar rows;
+      the same input stays connected in column tile 1:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import crossbar_row_mask
+      >>> mask = crossbar_row_mask(jnp.ones((4, 4)).at[1, :2].set(0.1), 2, 2, sparsity=1 / 8)
+      >>> int((~mask).sum()), mask[1].tolist()
+      (2, [False, False, True, True])
+    """
     return _tile_group_mask(W, rows, cols, sparsity, (3,))
 
 
 def tile_mask(W, rows, cols, sparsity):
-    """Whole-tile pruning: drop entire R x C tiles with the lowest RMS."""
+    """Whole-tile pruning: drop entire R x C tiles with the lowest RMS.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows: tile rows ``R``.
+      cols: tile columns ``C``.
+      sparsity: fraction of the ``(Kt, Nt)`` tiles to prune, in ``[0, 1]``.
+
+    Returns:
+      Bool keep mask ``(K, N)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import tile_mask
+      >>> tile_mask(jnp.ones((4, 4)).at[2:, 2:].set(0.1), 2, 2, sparsity=0.25).astype(int).tolist()
+      [[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]
+    """
     return _tile_group_mask(W, rows, cols, sparsity, (2, 3))
 
 
@@ -161,6 +286,30 @@ def group_lasso(W, rows=None, cols=None, group="column"):
     (whole tiles) on the (rows x cols) tile layout, or ``"channel"`` (one output
     of ``W``, any shape; tile size unused). Add ``lam * group_lasso(...)`` to the
     training loss; the gradient at an all-zero group is 0 (subgradient choice).
+
+    Args:
+      W: weights ``(K, N)`` (any shape for ``group="channel"``).
+      rows: tile rows ``R`` (not needed for ``"channel"``).
+      cols: tile columns ``C`` (not needed for ``"channel"``).
+      group: ``"column"``, ``"row"``, ``"tile"`` or ``"channel"``.
+
+    Returns:
+      Scalar penalty, in the units of ``W``.
+
+    Raises:
+      ValueError: unknown ``group``, or (tile groups) a ``W`` that is not 2-D or a bad tile size.
+
+    Example:
+      One non-zero crossbar column of 4 ones: ``sqrt(4) * ||(1, 1, 1, 1)||_2 = 4``;
+      an all-zero ``W`` costs nothing:
+
+      >>> import jax.numpy as jnp
+      >>> from crossjax.pruning import group_lasso
+      >>> W = jnp.zeros((4, 2)).at[:, 0].set(1.0)
+      >>> round(float(group_lasso(W, 4, 2)), 4), round(float(group_lasso(jnp.zeros((4, 2)), 4, 2)), 4)
+      (4.0, 0.0)
+      >>> round(float(group_lasso(W, 4, 2, group="tile")), 4)  # sqrt(8) * 2
+      5.6569
     """
     W = jnp.asarray(W)
     if group == "channel":
