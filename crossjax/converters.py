@@ -79,7 +79,20 @@ ENCODINGS = ("amplitude", "pulse_width")  # bit-serial amplitude: slice_bits
 
 def max_bits(dtype=None) -> int:
     """Largest bit count whose integers ``dtype`` represents exactly (24 for float32, 53 for
-    float64); ``None``: JAX's default float (float64 only with ``jax_enable_x64``)."""
+    float64); ``None``: JAX's default float (float64 only with ``jax_enable_x64``).
+
+    Args:
+      dtype: a floating dtype, or ``None``.
+
+    Returns:
+      The int ``nmant + 1`` of ``dtype`` (the mantissa bits and the implicit one).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> converters.max_bits(jnp.float32), converters.max_bits(jnp.float64)
+      (24, 53)
+    """
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     return jnp.finfo(dtype).nmant + 1
 
@@ -137,13 +150,46 @@ def shift_add(a, coef, axis: int = 0):
 
     Written as a sum of slices, not a contraction, so XLA fuses it with the
     elementwise converter and noise work around it (one pass over the data).
+
+    Args:
+      a: an array with ``len(coef)`` entries along ``axis`` (e.g. ``(S, ...)``
+        outputs of ``S`` bit slices, or the arrays of a mapping).
+      coef: a static tuple of Python numbers.
+      axis: the axis summed over.
+
+    Returns:
+      ``a`` without ``axis``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> bits = jnp.array([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])  # bit 0 (row 0) and bit 1 of 3, 2, 1
+      >>> converters.shift_add(bits, (1.0, 2.0)).tolist()
+      [3.0, 2.0, 1.0]
     """
     terms = (c * jax.lax.index_in_dim(a, k, axis, keepdims=False) for k, c in enumerate(coef))
     return functools.reduce(operator.add, terms)
 
 
 def ste_round(x):
-    """``round(x)`` forward, identity gradient backward (straight-through estimator)."""
+    """``round(x)`` forward, identity gradient backward (straight-through estimator).
+
+    Args:
+      x: a floating array.
+
+    Returns:
+      ``round(x)`` (halves to even), the shape and dtype of ``x``; its gradient
+      w.r.t. ``x`` is 1.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> x = jnp.array([0.25, 1.75, -2.5])
+      >>> converters.ste_round(x).tolist()
+      [0.0, 2.0, -2.0]
+      >>> jax.grad(lambda x: converters.ste_round(x).sum())(x).tolist()  # straight through
+      [1.0, 1.0, 1.0]
+    """
     return x + jax.lax.stop_gradient(jnp.round(x) - x)
 
 
@@ -293,6 +339,29 @@ def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
     One bit of a two's-complement ADC only tells the sign (codes -1 and 0, so
     every positive current read 0); beyond :func:`max_bits` the codes are not
     exact in the working dtype (24 for float32, 53 for float64).
+
+    Args:
+      name: the config field, for the message (e.g. ``"adc.bits"``).
+      bits: the value to check; tracers and abstract arrays pass unchecked.
+      include_jax: also check the values of concrete JAX arrays.
+      dtype: the working dtype that bounds the bits (default: JAX's default float).
+
+    Returns:
+      ``None``; it only raises.
+
+    Raises:
+      ValueError: naming ``name``, for a bool, string, other non-integer type, or a
+        count outside ``[2, max_bits(dtype)]``.
+
+    Example:
+      >>> import numpy as np
+      >>> from crossjax import converters
+      >>> converters.check_bits("adc.bits", 8)
+      >>> converters.check_bits("adc.bits", np.array([4, 8]))  # per-column bits
+      >>> converters.check_bits("adc.bits", 1)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: adc.bits must be integers in [2, ...] (or None for no ADC), got 1: 1 bit only resolves the sign...
     """
     if bits is None or isinstance(bits, jax.core.Tracer):
         return
@@ -323,7 +392,28 @@ def check_bits(name: str, bits, include_jax: bool = True, dtype=None) -> None:
 
 
 def check_percentile(name: str, value, include_jax: bool = True) -> None:
-    """A calibration percentile in ``(0, 100]``, finite, not a bool or string."""
+    """A calibration percentile in ``(0, 100]``, finite, not a bool or string.
+
+    Args:
+      name: the config field, for the message (e.g. ``"adc.percentile"``).
+      value: the value to check; tracers pass unchecked.
+      include_jax: also check the value of a concrete JAX array.
+
+    Returns:
+      ``None``; it only raises.
+
+    Raises:
+      ValueError: naming ``name``, for ``None``, a bool or string, or a value that is
+        not one finite number in ``(0, 100]``.
+
+    Example:
+      >>> from crossjax import converters
+      >>> converters.check_percentile("adc.percentile", 99.99)
+      >>> converters.check_percentile("adc.percentile", 0)
+      Traceback (most recent call last):
+      ...
+      ValueError: adc.percentile must lie in (0, 100], got 0; e.g. 99.99.
+    """
     if isinstance(value, (bool, str, bytes)) or value is None:
         raise ValueError(f"{name} must be a number in (0, 100], got {value!r}.")
     p = chk.concrete(value, include_jax)
@@ -397,6 +487,23 @@ def _pulse_width(q, n):
 def dac_equivalent(x, dac: DACConfig):
     """The input value the DAC applies, in the units of ``x``: ``x_range * sum_s coef_s v_s / v_read``
     (``x`` itself for an ideal DAC). A crossbar without ADC or read noise computes ``dac_equivalent(x) @ W_eff``.
+
+    Args:
+      x: inputs ``(..., K)``.
+      dac: :class:`DACConfig`.
+
+    Returns:
+      ``(..., K)`` in the units of ``x``: each input clipped to ``[-x_range, x_range]``
+      and rounded to ``x_range * k / n`` (``n = 2**(bits-1) - 1``, ``k`` in ``[-n, n]``);
+      ``x`` itself for an ideal DAC (``bits=None``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> x = jnp.array([0.5, -0.2, 2.0])
+      >>> dac = converters.DACConfig(bits=3, x_max=1.0)  # levels k / 3, k in [-3, 3]
+      >>> [round(float(v), 4) for v in converters.dac_equivalent(x, dac)]  # 2.0 is clipped
+      [0.6667, -0.3333, 1.0]
     """
     if dac.bits is None:
         return x
@@ -414,6 +521,26 @@ def adc_quantize(current, full_scale, bits):
     ``d out/d I = 1`` where ``round(u)`` is a code (``-2**(b-1) <= round(u) <= 2**(b-1)-1``)
     and 0 where it is clipped; ``d out/d step = c - u`` inside the range and ``c``
     outside (the rounding is the identity inside). ``bits`` gets no gradient.
+
+    Args:
+      current: column currents, amperes.
+      full_scale: ``i_fs``, amperes, broadcast against ``current``.
+      bits: an int or integer array, broadcast against ``current``.
+
+    Returns:
+      Converted currents ``code * step``, amperes, the broadcast shape of the three
+      arguments.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> I = jnp.linspace(-1e-4, 1e-4, 101)  # amperes
+      >>> q = converters.adc_quantize(I, 1e-4, 4)  # 4 bits, 100 uA full scale
+      >>> int(jnp.unique(q).size)  # 2**4 levels
+      16
+      >>> step = 1e-4 / 2**3
+      >>> int(jnp.round(q.min() / step)), int(jnp.round(q.max() / step))  # codes -8 .. 7
+      (-8, 7)
     """
     half = 2.0 ** (jnp.asarray(bits, dtype=current.dtype) - 1)
     return _adc(current, full_scale / half, half)
@@ -462,7 +589,27 @@ def _sum_products_to(a, b, shape):
 
 def percentile_full_scale(currents, percentile, axis):
     """ADC full scale from data: the ``percentile`` of ``|I|`` over ``axis`` (amperes), floored at
-    ``tiny * 2**max_bits``."""
+    ``tiny * 2**max_bits``.
+
+    Args:
+      currents: measured column currents, amperes.
+      percentile: in ``(0, 100]``.
+      axis: the axis (or axes) of the samples; ``None``: all of them.
+
+    Returns:
+      The full scale, amperes: ``currents`` without ``axis``, at least
+      ``finfo.tiny * 2**max_bits`` (so all-zero data gives a normal ADC step).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import converters
+      >>> I = jnp.arange(1.0, 101.0)[:, None] * jnp.array([1e-6, 2e-6])  # 100 reads of 2 columns
+      >>> fs = converters.percentile_full_scale(I, 50.0, axis=0)
+      >>> fs.shape, [round(float(f) * 1e6, 4) for f in fs]  # the medians, uA
+      ((2,), [50.5, 101.0])
+      >>> bool(converters.percentile_full_scale(jnp.zeros(4), 99.0, axis=0) > 0)
+      True
+    """
     fs = jnp.percentile(jnp.abs(currents), percentile, axis=axis)
     # floored so that the ADC step fs / 2**(bits-1) stays a normal number for every
     # allowed bit count: all-zero calibration data then read 0, not 0/0 = NaN

@@ -305,7 +305,22 @@ def adc_energy(bits, adc: ADCCost = ADCCost()):
 
 def adc_area(bits, adc: ADCCost = ADCCost()):
     """mm^2 of one ``bits``-bit ADC: ``adc.area * 2^(bits - 8)`` (area, like a flash or SAR
-    converter's comparators or capacitor array, doubles per bit)."""
+    converter's comparators or capacitor array, doubles per bit).
+
+    Args:
+      bits: ADC bits, any shape.
+      adc: :class:`ADCCost`.
+
+    Returns:
+      Area per ADC, mm^2, the shape of ``bits``.
+
+    Example:
+      >>> from crossjax import cost
+      >>> round(float(cost.adc_area(8)), 4)  # ISAAC's 8-bit ADC
+      0.0012
+      >>> round(float(cost.adc_area(10) / cost.adc_area(8)), 4)  # two more bits: 4x the area
+      4.0
+    """
     return adc.area * 2.0 ** (jnp.asarray(bits, dtype=jnp.result_type(float)) - 8.0)
 
 
@@ -402,6 +417,19 @@ def layer_cost(x, state, config, cost: CostConfig = CostConfig(), *, weights=Non
     Raises:
       ValueError: ``x``'s last axis is not ``K``; nonlinear cells; ``adc_bits`` of
         the wrong shape.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import cost, crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> hw = HardwareConfig().set({"adc.bits": 8, "dac.bits": 8, "array.rows": 4, "array.cols": 4})
+      >>> W = jnp.array([[0.5, 0.0, -0.25], [1.0, 0.0, 0.5]])  # (K, N) = (2, 3), column 1 all zero
+      >>> state, x = crossbar.program(W, hw), jnp.full((3, 2), 0.5)
+      >>> c = cost.layer_cost(x, state, hw)
+      >>> c["arrays"].tolist(), c["conversions"].tolist()  # one differential pair: 3 columns x 2 arrays
+      (2.0, 6.0)
+      >>> cost.layer_cost(x, state, hw, weights=W)["conversions"].tolist()  # the zero column is not read
+      4.0
     """
     x = jnp.asarray(x)
     K = state.in_features
@@ -483,7 +511,20 @@ def layer_cost(x, state, config, cost: CostConfig = CostConfig(), *, weights=Non
 
 
 def total(parts: dict):
-    """The sum of a ``{"component": value}`` breakdown."""
+    """The sum of a ``{"component": value}`` breakdown.
+
+    Args:
+      parts: ``{component: value}``, values numbers or arrays that broadcast together
+        (e.g. the ``"energy"`` joules or ``"area"`` mm^2 of :func:`layer_cost`).
+
+    Returns:
+      The sum, in the units of the values (a JAX array, or ``0`` for an empty dict).
+
+    Example:
+      >>> from crossjax import cost
+      >>> round(float(cost.total({"array": 2.0, "adc": 1.5, "dac": 0.5})), 4)
+      4.0
+    """
     return sum(jnp.asarray(v) for v in parts.values())
 
 
@@ -515,6 +556,23 @@ def model_cost(model, x, cost: CostConfig = CostConfig(), *, key=None, adc_bits=
 
     Raises:
       ValueError: the model has no crossbar layer, or is in ``"digital"`` mode.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import cost, layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> hw = HardwareConfig().set({"adc.bits": 6, "dac.bits": 6})
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> _ = layers.set_mode(model, "hardware", hw)
+      >>> _ = layers.load_program(model, layers.program_model(model, hw, jax.random.key(0)))
+      >>> c = cost.model_cost(model, jnp.full((2, 8), 0.5))
+      >>> sorted(c["layers"]), c["logits"].shape
+      (['layers.0', 'layers.1'], (2, 2))
+      >>> bool(jnp.allclose(c["energy_total"], cost.total(c["energy"])))
+      True
+      >>> bool(c["latency"] >= c["interval"])  # layers in sequence vs the slowest layer
+      True
     """
     key = jax.random.key(0) if key is None else key
     found = layers.crossbar_layers(model)
@@ -610,6 +668,18 @@ def programmed_cost(model, hardware, x, key=None, cost: CostConfig = CostConfig(
     Returns:
       ``{"energy_J", "energy_breakdown_J", "latency_s", "interval_s", "area_mm2",
       "area_breakdown_mm2"}`` (floats), or ``{"unavailable": reason}`` for nonlinear cells.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import cost, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> r = cost.programmed_cost(model, HardwareConfig().set({"adc.bits": 6}), jnp.full((2, 8), 0.5))
+      >>> sorted(r["energy_breakdown_J"]), type(r["energy_J"]).__name__
+      (['adc', 'array', 'dac', 'digital'], 'float')
+      >>> r["energy_J"] > 0, model.layers[0].mode  # the model itself stays digital
+      (True, 'digital')
     """
     key = jax.random.key(0) if key is None else key
     if hardware.adc.range == "calibrated":
@@ -672,6 +742,16 @@ def energy_aware_loss(
 
     Returns:
       An :class:`EnergyAwareLoss` for ``training.train(..., loss_fn=...)``.
+
+    Example:
+      >>> from crossjax import cost
+      >>> loss_fn = cost.energy_aware_loss(0.1, 1e-9, component="array")  # CE + 0.1 E_array / 1 nJ
+      >>> loss_fn.weight, loss_fn.reference, loss_fn.component
+      (0.1, 1e-09, 'array')
+      >>> loss_fn == cost.energy_aware_loss(0.1, 1e-9, component="array")  # hashable: jitted steps are reused
+      True
+      >>> from crossjax import training  # fine-tune a "train"-mode model against its read energy:
+      >>> training.train(model, dataset, training.TrainConfig(steps=200), loss_fn=loss_fn)  # doctest: +SKIP
     """
     chk.non_negative("weight", weight, False)
     chk.positive("reference", reference, False)
@@ -697,8 +777,25 @@ def budget(components) -> dict:
     """Power and area of a block built from ``components`` (a sequence of :class:`Component`
     or of ``(block_dict, count)`` pairs of nested blocks).
 
+    Args:
+      components: an iterable of :class:`Component` (``count`` units of ``power`` watts
+        and ``area`` mm^2 each) or ``(block, count)`` pairs, ``block`` a dict with
+        ``"power"`` (W) and ``"area"`` (mm^2), such as this function returns; its
+        ``"name"`` (default ``"block"``) names it in the breakdown.
+
     Returns:
       ``{"power": W, "area": mm^2, "breakdown": {name: {"power", "area"}}}``.
+
+    Example:
+      >>> from crossjax import cost
+      >>> tile = cost.budget(
+      ...     [cost.Component("dac", count=128, power=4e-6, area=1.7e-7), cost.Component("adc", power=2e-3, area=1.2e-3)]
+      ... )
+      >>> round(tile["power"] * 1e3, 4), sorted(tile["breakdown"])  # mW
+      (2.512, ['adc', 'dac'])
+      >>> chip = cost.budget([(dict(tile, name="tile"), 4)])  # four such tiles
+      >>> round(chip["power"] * 1e3, 4), round(chip["area"], 4), list(chip["breakdown"])
+      (10.048, 0.0049, ['tile'])
     """
     power, area, breakdown = 0.0, 0.0, {}
     for item in components:

@@ -86,7 +86,16 @@ class Dataset:
 
 
 def names() -> tuple[str, ...]:
-    """Names accepted by :func:`load_dataset`."""
+    """Names accepted by :func:`load_dataset`.
+
+    Returns:
+      A tuple of the dataset names, the keys of :data:`NUM_CLASSES`.
+
+    Example:
+      >>> from crossjax import data
+      >>> data.names()
+      ('digits', 'mnist', 'cifar10', 'cifar100')
+    """
     return tuple(NUM_CLASSES)
 
 
@@ -184,7 +193,24 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> Dataset:
 
 
 def num_batches(n: int, batch_size: int, *, drop_remainder: bool = True) -> int:
-    """Batches per epoch of ``n`` examples."""
+    """Batches per epoch of ``n`` examples.
+
+    Args:
+      n: examples in the epoch.
+      batch_size: examples per batch, a positive integer.
+      drop_remainder: do not count a last short batch.
+
+    Returns:
+      ``n // batch_size`` with ``drop_remainder``, else ``ceil(n / batch_size)``.
+
+    Raises:
+      ValueError: ``batch_size <= 0``.
+
+    Example:
+      >>> from crossjax import data
+      >>> data.num_batches(10, 4), data.num_batches(10, 4, drop_remainder=False)
+      (2, 3)
+    """
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size} must be a positive integer")
     full, rest = divmod(n, batch_size)
@@ -196,6 +222,22 @@ def epoch_permutation(n: int, *, seed: int, epoch: int) -> np.ndarray:
 
     Depends only on ``(seed, epoch)`` (NumPy ``PCG64`` seeded with both), so
     any step of a run can be reproduced without replaying earlier epochs.
+
+    Args:
+      n: examples.
+      seed: the run's data seed.
+      epoch: the epoch.
+
+    Returns:
+      ``(n,)`` integer array, a permutation of ``range(n)``.
+
+    Example:
+      >>> from crossjax import data
+      >>> p = data.epoch_permutation(10, seed=0, epoch=3)
+      >>> sorted(p.tolist()) == list(range(10)), bool((p == data.epoch_permutation(10, seed=0, epoch=3)).all())
+      (True, True)
+      >>> bool((p == data.epoch_permutation(10, seed=0, epoch=4)).all())  # another epoch, another order
+      False
     """
     return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
@@ -216,6 +258,35 @@ def batches(
     With ``shuffle`` the order is :func:`epoch_permutation` ``(seed, epoch)``;
     without it, the stored order. ``drop_remainder`` drops a last short batch
     (fixed shapes, so jitted steps compile once).
+
+    Args:
+      x: ``(N, ...)`` features.
+      y: ``(N, ...)`` labels (``(N,)`` classes).
+      batch_size: examples per batch.
+      seed, epoch: the order (:func:`epoch_permutation`).
+      shuffle: permute the examples; ``False``: the stored order.
+      drop_remainder: drop a last batch of fewer than ``batch_size`` examples.
+      start: the first batch yielded (to resume an epoch).
+
+    Yields:
+      ``(x_batch, y_batch)``: ``(batch_size, ...)`` slices of ``x`` and ``y`` (the last
+      one shorter without ``drop_remainder``).
+
+    Raises:
+      ValueError: ``x`` and ``y`` differ in length, or ``drop_remainder`` leaves no batch.
+
+    Example:
+      >>> from crossjax import data
+      >>> ds = data.load_dataset("digits", split="train")  # 1347 examples
+      >>> xb, yb = next(data.batches(ds.x, ds.y, 128, seed=0, epoch=0))
+      >>> xb.shape, yb.shape
+      ((128, 64), (128,))
+      >>> epoch = list(data.batches(ds.x, ds.y, 128, seed=0, epoch=0))
+      >>> len(epoch)  # 1347 // 128 full batches
+      10
+      >>> resumed = list(data.batches(ds.x, ds.y, 128, seed=0, epoch=0, start=8))  # the same batches 8 and 9
+      >>> len(resumed), bool((resumed[0][1] == epoch[8][1]).all())
+      (2, True)
     """
     n = int(x.shape[0])
     if int(y.shape[0]) != n:

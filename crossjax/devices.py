@@ -463,6 +463,23 @@ def draw(sample, key, shape, dtype):
     ``jax_threefry_partitionable``, indexes draws by their flat position), but XLA
     compiles a rank-2 draw several times faster than a rank-4/5 one (the times are in
     ``benchmarks/README.md``, "Compilation"), which adds up over the layers of a network.
+
+    Args:
+      sample: ``sample(key, shape, dtype)``, e.g. ``jax.random.normal``.
+      key: PRNG key.
+      shape: the shape of the draw.
+      dtype: a floating dtype.
+
+    Returns:
+      ``sample``'s numbers of ``shape`` and ``dtype``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import devices
+      >>> key = jax.random.key(0)
+      >>> n = devices.draw(jax.random.normal, key, (2, 3, 4, 5), jnp.float32)
+      >>> n.shape, bool(jnp.array_equal(n, jax.random.normal(key, (2, 3, 4, 5), jnp.float32)))
+      ((2, 3, 4, 5), True)
     """
     shape = tuple(shape)
     flat = (math.prod(shape[:-1]), shape[-1]) if len(shape) > 2 else shape
@@ -488,6 +505,25 @@ def program_conductances(u, device: DeviceConfig, key, *, reference: bool = Fals
 
     Returns:
       Conductances of ``u``'s shape and dtype, siemens.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import devices, mapping
+      >>> dev = devices.DeviceConfig(g_min=1e-6, g_max=1e-4)  # siemens; no noise: no key needed
+      >>> g = devices.program_conductances(jnp.array([0.0, 0.5, 1.0]), dev, None)
+      >>> [round(float(x) * 1e6, 4) for x in g]  # uS
+      [1.0, 50.5, 100.0]
+      >>> W = jnp.array([[0.5, -1.0], [0.25, 0.0]])
+      >>> u, w_max = mapping.map_weights(W, mapping.MappingConfig(), rows=2, cols=2)
+      >>> G = devices.program_conductances(u, dev, None)  # (2, 1, 1, 2, 2): G+ and G-
+      >>> bool(jnp.allclose(G[0] - G[1], (1e-4 - 1e-6) * W / w_max, atol=1e-12))  # G+ - G- proportional to W
+      True
+      >>> noisy = devices.DeviceConfig(write_noise=devices.WriteNoise(sigma=0.05), stuck=devices.StuckAt(p_min=0.1))
+      >>> g = devices.program_conductances(jnp.full((4, 8), 0.5), noisy, jax.random.key(0))
+      >>> g.shape, bool((g >= 0).all())
+      ((4, 8), True)
+      >>> bool(jnp.array_equal(g, devices.program_conductances(jnp.full((4, 8), 0.5), noisy, jax.random.key(0))))
+      True
     """
     g_min, g_max = device.g_min, device.g_max
     if device.levels is not None:
@@ -547,13 +583,52 @@ def _pcm(g_target, device, key, reference):
 
 
 def read_noise_normal(key, shape, dtype, device: DeviceConfig):
-    """Standard normals ``(shape)`` for read noise, from ``device.read_noise.generator``."""
+    """Standard normals ``(shape)`` for read noise, from ``device.read_noise.generator``.
+
+    Args:
+      key: PRNG key (a fresh one per read).
+      shape: the shape of the draw.
+      dtype: a floating dtype.
+      device: a :class:`DeviceConfig` whose ``read_noise`` is set (its ``generator``:
+        :mod:`crossjax.counter_rng` or ``jax.random.normal``).
+
+    Returns:
+      Standard normal numbers of ``shape`` and ``dtype`` (dimensionless).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import devices
+      >>> dev = devices.DeviceConfig(read_noise=devices.ReadNoise(sigma=0.02))
+      >>> n = devices.read_noise_normal(jax.random.key(0), (1000, 100), jnp.float32, dev)
+      >>> n.shape, bool(abs(float(n.mean())) < 0.05), bool(abs(float(n.std()) - 1) < 0.05)
+      ((1000, 100), True, True)
+    """
     sample = counter_rng.normal if device.read_noise.generator == "counter" else jax.random.normal
     return draw(sample, key, shape, dtype)
 
 
 def read_noise_std(g, device: DeviceConfig):
-    """Per-cell read-noise standard deviation ``s`` (S) for conductances ``g``."""
+    """Per-cell read-noise standard deviation ``s`` (S) for conductances ``g``.
+
+    Args:
+      g: conductances, siemens, any shape.
+      device: a :class:`DeviceConfig` whose ``read_noise`` is set.
+
+    Returns:
+      ``s``, siemens, the shape and dtype of ``g``: ``sigma * g`` for
+      ``kind="proportional"``, ``sigma * (g_max - g_min)`` for ``"gaussian"``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import devices
+      >>> g = jnp.array([1e-6, 5e-5, 1e-4])  # siemens
+      >>> prop = devices.DeviceConfig(read_noise=devices.ReadNoise(sigma=0.02))
+      >>> [round(float(s / x), 4) for s, x in zip(devices.read_noise_std(g, prop), g)]  # 2 % of each G
+      [0.02, 0.02, 0.02]
+      >>> gauss = devices.DeviceConfig(read_noise=devices.ReadNoise(sigma=0.02, kind="gaussian"))
+      >>> [round(float(s) * 1e6, 4) for s in devices.read_noise_std(g, gauss)]  # 2 % of g_max - g_min, uS
+      [1.98, 1.98, 1.98]
+    """
     rn = device.read_noise
     if rn.kind == "proportional":
         return rn.sigma * g

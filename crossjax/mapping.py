@@ -157,7 +157,26 @@ untile_weights = tiling.untile
 
 
 def weight_scale(W, mapping: MappingConfig):
-    """``w_max``: scalar (layer) or ``(N,)`` (column); zeros replaced by 1 (all-zero weights map to g_min)."""
+    """``w_max``: scalar (layer) or ``(N,)`` (column); zeros replaced by 1 (all-zero weights map to g_min).
+
+    Args:
+      W: weights ``(K, N)``.
+      mapping: :class:`MappingConfig`; a fixed ``mapping.w_max`` is returned as is
+        (broadcast to ``(N,)`` for ``weight_scale="column"``).
+
+    Returns:
+      ``w_max`` in the units of ``W``: a scalar ``max |W|`` for ``weight_scale="layer"``,
+      ``(N,)`` ``max_k |W[k, n]|`` for ``"column"``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jnp.array([[0.5, -2.0, 0.0], [0.25, 1.0, 0.0]])
+      >>> float(mapping.weight_scale(W, mapping.MappingConfig()))
+      2.0
+      >>> mapping.weight_scale(W, mapping.MappingConfig(weight_scale="column")).tolist()  # all-zero column: 1
+      [0.5, 2.0, 1.0]
+    """
     if mapping.w_max is not None:
         s = jnp.asarray(mapping.w_max, W.dtype)
         return jnp.broadcast_to(s, (W.shape[-1],)) if mapping.weight_scale == "column" else s
@@ -172,7 +191,36 @@ def _column_scale_padded(w_max, N: int, cols: int):
 
 
 def map_weights(W, mapping: MappingConfig, rows: int, cols: int):
-    """Normalized targets ``u`` ``(P, Kt, Nt, rows, cols + ref)`` and ``w_max`` for ``W`` ``(K, N)``."""
+    """Normalized targets ``u`` ``(P, Kt, Nt, rows, cols + ref)`` and ``w_max`` for ``W`` ``(K, N)``.
+
+    The schemes and bit slicing are those of the module docstring; the
+    conductances are ``G = g_min + (g_max - g_min) * u``
+    (:func:`crossjax.devices.program_conductances`).
+
+    Args:
+      W: weights ``(K, N)``.
+      mapping: :class:`MappingConfig`.
+      rows, cols: the tile size ``R x C``.
+
+    Returns:
+      ``(u, w_max)``: ``u`` ``(P, Kt, Nt, rows, cols + ref)`` targets in ``[0, 1]``
+      (``P = mapping.n_arrays``, ``ref = mapping.reference_columns``,
+      ``Kt = ceil(K / rows)``, ``Nt = ceil(N / cols)``) and ``w_max`` of
+      :func:`weight_scale` (a scalar or ``(N,)``, in the units of ``W``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jnp.array([[0.5, -1.0], [0.25, 0.0]])
+      >>> u, w_max = mapping.map_weights(W, mapping.MappingConfig(), rows=2, cols=2)
+      >>> u.shape, float(w_max)  # (P, Kt, Nt, R, C): a differential pair of one 2 x 2 tile
+      ((2, 1, 1, 2, 2), 1.0)
+      >>> bool(jnp.allclose(u[0, 0, 0] - u[1, 0, 0], W / w_max))  # u+ - u- = W / w_max
+      True
+      >>> u, _ = mapping.map_weights(W, mapping.MappingConfig(scheme="offset"), rows=2, cols=2)
+      >>> u.shape, u[0, 0, 0, :, -1].tolist()  # one array, plus the reference column at u = 1/2
+      ((1, 1, 1, 2, 3), [0.5, 0.5])
+    """
     K, N = W.shape
     w_max = weight_scale(W, mapping)
     if mapping.weight_scale == "column":
@@ -226,7 +274,30 @@ class Compaction:
 def compact_columns(W, rows: int, cols: int) -> Compaction:
     """Sparse mapping of ``W`` (K, N): within each row block (the tiles sharing the
     inputs ``x[a*R:(a+1)*R]``), skip the all-zero crossbar columns and pack the rest,
-    in order, into ``ceil(nnz_cols[a] / C)`` crossbars."""
+    in order, into ``ceil(nnz_cols[a] / C)`` crossbars.
+
+    Args:
+      W: weights ``(K, N)``.
+      rows, cols: the tile size ``R x C``.
+
+    Returns:
+      A :class:`Compaction`: ``tiles`` ``(Kt, Nt, R, C)`` (row block ``a``'s packed
+      crossbars first, then all-zero ones), ``column_index`` ``(Kt, Nt*C)`` int32 (the
+      column of ``W`` each packed column holds, -1 for an empty slot) and
+      ``tiles_used`` ``(Kt,)`` int32.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jnp.array([[1.0, 0.0, 2.0, 0.0], [3.0, 0.0, 0.0, 0.0]])  # columns 1 and 3 all zero
+      >>> c = mapping.compact_columns(W, rows=2, cols=2)
+      >>> c.tiles.shape, c.tiles_used.tolist()  # the 2 non-zero columns fill 1 of the 2 crossbars
+      ((1, 2, 2, 2), [1])
+      >>> c.column_index.tolist()
+      [[0, 2, -1, -1]]
+      >>> c.tiles[0, 0].tolist()
+      [[1.0, 2.0], [3.0, 0.0]]
+    """
     K, N = W.shape
     Kt, Nt = tile_counts(K, N, rows, cols)
     T = tile_weights(W, rows, cols)  # (Kt, Nt, R, C)
@@ -247,6 +318,24 @@ def scatter_outputs(partials, column_index, N: int):
 
     ``partials`` (..., Kt, Nt*C): per-row-block column outputs of the compacted
     crossbars; empty slots (index -1) are dropped. Returns (..., N).
+
+    Args:
+      partials: ``(..., Kt, Nt*C)`` outputs of the compacted columns.
+      column_index: ``(Kt, Nt*C)`` int, the :class:`Compaction`'s ``column_index``.
+      N: the layer's outputs.
+
+    Returns:
+      ``(..., N)`` outputs, the dtype of ``partials`` (0 for an output with no
+      non-zero weight).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jnp.array([[1.0, 0.0, 2.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+      >>> c = mapping.compact_columns(W, rows=2, cols=2)  # packed columns: outputs 0 and 2
+      >>> partials = jnp.array([[10.0, 20.0, 0.0, 0.0]])  # (Kt, Nt*C)
+      >>> mapping.scatter_outputs(partials, c.column_index, N=4).tolist()
+      [10.0, 0.0, 20.0, 0.0]
     """
     idx = jnp.where(column_index < 0, N, column_index).ravel()
     flat = partials.reshape(*partials.shape[:-2], -1)
@@ -255,7 +344,27 @@ def scatter_outputs(partials, column_index, N: int):
 
 
 def scatter_rows(blocks, column_index, N: int):
-    """Compacted weights back in place: ``(Kt, R, Nt*C)`` -> ``(Kt, R, N)`` (row blocks kept apart)."""
+    """Compacted weights back in place: ``(Kt, R, Nt*C)`` -> ``(Kt, R, N)`` (row blocks kept apart).
+
+    Args:
+      blocks: ``(Kt, R, Nt*C)`` compacted weights per row block (a :class:`Compaction`'s
+        ``tiles.transpose(0, 2, 1, 3).reshape(Kt, R, Nt*C)``).
+      column_index: ``(Kt, Nt*C)`` int, the :class:`Compaction`'s ``column_index``.
+      N: the layer's outputs.
+
+    Returns:
+      ``(Kt, R, N)``: row block ``a`` holds rows ``a*R:(a+1)*R`` of the weights
+      (zero rows past ``K``), the dtype of ``blocks``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jnp.array([[1.0, 0.0, 2.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+      >>> c = mapping.compact_columns(W, rows=2, cols=2)
+      >>> blocks = c.tiles.transpose(0, 2, 1, 3).reshape(1, 2, 4)  # (Kt, R, Nt*C)
+      >>> bool(jnp.array_equal(mapping.scatter_rows(blocks, c.column_index, N=4)[0], W))
+      True
+    """
 
     def one(block, index):
         idx = jnp.where(index < 0, N, index)
@@ -265,7 +374,23 @@ def scatter_rows(blocks, column_index, N: int):
 
 
 def column_difference(a, mapping: MappingConfig):
-    """Remove the reference column (offset scheme): ``a[..., :C] - a[..., C:]``; identity otherwise."""
+    """Remove the reference column (offset scheme): ``a[..., :C] - a[..., C:]``; identity otherwise.
+
+    Args:
+      a: ``(..., C + 1)`` per-column quantities of one tile's columns, the
+        reference column last (``scheme="offset"``); any shape otherwise.
+      mapping: :class:`MappingConfig`.
+
+    Returns:
+      ``(..., C)`` for ``scheme="offset"``, else ``a`` itself.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> a = jnp.array([0.75, 0.25, 0.5])  # two columns and the reference at u = 1/2
+      >>> mapping.column_difference(a, mapping.MappingConfig(scheme="offset")).tolist()
+      [0.25, -0.25]
+    """
     if mapping.scheme == "offset":
         return a[..., :-1] - a[..., -1:]
     return a
@@ -275,6 +400,30 @@ def recombine(a, mapping: MappingConfig, axis: int, read: bool = False):
     """``sum_p coef[p] * column_difference(a_p)`` over the array axis ``axis`` of ``a``.
 
     ``read=True``: ``a`` holds the ``read_arrays`` converted currents (:func:`subtract_pairs`).
+
+    Args:
+      a: per-array quantities with ``mapping.n_arrays`` entries along ``axis``
+        (``mapping.read_arrays`` with ``read=True``), e.g. targets
+        ``(P, Kt, Nt, R, Cp)`` of :func:`map_weights` or column currents.
+      mapping: :class:`MappingConfig`.
+      axis: the array axis of ``a``.
+      read: use :meth:`MappingConfig.read_coefficients` instead of ``coefficients``.
+
+    Returns:
+      ``a`` without ``axis`` (and, for ``scheme="offset"``, without the reference
+      column): for targets, ``W / w_max`` tiled, ``(Kt, Nt, R, C)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jnp.array([[0.5, -1.0], [0.25, 0.0]])
+      >>> m = mapping.MappingConfig(slice_bits=2, slices=2)  # 4-bit magnitudes in two 2-bit cells
+      >>> u, w_max = mapping.map_weights(W, m, rows=2, cols=2)
+      >>> u.shape  # arrays [+s0, +s1, -s0, -s1]
+      (4, 1, 1, 2, 2)
+      >>> w = mapping.recombine(u, m, axis=0)  # shift-add: (Kt, Nt, R, C)
+      >>> (w[0, 0] * 15).round().astype(int).tolist()  # the 4-bit codes of W / w_max
+      [[8, -15], [4, 0]]
     """
     coef = mapping.read_coefficients() if read else mapping.coefficients()
     return shift_add(column_difference(a, mapping), coef, axis)
@@ -283,7 +432,31 @@ def recombine(a, mapping: MappingConfig, axis: int, read: bool = False):
 def subtract_pairs(a, mapping: MappingConfig, axis: int = 0, variance: bool = False):
     """The arrays' column quantities ``a`` (``n_arrays`` along ``axis``) as read out:
     with ``subtract="analog"`` the pair differences ``a+ - a-`` (``variance=True``: the
-    sums ``a+ + a-`` of independent variances), else ``a`` unchanged."""
+    sums ``a+ + a-`` of independent variances), else ``a`` unchanged.
+
+    Args:
+      a: ``mapping.n_arrays`` arrays' column quantities along ``axis`` (currents in
+        amperes, or their variances in A^2), ordered ``[+s0, ..., -s0, ...]``.
+      mapping: :class:`MappingConfig`.
+      axis: the array axis of ``a``.
+      variance: ``a`` holds variances: add the pair's, do not subtract.
+
+    Returns:
+      ``a`` with ``mapping.read_arrays`` entries along ``axis``: the ``slices`` pair
+      differences (or variance sums) for ``subtract="analog"``, else ``a`` itself.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> i = jnp.array([[3.0, 1.0], [1.0, 2.0]])  # column currents of I+ (row 0) and I- (row 1)
+      >>> analog = mapping.MappingConfig(subtract="analog")
+      >>> mapping.subtract_pairs(i, analog).tolist()  # one current per pair column: half the conversions
+      [[2.0, -1.0]]
+      >>> mapping.subtract_pairs(i, analog, variance=True).tolist()
+      [[4.0, 3.0]]
+      >>> mapping.subtract_pairs(i, mapping.MappingConfig()).shape  # digital: both arrays are converted
+      (2, 2)
+    """
     if mapping.subtract != "analog":
         return a
     h = mapping.slices
@@ -293,6 +466,28 @@ def subtract_pairs(a, mapping: MappingConfig, axis: int = 0, variance: bool = Fa
 
 
 def unmap_tiles(u, w_max, mapping: MappingConfig, K: int, N: int):
-    """Inverse map for inspection: targets (or effective normalized conductances) -> weights ``(K, N)``."""
+    """Inverse map for inspection: targets (or effective normalized conductances) -> weights ``(K, N)``.
+
+    Args:
+      u: ``(P, Kt, Nt, R, Cp)`` targets of :func:`map_weights`, or effective
+        normalized conductances ``(G - g_min) / (g_max - g_min)`` of that shape.
+      w_max: the weight scale :func:`map_weights` returned (a scalar or ``(N,)``).
+      mapping: :class:`MappingConfig` the weights were mapped with.
+      K, N: the weight matrix's shape.
+
+    Returns:
+      ``(K, N)`` weights in the units of the mapped ``W``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import mapping
+      >>> W = jax.random.normal(jax.random.key(0), (5, 3))
+      >>> m = mapping.MappingConfig(weight_scale="column")
+      >>> u, w_max = mapping.map_weights(W, m, rows=4, cols=2)
+      >>> u.shape  # Kt = ceil(5 / 4) = 2, Nt = ceil(3 / 2) = 2
+      (2, 2, 2, 4, 2)
+      >>> bool(jnp.allclose(mapping.unmap_tiles(u, w_max, m, K=5, N=3), W))
+      True
+    """
     w = untile_weights(recombine(u, mapping, axis=0), K, N)
     return w * (w_max[None, :] if mapping.weight_scale == "column" else w_max)
