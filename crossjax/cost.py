@@ -784,7 +784,8 @@ def budget(components) -> dict:
         ``"name"`` (default ``"block"``) names it in the breakdown.
 
     Returns:
-      ``{"power": W, "area": mm^2, "breakdown": {name: {"power", "area"}}}``.
+      ``{"power": W, "area": mm^2, "breakdown": {name: {"power", "area"}}}``; components
+      of one name are summed into one entry, so the breakdown adds up to the totals.
 
     Example:
       >>> from crossjax import cost
@@ -804,7 +805,11 @@ def budget(components) -> dict:
         else:
             block, count = item
             p, a, name = count * block["power"], count * block["area"], block.get("name", "block")
-        breakdown[name] = {"power": p, "area": a}
+        if name in breakdown:  # components of one name are one line of the breakdown, as in the totals
+            p_prev, a_prev = breakdown[name]["power"], breakdown[name]["area"]
+            breakdown[name] = {"power": p_prev + p, "area": a_prev + a}
+        else:
+            breakdown[name] = {"power": p, "area": a}
         power, area = power + p, area + a
     return {"power": power, "area": area, "breakdown": breakdown}
 

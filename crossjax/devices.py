@@ -582,6 +582,14 @@ def _pcm(g_target, device, key, reference):
     return jnp.maximum(g_drift + pcm.read_noise_std(g_prog, g_drift, g_max).astype(dtype) * n3, 0.0)
 
 
+def _require_read_noise(device, who: str) -> None:
+    if device.read_noise is None:
+        raise ValueError(
+            f"{who}: device.read_noise is None (no read noise); set it, e.g. "
+            "DeviceConfig(read_noise=ReadNoise(sigma=0.01)), or do not draw read noise"
+        )
+
+
 def read_noise_normal(key, shape, dtype, device: DeviceConfig):
     """Standard normals ``(shape)`` for read noise, from ``device.read_noise.generator``.
 
@@ -603,6 +611,7 @@ def read_noise_normal(key, shape, dtype, device: DeviceConfig):
       >>> n.shape, bool(abs(float(n.mean())) < 0.05), bool(abs(float(n.std()) - 1) < 0.05)
       ((1000, 100), True, True)
     """
+    _require_read_noise(device, "read_noise_normal")
     sample = counter_rng.normal if device.read_noise.generator == "counter" else jax.random.normal
     return draw(sample, key, shape, dtype)
 
@@ -629,6 +638,7 @@ def read_noise_std(g, device: DeviceConfig):
       >>> [round(float(s) * 1e6, 4) for s in devices.read_noise_std(g, gauss)]  # 2 % of g_max - g_min, uS
       [1.98, 1.98, 1.98]
     """
+    _require_read_noise(device, "read_noise_std")
     rn = device.read_noise
     if rn.kind == "proportional":
         return rn.sigma * g

@@ -27,8 +27,6 @@ Quantization uses straight-through gradients.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import struct
@@ -183,11 +181,6 @@ def weight_scale(W, mapping: MappingConfig):
     axis = None if mapping.weight_scale == "layer" else 0
     s = jnp.max(jnp.abs(W), axis=axis)
     return jnp.where(s > 0, s, jnp.ones_like(s))
-
-
-def _column_scale_padded(w_max, N: int, cols: int):
-    nt = math.ceil(N / cols)
-    return jnp.pad(w_max, (0, nt * cols - N), constant_values=1.0)
 
 
 def map_weights(W, mapping: MappingConfig, rows: int, cols: int):

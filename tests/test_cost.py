@@ -399,3 +399,20 @@ def test_property_pareto_front_is_exactly_the_undominated(points):
         dominated = any(dominates(f[j], f[i]) for j in range(len(f)))
         assert front[i] == (not dominated)
     assert front.any()
+
+
+def test_budget_breakdown_sums_components_of_one_name():
+    """Two components (or two unnamed blocks) of one name are one line of the breakdown, and the
+    breakdown adds up to the totals."""
+    C = cost.Component
+    b = cost.budget(
+        [
+            C("adc", 1, 1.0, 0.5),
+            C("adc", 2, 1.0, 0.25),
+            ({"power": 3.0, "area": 1.0}, 1),
+            ({"power": 1.0, "area": 1.0}, 2),
+        ]
+    )
+    assert b["power"] == 1.0 + 2.0 + 3.0 + 2.0 and b["area"] == 0.5 + 0.5 + 1.0 + 2.0
+    assert b["breakdown"] == {"adc": {"power": 3.0, "area": 1.0}, "block": {"power": 5.0, "area": 3.0}}
+    assert sum(v["power"] for v in b["breakdown"].values()) == b["power"]

@@ -132,3 +132,10 @@ def test_bad_device_config():
         DeviceConfig(levels=1)
     d = DeviceConfig.from_resistance(1e4, 1e5)
     np.testing.assert_allclose([d.g_min, d.g_max], [1e-5, 1e-4])
+
+
+def test_read_noise_draws_without_a_read_noise_model_name_the_fix():
+    g = jnp.full((2, 2), 1e-5)
+    for fn, args in ((devices.read_noise_std, (g,)), (devices.read_noise_normal, (jax.random.key(0), (2,), g.dtype))):
+        with pytest.raises(ValueError, match="device.read_noise is None"):
+            fn(*args, devices.DeviceConfig())
