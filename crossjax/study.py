@@ -229,7 +229,7 @@ class StudySpec:
 
 # --------------------------------------------------------------------------- presets
 
-_PRESETS: dict[str, Callable[[], StudySpec]] = {}
+_PRESETS: dict[str, Callable[[], Any]] = {}  # name -> factory of a StudySpec or a paper_studies.PaperStudy
 
 
 def register_preset(name: str, factory: Callable[[], Any]) -> None:

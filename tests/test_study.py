@@ -101,7 +101,7 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
     assert "fine-tuning under `wires`" in report and (out / "finetune.ckpt").exists()
 
     # a different study into the same directory is refused
-    with pytest.raises(ValueError, match="different study"):
+    with pytest.raises(ValueError, match="other arguments.*--overwrite"):
         study.run_study(spec.replace(samples=4), out, seed=0, progress=False, plots=False)
 
 
