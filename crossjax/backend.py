@@ -108,6 +108,13 @@ def policy(backend: str | None = None) -> Policy:
 
     Raises:
       ValueError: an unknown backend name.
+
+    Example:
+      >>> from crossjax import backend
+      >>> backend.policy("cpu").row_tile_sum, backend.policy("cpu").geff_chunk_bytes   # 4 MiB
+      ('pairwise', 4194304)
+      >>> backend.policy("cuda") is backend.policy("gpu")
+      True
     """
     if backend is None:
         import jax
@@ -132,6 +139,12 @@ def plain(backend: str) -> Policy:
 
     Returns:
       A :class:`Policy` with the plain kernel forms.
+
+    Example:
+      >>> from crossjax import backend
+      >>> p = backend.plain("cpu")
+      >>> p.backend, p.row_tile_sum, p.tile_product, p.memory_fraction   # CPU's memory share
+      ('cpu', 'reduce', 'einsum', 0.5)
     """
     own = policy(backend)
     return Policy(own.backend, **{**_PLAIN, "memory_fraction": own.memory_fraction})
@@ -142,6 +155,11 @@ def host_memory_bytes() -> int:
 
     Returns:
       Bytes of free physical memory.
+
+    Example:
+      >>> from crossjax import backend
+      >>> backend.host_memory_bytes() > 0
+      True
     """
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
@@ -164,6 +182,15 @@ def memory_bytes(device, local_devices=None) -> int:
 
     Returns:
       Free bytes (``>= 0``).
+
+    Example:
+      >>> from crossjax import backend
+      >>> class Device:   # an accelerator that reports its memory
+      ...     platform = "gpu"
+      ...     def memory_stats(self):
+      ...         return {"bytes_limit": 100, "bytes_in_use": 40}
+      >>> backend.memory_bytes(Device())
+      60
     """
     try:
         stats = device.memory_stats() or {}
@@ -189,6 +216,11 @@ def accelerator_installed() -> bool:
 
     Returns:
       ``True`` where JAX's default backend will be a GPU or TPU.
+
+    Example:
+      >>> from crossjax import backend
+      >>> isinstance(backend.accelerator_installed(), bool)   # machine-dependent value
+      True
     """
     platforms = os.environ.get("JAX_PLATFORMS", "").strip()
     if platforms:

@@ -50,7 +50,21 @@ def _umask() -> int:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file + fsync + ``os.replace``).
+
+    Args:
+      path: the target file; missing parent directories are created, an existing
+        file is replaced.
+      data: the bytes to write.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import checkpoint
+      >>> path = os.path.join(tempfile.mkdtemp(), "sub", "blob.bin")
+      >>> checkpoint.atomic_write_bytes(path, b"abc")
+      >>> open(path, "rb").read(), os.listdir(os.path.dirname(path))   # no temporary file left
+      (b'abc', ['blob.bin'])
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -69,7 +83,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically.
+
+    Args:
+      path: the target file (see :func:`atomic_write_bytes`).
+      text: the text, encoded as UTF-8.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import checkpoint
+      >>> path = os.path.join(tempfile.mkdtemp(), "results.json")
+      >>> checkpoint.atomic_write_text(path, '{"ok": true}')
+      >>> open(path, encoding="utf-8").read()
+      '{"ok": true}'
+    """
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -171,10 +198,34 @@ def _corrupt(path, why):
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
     """Raw contents ``(arrays, meta)`` of a checkpoint file, its content hash verified.
 
+    Args:
+      path: a file :func:`save_checkpoint` wrote.
+
+    Returns:
+      ``(arrays, meta)``: ``{"model/<path>" | "optimizer/<path>": np.ndarray}`` (PRNG keys
+      as their raw ``uint32`` key data) and the metadata dict (``format_version``,
+      ``step``, ``hardware``, ``has_optimizer``, ``extra``).
+
     Raises:
       FileNotFoundError: no file at ``path``.
       ValueError: the file is corrupt, truncated, of another format version, or
         its bytes do not match the hash written with them.
+
+    Example:
+      >>> import os, tempfile
+      >>> from flax import nnx
+      >>> from crossjax import checkpoint
+      >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+      >>> checkpoint.save_checkpoint(path, model=nnx.Linear(3, 2, rngs=nnx.Rngs(0)), step=5)
+      >>> arrays, meta = checkpoint.read_checkpoint(path)
+      >>> sorted(arrays), arrays["model['kernel'].value"].shape, meta["step"], meta["has_optimizer"]
+      (["model['bias'].value", "model['kernel'].value"], (3, 2), 5, False)
+      >>> with open(path, "r+b") as f:   # flip the last byte
+      ...     _ = f.seek(-1, os.SEEK_END); b = f.read(1); _ = f.seek(-1, os.SEEK_END); _ = f.write(bytes([b[0] ^ 1]))
+      >>> checkpoint.read_checkpoint(path)
+      Traceback (most recent call last):
+      ...
+      ValueError: checkpoint ... is corrupt or truncated (...); delete it or pass --overwrite ...
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -204,6 +255,33 @@ def restore_checkpoint(path: str | os.PathLike, *, model: nnx.Module, optimizer:
 
     Returns the metadata dict: ``step``, ``hardware`` (a dict, or ``None``;
     rebuild with ``HardwareConfig.from_dict``), ``extra``.
+
+    Args:
+      path: a file :func:`save_checkpoint` wrote.
+      model: the live model, built with the same structure, shapes and dtypes
+        (its variables are replaced).
+      optimizer: the live optimizer to restore too, or ``None``.
+
+    Returns:
+      The metadata dict (``format_version``, ``step``, ``hardware``,
+      ``has_optimizer``, ``extra``).
+
+    Raises:
+      ValueError: see :func:`read_checkpoint`; non-finite model values; an entry
+        or shape that does not fit the live model/optimizer; an ``optimizer``
+        given for a checkpoint saved without one.
+
+    Example:
+      >>> import os, tempfile
+      >>> from flax import nnx
+      >>> from crossjax import checkpoint
+      >>> path = os.path.join(tempfile.mkdtemp(), "run.ckpt")
+      >>> model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+      >>> checkpoint.save_checkpoint(path, model=model, step=5, extra={"note": "x"})
+      >>> fresh = nnx.Linear(3, 2, rngs=nnx.Rngs(1))
+      >>> meta = checkpoint.restore_checkpoint(path, model=fresh)
+      >>> meta["step"], meta["extra"], bool((fresh.kernel[...] == model.kernel[...]).all())
+      (5, {'note': 'x'}, True)
     """
     arrays, meta = read_checkpoint(path)
     for name, value in arrays.items():
@@ -237,6 +315,19 @@ def check_fingerprint(path: str | os.PathLike, fingerprint: str | None, *, label
 
     Raises:
       ValueError: the file is corrupt (see :func:`read_checkpoint`) or carries another fingerprint.
+
+    Example:
+      >>> import os, tempfile
+      >>> from flax import nnx
+      >>> from crossjax import checkpoint
+      >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+      >>> checkpoint.save_model(path, nnx.Linear(3, 2, rngs=nnx.Rngs(0)), "f00d")
+      >>> checkpoint.check_fingerprint(path, "f00d")["extra"]
+      {'fingerprint': 'f00d'}
+      >>> checkpoint.check_fingerprint(path, "beef", label="resume")
+      Traceback (most recent call last):
+      ...
+      ValueError: resume: ... was written by a run with other arguments (fingerprint 'f00d', this run 'beef'); ...
     """
     _, meta = read_checkpoint(path)
     saved = (meta.get("extra") or {}).get("fingerprint")
@@ -270,6 +361,25 @@ def load_model(path: str | os.PathLike, model: nnx.Module, fingerprint: str) -> 
     Raises ``ValueError`` naming the file when it is corrupt or truncated, was
     written by another run (``fingerprint``), does not fit ``model`` or holds
     non-finite weights.
+
+    Args:
+      path: a file :func:`save_model` wrote.
+      model: a model of the same architecture (its variables are replaced).
+      fingerprint: the run's fingerprint the file must carry.
+
+    Returns:
+      ``model``, restored in place.
+
+    Example:
+      >>> import os, tempfile
+      >>> from flax import nnx
+      >>> from crossjax import checkpoint
+      >>> path = os.path.join(tempfile.mkdtemp(), "model.ckpt")
+      >>> trained = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+      >>> checkpoint.save_model(path, trained, "f00d", epochs=2)
+      >>> m = checkpoint.load_model(path, nnx.Linear(3, 2, rngs=nnx.Rngs(1)), "f00d")
+      >>> bool((m.kernel[...] == trained.kernel[...]).all())
+      True
     """
     check_fingerprint(path, fingerprint, label="load_model")
     restore_checkpoint(path, model=model)

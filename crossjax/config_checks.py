@@ -23,6 +23,22 @@ def concrete(value, include_jax: bool = True) -> np.ndarray | None:
     """``value`` as a float64 NumPy array if it is concrete and numeric, else ``None``.
 
     ``include_jax=False`` also skips (non-traced) JAX arrays.
+
+    Args:
+      value: anything (a config field's value).
+      include_jax: also convert non-traced JAX arrays.
+
+    Returns:
+      A float64 array of ``value``'s shape, or ``None`` for tracers, ``None``,
+      bools and non-numeric values.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import config_checks as chk
+      >>> chk.concrete(3).dtype, chk.concrete(True), chk.concrete("x")
+      (dtype('float64'), None, None)
+      >>> chk.concrete(jnp.ones(2)).shape, chk.concrete(jnp.ones(2), include_jax=False)
+      ((2,), None)
     """
     if value is None or isinstance(value, jax.core.Tracer):
         return None
@@ -39,12 +55,48 @@ def concrete(value, include_jax: bool = True) -> np.ndarray | None:
 
 
 def finite(name: str, value, include_jax: bool = True) -> None:
+    """Raise ``ValueError`` unless every entry of a concrete ``value`` is finite.
+
+    Args:
+      name: the field's name, for the message.
+      value: its value (checked only when concrete, :func:`concrete`).
+      include_jax: also check non-traced JAX arrays.
+
+    Raises:
+      ValueError: ``value`` holds NaN or inf.
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> chk.finite("device.g_max", 1e-4)
+      >>> chk.finite("device.g_max", float("nan"))
+      Traceback (most recent call last):
+      ...
+      ValueError: device.g_max must be finite, got nan; pass a finite number.
+    """
     a = concrete(value, include_jax)
     if a is not None and not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite, got {value!r}; pass a finite number.")
 
 
 def non_negative(name: str, value, include_jax: bool = True) -> None:
+    """Raise ``ValueError`` unless a concrete ``value`` is finite and ``>= 0`` (every entry).
+
+    Args:
+      name: the field's name, for the message.
+      value: its value (checked only when concrete, :func:`concrete`).
+      include_jax: also check non-traced JAX arrays.
+
+    Raises:
+      ValueError: ``value`` is not finite or has a negative entry.
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> chk.non_negative("r_wire", 0.0)
+      >>> chk.non_negative("r_wire", -1.0)
+      Traceback (most recent call last):
+      ...
+      ValueError: r_wire must be >= 0, got -1.0; use 0 to switch it off.
+    """
     finite(name, value, include_jax)
     a = concrete(value, include_jax)
     if a is not None and np.any(a < 0):
@@ -52,6 +104,24 @@ def non_negative(name: str, value, include_jax: bool = True) -> None:
 
 
 def positive(name: str, value, include_jax: bool = True) -> None:
+    """Raise ``ValueError`` unless a concrete ``value`` is finite and ``> 0`` (every entry).
+
+    Args:
+      name: the field's name, for the message.
+      value: its value (checked only when concrete, :func:`concrete`).
+      include_jax: also check non-traced JAX arrays.
+
+    Raises:
+      ValueError: ``value`` is not finite or has an entry ``<= 0``.
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> chk.positive("v_read", 0.2)
+      >>> chk.positive("v_read", 0)
+      Traceback (most recent call last):
+      ...
+      ValueError: v_read must be > 0, got 0; pass a positive value.
+    """
     finite(name, value, include_jax)
     a = concrete(value, include_jax)
     if a is not None and np.any(a <= 0):
@@ -59,6 +129,25 @@ def positive(name: str, value, include_jax: bool = True) -> None:
 
 
 def fraction(name: str, value, include_jax: bool = True) -> None:
+    """Raise ``ValueError`` unless a concrete ``value`` lies in ``[0, 1]`` (every entry).
+
+    Args:
+      name: the field's name, for the message.
+      value: its value (checked only when concrete, :func:`concrete`).
+      include_jax: also check non-traced JAX arrays.
+
+    Raises:
+      ValueError: ``value`` is not finite or has an entry outside ``[0, 1]``.
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> import numpy as np
+      >>> chk.fraction("p_stuck", np.array([0.0, 0.5, 1.0]))
+      >>> chk.fraction("p_stuck", 1.5)
+      Traceback (most recent call last):
+      ...
+      ValueError: p_stuck must lie in [0, 1], got 1.5; pass a fraction.
+    """
     non_negative(name, value, include_jax)
     a = concrete(value, include_jax)
     if a is not None and np.any(a > 1):
@@ -66,11 +155,48 @@ def fraction(name: str, value, include_jax: bool = True) -> None:
 
 
 def choice(name: str, value, allowed) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``allowed``.
+
+    Args:
+      name: the field's name, for the message.
+      value: its value.
+      allowed: the permitted values (a set or sequence of sortable values).
+
+    Raises:
+      ValueError: ``value not in allowed`` (the message lists ``allowed``, sorted).
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> chk.choice("adc.range", "max", {"max", "fixed"})
+      >>> chk.choice("adc.range", "min", {"max", "fixed"})
+      Traceback (most recent call last):
+      ...
+      ValueError: adc.range must be one of ['fixed', 'max'], got 'min'.
+    """
     if value not in allowed:
         raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}.")
 
 
 def positive_int(name: str, value, *, allow_none: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer ``>= 1`` (Python or NumPy, not bool).
+
+    Args:
+      name: the field's name, for the message.
+      value: its value.
+      allow_none: also accept ``None`` (a switched-off option).
+
+    Raises:
+      ValueError: ``value`` is not a positive integer (nor an allowed ``None``).
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> chk.positive_int("adc.bits", 8)
+      >>> chk.positive_int("adc.bits", None, allow_none=True)
+      >>> chk.positive_int("adc.bits", 0, allow_none=True)
+      Traceback (most recent call last):
+      ...
+      ValueError: adc.bits must be a positive integer or None to switch it off, got 0.
+    """
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -87,7 +213,18 @@ _checked_depth = 0
 
 
 def checking() -> bool:
-    """True while a function runs under :func:`checked` (its trace emits runtime checks)."""
+    """True while a function runs under :func:`checked` (its trace emits runtime checks).
+
+    Returns:
+      Whether a :func:`checked` call is in progress.
+
+    Example:
+      >>> from crossjax import config_checks as chk
+      >>> chk.checking()
+      False
+      >>> chk.checked(lambda: chk.checking())()
+      True
+    """
     return _checked_depth > 0
 
 
@@ -96,6 +233,23 @@ def traced_check(predicate, message: str) -> None:
 
     ``predicate`` is a boolean array (all of it must hold); call this only for
     traced values (concrete ones are checked eagerly with ``ValueError``).
+
+    Args:
+      predicate: boolean array; the check fails unless all of it is true.
+      message: the error message when it fails.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import config_checks as chk
+      >>> def f(g):
+      ...     chk.traced_check(g >= 0, "g must be >= 0")
+      ...     return 2 * g
+      >>> f(-jnp.ones(2)).shape   # not under checked: no check
+      (2,)
+      >>> chk.checked(jax.jit(f))(-jnp.ones(2))
+      Traceback (most recent call last):
+      ...
+      ValueError: g must be >= 0 (at run time, under crossjax.checked)
     """
     if checking():
         from jax.experimental import checkify

@@ -159,7 +159,28 @@ class Rule:
 
 
 def rules_from_data(rules) -> tuple[Rule, ...]:
-    """Rules from ``Rule`` objects or dicts ``{"match", "digital", "hardware" (overrides), "config" (full)}``."""
+    """Rules from ``Rule`` objects or dicts ``{"match", "digital", "hardware" (overrides), "config" (full)}``.
+
+    Args:
+      rules: ``None``, one :class:`Rule` or dict, or a sequence of them (a TOML
+        ``[[rules]]`` table is a list of dicts); ``"config"`` is a full
+        ``HardwareConfig.to_dict()``.
+
+    Returns:
+      A tuple of :class:`Rule` in the given order (``()`` for ``None``).
+
+    Raises:
+      ValueError: an entry that is neither a Rule nor a dict, unknown keys, no
+        ``"match"``, both ``"hardware"`` and ``"config"``, or an invalid rule.
+
+    Example:
+      >>> from crossjax import conversion
+      >>> rules = conversion.rules_from_data([{"match": "head", "digital": True}, {"match": "*", "hardware": {"adc.bits": 6}}])
+      >>> [(r.match, r.digital, r.hardware) for r in rules]
+      [('head', True, None), ('*', False, {'adc.bits': 6})]
+      >>> conversion.rules_from_data(None)
+      ()
+    """
     if rules is None:
         return ()
     if isinstance(rules, (Rule, dict)):
@@ -592,6 +613,19 @@ def convert(model: nnx.Module, hardware=None, *, rules=(), seed: int = 0) -> nnx
     Raises:
       ValueError: ``hardware`` or a rule is invalid, a rule matches no layer, or
         no layer is left to convert.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import conversion
+      >>> from crossjax.hardware import HardwareConfig
+      >>> model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+      >>> analog = conversion.convert(model, HardwareConfig())
+      >>> type(analog).__name__, isinstance(analog, nnx.Linear), analog.kernel[...].shape
+      ('AnalogLinear', True, (3, 2))
+      >>> x = jnp.ones((4, 3))
+      >>> bool((analog(x) == model(x)).all())   # "digital" mode: the original product
+      True
     """
     if not isinstance(model, nnx.Module):
         raise ValueError(f"model must be an nnx.Module, got {type(model).__name__}")
@@ -636,10 +670,21 @@ def convert(model: nnx.Module, hardware=None, *, rules=(), seed: int = 0) -> nnx
 def conversion_table(model: nnx.Module) -> list[dict]:
     """What became of each Linear / LinearGeneral / Einsum / Conv layer of a converted model.
 
+    Args:
+      model: a model :func:`convert` returned (any ``nnx.Module``: unconverted
+        supported layers are listed as ``"digital"``).
+
     Returns:
       ``[{"path", "type", "as", "rule"}]`` in ``nnx.iter_graph`` order: ``"as"`` is
       ``"crossbar"``, ``"crossbar (rule i)"`` or ``"digital (rule i)"``; ``"rule"``
       the index of the rule that decided (``None``: the model-wide hardware).
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import conversion
+      >>> analog = conversion.convert(nnx.Linear(3, 2, rngs=nnx.Rngs(0)))
+      >>> conversion.conversion_table(analog)
+      [{'path': '<root>', 'type': 'Linear', 'as': 'crossbar', 'rule': None}]
     """
     rows = []
     for path, node in nnx.iter_graph(model):

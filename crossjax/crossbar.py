@@ -108,7 +108,27 @@ def programming_signature(config: HardwareConfig) -> tuple:
     ADC may change between reads of one state (its ADC full scale is part of the
     state), and so may the read-time effects ``device.read_noise`` and
     ``mapping.subtract`` (where the pair is subtracted). Traced values are
-    recorded as ``None`` and not compared."""
+    recorded as ``None`` and not compared.
+
+    Args:
+      config: the hardware.
+
+    Returns:
+      A tuple of ``(field, digest)`` pairs, ``field`` a dotted path such as
+      ``"array.rows"``, ``digest`` a string (numbers: shape and a hash of their
+      float32 values; others: their ``repr``) or ``None`` for a traced value.
+
+    Example:
+      >>> from crossjax import crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> sig = dict(crossbar.programming_signature(HardwareConfig()))
+      >>> "array.rows" in sig, "adc.bits" in sig   # the ADC may change between reads
+      (True, False)
+      >>> sig == dict(crossbar.programming_signature(HardwareConfig().set({"adc.bits": 6})))
+      True
+      >>> sig == dict(crossbar.programming_signature(HardwareConfig().set({"array.rows": 32})))
+      False
+    """
     return tuple(
         item
         for item in (
@@ -125,7 +145,29 @@ _READ_TIME = ("mapping.subtract", "device.read_noise")
 
 def check_state_config(state: CrossbarState, config: HardwareConfig) -> None:
     """Raise ``ValueError`` when ``state`` was programmed with a config that differs from ``config``
-    in a field the state depends on (:func:`programming_signature`)."""
+    in a field the state depends on (:func:`programming_signature`).
+
+    Args:
+      state: a :class:`CrossbarState` from :func:`program`.
+      config: the hardware it is to be read with.
+
+    Raises:
+      ValueError: ``config`` has an ADC but the state has no ADC full scale, or one
+        for another number of read-out arrays, or the state was programmed with a
+        config that differs in a programming field (states with an empty
+        ``programmed_with`` are not compared).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> state = crossbar.program(jnp.ones((4, 2)), HardwareConfig())
+      >>> crossbar.check_state_config(state, HardwareConfig())
+      >>> crossbar.check_state_config(state, HardwareConfig().set({"array.rows": 32}))
+      Traceback (most recent call last):
+      ...
+      ValueError: state was programmed with another hardware config (differs in array.rows); ...
+    """
     if config.adc.bits is not None and state.adc_range is None:
         raise ValueError(
             "config has an ADC (adc.bits) but the state was programmed without one, so it has no "
@@ -407,6 +449,27 @@ def program_many(Ws, config: HardwareConfig, keys) -> list[CrossbarState]:
     Equal to ``[program(W, config, k) for W, k in zip(Ws, keys)]``, but the tiles
     of all matrices share one batched ``G_eff`` sweep (one compilation, one
     sequence of batched linear algebra instead of one per matrix).
+
+    Args:
+      Ws: a non-empty sequence of weight matrices ``(K_i, N_i)`` or stacks ``(G_i, K_i, N_i)``.
+      config: the hardware (one config for all).
+      keys: one PRNG key per matrix (``None`` entries only when
+        ``config.program_is_stochastic`` is false).
+
+    Returns:
+      A list of :class:`CrossbarState`, one per matrix; a stack's state has a
+      leading ``G_i`` axis on its arrays.
+
+    Raises:
+      ValueError: bad arguments, ``Ws`` and ``keys`` of different lengths, or an empty ``Ws``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> states = crossbar.program_many([jnp.ones((4, 2)), jnp.ones((3, 4, 2))], HardwareConfig(), [None, None])
+      >>> [s.w_eff.shape for s in states]
+      [(4, 2), (3, 4, 2)]
     """
     _check_config(config)
     if len(Ws) != len(keys):
@@ -654,6 +717,12 @@ def granular_step(config: HardwareConfig):
     cell level, ``(g_max - g_min) * v_read / (dac.input_levels * mapping.cell_levels)``
     (``crossjax.converters`` module doc).
 
+    Args:
+      config: the hardware.
+
+    Returns:
+      The unit current in amperes (a scalar).
+
     Example:
       >>> from crossjax.hardware import HardwareConfig
       >>> cfg = HardwareConfig().set({"dac.bits": 9, "dac.slice_bits": 1, "mapping.slice_bits": 1,
@@ -674,6 +743,20 @@ def is_linear(config: HardwareConfig) -> bool:
     ``effective_weights``. A layer may then apply them in any linear form: a
     convolution layer uses its effective kernel directly instead of unfolding patches.
     (``readout.plan(config).is_linear``.)
+
+    Args:
+      config: the hardware.
+
+    Returns:
+      ``True`` where a layer may fold the read into ``effective_weights``.
+
+    Example:
+      >>> from crossjax import crossbar, presets
+      >>> from crossjax.hardware import HardwareConfig
+      >>> crossbar.is_linear(HardwareConfig()), crossbar.is_linear(HardwareConfig().set({"adc.bits": 8}))
+      (True, False)
+      >>> crossbar.is_linear(presets.rram())   # ADC and read noise
+      False
     """
     return readout.plan(config).is_linear
 
@@ -819,7 +902,34 @@ def _raise_if_unsolved(y, plan):
 
 def calibrate_adc(x, state: CrossbarState, config: HardwareConfig, key=None, percentile=None) -> CrossbarState:
     """ADC full scale per tile column from data: the ``percentile`` (default
-    ``config.adc.percentile``) of ``|I|`` over the inputs ``x`` ``(..., K)``."""
+    ``config.adc.percentile``) of ``|I|`` over the inputs ``x`` ``(..., K)``.
+
+    Args:
+      x: calibration inputs ``(..., K)``, in the units of the layer's inputs.
+      state: the programmed crossbar (:func:`program`, with this ``config``).
+      config: the hardware; needs an ADC (``adc.bits``), not ``adc.range="granular"``.
+      key: PRNG key of the read noise during calibration; ``None`` only when
+        ``config.read_is_stochastic`` is false.
+      percentile: in ``[0, 100]``; default ``config.adc.percentile``.
+
+    Returns:
+      ``state`` with ``adc_range`` ``(P_read, Kt, Nt, Cp)`` amperes set from the data
+      (unread padding columns get 1).
+
+    Raises:
+      ValueError: bad arguments, no ADC, or a granular ADC range.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import crossbar
+      >>> from crossjax.hardware import HardwareConfig
+      >>> cfg = HardwareConfig().set({"adc.bits": 8, "adc.range": "calibrated"})
+      >>> state = crossbar.program(jnp.full((4, 2), 0.25), cfg)
+      >>> cal = crossbar.calibrate_adc(jnp.ones((16, 4)), state, cfg)
+      >>> real = (..., slice(0, 2))   # the 2 output columns of the tile (padding columns get 1)
+      >>> cal.adc_range.shape, bool(jnp.all(cal.adc_range[real] <= state.adc_range[real]))   # within "max"
+      ((2, 1, 1, 64), True)
+    """
     _check_inputs(x, state, config, key)
     if config.adc.bits is None:
         raise ValueError("calibrate_adc needs config.adc.bits (no ADC configured).")

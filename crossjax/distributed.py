@@ -80,7 +80,16 @@ def initialize(
 
 
 def is_multiprocess() -> bool:
-    """Whether this process is one of several (``jax.process_count() > 1``)."""
+    """Whether this process is one of several (``jax.process_count() > 1``).
+
+    Returns:
+      ``False`` in a single-process run.
+
+    Example:
+      >>> from crossjax import distributed
+      >>> distributed.is_multiprocess()
+      False
+    """
     return jax.process_count() > 1
 
 
@@ -90,6 +99,11 @@ def is_writer() -> bool:
 
     Returns:
       ``True`` on process 0 only.
+
+    Example:
+      >>> from crossjax import distributed
+      >>> distributed.is_writer()
+      True
     """
     return jax.process_index() == 0
 
@@ -115,6 +129,11 @@ def broadcast_json(obj=None):
     Returns:
       Process 0's ``obj`` (decoded from JSON: tuples become lists), on every
       process; ``obj`` itself in a single-process run.
+
+    Example:
+      >>> from crossjax import distributed
+      >>> distributed.broadcast_json({"step": 3, "done": (1, 2)})   # one process: obj itself
+      {'step': 3, 'done': (1, 2)}
     """
     if not is_multiprocess():
         return obj
@@ -135,6 +154,15 @@ def broadcast_variables(model, *filters) -> None:
       model: an ``nnx.Module`` built the same way on every process.
       *filters: ``nnx`` filters of the variables to copy; default
         ``nnx.Param, nnx.BatchStat`` (what training changes).
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import distributed
+      >>> model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+      >>> before = model.kernel[...]
+      >>> distributed.broadcast_variables(model)   # one process: nothing to copy
+      >>> bool((model.kernel[...] == before).all())
+      True
     """
     if not is_multiprocess():
         return

@@ -72,9 +72,28 @@ _SAFETENSORS_DTYPES = {
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``{name: array}`` of a ``.safetensors`` file (format: huggingface/safetensors README).
 
+    Args:
+      path: the ``.safetensors`` file.
+
+    Returns:
+      ``{name: array}`` in file order, each a NumPy copy with the tensor's shape and
+      dtype (``BF16`` as ``ml_dtypes.bfloat16``); the ``__metadata__`` entry is skipped.
+
     Raises:
       ValueError: the file is truncated, its header is not the format's JSON, or a
         tensor's byte range does not match its dtype and shape.
+
+    Example:
+      >>> import json, os, struct, tempfile
+      >>> import numpy as np
+      >>> from crossjax import state_dict
+      >>> header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+      >>> path = os.path.join(tempfile.mkdtemp(), "w.safetensors")
+      >>> with open(path, "wb") as f:   # 8-byte header length, JSON header, raw bytes
+      ...     _ = f.write(struct.pack("<Q", len(header)) + header + np.arange(4, dtype="<f4").tobytes())
+      >>> w = state_dict.read_safetensors(path)["w"]
+      >>> w.tolist(), str(w.dtype)
+      ([[0.0, 1.0], [2.0, 3.0]], 'float32')
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -121,7 +140,30 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def read_state_dict(source) -> dict[str, np.ndarray]:
-    """``{name: array}`` from a ``.safetensors`` / ``.npz`` path or a mapping of arrays."""
+    """``{name: array}`` from a ``.safetensors`` / ``.npz`` path or a mapping of arrays.
+
+    Args:
+      source: a path ending in ``.safetensors`` or ``.npz``, or a mapping
+        ``{name: array-like}``.
+
+    Returns:
+      ``{name: np.ndarray}`` (a mapping's keys as strings, its values as NumPy arrays).
+
+    Raises:
+      ValueError: the file does not exist or has another extension (or see
+        :func:`read_safetensors`).
+
+    Example:
+      >>> import os, tempfile
+      >>> import numpy as np
+      >>> from crossjax import state_dict
+      >>> path = os.path.join(tempfile.mkdtemp(), "w.npz")
+      >>> np.savez(path, kernel=np.ones((3, 2)))
+      >>> {k: v.shape for k, v in state_dict.read_state_dict(path).items()}
+      {'kernel': (3, 2)}
+      >>> type(state_dict.read_state_dict({"bias": [0.0, 1.0]})["bias"]).__name__
+      'ndarray'
+    """
     if isinstance(source, Mapping):
         return {str(k): np.asarray(v) for k, v in source.items()}
     path = os.fspath(source)
@@ -178,6 +220,20 @@ def load_state_dict(
     Raises:
       ValueError: unknown layout; a tensor without a matching variable, a shape
         mismatch, or (``strict``) parameters left unloaded, all named at once.
+
+    Example:
+      >>> import numpy as np
+      >>> from flax import nnx
+      >>> from crossjax import state_dict
+      >>> model = nnx.Linear(3, 2, rngs=nnx.Rngs(0))
+      >>> sd = {"layer.w": np.ones((3, 2)), "layer.b": np.zeros(2)}
+      >>> _ = state_dict.load_state_dict(model, sd, mapping={"layer.w": "kernel", "layer.b": "bias"})
+      >>> round(float(model.kernel[...].sum()), 4), str(model.kernel[...].dtype)
+      (6.0, 'float32')
+      >>> _ = state_dict.load_state_dict(model, {"kernel": np.ones((2, 3))})
+      Traceback (most recent call last):
+      ...
+      ValueError: load_state_dict: 'kernel' has shape (2, 3) but kernel has (3, 2); ...
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")

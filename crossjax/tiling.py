@@ -40,14 +40,43 @@ __all__ = [
 
 
 def check_tile_size(rows, cols) -> None:
-    """Raise ``ValueError`` unless ``rows`` and ``cols`` are positive Python ints."""
+    """Raise ``ValueError`` unless ``rows`` and ``cols`` are positive Python ints.
+
+    Args:
+      rows, cols: the tile size ``R x C`` (cells).
+
+    Raises:
+      ValueError: either is not a positive ``int`` (bools and NumPy integers are refused).
+
+    Example:
+      >>> check_tile_size(64, 64)
+      >>> check_tile_size(64, 0)
+      Traceback (most recent call last):
+      ...
+      ValueError: cols must be a positive int (crossbar tile size), got 0
+    """
     for name, v in (("rows", rows), ("cols", cols)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive int (crossbar tile size), got {v!r}")
 
 
 def check_matrix(W, name: str = "W") -> None:
-    """Raise ``ValueError`` unless ``W`` is a 2-D ``(K, N)`` weight matrix."""
+    """Raise ``ValueError`` unless ``W`` is a 2-D ``(K, N)`` weight matrix.
+
+    Args:
+      W: the array to check (NumPy or JAX).
+      name: its name, for the message.
+
+    Raises:
+      ValueError: ``W`` is not 2-D.
+
+    Example:
+      >>> check_matrix(np.zeros((3, 2)))
+      >>> check_matrix(np.zeros((3, 3, 4, 8)), "kernel")
+      Traceback (most recent call last):
+      ...
+      ValueError: kernel must be a 2-D weight matrix (K inputs, N outputs), got shape (3, 3, 4, 8); ...
+    """
     if jnp.ndim(W) != 2:
         raise ValueError(
             f"{name} must be a 2-D weight matrix (K inputs, N outputs), got shape {jnp.shape(W)}; "
