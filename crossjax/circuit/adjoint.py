@@ -26,7 +26,20 @@ from .wires import cell_voltages, column_segment_currents, row_segment_currents
 
 
 def flip(X):
-    """Re-orient (..., R, C) arrays to the sink-driven view (..., C, R) and back (an involution)."""
+    """Re-orient (..., R, C) arrays to the sink-driven view (..., C, R) and back (an involution).
+
+    Args:
+      X: array (..., R, C), any units (conductances, currents, voltages).
+
+    Returns:
+      ``X[..., ::-1, ::-1]`` transposed, (..., C, R), in ``X``'s units.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> X = jnp.arange(6.0).reshape(2, 3)
+      >>> flip(X).shape, bool((flip(flip(X)) == X).all())
+      ((3, 2), True)
+    """
     return jnp.swapaxes(X[..., ::-1, ::-1], -1, -2)
 
 
@@ -35,6 +48,31 @@ def gradients(G, V, p, ybar, I=None):
 
     ``I`` are the forward cell currents (N, B, R, C) if already known; the
     forward and adjoint circuits are solved by CG (:mod:`.iterative`).
+
+    Args:
+      G: conductances (N, R, C), siemens.
+      V: input voltages (N, B, R), volts.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms).
+      ybar: cotangent of the column currents (N, B, C), per ampere.
+      I: optional forward cell currents (N, B, R, C), amperes.
+
+    Returns:
+      ``(dG, dV, dp)``: ``dG`` (N, R, C) per siemens, ``dV`` (N, B, R) per
+      volt, and ``dp`` a :class:`~crossjax.circuit.Parasitics` of scalar
+      cotangents per ohm.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G = jnp.full((1, 2, 3), 1e-4)
+      >>> V, ybar = jnp.ones((1, 1, 2)), jnp.ones((1, 1, 3))
+      >>> dG, dV, dp = gradients(G, V, p, ybar)
+      >>> dG.shape, dV.shape
+      ((1, 2, 3), (1, 1, 2))
+      >>> Geff = circuit.effective_conductance(G, p)
+      >>> bool(jnp.allclose(dV, ybar @ jnp.swapaxes(Geff, -1, -2), rtol=1e-4))
+      True
     """
     if I is None:
         I = iterative.cell_currents(G, V, p)[0]

@@ -159,6 +159,21 @@ def check_cell(cell, G_shape=None) -> Cell:
     Concrete values only (traced leaves are skipped): ``v0 > 0`` and finite for
     ``sinh``; ``c2``, ``c3`` finite; ``r_series >= 0`` and finite; array
     fields broadcastable to ``G_shape``.
+
+    Args:
+      cell: a :class:`Cell` or ``None``.
+      G_shape: optional shape of the conductances ``G`` (..., R, C) that array
+        fields must broadcast to.
+
+    Returns:
+      The validated :class:`Cell` (``LINEAR`` for ``None``).
+
+    Raises:
+      ValueError: not a :class:`Cell`, an unknown ``iv``, or a bad field.
+
+    Example:
+      >>> check_cell(None).is_linear, check_cell(RRAM_1T1R, (2, 3)).iv
+      (True, 'sinh')
     """
     if cell is None:
         return LINEAR
@@ -205,6 +220,24 @@ def check_monotone(cell: Cell, span) -> None:
     Kirchhoff's solution is unique, and Newton's steps well defined, only for
     increasing I-V laws; a passive array keeps every element voltage within
     the span of its inputs (and 0 V).
+
+    Args:
+      cell: a :class:`Cell` (only ``iv="poly"`` is checked).
+      span: largest ``|u|`` to check, volts (``None`` skips the check).
+
+    Returns:
+      ``None``.
+
+    Raises:
+      ValueError: the ``poly`` slope ``1 + 2 c2 u + 3 c3 u^2`` is not positive
+        somewhere on ``|u| <= span``.
+
+    Example:
+      >>> check_monotone(Cell(iv="poly", c2=0.1, c3=0.05), 1.0)
+      >>> check_monotone(Cell(iv="poly", c3=-1.0), 1.0)  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+        ...
+      ValueError: cell: the poly law 1 + 2 c2 u + 3 c3 u^2 is not increasing for |u| <= 1 V ...
     """
     if cell.iv != "poly":
         return

@@ -23,7 +23,19 @@ from .wires import wire_operator, wire_operator_diagonal
 
 
 def default_rtol(dtype) -> float:
-    """Relative residual of an exact solve: 1e-13 (float64), 1e-6 (float32)."""
+    """Relative residual of an exact solve: 1e-13 (float64), 1e-6 (float32).
+
+    Args:
+      dtype: the solve's floating dtype.
+
+    Returns:
+      The CG tolerance on the relative residual (a float).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> default_rtol(jnp.float32)
+      1e-06
+    """
     return 1e-13 if jnp.finfo(dtype).bits >= 64 else 1e-6
 
 
@@ -32,6 +44,27 @@ def cell_currents(G, V, p, *, rtol=None, maxiter=None):
 
     Leading dims of ``G`` and ``V`` must already agree (no broadcasting here).
     Returns ``(I, iterations, converged)``.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      V: input voltages (..., B, R), volts.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms).
+      rtol: relative residual tolerance (default :func:`default_rtol`).
+      maxiter: CG iteration cap (default ``20 * (R + C) + 200``).
+
+    Returns:
+      ``(I, iterations, converged)``: ``I`` (..., B, R, C) amperes, the
+      iteration count (int array) and whether every system converged (bool
+      array).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G, V = jnp.full((2, 3), 1e-4), jnp.array([[1.0, 0.5]])
+      >>> I, k, ok = cell_currents(G, V, p)
+      >>> I.shape, bool(ok), bool(jnp.allclose(I.sum(-2), circuit.solve(G, V, p), rtol=1e-5))
+      ((1, 2, 3), True, True)
     """
     rhs = jnp.broadcast_to(V[..., :, :, None], V.shape + (G.shape[-1],))
     return solve_cell_form(G[..., None, :, :], rhs, p, rtol=rtol, maxiter=maxiter)
@@ -46,8 +79,26 @@ def solve_cell_form(G, rhs, p, *, rtol=None, maxiter=None):
     ``rhs.shape[:-2] + (1, 1)`` (one tolerance per system). Zero conductances
     carry no current (``I = 0``) and need no division.
 
+    Args:
+      G: conductances, siemens, broadcastable to ``rhs`` (..., R, C).
+      rhs: voltage per cell (..., R, C), volts.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms).
+      rtol: relative residual tolerance (default :func:`default_rtol`), a
+        scalar or one per system.
+      maxiter: CG iteration cap (default ``20 * (R + C) + 200``).
+
     Returns:
-      ``(I, iterations, converged)``.
+      ``(I, iterations, converged)``: ``I`` (..., R, C) amperes, the
+      iteration count (int array) and whether every system converged (bool
+      array).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> G, rhs = jnp.full((2, 3), 1e-4), jnp.ones((2, 3))
+      >>> I, k, ok = solve_cell_form(G, rhs, circuit.Parasitics())  # no wires: Ohm's law
+      >>> bool(jnp.allclose(I, G * rhs)), bool(ok)
+      (True, True)
     """
     R, C = rhs.shape[-2:]
     dtype = rhs.dtype

@@ -54,7 +54,29 @@ class RowLadders(NamedTuple):
 
 
 def row_ladders(G, p) -> RowLadders:
-    """Ladder vectors of every row of ``G`` (..., R, C) under the row parasitics of ``p``."""
+    """Ladder vectors of every row of ``G`` (..., R, C) under the row parasitics of ``p``.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms); uses ``r_source`` and
+        ``r_wire_row``.
+
+    Returns:
+      :class:`RowLadders`: ``g``, ``a`` (S), ``t``, ``zd`` (ohms), ``diag``,
+      ``grow``, ``decay``, each (..., R, C), and ``block`` (..., R, nb, nb)
+      with ``nb = ceil(C / LADDER_BLOCK)``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> G = jnp.full((2, 3), 1e-4)
+      >>> lad = row_ladders(G, circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0))
+      >>> lad.t.shape, lad.block.shape, bool((lad.t < 1).all())
+      ((2, 3), (2, 1, 1), True)
+      >>> ideal = row_ladders(G, circuit.Parasitics())  # no wires: t = 1, a = G
+      >>> bool(jnp.allclose(ideal.t, 1.0)), bool(jnp.allclose(ideal.a, G))
+      (True, True)
+    """
     dtype = G.dtype
     rw = jnp.asarray(p.r_wire_row, dtype)
     C = G.shape[-1]
@@ -108,6 +130,24 @@ def port_response(row: RowLadders, c):
     ``Z`` is applied in its blocked semiseparable form, ``O(LADDER_BLOCK * C * M)``
     flops: dense ``b x b`` blocks on the diagonal, and rank-one couplings
     ``Z_jk = (zd grow)_j decay_k block_JK`` (``j`` in block J < K, symmetric below).
+
+    Args:
+      row: :class:`RowLadders` from :func:`row_ladders` (its leading dims
+        broadcast against ``c``'s).
+      c: column-node voltages (..., C, M), volts.
+
+    Returns:
+      ``Phi^T c`` (..., C, M), volts.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> G, c = jnp.full((2, 3), 1e-4), jnp.ones((3, 2))
+      >>> port_response(row_ladders(G, circuit.Parasitics(r_wire_row=1.0)), c).shape
+      (2, 3, 2)
+      >>> ideal = row_ladders(G, circuit.Parasitics())  # no wires: U = -c
+      >>> bool(jnp.allclose(port_response(ideal, c), -c))
+      True
     """
     C, M = c.shape[-2:]
     b = min(LADDER_BLOCK, C)

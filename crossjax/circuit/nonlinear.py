@@ -81,7 +81,19 @@ class NonlinearSolution(NamedTuple):
 
 
 def default_rtol(dtype) -> float:
-    """KCL residual of a converged solve, relative to ``max|V|``: 1e-13 (float64), 1e-5 (float32)."""
+    """KCL residual of a converged solve, relative to ``max|V|``: 1e-13 (float64), 1e-5 (float32).
+
+    Args:
+      dtype: the solve's floating dtype.
+
+    Returns:
+      The Newton tolerance (a float).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> default_rtol(jnp.float32)
+      1e-05
+    """
     return 1e-13 if jnp.finfo(dtype).bits >= 64 else 1e-5
 
 
@@ -248,7 +260,20 @@ def _flatten(G, V, p, cell):
 
 
 def chunk_size(R, C, problems):
-    """Problems (one array, one input vector each) per Newton loop: about ``CHUNK_CELLS`` cells."""
+    """Problems (one array, one input vector each) per Newton loop: about ``CHUNK_CELLS`` cells.
+
+    Args:
+      R: rows per array (int).
+      C: columns per array (int).
+      problems: number of (array, input vector) problems (int).
+
+    Returns:
+      The chunk size, an int in ``[1, problems]`` (1 at least).
+
+    Example:
+      >>> chunk_size(2, 3, 4), chunk_size(1024, 1024, 4)
+      (4, 1)
+    """
     return int(max(1, min(problems, CHUNK_CELLS // (R * C))))
 
 
@@ -261,6 +286,30 @@ def solve_flat(G, V, p, cell, rtol, maxiter):
     over all problems, ``benchmarks/README.md``). Returns a :class:`NonlinearSolution`
     with ``currents`` (..., B, C); ``newton_steps`` and ``cg_iterations`` are the
     most over the chunks.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      V: input voltages (..., B, R), volts, of ``G``'s dtype.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms).
+      cell: :class:`~crossjax.circuit.Cell`.
+      rtol: Newton tolerance (e.g. :func:`default_rtol`).
+      maxiter: Newton step cap (e.g. ``MAX_NEWTON``).
+
+    Returns:
+      :class:`NonlinearSolution`: ``currents`` (..., B, C) amperes,
+      ``converged`` and ``residual`` (..., B).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G, V = jnp.full((2, 3), 1e-4), jnp.array([[0.2, 0.1]])
+      >>> cell = circuit.Cell(iv="sinh", v0=0.25)
+      >>> sol = solve_flat(G, V, p, cell, default_rtol(G.dtype), MAX_NEWTON)
+      >>> sol.currents.shape, bool(sol.converged.all())
+      ((1, 3), True)
+      >>> bool(jnp.allclose(sol.currents, circuit.solve(G, V, p, cell=cell), rtol=1e-4))
+      True
     """
     Gb, Vb, pc, cell, batch = _flatten(G, V, p, cell)
     N, B = Vb.shape[:2]
@@ -292,12 +341,50 @@ def solve_flat(G, V, p, cell, rtol, maxiter):
 
 
 def without_wires(G, V, cell):
-    """``I_j = sum_i f(V_i; G_ij)`` (A), (..., B, C): the exact result with ideal wires and no series resistance."""
+    """``I_j = sum_i f(V_i; G_ij)`` (A), (..., B, C): the exact result with ideal wires and no series resistance.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      V: input voltages (..., B, R), volts.
+      cell: :class:`~crossjax.circuit.Cell` (its ``r_series`` is ignored).
+
+    Returns:
+      Column currents (..., B, C), amperes.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> G, V = jnp.full((2, 3), 1e-4), jnp.array([[0.2, 0.1]])
+      >>> bool(jnp.allclose(without_wires(G, V, circuit.Cell()), V @ G))  # linear: V @ G
+      True
+    """
     return jnp.sum(cell.current(G[..., None, :, :], V[..., :, :, None]), -2)
 
 
 def node_voltages_flat(G, V, p, cell, rtol, maxiter):
-    """Row- and column-node voltages (V), each (..., B, R, C), and whether every input converged."""
+    """Row- and column-node voltages (V), each (..., B, R, C), and whether every input converged.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      V: input voltages (..., B, R), volts, of ``G``'s dtype.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms).
+      cell: :class:`~crossjax.circuit.Cell`.
+      rtol: Newton tolerance (e.g. :func:`default_rtol`).
+      maxiter: Newton step cap (e.g. ``MAX_NEWTON``).
+
+    Returns:
+      ``(v_row, v_col, converged)``: two (..., B, R, C) arrays in volts and a
+      bool scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G, V = jnp.full((2, 3), 1e-4), jnp.array([[0.2, 0.1]])
+      >>> v_row, v_col, ok = node_voltages_flat(G, V, p, circuit.Cell(iv="sinh", v0=0.25), 1e-5, MAX_NEWTON)
+      >>> v_row.shape, v_col.shape, bool(ok)
+      ((1, 2, 3), (1, 2, 3), True)
+    """
     Gb, Vb, pc, cell, batch = _flatten(G, V, p, cell)
     I, _, converged, _, _, _ = _newton(_Circuit(Gb, Vb, pc, cell, _span(Vb)), rtol, maxiter)
     v_row, v_col = Vb - row_drop(I, pc), column_voltage(I, pc)

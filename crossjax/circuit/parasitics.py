@@ -45,6 +45,24 @@ def check_parasitics(parasitics) -> None:
     """Raise ``ValueError`` for a non-``Parasitics`` or a negative/non-finite resistance.
 
     Only concrete values are checked; under ``jit`` traced leaves are skipped.
+
+    Args:
+      parasitics: the value to check, a :class:`Parasitics` of scalar
+        resistances (ohms).
+
+    Returns:
+      ``None``.
+
+    Raises:
+      ValueError: not a :class:`Parasitics`, a non-scalar field, or a
+        negative/non-finite resistance.
+
+    Example:
+      >>> check_parasitics(Parasitics(r_wire_row=1.0, r_wire_col=2.0))
+      >>> check_parasitics(Parasitics(r_wire_row=-1.0))
+      Traceback (most recent call last):
+        ...
+      ValueError: parasitics.r_wire_row must be >= 0 ohms, got -1.0; use 0 for an ideal wire.
     """
     if not isinstance(parasitics, Parasitics):
         raise ValueError(

@@ -160,6 +160,12 @@ def sweep_interval(G: Float[ArrayLike, "*batch R C"], parasitics: Parasitics, g_
     Returns:
       The block length (a static int).
 
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics, sweep_interval
+      >>> sweep_interval(jnp.full((3, 3), 1e-4), Parasitics(r_wire_row=1.0, r_wire_col=2.0))
+      512
+
     Raises:
       ValueError: ``kappa`` above 83 (float32) or 4.5e5 (float64), where no
         block length reaches 1e-4 / 1e-9; the message suggests float64 or a
@@ -254,6 +260,18 @@ def geff_chunks(G):
     step (per-array costs in ``benchmarks/README.md``). Chunks run one after
     another (``lax.map``); the backend policy's ``geff_chunk_bytes`` sets their
     size (``None``: one sweep).
+
+    Args:
+      G: conductances (n, R, C), siemens; only the shape and dtype are used.
+
+    Returns:
+      ``(count, size)`` ints: ``count`` chunks of ``size`` arrays each
+      (``count * size >= n``).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> geff_chunks(jnp.zeros((1, 3, 3)))
+      (1, 1)
     """
     n, R, C = G.shape
     chunk_bytes = backend.policy().geff_chunk_bytes
@@ -664,6 +682,19 @@ def node_voltages(
     (:func:`.sweep.sweep_node_voltages`), for nonlinear cells the Newton solve
     (raising :class:`NotConverged` if it fails). Meant for inspection and
     plots; use :func:`solve` or :func:`effective_conductance` for gradients.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      V: input voltages (R,) or (..., B, R), volts.
+      parasitics: :class:`Parasitics` (ohms).
+      cell: :class:`Cell` (default linear).
+
+    Returns:
+      ``(v_row, v_col)``, each (..., [B,] R, C), volts (no ``B`` axis for a
+      vector ``V``).
+
+    Raises:
+      NotConverged: the nonlinear solve did not converge.
 
     Example:
       >>> import jax.numpy as jnp

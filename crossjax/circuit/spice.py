@@ -53,6 +53,15 @@ def to_spice(G, V, parasitics, cell=None) -> str:
     resistor from the row node to the element's node ``m<i>_<j>`` (also for
     linear cells, so the netlist is the circuit as drawn, not the folded ``G``).
 
+    Args:
+      G: conductances (R, C), siemens, array-like.
+      V: input voltages (R,), volts, array-like.
+      parasitics: :class:`crossjax.circuit.Parasitics` (ohms).
+      cell: optional :class:`crossjax.circuit.Cell` (default linear).
+
+    Returns:
+      The SPICE netlist (str), ending in ``.op`` and ``.end``.
+
     Example:
       >>> from crossjax.circuit import Cell, Parasitics, to_spice
       >>> net = to_spice([[1e-4]], [0.2], Parasitics(r_wire_row=1.0), cell=Cell(iv="sinh", v0=0.25))
@@ -114,11 +123,40 @@ def to_spice(G, V, parasitics, cell=None) -> str:
 
 
 def ngspice_available() -> bool:
+    """Whether the ``ngspice`` binary is on ``PATH`` (:func:`run_ngspice` needs it).
+
+    Returns:
+      ``True`` when ``ngspice`` is found.
+
+    Example:
+      >>> isinstance(ngspice_available(), bool)
+      True
+    """
     return shutil.which("ngspice") is not None
 
 
 def run_ngspice(netlist: str, columns: int, *, timeout: float = 120.0) -> np.ndarray:
-    """Run ``netlist`` in ngspice batch mode; return the column currents (A), shape (columns,)."""
+    """Run ``netlist`` in ngspice batch mode; return the column currents (A), shape (columns,).
+
+    Args:
+      netlist: a netlist from :func:`to_spice`.
+      columns: the array's column count ``C`` (int).
+      timeout: seconds before ngspice is stopped.
+
+    Returns:
+      Column currents (columns,), amperes, float64 NumPy.
+
+    Raises:
+      RuntimeError: ngspice is not on ``PATH`` or its output is not understood.
+
+    Example:
+      >>> import numpy as np
+      >>> from crossjax.circuit import Parasitics, solve
+      >>> G, V, p = np.full((2, 3), 1e-4), np.array([1.0, 0.5]), Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> I = run_ngspice(to_spice(G, V, p), 3)  # doctest: +SKIP
+      >>> bool(np.allclose(I, solve(G, V, p), rtol=1e-5))  # doctest: +SKIP
+      True
+    """
     exe = shutil.which("ngspice")
     if exe is None:
         raise RuntimeError("ngspice not found on PATH; install it (apt-get install ngspice).")

@@ -109,7 +109,20 @@ def column_chunks(G, columns: int | None = None) -> int:
 
     Arrays are already swept in cache-sized groups (``solver``); this splits one array that
     alone outgrows the cache (float64 1024x1024: 16 MiB of state; the measurement is in
-    ``benchmarks/README.md``)."""
+    ``benchmarks/README.md``).
+
+    Args:
+      G: conductances (..., R, C), siemens; only the shape and dtype are used.
+      columns: excitation columns per array (int), ``C`` by default.
+
+    Returns:
+      The number of chunks (int, 1: no chunks).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> column_chunks(jnp.zeros((2, 3)))  # narrower than COLUMN_CHUNKS_FROM
+      1
+    """
     budget = backend.policy().geff_chunk_bytes
     arrays = int(np.prod(G.shape[:-2], dtype=int))
     C = G.shape[-1]
@@ -173,12 +186,48 @@ def _sweep(G, p, keep, block):
 
 def sweep_effective_conductance(G, p, block: int = SWEEP_BLOCK):
     """``G_eff`` (S), (..., R, C), of conductances ``G`` (..., R, C) under parasitics ``p``,
-    renormalizing every ``block`` rows."""
+    renormalizing every ``block`` rows.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms), in ``G``'s dtype.
+      block: rows between renormalizations (static int).
+
+    Returns:
+      ``G_eff`` (..., R, C), siemens.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G = jnp.full((2, 3), 1e-4)
+      >>> bool(jnp.allclose(sweep_effective_conductance(G, p), circuit.effective_conductance(G, p)))
+      True
+    """
     return _sweep(G, p, keep=False, block=block)[0]
 
 
 def sweep_with_anchors(G, p, block: int = SWEEP_BLOCK):
-    """``(G_eff, anchors)``; the anchors let :func:`sweep_gradients` skip a second sweep."""
+    """``(G_eff, anchors)``; the anchors let :func:`sweep_gradients` skip a second sweep.
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms), in ``G``'s dtype.
+      block: rows between renormalizations (static int).
+
+    Returns:
+      ``(G_eff, anchors)``: ``G_eff`` (..., R, C) siemens and the
+      :class:`Anchors` at the block ends.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G = jnp.full((2, 3), 1e-4)
+      >>> Geff, anchors = sweep_with_anchors(G, p)
+      >>> Geff.shape, bool(jnp.allclose(Geff, sweep_effective_conductance(G, p)))
+      ((2, 3), True)
+    """
     return _sweep(G, p, keep=True, block=block)
 
 
@@ -229,6 +278,26 @@ def sweep_gradients(G, anchors, V, ybar):
 
         dL/dG[i, j] = -sum_b U_b[i, j] Lambda_b[i, j]        (cell voltages)
         dL/dr       = +sum_b sum_(segments of r) i_b iadj_b  (wire currents, same orientation)
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      anchors: from :func:`sweep_with_anchors` of ``G``.
+      V: input voltages (..., B, R), volts.
+      ybar: cotangent of the column currents (..., B, C), per ampere.
+
+    Returns:
+      ``(dG, dp)``: ``dG`` of ``G``'s shape (per siemens) and ``dp`` a
+      :class:`~crossjax.circuit.Parasitics` of scalar cotangents (per ohm).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> from crossjax.circuit import adjoint
+      >>> G, V, ybar = jnp.full((2, 3), 1e-4), jnp.array([[1.0, 0.5]]), jnp.ones((1, 3))
+      >>> dG, dp = sweep_gradients(G, sweep_with_anchors(G, p)[1], V, ybar)
+      >>> dG.shape, bool(jnp.allclose(dG, adjoint.gradients(G[None], V[None], p, ybar[None])[0][0], rtol=1e-4))
+      ((2, 3), True)
     """
     lead = jnp.broadcast_shapes(G.shape[:-2], V.shape[:-2], ybar.shape[:-2])
     V = jnp.broadcast_to(V, lead + V.shape[-2:])
@@ -282,7 +351,26 @@ def _gradients(G, anchors, V, ybar):
 
 
 def sweep_node_voltages(G, p, V, block: int = SWEEP_BLOCK):
-    """Row- and column-node voltages ``(v_row, v_col)`` (V), each (..., B, R, C), for inputs ``V`` (..., B, R)."""
+    """Row- and column-node voltages ``(v_row, v_col)`` (V), each (..., B, R, C), for inputs ``V`` (..., B, R).
+
+    Args:
+      G: conductances (..., R, C), siemens.
+      p: :class:`~crossjax.circuit.Parasitics` (ohms), in ``G``'s dtype.
+      V: input voltages (..., B, R), volts.
+      block: rows between renormalizations (static int).
+
+    Returns:
+      ``(v_row, v_col)``, each (..., B, R, C), volts.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import circuit
+      >>> p = circuit.Parasitics(r_wire_row=1.0, r_wire_col=2.0)
+      >>> G, V = jnp.full((2, 3), 1e-4), jnp.array([[1.0, 0.5]])
+      >>> v_row, v_col = sweep_node_voltages(G, p, V)
+      >>> v_row.shape, bool(jnp.allclose(v_col, circuit.node_voltages(G, V, p)[1]))
+      ((1, 2, 3), True)
+    """
     _, anchors = sweep_with_anchors(G, p, block)
     sink = jnp.zeros(V.shape[:-1] + (G.shape[-1],), G.dtype)
 
