@@ -146,7 +146,18 @@ def record_inputs():
 
 
 def recording() -> bool:
-    """Whether :func:`record_inputs` is active."""
+    """Whether :func:`record_inputs` is active.
+
+    Returns:
+      ``True`` inside a ``with record_inputs():`` block, else ``False``.
+
+    Example:
+      >>> from crossjax import layers
+      >>> with layers.record_inputs():
+      ...     inside = layers.recording()
+      >>> inside, layers.recording()
+      (True, False)
+    """
     return _RECORDING is not None
 
 
@@ -251,7 +262,27 @@ class CrossbarLayer(nnx.Module):
 def sample_effective_weights(layer: CrossbarLayer, key: jax.Array) -> jax.Array:
     """A fresh train-mode sample of ``layer``'s effective weights ``W_eff`` (shape of
     ``layer.crossbar_weights()``), drawn as ``crossbar.analog_matmul`` draws it
-    (``crossbar.program`` with ``fold_in(key, 0)``; per group ``fold_in(split(key, G)[g], 0)``)."""
+    (``crossbar.program`` with ``fold_in(key, 0)``; per group ``fold_in(split(key, G)[g], 0)``).
+
+    Args:
+      layer: a crossbar layer with a hardware config (``layer.active_config()``).
+      key: PRNG key of the write-time draws.
+
+    Returns:
+      ``W_eff``: ``(K, N)``, or ``(G, K/G, N/G)`` for grouped convolutions, in the units
+      of the layer's weights.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> model = layers.set_mode(models.MLP(8, (4,), 2, rngs=nnx.Rngs(0)), "train", HardwareConfig())
+      >>> layer = layers.crossbar_layers(model)[0][1]
+      >>> W = layers.sample_effective_weights(layer, jax.random.key(0))  # ideal: W itself
+      >>> W.shape, bool(jnp.allclose(W, layer.crossbar_weights(), atol=1e-5))
+      ((8, 4), True)
+    """
     config, W = layer.active_config(), layer.crossbar_weights()
     if layer.groups == 1:
         return crossbar.program(W, config, jax.random.fold_in(key, 0)).w_eff
@@ -350,6 +381,28 @@ def unfold_patches(x, kernel_size, strides, padding, dilation, input_dilation=No
     ``conv_general_dilated_patches`` is a convolution with a one-hot kernel that
     costs ``(C*prod(k))^2`` per output pixel: 9x the layer's own convolution for a
     3x3 kernel with as many output as input channels.
+
+    Args:
+      x: ``(B, *S, C)`` inputs, channels last.
+      kernel_size: ``len(S)`` kernel extents ``k``.
+      strides: ``len(S)`` strides.
+      padding: as above.
+      dilation: ``len(S)`` kernel dilations.
+      input_dilation: optional ``len(S)`` input dilations (``None``: 1).
+
+    Returns:
+      ``(B, *S', C*prod(k))`` patches, ``S'`` the convolution's output size.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from crossjax import layers
+      >>> x = jnp.arange(2 * 4 * 4 * 3, dtype=jnp.float32).reshape(2, 4, 4, 3)
+      >>> p = layers.unfold_patches(x, (3, 3), (1, 1), "SAME", (1, 1))
+      >>> ref = jax.lax.conv_general_dilated_patches(x, (3, 3), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      >>> p.shape, bool(jnp.allclose(p, ref))
+      ((2, 4, 4, 27), True)
+      >>> layers.unfold_patches(x, (2, 2), (2, 2), "VALID", (1, 1)).shape
+      (2, 2, 2, 12)
     """
     nd = x.ndim - 2
     ks, st, dl = tuple(kernel_size), tuple(strides), tuple(dilation)
@@ -503,13 +556,43 @@ def crossbar_layers(model: nnx.Module) -> list[tuple[tuple, CrossbarLayer]]:
     """``[(path, layer)]`` of every crossbar layer in ``nnx.iter_graph`` order.
 
     The position in this list is the layer index folded into the programming key.
+
+    Args:
+      model: an nnx model.
+
+    Returns:
+      ``(path, layer)`` pairs, ``path`` a tuple of attribute names and indices; ``[]``
+      without crossbar layers.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> [(path, type(layer).__name__) for path, layer in layers.crossbar_layers(models.MLP(8, (4,), 2, rngs=nnx.Rngs(0)))]
+      [(('layers', 0), 'CrossbarLinear'), (('layers', 1), 'CrossbarLinear')]
     """
     return [(path, node) for path, node in nnx.iter_graph(model) if isinstance(node, CrossbarLayer)]
 
 
 def check_hardware(hardware) -> None:
-    """``None`` or a ``HardwareConfig`` (concrete values checked); ``ValueError`` naming the fix
-    otherwise."""
+    """``None`` or a ``HardwareConfig`` (whose own checks ran when it was built); ``ValueError`` naming the fix
+    otherwise.
+
+    Args:
+      hardware: the value to check.
+
+    Raises:
+      ValueError: ``hardware`` is neither.
+
+    Example:
+      >>> from crossjax import layers
+      >>> from crossjax.hardware import HardwareConfig
+      >>> layers.check_hardware(None), layers.check_hardware(HardwareConfig())
+      (None, None)
+      >>> layers.check_hardware("rram")
+      Traceback (most recent call last):
+      ...
+      ValueError: hardware must be a crossjax.hardware.HardwareConfig, got str
+    """
     if hardware is None:
         return
 
@@ -695,7 +778,28 @@ def program_model(model: nnx.Module, hardware, key: jax.Array) -> nnx.State:
 
 def load_program(model: nnx.Module, state: nnx.State) -> nnx.Module:
     """Install a programmed state from :func:`program_model` (in place; returns ``model``);
-    ``ValueError`` when the state was programmed for another model. Example: :func:`program_model`."""
+    ``ValueError`` when the state was programmed for another model. Example: :func:`program_model`.
+
+    Args:
+      model: the nnx model the state was programmed for.
+      state: the ``nnx.State`` of :func:`program_model`.
+
+    Returns:
+      ``model``.
+
+    Raises:
+      ValueError: the state's crossbar layers are not the model's.
+
+    Example:
+      >>> import jax
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> _ = layers.load_program(model, layers.program_model(model, HardwareConfig(), jax.random.key(0)))
+      >>> [layer.crossbar_state.get_value() is not None for _, layer in layers.crossbar_layers(model)]
+      [True, True]
+    """
     paths = {(*p, "crossbar_state") for p, _ in crossbar_layers(model)}
     given = {tuple(p) for p, _ in nnx.to_flat_state(state)}
     if given != paths:
@@ -717,6 +821,31 @@ def calibrate_model(model: nnx.Module, x: jax.Array, *, rngs: nnx.Rngs | None = 
     (``crossbar.calibrate_adc``), so each layer is calibrated on what the
     already calibrated layers before it deliver, as an ADC calibrated on the
     chip would be. Other layers are unchanged. Returns ``model``.
+
+    Args:
+      model: a programmed model (:func:`load_program`) in ``"hardware"`` mode.
+      x: a calibration batch (the model's input shape).
+      rngs: optional; drives the read noise of the calibration run (``None``: the
+        layers' own streams).
+
+    Returns:
+      ``model``.
+
+    Raises:
+      ValueError: a crossbar layer is not programmed or not in ``"hardware"`` mode.
+
+    Example:
+      >>> import jax
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> hw = HardwareConfig().set({"adc.bits": 6, "adc.range": "calibrated"})
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> model = layers.set_mode(layers.load_program(model, layers.program_model(model, hw, jax.random.key(0))),
+      ...                         "hardware", hw)
+      >>> x = jax.random.normal(jax.random.key(1), (16, 8))
+      >>> layers.calibrate_model(model, x)(x).shape
+      (16, 2)
     """
     layers = crossbar_layers(model)
     for path, layer in layers:
@@ -763,6 +892,15 @@ def run(model: nnx.Module, x, key: jax.Array):
 
     Returns:
       ``model``'s output.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import layers, models, presets
+      >>> model = layers.set_mode(models.MLP(8, (4,), 2, rngs=nnx.Rngs(0)), "train", presets.rram())
+      >>> a = layers.run(model, jnp.ones((3, 8)), jax.random.key(0))
+      >>> a.shape, bool(jnp.allclose(a, layers.run(model, jnp.ones((3, 8)), jax.random.key(0))))
+      ((3, 2), True)
     """
     for i, (_, layer) in enumerate(crossbar_layers(model)):
         stream = layer.rngs
@@ -775,7 +913,25 @@ def run(model: nnx.Module, x, key: jax.Array):
 
 
 def clear_program(model: nnx.Module) -> nnx.Module:
-    """Drop every programmed state (frees memory; in place)."""
+    """Drop every programmed state (frees memory; in place).
+
+    Args:
+      model: an nnx model with crossbar layers.
+
+    Returns:
+      ``model``.
+
+    Example:
+      >>> import jax
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> from crossjax.hardware import HardwareConfig
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> model = layers.clear_program(layers.load_program(model, layers.program_model(model, HardwareConfig(),
+      ...                                                                              jax.random.key(0))))
+      >>> [layer.crossbar_state.get_value() is None for _, layer in layers.crossbar_layers(model)]
+      [True, True]
+    """
     for _, layer in crossbar_layers(model):
         layer.crossbar_state.set_value(None)
     return model

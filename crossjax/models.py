@@ -1,4 +1,5 @@
-"""Networks built from crossbar layers: MLP, VGG11/16 and ResNet18 (CIFAR variants).
+"""Networks built from crossbar layers: MLP, VGG11/16 and ResNet18 (CIFAR variants), and a ViT
+(plain Flax converted by ``crossjax.convert``).
 
 Every weight matrix is a :class:`~crossjax.layers.CrossbarLinear` or
 :class:`~crossjax.layers.CrossbarConv`; biases and batch norm stay digital.
@@ -155,14 +156,48 @@ class VGG(nnx.Module):
 def vgg11(
     num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
 ) -> VGG:
-    """VGG11 (CIFAR variant), 8 conv layers + 1 linear, all on crossbars."""
+    """VGG11 (CIFAR variant), 8 conv layers + 1 linear, all on crossbars.
+
+    Args:
+      num_classes: number of output logits.
+      in_channels: input image channels ``C``.
+      width: multiplier of every hidden channel count (``max(1, round(c * width))``).
+      param_dtype: dtype of the parameters.
+      rngs: ``nnx.Rngs`` (``params``, and ``hardware`` for the crossbar layers' noise).
+
+    Returns:
+      A :class:`VGG`: ``x (B, 32, 32, C) -> logits (B, num_classes)``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> len(layers.crossbar_layers(models.vgg11(10, width=1 / 16, rngs=nnx.Rngs(0))))
+      9
+    """
     return VGG("vgg11", num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
 
 
 def vgg16(
     num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
 ) -> VGG:
-    """VGG16 (CIFAR variant), 13 conv layers + 1 linear, all on crossbars."""
+    """VGG16 (CIFAR variant), 13 conv layers + 1 linear, all on crossbars.
+
+    Args:
+      num_classes: number of output logits.
+      in_channels: input image channels ``C``.
+      width: multiplier of every hidden channel count (``max(1, round(c * width))``).
+      param_dtype: dtype of the parameters.
+      rngs: ``nnx.Rngs`` (``params``, and ``hardware`` for the crossbar layers' noise).
+
+    Returns:
+      A :class:`VGG`: ``x (B, 32, 32, C) -> logits (B, num_classes)``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> len(layers.crossbar_layers(models.vgg16(10, width=1 / 16, rngs=nnx.Rngs(0))))
+      14
+    """
     return VGG("vgg16", num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
 
 
@@ -235,7 +270,25 @@ class ResNet(nnx.Module):
 def resnet18(
     num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
 ) -> ResNet:
-    """ResNet18 (CIFAR variant): 17 conv layers (+3 1x1 shortcuts) + 1 linear on crossbars."""
+    """ResNet18 (CIFAR variant): 17 conv layers (+3 1x1 shortcuts) + 1 linear on crossbars.
+
+    Args:
+      num_classes: number of output logits.
+      in_channels: input image channels ``C``.
+      width: multiplier of every hidden channel count (``max(1, round(c * width))``).
+      param_dtype: dtype of the parameters.
+      rngs: ``nnx.Rngs`` (``params``, and ``hardware`` for the crossbar layers' noise).
+
+    Returns:
+      A :class:`ResNet`: ``x (B, H, W, C) -> logits (B, num_classes)``, ``H, W >= 8``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> model = models.resnet18(10, width=1 / 16, rngs=nnx.Rngs(0))
+      >>> len(layers.crossbar_layers(model)), model.classifier.in_features
+      (21, 32)
+    """
     return ResNet((2, 2, 2, 2), num_classes, in_channels=in_channels, width=width, param_dtype=param_dtype, rngs=rngs)
 
 
@@ -345,6 +398,25 @@ def vit(
 
     The hardware streams of its crossbar layers are seeded from ``rngs``'s
     ``"hardware"`` stream when it has one (else 0). ``kwargs`` go to :class:`ViT`.
+
+    Args:
+      num_classes: number of output logits.
+      in_channels: input image channels ``C``.
+      image_size: image height and width ``S`` (square images).
+      rules: conversion rules (``crossjax.convert``; ``()``: every product on crossbars).
+      param_dtype: dtype of the parameters.
+      rngs: ``nnx.Rngs`` (``params``; ``hardware`` seeds the crossbar layers' streams).
+      **kwargs: :class:`ViT` options (``patch``, ``dim``, ``depth``, ``heads``, ``mlp_dim``).
+
+    Returns:
+      The converted model: ``x (B, S, S, C)`` or flat ``(B, S*S*C)`` ``-> logits (B, num_classes)``.
+
+    Example:
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> model = models.vit(10, depth=1, dim=8, heads=2, mlp_dim=8, rngs=nnx.Rngs(0))
+      >>> type(model).__name__, len(layers.crossbar_layers(model))
+      ('ViT', 8)
     """
     model = ViT(
         num_classes, image_size=image_size, in_channels=in_channels, param_dtype=param_dtype, rngs=rngs, **kwargs
@@ -393,6 +465,34 @@ def from_digital(digital, model: nnx.Module | None = None, **convert_kwargs) -> 
     * an ``nnx.State`` / nested dict with ``model``'s paths (e.g.
       ``nnx.state(other_model)`` or a restored checkpoint), loaded with
       ``nnx.update``. Arrays must match the model's shapes.
+
+    Args:
+      digital: the trained digital model, or a state / nested dict of ``model``'s paths.
+      model: optional crossjax model of the same architecture to copy into.
+      **convert_kwargs: ``crossjax.convert`` options (only without ``model``).
+
+    Returns:
+      The crossbar model (``model`` itself when given, else a converted copy of ``digital``).
+
+    Raises:
+      ValueError: ``convert_kwargs`` with ``model``, or layers, paths or shapes that do not match.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import layers, models
+      >>> class Digital(nnx.Module):
+      ...     def __init__(self, rngs):
+      ...         self.a, self.b = nnx.Linear(8, 4, rngs=rngs), nnx.Linear(4, 2, rngs=rngs)
+      ...     def __call__(self, x):
+      ...         return self.b(nnx.relu(self.a(x)))
+      >>> digital, x = Digital(nnx.Rngs(1)), jnp.ones((3, 8))
+      >>> model = models.from_digital(digital, models.MLP(8, (4,), 2, rngs=nnx.Rngs(0)))
+      >>> bool(jnp.allclose(model(x), digital(x), atol=1e-5))
+      True
+      >>> converted = models.from_digital(digital)
+      >>> len(layers.crossbar_layers(converted)), bool(jnp.allclose(converted(x), digital(x), atol=1e-5))
+      (2, True)
     """
     if model is None:
         return convert(digital, **convert_kwargs)

@@ -82,7 +82,30 @@ def test_set_error(accuracy: float, n: int) -> float:
 
 
 def markdown(results: dict[str, Any], plots: list[str]) -> str:
-    """``report.md`` text for a results dict (the ``results.json`` schema)."""
+    """``report.md`` text for a results dict (the ``results.json`` schema).
+
+    Args:
+      results: the study's results (``docs/results.md``): ``meta`` (``model``, ``dataset``,
+        ``seed``, ``seconds``, ``versions``), ``digital.accuracy`` and per config ``name``,
+        ``samples`` and ``accuracy`` (:func:`crossjax.study.summarize`); optional
+        ``finetune``, ``cost``, ``hardware`` and ``meta.conversion`` add their sections.
+      plots: file names of the plots to link under ``## Plots`` (none: no section).
+
+    Returns:
+      The Markdown text (``str``, ending in a newline).
+
+    Example:
+      >>> from crossjax import report, study
+      >>> results = {
+      ...     "meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 1.0, "versions": {"jax": "0"}},
+      ...     "digital": {"accuracy": 0.9},
+      ...     "configs": [{"name": "ideal", "samples": 2, "accuracy": study.summarize([0.88, 0.9]),
+      ...                  "per_sample": [0.88, 0.9]}],
+      ... }
+      >>> text = report.markdown(results, ["accuracy.png"])
+      >>> text.splitlines()[0], "![accuracy.png](accuracy.png)" in text
+      ('# crossjax study: mlp on digits', True)
+    """
     meta = results["meta"]
     dig = results["digital"]["accuracy"]
     n_test = results["digital"].get("test_examples")
@@ -164,7 +187,26 @@ AREA_PARTS = ("cells", "dac", "adc", "digital")
 
 
 def cost_lines(configs) -> list[str]:
-    """The "Energy, latency and area" section: ``configs[].cost`` (``crossjax.study.hardware_cost``)."""
+    """The "Energy, latency and area" section: ``configs[].cost`` (``crossjax.cost.programmed_cost``).
+
+    Args:
+      configs: config records of a results dict; those with a ``cost`` (``energy_J``,
+        ``energy_breakdown_J`` per part of :data:`ENERGY_PARTS`, ``latency_s``, ``interval_s``,
+        ``area_mm2``; or ``unavailable``: the reason) get a row, the others none.
+
+    Returns:
+      Markdown lines (a leading blank line, heading, table), ``[]`` when no config is costed.
+      Energy in nJ (shares in %), latency and interval in us, area in mm2.
+
+    Example:
+      >>> from crossjax import report
+      >>> cost = {"energy_J": 2e-9, "latency_s": 1e-6, "interval_s": 5e-7, "area_mm2": 0.1,
+      ...         "energy_breakdown_J": {"array": 1e-9, "dac": 5e-10, "adc": 2.5e-10, "digital": 2.5e-10}}
+      >>> report.cost_lines([{"name": "a", "accuracy": {"mean": 0.9}, "cost": cost}])[-1]
+      '| a | 90.00 | 2 | 50.0 | 25.0 | 12.5 | 12.5 | 1 | 0.5 | 0.1 |'
+      >>> report.cost_lines([{"name": "a", "accuracy": {"mean": 0.9}}])
+      []
+    """
     rows = [c for c in configs if c.get("cost")]
     if not rows:
         return []
@@ -202,7 +244,28 @@ def cost_lines(configs) -> list[str]:
 
 def plot_pareto(results: dict[str, Any], path: str) -> bool:
     """Accuracy (mean, 95 % interval) vs energy per inference of every costed config, the
-    Pareto front (no other config both more accurate and cheaper) joined; False if none."""
+    Pareto front (no other config both more accurate and cheaper) joined; False if none.
+
+    Args:
+      results: a results dict (``configs[].cost.energy_J`` in joules, ``configs[].accuracy``).
+      path: the PNG file to write (atomically).
+
+    Returns:
+      ``True`` when the plot was written, ``False`` (nothing written) when no config has
+      an energy.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import report
+      >>> results = {"meta": {"model": "mlp", "dataset": "digits"}, "digital": {"accuracy": 0.9},
+      ...            "configs": [{"name": "a", "accuracy": {"mean": 0.85}, "cost": {"energy_J": 2e-9}},
+      ...                        {"name": "b", "accuracy": {"mean": 0.8}, "cost": {"energy_J": 1e-9}}]}
+      >>> path = os.path.join(tempfile.mkdtemp(), "pareto.png")
+      >>> report.plot_pareto(results, path), os.path.exists(path)
+      (True, True)
+      >>> report.plot_pareto({**results, "configs": []}, path)
+      False
+    """
     pts = [
         (c["name"], c["cost"]["energy_J"], c["accuracy"])
         for c in results["configs"]
@@ -245,7 +308,24 @@ def plot_pareto(results: dict[str, Any], path: str) -> bool:
 
 
 def conversion_lines(table, rules) -> list[str]:
-    """The "Layers on crossbars" section of a converted model (``conversion.conversion_table``)."""
+    """The "Layers on crossbars" section of a converted model (``conversion.conversion_table``).
+
+    Args:
+      table: rows ``{"path", "type", "as"}`` (the layer's module path, Flax type and what
+        it runs as); empty or ``None``: no section.
+      rules: the conversion rules (JSON-able dicts), listed after the table when any.
+
+    Returns:
+      Markdown lines (a leading blank line, heading, table), ``[]`` without a table.
+
+    Example:
+      >>> from crossjax import report
+      >>> lines = report.conversion_lines([{"path": "head", "type": "Linear", "as": "CrossbarLinear"}], [])
+      >>> lines[1], lines[-1]
+      ('## Layers on crossbars', '| `head` | Linear | CrossbarLinear |')
+      >>> report.conversion_lines([], [])
+      []
+    """
     if not table:
         return []
     lines = [
@@ -324,6 +404,16 @@ def config_definitions(configs) -> list[str]:
 
     Returns:
       Markdown lines (a leading blank line and a ``## Configs`` heading), ``[]`` when none.
+
+    Example:
+      >>> from crossjax import report
+      >>> from crossjax.hardware import HardwareConfig
+      >>> adc6 = HardwareConfig().set({"adc.bits": 6}).to_dict()
+      >>> lines = report.config_definitions([("adc6", adc6), ("ideal", HardwareConfig().to_dict())])
+      >>> lines[1], lines[5]
+      ('## Configs', '- **adc6**: `adc.bits` = 6 bits; `adc.range` = "max"; `adc.kind` = "uniform"')
+      >>> lines[6]
+      '- **ideal**: the ideal crossbar (exact `x @ W`)'
     """
 
     defaults, fields = _hardware_reference()
@@ -397,7 +487,23 @@ def _nonlinearity_lines(configs, digital) -> list[str]:
 def time_sweeps(configs) -> dict[str, list[tuple[float, dict]]]:
     """Configs that differ only in the time of inference (:data:`TIME_FIELDS`), grouped:
     ``label -> [(t, config record), ...]`` by time, for groups of >= 2 times. The label is
-    the first member's name without a trailing ``_t...`` part."""
+    the first member's name without a trailing ``_t...`` part.
+
+    Args:
+      configs: config records of a results dict (``name`` and ``hardware`` as
+        ``HardwareConfig.to_dict()`` writes it).
+
+    Returns:
+      ``{label: [(t, record), ...]}``, ``t`` in seconds after programming, ascending;
+      ``{}`` when no two configs differ only in their time.
+
+    Example:
+      >>> from crossjax import report
+      >>> configs = [{"name": f"drift_t{t:g}", "hardware": {"device": {"drift": {"t": t, "nu": 0.05}}}}
+      ...            for t in (100.0, 1.0)]
+      >>> {label: [t for t, _ in members] for label, members in report.time_sweeps(configs).items()}
+      {'drift': [1.0, 100.0]}
+    """
     import copy
 
     groups: dict[str, list] = {}
@@ -462,7 +568,25 @@ def _time_lines(configs, digital) -> list[str]:
 
 
 def plot_time_sweeps(results: dict[str, Any], path: str) -> bool:
-    """Accuracy (mean, 95 % interval) vs time after programming, log axis; ``False``: no sweep."""
+    """Accuracy (mean, 95 % interval) vs time after programming, log axis; ``False``: no sweep.
+
+    Args:
+      results: a results dict; its sweeps are found by :func:`time_sweeps`.
+      path: the PNG file to write (atomically).
+
+    Returns:
+      ``True`` when the plot was written, ``False`` (nothing written) without a time sweep.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import report, study
+      >>> configs = [{"name": f"drift_t{t:g}", "accuracy": study.summarize([a, a - 0.02]),
+      ...             "hardware": {"device": {"drift": {"t": t, "nu": 0.05}}}} for t, a in ((1.0, 0.9), (100.0, 0.8))]
+      >>> results = {"meta": {"model": "mlp", "dataset": "digits"}, "digital": {"accuracy": 0.92}, "configs": configs}
+      >>> path = os.path.join(tempfile.mkdtemp(), "time.png")
+      >>> report.plot_time_sweeps(results, path), os.path.exists(path)
+      (True, True)
+    """
     sweeps = time_sweeps(results["configs"])
     if not sweeps:
         return False
@@ -500,7 +624,26 @@ def _save_figure(fig, path: str) -> None:
 
 
 def plot_accuracy(results: dict[str, Any], path: str) -> None:
-    """Box-and-dots plot of the per-sample accuracies of every config."""
+    """Box-and-dots plot of the per-sample accuracies of every config.
+
+    Box: quartiles, whiskers: 5th/95th percentiles, dots: the samples (in %), the digital
+    accuracy dashed; fine-tuning's before/after samples as two more boxes when present.
+
+    Args:
+      results: a results dict (``configs[].per_sample`` accuracies as fractions,
+        ``digital.accuracy``, optional ``finetune``).
+      path: the PNG file to write (atomically).
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import report
+      >>> results = {"meta": {"model": "mlp", "dataset": "digits"}, "digital": {"accuracy": 0.9},
+      ...            "configs": [{"name": "noise", "per_sample": [0.85, 0.87, 0.86]}]}
+      >>> path = os.path.join(tempfile.mkdtemp(), "accuracy.png")
+      >>> report.plot_accuracy(results, path)
+      >>> os.path.exists(path)
+      True
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -531,7 +674,31 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
 
 
 def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
-    """IR-drop heatmap of the first crossbar layer's tile (0, 0), positive array."""
+    """IR-drop heatmap of the first crossbar layer's tile (0, 0), positive array.
+
+    ``G = g_min + (g_max - g_min) * u+`` (``crossjax.mapping.map_weights``), driven by the
+    first ``rows`` values of ``x_example`` (zero-padded) as row voltages
+    ``V = x * v_read / x_max``; the colours are the drop ``V_i - U_ij`` in millivolts
+    (``crossjax.circuit.plot_ir_drop``).
+
+    Args:
+      model: a model with crossbar layers (its first one is drawn; grouped: group 0).
+      hardware: the ``HardwareConfig`` (``array.parasitics`` set: the wires).
+      x_example: one input example (flattened).
+      path: the PNG file to write (atomically).
+
+    Example:
+      >>> import os, tempfile
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import models, report
+      >>> from crossjax.hardware import HardwareConfig
+      >>> hw = HardwareConfig().set({"array.parasitics.r_wire_row": 5.0, "array.parasitics.r_wire_col": 5.0})
+      >>> path = os.path.join(tempfile.mkdtemp(), "ir_drop.png")
+      >>> report.plot_layer_ir_drop(models.MLP(8, (4,), 2, rngs=nnx.Rngs(0)), hw, jnp.ones(8), path)
+      >>> os.path.exists(path)
+      True
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -589,6 +756,32 @@ def write_report(
 
     ``before_markdown()`` (optional) runs after the plots and before the text is rendered
     (the study stamps its final wall time there, so the report quotes the saved figure).
+
+    Args:
+      out: the study's directory (it must exist).
+      results: the results dict (see :func:`markdown`).
+      model: the trained model, for ``ir_drop.png`` (with ``spec`` and ``x_example``).
+      spec: the study's spec; ``ir_drop.png`` uses its config with the largest wire
+        resistance (none with wires: no such plot).
+      x_example: one test input, for ``ir_drop.png``.
+      plots: write the plots (``accuracy.png`` always, the others when they have data).
+      before_markdown: optional function of no arguments (see above).
+
+    Returns:
+      The names of the plots written (a subset of :data:`PLOTS`), linked from ``report.md``.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import report, study
+      >>> results = {
+      ...     "meta": {"model": "mlp", "dataset": "digits", "seed": 0, "seconds": 1.0, "versions": {"jax": "0"}},
+      ...     "digital": {"accuracy": 0.9},
+      ...     "configs": [{"name": "ideal", "samples": 2, "accuracy": study.summarize([0.88, 0.9]),
+      ...                  "per_sample": [0.88, 0.9]}],
+      ... }
+      >>> out = tempfile.mkdtemp()
+      >>> report.write_report(out, results), sorted(os.listdir(out))
+      (['accuracy.png'], ['accuracy.png', 'report.md'])
     """
     names = []
     if plots:

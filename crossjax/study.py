@@ -234,14 +234,41 @@ _PRESETS: dict[str, Callable[[], Any]] = {}  # name -> factory of a StudySpec or
 
 def register_preset(name: str, factory: Callable[[], Any]) -> None:
     """Add a study preset: ``factory()`` builds its spec (a :class:`StudySpec` or a
-    ``paper_studies.PaperStudy``)."""
+    ``paper_studies.PaperStudy``).
+
+    Args:
+      name: the preset's name (for :func:`get_preset` and ``crossjax study --preset``).
+      factory: a function of no arguments that builds the spec afresh on every call.
+
+    Raises:
+      ValueError: a preset named ``name`` exists already.
+
+    Example:
+      >>> from crossjax import study
+      >>> study.register_preset("tiny_doc", lambda: study.get_preset("quick").replace(samples=2))
+      >>> study.get_preset("tiny_doc").samples, "tiny_doc" in study.preset_names()
+      (2, True)
+      >>> study.unregister_preset("tiny_doc")
+    """
     if name in _PRESETS:
         raise ValueError(f"register_preset: a study preset named {name!r} exists already")
     _PRESETS[name] = factory
 
 
 def unregister_preset(name: str) -> None:
-    """Remove a study preset added with :func:`register_preset` (no error if it is absent)."""
+    """Remove a study preset added with :func:`register_preset` (no error if it is absent).
+
+    Args:
+      name: the preset's name.
+
+    Example:
+      >>> from crossjax import study
+      >>> study.register_preset("gone_doc", lambda: study.get_preset("quick"))
+      >>> study.unregister_preset("gone_doc")
+      >>> study.unregister_preset("gone_doc")  # absent: no error
+      >>> "gone_doc" in study.preset_names()
+      False
+    """
     _PRESETS.pop(name, None)
 
 
@@ -402,7 +429,22 @@ register_preset("vit", _vit_spec)
 
 
 def is_stochastic(hw) -> bool:
-    """Whether a ``HardwareConfig`` draws random non-idealities (needs > 1 sample)."""
+    """Whether a ``HardwareConfig`` draws random non-idealities (needs > 1 sample).
+
+    Args:
+      hw: a ``HardwareConfig``.
+
+    Returns:
+      ``True`` when programming or reading it is stochastic (``hw.program_is_stochastic``
+      or ``hw.read_is_stochastic``), else ``False``.
+
+    Example:
+      >>> from crossjax import study
+      >>> from crossjax.hardware import HardwareConfig
+      >>> noisy = HardwareConfig().set({"device.write_noise.sigma": 0.05})
+      >>> study.is_stochastic(HardwareConfig()), study.is_stochastic(noisy)
+      (False, True)
+    """
     return bool(hw.program_is_stochastic or hw.read_is_stochastic)
 
 
@@ -435,6 +477,21 @@ def hardware_from_dict(d: dict[str, Any]):
     ``HardwareConfig.set`` at its dotted path (``{"device": {"write_noise":
     {"sigma": 0.05}}}`` -> ``"device.write_noise.sigma"``; a sub-config that is
     off is switched on with its defaults first).
+
+    Args:
+      d: nested ``{field: value or sub-dict}`` (lists become arrays), optionally with a
+        top-level ``"preset"`` name of :mod:`crossjax.presets`.
+
+    Returns:
+      The ``HardwareConfig``.
+
+    Example:
+      >>> from crossjax import study
+      >>> hw = study.hardware_from_dict({"device": {"write_noise": {"sigma": 0.05}}})
+      >>> round(float(hw.device.write_noise.sigma), 4), study.is_stochastic(hw)
+      (0.05, True)
+      >>> study.hardware_from_dict({"preset": "rram", "adc": {"bits": 6}}).adc.bits
+      6
     """
     d = dict(d)
     if "preset" in d:
@@ -464,6 +521,27 @@ def spec_from_toml(path: str | os.PathLike, base: StudySpec) -> StudySpec:
     optional ``samples`` and ``hardware`` (see :func:`hardware_from_dict`),
     which replaces the preset's config list (include one named ``"ideal"``).
     Every key, type, default and range: ``docs/configuration.md``.
+
+    Args:
+      path: the TOML file.
+      base: the spec whose fields the file overrides (e.g. a :func:`get_preset`).
+
+    Returns:
+      A new :class:`StudySpec` (``base`` is unchanged).
+
+    Raises:
+      ValueError: the file cannot be read, is not valid TOML, or holds an unknown key,
+        a wrong type or an out-of-range value (the message names the file).
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import study
+      >>> path = os.path.join(tempfile.mkdtemp(), "study.toml")
+      >>> with open(path, "w") as f:
+      ...     _ = f.write("samples = 2\\nhidden = [16]\\n")
+      >>> spec = study.spec_from_toml(path, study.get_preset("quick"))
+      >>> spec.samples, spec.hidden
+      (2, (16,))
     """
     try:
         with open(path, "rb") as f:
@@ -606,7 +684,33 @@ def config_keys(seed: int, name: str, samples: int) -> jax.Array:
 
 
 def build_model(spec: StudySpec, feature_shape: tuple[int, ...], num_classes: int, seed: int):
-    """The study's model with ``nnx.Rngs(params=seed, hardware=seed + 1)``."""
+    """The study's model with ``nnx.Rngs(params=seed, hardware=seed + 1)``.
+
+    ``spec.model`` picks it (:data:`MODELS`): an :class:`~crossjax.models.MLP` on the
+    flattened features with ``spec.hidden``; a :func:`~crossjax.models.vit` (converted
+    with ``spec.rules``) on square images (flat features are taken as one-channel
+    ``sqrt(F) x sqrt(F)`` images); else ``models.<name>`` on NHWC images.
+
+    Args:
+      spec: the study's :class:`StudySpec`.
+      feature_shape: shape of one input example, without the batch axis (``(F,)`` flat,
+        or ``(H, W, C)`` images).
+      num_classes: number of output logits.
+      seed: the study's seed.
+
+    Returns:
+      The model (an ``nnx.Module`` with crossbar layers, digital mode).
+
+    Raises:
+      ValueError: ``model="vit"`` on flat features that are not a square image.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from crossjax import study
+      >>> model = study.build_model(study.get_preset("quick"), (8,), 3, seed=0)
+      >>> type(model).__name__, model(jnp.ones((2, 8))).shape
+      ('MLP', (2, 3))
+    """
     rngs = nnx.Rngs(params=seed, hardware=seed + 1)
     if spec.model == "mlp":
         return models.MLP(int(np.prod(feature_shape)), hidden=tuple(spec.hidden), num_classes=num_classes, rngs=rngs)
@@ -643,7 +747,22 @@ def fingerprint_of(arguments: dict) -> str:
 
 
 def fingerprint(spec: StudySpec, seed: int, data_dir: str | None = None) -> str:
-    """:func:`fingerprint_of` the whole spec, the seed and where the dataset is read from."""
+    """:func:`fingerprint_of` the whole spec, the seed and where the dataset is read from.
+
+    Args:
+      spec: the study's :class:`StudySpec`.
+      seed: the study's seed.
+      data_dir: the dataset directory (made absolute), or ``None`` for the default.
+
+    Returns:
+      16 hex digits (``str``).
+
+    Example:
+      >>> from crossjax import study
+      >>> spec = study.get_preset("quick")
+      >>> len(study.fingerprint(spec, 0)), study.fingerprint(spec, 0) == study.fingerprint(spec, 1)
+      (16, False)
+    """
     return fingerprint_of(
         {
             "spec": spec.to_dict(),
@@ -654,7 +773,24 @@ def fingerprint(spec: StudySpec, seed: int, data_dir: str | None = None) -> str:
 
 
 def check_out_dir(out: str) -> None:
-    """``out`` is (or can be made) a writable directory: ``ValueError`` naming the fix otherwise."""
+    """``out`` is (or can be made) a writable directory: ``ValueError`` naming the fix otherwise.
+
+    Creates ``out`` (and its parents) when it does not exist.
+
+    Args:
+      out: the directory path.
+
+    Raises:
+      ValueError: ``out`` is a file, cannot be created or is not writable.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import study
+      >>> out = os.path.join(tempfile.mkdtemp(), "run")
+      >>> study.check_out_dir(out)
+      >>> os.path.isdir(out)
+      True
+    """
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"--out {out!r} is a file, not a directory; choose a directory path.")
     try:
@@ -666,7 +802,27 @@ def check_out_dir(out: str) -> None:
 
 
 def read_results(path: str) -> dict:
-    """A study's ``results.json``: ``ValueError`` naming the file when it is corrupt, truncated or not a study's."""
+    """A study's ``results.json``: ``ValueError`` naming the file when it is corrupt, truncated or not a study's.
+
+    Args:
+      path: the JSON file.
+
+    Returns:
+      The results dict (the schema of ``docs/results.md``: at least a ``meta`` dict and a
+      ``configs`` list).
+
+    Raises:
+      ValueError: invalid JSON, or JSON that is not a dict with ``meta`` and ``configs``.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import study
+      >>> path = os.path.join(tempfile.mkdtemp(), "results.json")
+      >>> with open(path, "w") as f:
+      ...     _ = f.write('{"meta": {}, "configs": []}')
+      >>> study.read_results(path)
+      {'meta': {}, 'configs': []}
+    """
     try:
         with open(path) as f:
             results = json.load(f)
@@ -685,7 +841,17 @@ def read_results(path: str) -> dict:
 
 
 def versions() -> dict[str, str]:
-    """Versions of crossjax and what it runs on (recorded in every results file's ``meta.versions``)."""
+    """Versions of crossjax and what it runs on (recorded in every results file's ``meta.versions``).
+
+    Returns:
+      ``{name: str}``: the versions of crossjax, jax, flax, optax, numpy and Python, the JAX
+      ``backend``, the ``devices`` (count x kind) and the number of ``processes``.
+
+    Example:
+      >>> from crossjax import study
+      >>> sorted(study.versions())
+      ['backend', 'crossjax', 'devices', 'flax', 'jax', 'numpy', 'optax', 'processes', 'python']
+    """
 
     return {
         "crossjax": crossjax.__version__,
@@ -716,6 +882,22 @@ def discard(out: str, files=()) -> list[str]:
     plots and fixed checkpoint names, whatever their state) and every
     ``model_*.ckpt`` that is a crossjax checkpoint (a study's trained model
     variants). Nothing else in ``out`` is touched.
+
+    Args:
+      out: the study's directory (it must exist).
+      files: further file names in ``out`` to delete.
+
+    Returns:
+      The names (not paths) of the files deleted, in deletion order.
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import study
+      >>> out = tempfile.mkdtemp()
+      >>> for name in ("results.json", "report.md", "notes.txt"):
+      ...     open(os.path.join(out, name), "w").close()
+      >>> study.discard(out), sorted(os.listdir(out))
+      (['results.json', 'report.md'], ['notes.txt'])
     """
     gone = []
     names = [RESULTS, REPORT, *files]
@@ -877,6 +1059,20 @@ def evaluate_config(
 
     Returns:
       ``(S,)`` float64 accuracies (fractions).
+
+    Raises:
+      montecarlo.NonFiniteLogits: a sample's logits are not finite (the message names the config).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from flax import nnx
+      >>> from crossjax import models, study
+      >>> from crossjax.hardware import HardwareConfig
+      >>> model = models.MLP(8, (4,), 2, rngs=nnx.Rngs(0))
+      >>> x, y = jnp.ones((6, 8)), jnp.zeros(6, dtype=jnp.int32)
+      >>> acc = study.evaluate_config(model, HardwareConfig(), study.config_keys(0, "ideal", 2), x, y, name="ideal")
+      >>> acc.shape, str(acc.dtype)
+      ((2,), 'float64')
     """
     try:
         res = montecarlo.evaluate(
@@ -940,6 +1136,30 @@ def run_study(
     variables (:mod:`crossjax.distributed`), the Monte Carlo samples are
     sharded over every process's devices, and every process returns the same
     results. Only process 0 needs ``out``.
+
+    Args:
+      spec: a :class:`StudySpec` or a ``paper_studies.PaperStudy``.
+      out: the study's directory (``results.json``, ``report.md``, plots, checkpoints).
+      seed: seed of the model's initialisation, training and Monte Carlo keys.
+      data_dir: where the dataset is read from (``None``: ``crossjax.data``'s default).
+      overwrite: discard what an earlier, different study wrote into ``out`` and start afresh.
+      progress: show progress bars.
+      plots: write the PNG plots (paper studies always do).
+
+    Returns:
+      The results dict (the schema of ``docs/results.md``), as written to ``out/results.json``.
+
+    Raises:
+      ValueError: ``spec`` is neither kind, ``out`` holds another study's files (without
+        ``overwrite``) or is locked by a running study, or ``plots=False`` / several
+        processes for a paper study.
+
+    Example:
+      >>> import tempfile
+      >>> from crossjax import study
+      >>> results = study.run_study(study.get_preset("quick"), tempfile.mkdtemp())  # doctest: +SKIP
+      >>> sorted(results)  # doctest: +SKIP
+      ['configs', 'digital', 'finetune', 'meta']
     """
     out = os.fspath(out)
     if isinstance(spec, paper_studies.PaperStudy):
