@@ -180,17 +180,8 @@ def vgg11(
 def vgg16(
     num_classes: int = 10, *, in_channels: int = 3, width: float = 1.0, param_dtype=jnp.float32, rngs: nnx.Rngs
 ) -> VGG:
-    """VGG16 (CIFAR variant), 13 conv layers + 1 linear, all on crossbars.
-
-    Args:
-      num_classes: number of output logits.
-      in_channels: input image channels ``C``.
-      width: multiplier of every hidden channel count (``max(1, round(c * width))``).
-      param_dtype: dtype of the parameters.
-      rngs: ``nnx.Rngs`` (``params``, and ``hardware`` for the crossbar layers' noise).
-
-    Returns:
-      A :class:`VGG`: ``x (B, 32, 32, C) -> logits (B, num_classes)``.
+    """VGG16 (CIFAR variant), 13 conv layers + 1 linear, all on crossbars; arguments and result as
+    :func:`vgg11`.
 
     Example:
       >>> from flax import nnx

@@ -364,13 +364,7 @@ def without_wires(G, V, cell):
 def node_voltages_flat(G, V, p, cell, rtol, maxiter):
     """Row- and column-node voltages (V), each (..., B, R, C), and whether every input converged.
 
-    Args:
-      G: conductances (..., R, C), siemens.
-      V: input voltages (..., B, R), volts, of ``G``'s dtype.
-      p: :class:`~crossjax.circuit.Parasitics` (ohms).
-      cell: :class:`~crossjax.circuit.Cell`.
-      rtol: Newton tolerance (e.g. :func:`default_rtol`).
-      maxiter: Newton step cap (e.g. ``MAX_NEWTON``).
+    Arguments as :func:`solve_flat`.
 
     Returns:
       ``(v_row, v_col, converged)``: two (..., B, R, C) arrays in volts and a
