@@ -53,7 +53,7 @@ from flax import nnx
 
 from crossjax import cost, energy, layers, montecarlo, presets, pruning, tiling
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import error_bar, md_table, setup
+from crossjax.paper_studies.harness import Setup, error_bar, md_table, paper_study
 
 ROWS, COLS = 64, 16
 LAM = 3e-3
@@ -163,25 +163,9 @@ def _histogram(bits: dict) -> dict:
 PLOT = "accuracy_vs_energy.png"  # the plot run() writes into out
 
 
-def run(
-    out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None, overwrite=False
-) -> dict:
-    """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
-    an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
-    st = settings(quick, dataset)
-    ds = setup(
-        "dub_adc",
-        out,
-        st,
-        quick=quick,
-        seed=seed,
-        samples=samples or st["samples"],
-        progress=progress,
-        dataset=dataset,
-        data_dir=data_dir,
-        overwrite=overwrite,
-        files=(PLOT,),
-    )
+@paper_study("dub_adc", settings, files=(PLOT,))
+def run(ds: Setup) -> dict:
+    st, seed, dataset = ds.settings, ds.seed, ds.dataset
     rs, x, y = ds.run, ds.x, ds.y
     paper = presets.get("dub_adc_2024")
     hws = {

@@ -209,6 +209,9 @@ class Setup(NamedTuple):
     dense: Callable[[], nnx.Module]  # the digitally trained network (variant "dense", trained once)
     variant: Callable[[str, Callable[[], nnx.Module]], nnx.Module]  # rs.model(name, build, make)
     fit: Callable[..., np.ndarray]  # fit(model, steps, seed=..., masks=..., ...): see setup()
+    settings: dict  # the study's settings (``settings(quick, dataset)`` of its module)
+    seed: int
+    dataset: str
 
     @property
     def train(self):
@@ -287,7 +290,75 @@ def setup(
     if rs.results["digital"] is None:
         rs.results["digital"] = {"accuracy": montecarlo.digital_accuracy(dense(), x, y)}
         rs.save()
-    return Setup(rs, task, x, y, dense, variant, fit)
+    return Setup(rs, task, x, y, dense, variant, fit, st, seed, dataset)
+
+
+def paper_study(name: str, settings: Callable[[bool, str], dict], files: tuple[str, ...] = ()):
+    """Turn a study's body into its module's ``run``: the decorator every paper study uses.
+
+    ``body(ds)`` gets the :class:`Setup` of :func:`setup` on ``settings(quick,
+    dataset)`` (``ds.settings``; ``ds.run.samples`` is ``samples`` or the
+    settings' ``"samples"``) and returns ``ds.run.finish(report_md)``.
+    ``files``: the plots the study writes into ``out`` (``--overwrite``
+    deletes them).
+
+    Args:
+      name: the study's name (its preset name, recorded in ``results.json``).
+      settings: ``settings(quick, dataset) -> dict`` of the study.
+      files: the study's plot file names.
+
+    Returns:
+      A decorator; the decorated function is ``run(out, *, quick=False, seed=0,
+      samples=None, progress=True, dataset="digits", data_dir=None,
+      overwrite=False) -> dict``, which runs (or resumes) the study into ``out``
+      and returns its results dict.
+
+    Example:
+      >>> from crossjax.paper_studies import harness
+      >>> @harness.paper_study("toy", lambda quick, dataset: {"samples": 2}, files=("toy.png",))
+      ... def run(ds):
+      ...     return ds.run.finish("# toy")
+      >>> run.__name__, run.__module__ == __name__
+      ('run', True)
+    """
+
+    def wrap(body: Callable[[Setup], dict]) -> Callable[..., dict]:
+        def run(
+            out,
+            *,
+            quick: bool = False,
+            seed: int = 0,
+            samples: int | None = None,
+            progress: bool = True,
+            dataset: str = "digits",
+            data_dir: str | None = None,
+            overwrite: bool = False,
+        ) -> dict:
+            st = settings(quick, dataset)
+            ds = setup(
+                name,
+                out,
+                st,
+                quick=quick,
+                seed=seed,
+                samples=samples or st["samples"],
+                progress=progress,
+                dataset=dataset,
+                data_dir=data_dir,
+                overwrite=overwrite,
+                files=files,
+            )
+            return body(ds)
+
+        run.__module__, run.__qualname__ = body.__module__, body.__qualname__
+        run.__doc__ = (
+            f"Run (or resume) the {name} study into ``out``; returns the results dict.\n\n"
+            "``overwrite``: discard an earlier run's files there and start afresh (see "
+            ":class:`crossjax.paper_studies.harness.StudyRun`)."
+        )
+        return run
+
+    return wrap
 
 
 def error_bar(record: dict, test_examples: int | None = None) -> float:

@@ -67,7 +67,7 @@ from flax import nnx
 from crossjax import circuit, cost, mitigation, presets, pruning
 from crossjax.devices import WriteNoise
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import md_table, setup
+from crossjax.paper_studies.harness import Setup, md_table, paper_study
 
 HIDDEN = (256, 256)
 WCT_STRENGTH = 1e-2
@@ -177,27 +177,11 @@ def hardware_cost(model, x, tile: int = 64) -> dict:
 PLOT = "accuracy.png"  # the plot run() writes into out
 
 
-def run(
-    out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None, overwrite=False
-) -> dict:
-    """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
-    an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
-    st = settings(quick, dataset)
-    S = samples or st["samples"]
+@paper_study("sparse_crossbars", settings, files=(PLOT,))
+def run(ds: Setup) -> dict:
+    st, seed, dataset = ds.settings, ds.seed, ds.dataset
+    S = ds.run.samples
     S1 = min(S, st["samples_1t1r"])
-    ds = setup(
-        "sparse_crossbars",
-        out,
-        st,
-        quick=quick,
-        seed=seed,
-        samples=S,
-        progress=progress,
-        dataset=dataset,
-        data_dir=data_dir,
-        overwrite=overwrite,
-        files=(PLOT,),
-    )
     rs, x, y = ds.run, ds.x, ds.y
     tile = st["tile"]
     hws = hardware_configs(tile, st["wires"], st["wires_1t1r"])

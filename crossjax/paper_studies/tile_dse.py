@@ -50,7 +50,7 @@ from flax import nnx
 
 from crossjax import circuit, cost, energy, presets, pruning
 from crossjax.paper_studies import tasks
-from crossjax.paper_studies.harness import error_bar, md_table, setup
+from crossjax.paper_studies.harness import Setup, error_bar, md_table, paper_study
 
 CELLS = (("dense", "dense"), ("xcs", "dense"), ("xcs", "sparse"))  # (variant, mapping)
 CALIBRATION = 256  # training inputs that calibrate the ADC ranges
@@ -161,26 +161,10 @@ PLOT = "tile_dse.png"  # the plots run() writes into out
 PARETO_PLOT = "pareto.png"
 
 
-def run(
-    out, *, quick=False, seed=0, samples=None, progress=True, dataset="digits", data_dir=None, overwrite=False
-) -> dict:
-    """Run (or resume) the study into ``out``; returns the results dict (``overwrite``: discard
-    an earlier run's files there and start afresh, see :class:`.harness.StudyRun`)."""
-    st = settings(quick, dataset)
-    S = samples or st["samples"]
-    ds = setup(
-        "tile_dse",
-        out,
-        st,
-        quick=quick,
-        seed=seed,
-        samples=S,
-        progress=progress,
-        dataset=dataset,
-        data_dir=data_dir,
-        overwrite=overwrite,
-        files=(PLOT, PARETO_PLOT),
-    )
+@paper_study("tile_dse", settings, files=(PLOT, PARETO_PLOT))
+def run(ds: Setup) -> dict:
+    st, seed, dataset = ds.settings, ds.seed, ds.dataset
+    S = ds.run.samples
     rs, train, x, y = ds.run, ds.train, ds.x, ds.y
 
     def xcs_make(tile):
