@@ -73,18 +73,25 @@ def finite(name: str, value, include_jax: bool = True) -> None:
       ...
       ValueError: device.g_max must be finite, got nan; pass a finite number.
     """
+    _require(name, value, include_jax)
+
+
+def _require(name: str, value, include_jax: bool, ok=None, rule: str = "", fix: str = "") -> None:
+    """The finite check, then ``ok(entries)`` (all true) with message ``name must <rule> ... <fix>``."""
     a = concrete(value, include_jax)
-    if a is not None and not np.all(np.isfinite(a)):
+    if a is None:
+        return
+    if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must be finite, got {value!r}; pass a finite number.")
+    if ok is not None and not np.all(ok(a)):
+        raise ValueError(f"{name} must {rule}, got {value!r}; {fix}.")
 
 
 def non_negative(name: str, value, include_jax: bool = True) -> None:
     """Raise ``ValueError`` unless a concrete ``value`` is finite and ``>= 0`` (every entry).
 
     Args:
-      name: the field's name, for the message.
-      value: its value (checked only when concrete, :func:`concrete`).
-      include_jax: also check non-traced JAX arrays.
+      name, value, include_jax: as :func:`finite`.
 
     Raises:
       ValueError: ``value`` is not finite or has a negative entry.
@@ -97,19 +104,14 @@ def non_negative(name: str, value, include_jax: bool = True) -> None:
       ...
       ValueError: r_wire must be >= 0, got -1.0; use 0 to switch it off.
     """
-    finite(name, value, include_jax)
-    a = concrete(value, include_jax)
-    if a is not None and np.any(a < 0):
-        raise ValueError(f"{name} must be >= 0, got {value!r}; use 0 to switch it off.")
+    _require(name, value, include_jax, lambda a: a >= 0, "be >= 0", "use 0 to switch it off")
 
 
 def positive(name: str, value, include_jax: bool = True) -> None:
     """Raise ``ValueError`` unless a concrete ``value`` is finite and ``> 0`` (every entry).
 
     Args:
-      name: the field's name, for the message.
-      value: its value (checked only when concrete, :func:`concrete`).
-      include_jax: also check non-traced JAX arrays.
+      name, value, include_jax: as :func:`finite`.
 
     Raises:
       ValueError: ``value`` is not finite or has an entry ``<= 0``.
@@ -122,19 +124,14 @@ def positive(name: str, value, include_jax: bool = True) -> None:
       ...
       ValueError: v_read must be > 0, got 0; pass a positive value.
     """
-    finite(name, value, include_jax)
-    a = concrete(value, include_jax)
-    if a is not None and np.any(a <= 0):
-        raise ValueError(f"{name} must be > 0, got {value!r}; pass a positive value.")
+    _require(name, value, include_jax, lambda a: a > 0, "be > 0", "pass a positive value")
 
 
 def fraction(name: str, value, include_jax: bool = True) -> None:
     """Raise ``ValueError`` unless a concrete ``value`` lies in ``[0, 1]`` (every entry).
 
     Args:
-      name: the field's name, for the message.
-      value: its value (checked only when concrete, :func:`concrete`).
-      include_jax: also check non-traced JAX arrays.
+      name, value, include_jax: as :func:`finite`.
 
     Raises:
       ValueError: ``value`` is not finite or has an entry outside ``[0, 1]``.
@@ -148,10 +145,7 @@ def fraction(name: str, value, include_jax: bool = True) -> None:
       ...
       ValueError: p_stuck must lie in [0, 1], got 1.5; pass a fraction.
     """
-    non_negative(name, value, include_jax)
-    a = concrete(value, include_jax)
-    if a is not None and np.any(a > 1):
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}; pass a fraction.")
+    _require(name, value, include_jax, lambda a: (a >= 0) & (a <= 1), "lie in [0, 1]", "pass a fraction")
 
 
 def choice(name: str, value, allowed) -> None:

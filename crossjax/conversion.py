@@ -502,18 +502,21 @@ class AnalogConv(_Converted, nnx.Conv):
         ones = (1,) * nd
         strides = tuple(window_strides or ones)
         lhs_dilation, rhs_dilation = tuple(lhs_dilation or ones), tuple(rhs_dilation or ones)
-        out_shape = jax.eval_shape(
-            lambda: self.digital_op(
-                lhs,
-                rhs,
+
+        def conv(a, b, **kw):  # the layer's own convolution, with this call's geometry
+            return self.digital_op(
+                a,
+                b,
                 strides,
                 padding,
                 lhs_dilation=lhs_dilation,
                 rhs_dilation=rhs_dilation,
                 dimension_numbers=dimension_numbers,
                 feature_group_count=feature_group_count,
+                **kw,
             )
-        ).shape
+
+        out_shape = jax.eval_shape(lambda: conv(lhs, rhs)).shape
         config = self.active_config()
         plan = readout.plan(
             config,
@@ -528,17 +531,7 @@ class AnalogConv(_Converted, nnx.Conv):
             else:
                 w_eff = layers.sample_effective_weights(self, self._key(None))
             kernel = self.kernel_from_matrix(w_eff)
-            y = self.digital_op(
-                dac_equivalent(lhs, config.dac),
-                kernel.astype(rhs.dtype),
-                strides,
-                padding,
-                lhs_dilation=lhs_dilation,
-                rhs_dilation=rhs_dilation,
-                dimension_numbers=dimension_numbers,
-                feature_group_count=feature_group_count,
-                precision=precision,
-            )
+            y = conv(dac_equivalent(lhs, config.dac), kernel.astype(rhs.dtype), precision=precision)
         else:
             kshape = rhs.shape[:nd]
             patches = layers.unfold_patches(lhs, kshape, strides, padding, rhs_dilation, lhs_dilation)

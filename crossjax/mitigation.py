@@ -450,12 +450,10 @@ def project_weights(fraction=1.0, w_max=None, mask=None):
 
     Args:
       fraction: bound as a fraction of ``w_max``, in ``[0, 1]``.
-      w_max: optional pytree of scales with the structure of the parameters.
-      mask: optional pytree of bools with the structure of the parameters.
+      w_max, mask: as :func:`add_weight_constraint`.
 
     Returns:
-      An ``optax.GradientTransformation`` whose state holds the scales; its
-      ``update`` needs ``params``.
+      As :func:`add_weight_constraint`.
 
     Raises:
       ValueError: ``fraction`` out of range; at ``update``, missing ``params``.

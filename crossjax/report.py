@@ -302,8 +302,7 @@ def plot_pareto(results: dict[str, Any], path: str) -> bool:
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(f"{results['meta']['model']} on {results['meta']['dataset']}: accuracy vs energy")
     ax.legend(loc="lower right", fontsize=8)
-    _save_figure(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
@@ -612,15 +611,41 @@ def plot_time_sweeps(results: dict[str, Any], path: str) -> bool:
         fontsize=9,
     )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    _save_figure(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
     return True
 
 
-def _save_figure(fig, path: str) -> None:
+def save_figure(fig, path: str, dpi: int = 110, bbox_inches: str | None = "tight") -> None:
+    """Write matplotlib figure ``fig`` as a PNG to ``path`` atomically, then close it.
+
+    A killed run leaves the previous plot or none, never half a file.
+
+    Args:
+      fig: a ``matplotlib.figure.Figure``.
+      path: the PNG's path.
+      dpi: resolution.
+      bbox_inches: ``"tight"`` crops to the drawn content (legends outside the
+        axes included); ``None`` keeps the figure's size.
+
+    Example:
+      >>> import os, tempfile
+      >>> import matplotlib
+      >>> matplotlib.use("Agg")
+      >>> import matplotlib.pyplot as plt
+      >>> from crossjax import report
+      >>> fig, ax = plt.subplots()
+      >>> _ = ax.plot([0, 1])
+      >>> path = os.path.join(tempfile.mkdtemp(), "line.png")
+      >>> report.save_figure(fig, path)
+      >>> open(path, "rb").read(4)[1:], plt.fignum_exists(fig.number)
+      (b'PNG', False)
+    """
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches=bbox_inches)
     atomic_write_bytes(path, buf.getvalue())
+    plt.close(fig)
 
 
 def plot_accuracy(results: dict[str, Any], path: str) -> None:
@@ -669,8 +694,7 @@ def plot_accuracy(results: dict[str, Any], path: str) -> None:
         f"{results['meta']['model']} on {results['meta']['dataset']}: Monte Carlo accuracy per hardware config"
     )
     ax.legend(loc="lower left")
-    _save_figure(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
@@ -726,8 +750,7 @@ def plot_layer_ir_drop(model, hardware, x_example, path: str) -> None:
         f"(V = x * {float(hardware.dac.v_read):g} V / {float(hardware.dac.x_max):g})",
         fontsize=8,
     )
-    _save_figure(fig, path)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _strongest_wires(spec):

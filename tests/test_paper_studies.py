@@ -46,6 +46,9 @@ def test_unknown_study_raises(tmp_path):
         paper_studies.run("nope", tmp_path)
     with pytest.raises(ValueError, match="samples"):
         paper_studies.run("dub_adc", tmp_path, samples=0)
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['quik'\]"):
+        paper_studies.run("dub_adc", tmp_path, quik=True)
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 @pytest.mark.slow

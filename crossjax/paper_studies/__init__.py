@@ -96,26 +96,37 @@ def run(
     name: str,
     out,
     *,
-    quick: bool = False,
     seed: int = 0,
-    samples: int | None = None,
-    progress: bool = True,
-    dataset: str = "digits",
     data_dir: str | None = None,
     overwrite: bool = False,
+    progress: bool = True,
+    **spec_fields,
 ) -> dict:
     """Run (or resume) paper study ``name`` into directory ``out``; returns its results dict.
 
-    The same as ``study.run_study(study.get_preset(name).replace(quick=quick,
-    samples=samples, dataset=dataset), out, ...)``. A rerun with the same
-    arguments resumes (reuses finished cells and trained models); with other
-    arguments it raises ``ValueError``, unless ``overwrite=True`` (``crossjax
-    study --overwrite``), which first deletes the files an earlier run of a
-    study wrote in ``out`` (results.json, report.md, plots, ``model_*.ckpt``;
+    The same as ``study.run_study(study.get_preset(name).replace(**spec_fields),
+    out, seed=seed, ...)``: ``spec_fields`` are :class:`PaperStudy` fields
+    (``quick``, ``samples``, ``dataset``). A rerun with the same arguments
+    resumes (reuses finished cells and trained models); with other arguments
+    it raises ``ValueError``, unless ``overwrite=True`` (``crossjax study
+    --overwrite``), which first deletes the files an earlier run of a study
+    wrote in ``out`` (results.json, report.md, plots, ``model_*.ckpt``;
     nothing else) and recomputes from scratch.
 
     ``dataset``: ``"digits"`` (offline, an MLP), ``"mnist"`` or ``"cifar10"`` /
     ``"cifar100"`` (VGG11, the papers' scale; prepared with tfds in ``data_dir``).
+
+    Args:
+      name: one of :data:`STUDIES`.
+      out: the run directory (created if missing).
+      seed: the study's seed (training data order, Monte Carlo keys).
+      data_dir: where tfds keeps MNIST / CIFAR (``None``: its default).
+      overwrite: discard an earlier run's files in ``out`` first.
+      progress: show progress bars.
+      **spec_fields: ``quick``, ``samples``, ``dataset`` (see :class:`PaperStudy`).
+
+    Returns:
+      The results dict (docs/results.md), also saved as ``out/results.json``.
     """
     spec = study.get_preset(name) if name in study.preset_names() else None
     if not isinstance(spec, PaperStudy):
@@ -123,5 +134,8 @@ def run(
             f"run: unknown paper study {name!r}; choose one of {sorted(STUDIES)} "
             "(study.run_study runs the other presets)"
         )
-    spec = spec.replace(quick=bool(quick), samples=samples, dataset=dataset)
+    unknown = sorted(set(spec_fields) - {"quick", "samples", "dataset"})
+    if unknown:
+        raise ValueError(f"run: unknown argument(s) {unknown}; a paper study takes quick, samples and dataset")
+    spec = spec.replace(**spec_fields)
     return study.run_study(spec, out, seed=seed, data_dir=data_dir, overwrite=overwrite, progress=progress)

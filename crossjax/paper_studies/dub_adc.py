@@ -46,8 +46,6 @@ histogram of tile levels k reached. ``summary`` holds the acceptance numbers.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from flax import nnx
 
@@ -399,6 +397,4 @@ def _plot(rs, variants, n_test):
         fontsize=9,
     )
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
-    plt.close(fig)
+    rs.save_plot(fig, PLOT)

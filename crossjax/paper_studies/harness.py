@@ -177,6 +177,16 @@ class StudyRun:
         """Mean accuracy of an evaluated cell."""
         return self._cells[f"{variant}@{config}"]["accuracy"]["mean"]
 
+    def save_plot(self, fig, name: str, title: str | None = None, rect=None) -> None:
+        """Write figure ``fig`` as ``out/name`` (atomically, :func:`crossjax.report.save_figure`) and
+        close it; ``title`` becomes the figure's title after "<model> on <dataset>: ", and
+        ``rect`` is the area ``tight_layout`` fits the axes into (room for a figure legend)."""
+        if title is not None:
+            meta = self.results["meta"]
+            fig.suptitle(f"{meta['model']} on {meta['dataset']}: {title}", fontsize=10)
+        fig.tight_layout(**({} if rect is None else {"rect": rect}))
+        report.save_figure(fig, os.path.join(self.out, name), dpi=100, bbox_inches=None)
+
     def finish(self, report_md: str) -> dict:
         """Mark the run complete, save ``results.json`` and write ``report.md``: ``report_md``
         followed by the definition of every hardware config and the wall time (``meta.seconds``)."""

@@ -57,8 +57,6 @@ the read power without IR drop).
 
 from __future__ import annotations
 
-import os
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -413,10 +411,4 @@ def _plot(rs, variants, configs):
         n = rs.record("dense", cs[0])["samples"]
         ax.set_title(f"{cell} ({n} sample{'s' if n > 1 else ''}; bars: 2 standard errors)", fontsize=9)
     axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    fig.suptitle(
-        f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: IR-drop loss vs wire resistance",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
-    plt.close(fig)
+    rs.save_plot(fig, PLOT, "IR-drop loss vs wire resistance")

@@ -43,8 +43,6 @@ plotted in ``PARETO_PLOT``.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 from flax import nnx
 
@@ -322,13 +320,7 @@ def _plot_pareto(rs, pareto):
         ax.set_xlabel(unit)
         ax.set_ylabel(f"test accuracy on {c} (%)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(
-        f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: accuracy vs cost per tile size and mapping",
-        fontsize=10,
-    )
-    fig.tight_layout()
-    fig.savefig(os.path.join(rs.out, PARETO_PLOT), dpi=100)
-    plt.close(fig)
+    rs.save_plot(fig, PARETO_PLOT, "accuracy vs cost per tile size and mapping")
 
 
 def _plot(rs, tiles, configs):
@@ -367,12 +359,10 @@ def _plot(rs, tiles, configs):
     ax.set_ylabel("crossbars")
     ax.set_title("crossbars needed", fontsize=9)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.suptitle(
-        f"{rs.results['meta']['model']} on {rs.results['meta']['dataset']}: tile-size DSE "
-        "(error bars: 95 % interval of the mean over Monte Carlo samples)",
-        fontsize=10,
-    )
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    fig.savefig(os.path.join(rs.out, PLOT), dpi=100)
-    plt.close(fig)
+    rs.save_plot(
+        fig,
+        PLOT,
+        "tile-size DSE (error bars: 95 % interval of the mean over Monte Carlo samples)",
+        rect=(0, 0.08, 1, 0.95),
+    )
