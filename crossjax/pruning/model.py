@@ -16,18 +16,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from crossjax.layers import crossbar_layers
+from crossjax.pruning import structured
 from crossjax.pruning.dub import dub_project, dub_regularizer
 from crossjax.pruning.masks import apply_masks
 from crossjax.pruning.report import crossbar_report
-from crossjax.pruning.structured import (
-    channel_mask,
-    crossbar_column_mask,
-    crossbar_row_mask,
-    group_lasso,
-    input_channel_mask,
-    magnitude_mask,
-    tile_mask,
-)
 from crossjax.tiling import flatten_kernel, unflatten_kernel
 
 __all__ = [
@@ -143,16 +135,16 @@ def crossbar_kernels(params, layers=None):
 
 def _layer_mask(kernel, method, sparsity, rows, cols, max_level):
     if method == "magnitude":
-        return magnitude_mask(kernel, sparsity)
+        return structured.magnitude_mask(kernel, sparsity)
     if method == "channel":
-        return channel_mask(kernel, sparsity)
+        return structured.channel_mask(kernel, sparsity)
     W = flatten_kernel(kernel)
     if method == "column":
-        m = crossbar_column_mask(W, rows, cols, sparsity)
+        m = structured.crossbar_column_mask(W, rows, cols, sparsity)
     elif method == "row":
-        m = crossbar_row_mask(W, rows, cols, sparsity)
+        m = structured.crossbar_row_mask(W, rows, cols, sparsity)
     elif method == "tile":
-        m = tile_mask(W, rows, cols, sparsity)
+        m = structured.tile_mask(W, rows, cols, sparsity)
     else:
         m, _ = dub_project(W, rows, cols, max_level)
     return unflatten_kernel(m, kernel.shape)
@@ -262,7 +254,7 @@ def prune_channels(model, sparsity, followers=None):
         m_prev, m_next = get(masks, prev), get(masks, nxt)
         keep = m_prev[...].reshape(-1, m_prev[...].shape[-1]).any(0)
         k_next = get(nnx.state(model, nnx.Param), nxt)[...]
-        m_next[...] = m_next[...] & input_channel_mask(keep, k_next)
+        m_next[...] = m_next[...] & structured.input_channel_mask(keep, k_next)
     return masks
 
 
@@ -352,7 +344,7 @@ def model_group_lasso(params, rows, cols, group="column", layers=None):
       True
     """
     return sum(
-        group_lasso(k if group == "channel" else flatten_kernel(k), rows, cols, group)
+        structured.group_lasso(k if group == "channel" else flatten_kernel(k), rows, cols, group)
         for k in crossbar_kernels(params, layers).values()
     )
 
