@@ -104,7 +104,16 @@ def _add_study_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def preset_names() -> tuple[str, ...]:
-    """Every ``--preset`` name (``crossjax.study.preset_names``: the study presets, then the paper studies)."""
+    """Every ``--preset`` name (``crossjax.study.preset_names``: the study presets, then the paper studies).
+
+    Returns:
+      tuple of str, in registration order.
+
+    Example:
+      >>> from crossjax import cli, study
+      >>> cli.preset_names()[:2], cli.preset_names() == study.preset_names()
+      (('default', 'quick'), True)
+    """
     from crossjax import study
 
     return study.preset_names()
@@ -125,7 +134,33 @@ def _check_preset(name: str) -> None:
 def study_spec_from_args(args: argparse.Namespace):
     """The spec that ``args`` describe: a :class:`crossjax.study.StudySpec`, or for a paper-study
     preset a ``crossjax.paper_studies.PaperStudy`` (which takes ``--quick``, ``--samples`` and
-    ``--dataset`` only)."""
+    ``--dataset`` only).
+
+    Args:
+      args: parsed ``crossjax study`` arguments (``build_parser().parse_args(["study", ...])``).
+
+    Returns:
+      The ``StudySpec``: the preset (``--quick`` turns ``default`` into ``quick``), then the
+      ``--config`` TOML file, then the flags (``--samples``, ``--dataset``, ``--model``,
+      ``--train-steps``, ``--chunk-size``, ``--no-finetune``). For a paper-study preset, its
+      ``PaperStudy`` with ``quick``, ``samples`` (``None``: the study's own) and ``dataset``
+      (default ``"digits"``).
+
+    Raises:
+      ValueError: an unknown preset; a paper-study preset given a flag it does not take;
+        ``--quick`` with a study preset other than ``default`` or ``quick``; a bad
+        ``--config`` file (from :func:`crossjax.study.spec_from_toml`).
+
+    Example:
+      >>> from crossjax import cli
+      >>> parse = cli.build_parser().parse_args
+      >>> spec = cli.study_spec_from_args(parse(["study", "--out", "o", "--quick", "--samples", "3", "--no-finetune"]))
+      >>> type(spec).__name__, spec.model, spec.samples, spec.finetune
+      ('StudySpec', 'mlp', 3, None)
+      >>> paper = cli.study_spec_from_args(parse(["study", "--out", "o", "--preset", "dub_adc", "--quick"]))
+      >>> type(paper).__name__, paper.quick, paper.samples, paper.dataset
+      ('PaperStudy', True, None, 'digits')
+    """
     from crossjax import paper_studies, study
 
     _check_preset(args.preset)
@@ -183,7 +218,28 @@ def _snapshot(out: str) -> dict[str, tuple[int, int, int]]:
 
 def written_files(out: str, before: dict) -> list[str]:
     """Files under ``out`` created or rewritten since ``before = _snapshot(out)`` (``.lock`` excluded):
-    results.json and report.md first, then the rest by name."""
+    results.json and report.md first, then the rest by name.
+
+    Args:
+      out: the output directory.
+      before: ``_snapshot(out)`` taken before the run (relative path -> ``(inode, mtime_ns,
+        size)``); ``{}`` when ``out`` did not exist.
+
+    Returns:
+      list of str: the paths relative to ``out`` whose inode, mtime or size differ from
+      ``before`` or that are new (deleted files are not listed).
+
+    Example:
+      >>> import os, tempfile
+      >>> from crossjax import cli
+      >>> out = tempfile.mkdtemp()
+      >>> open(os.path.join(out, "old.txt"), "w").close()
+      >>> before = cli._snapshot(out)
+      >>> for name in ("plot.png", "report.md", "results.json", ".lock"):
+      ...     open(os.path.join(out, name), "w").close()
+      >>> cli.written_files(out, before)
+      ['results.json', 'report.md', 'plot.png']
+    """
     after = _snapshot(out)
     names = [n for n, s in after.items() if before.get(n) != s and os.path.basename(n) != ".lock"]
     first = {"results.json": 0, "report.md": 1}
@@ -316,6 +372,18 @@ def use_local_devices(n: int) -> int:
         with another device count (set ``XLA_FLAGS`` before Python starts, or
         call this before any JAX computation); or JAX's default backend is an
         accelerator (the flag forces CPU devices only).
+
+    Example:
+      The second call is not run here: it changes ``XLA_FLAGS`` and starts JAX's
+      backends for the whole process.
+
+      >>> from crossjax import cli
+      >>> cli.use_local_devices(0)
+      Traceback (most recent call last):
+      ...
+      ValueError: --devices must be a positive int (the number of local CPU devices), got 0
+      >>> cli.use_local_devices(4)  # doctest: +SKIP
+      4
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"--devices must be a positive int (the number of local CPU devices), got {n!r}")
@@ -480,7 +548,18 @@ SUBCOMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``crossjax`` argument parser with every subcommand."""
+    """The ``crossjax`` argument parser with every subcommand.
+
+    Returns:
+      ``argparse.ArgumentParser`` (``prog="crossjax"``) with one subcommand per entry of
+      ``SUBCOMMANDS`` (``study``, ``data``); the parsed ``command`` names the one given.
+
+    Example:
+      >>> from crossjax import cli
+      >>> args = cli.build_parser().parse_args(["study", "--out", "runs/a", "--samples", "8"])
+      >>> args.command, args.out, args.preset, args.samples, args.seed
+      ('study', 'runs/a', 'default', 8, 0)
+    """
     parser = argparse.ArgumentParser(
         prog="crossjax",
         description="Simulate neural networks on analog resistive crossbars: "
@@ -494,6 +573,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``crossjax`` command: parse ``argv`` and run its subcommand.
+
+    Args:
+      argv: the arguments after ``crossjax`` (default ``sys.argv[1:]``), e.g.
+        ``["study", "--out", "runs/a"]``.
+
+    Returns:
+      The exit status: the subcommand's (0 when it succeeds), or 2 after printing
+      ``crossjax COMMAND: error: ...`` to stderr when it raises ``ValueError`` or
+      ``FileNotFoundError`` (a bad preset, flag, config file or data source). Arguments
+      argparse cannot parse exit through it (``SystemExit(2)``).
+
+    Example:
+      An unknown preset is refused before anything is trained or written:
+
+      >>> import contextlib, io, os, tempfile
+      >>> from crossjax import cli
+      >>> out = os.path.join(tempfile.mkdtemp(), "run")
+      >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+      ...     rc = cli.main(["study", "--out", out, "--preset", "nope"])
+      >>> rc, err.getvalue().startswith("crossjax study: error: unknown study preset"), os.path.exists(out)
+      (2, True, False)
+    """
     args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command][1](args)

@@ -284,7 +284,20 @@ def _cell(text: str) -> str:
 
 
 def cell_text(text: str) -> str:
-    """A docstring phrase (reStructuredText roles and literals) as one Markdown table cell."""
+    """A docstring phrase (reStructuredText roles and literals) as one Markdown table cell.
+
+    Args:
+      text: the phrase as written in a docstring (roles, double-backquote literals, newlines).
+
+    Returns:
+      str: one line (newlines become spaces); ``:role:`x``` and ````x```` become ```x```
+      (a leading ``~`` dropped) and ``|`` is escaped as ``\\|``.
+
+    Example:
+      >>> from crossjax.config_reference import cell_text
+      >>> print(cell_text(":func:`f` takes ``a | b``,\\nin one line"))
+      `f` takes `a \\| b`, in one line
+    """
     return _cell(_rst_to_md(text))
 
 
@@ -373,7 +386,31 @@ def _auto_unit(meaning: str) -> str:
 
 
 def describe(cls, prefix: str = "") -> list[Field]:
-    """The fields of dataclass ``cls`` (not its sub-configs' fields), paths under ``prefix``."""
+    """The fields of dataclass ``cls`` (not its sub-configs' fields), paths under ``prefix``.
+
+    Args:
+      cls: a config dataclass, e.g. :class:`crossjax.hardware.DACConfig`.
+      prefix: put before every field name, dot included (``"dac."``; ``""``: the bare names).
+
+    Returns:
+      list of :class:`Field`, one per dataclass field in declaration order. A sub-config field
+      is one row of kind ``"sub-config"`` (``"sub-config, None = off"`` when its default is
+      ``None``); its own fields are not listed (:func:`walk` reaches its class). Unit, range and
+      meaning come from :data:`NOTES`, else the class docstring, the choices its validation
+      lists, or a unit or bound named in the meaning.
+
+    Example:
+      >>> from crossjax.config_reference import describe
+      >>> from crossjax.hardware import DACConfig, HardwareConfig
+      >>> rows = {r.path: r for r in describe(DACConfig, "dac.")}
+      >>> r = rows["dac.v_read"]
+      >>> r.type, r.default, r.kind, r.unit, r.range
+      ('float', '0.2', 'leaf', 'V', '> 0')
+      >>> rows["dac.range"].kind, rows["dac.range"].range
+      ('static', '"fixed" / "max"')
+      >>> {r.path: r.kind for r in describe(HardwareConfig)}["dac"]
+      'sub-config'
+    """
     hints = typing.get_type_hints(cls)
     docs = _docs(cls)
     rows = []
@@ -410,8 +447,29 @@ def describe(cls, prefix: str = "") -> list[Field]:
 
 
 def walk(cls, prefix: str = "") -> Iterator[tuple[str, type, dataclasses.Field | None]]:
-    """``(path, class, field)`` for ``cls`` (path ``prefix`` without the dot, field ``None``)
-    and, depth first, every sub-config class reachable from it, optional ones included."""
+    """``(path, class, None)`` for ``cls`` and, depth first, every sub-config class reachable from it.
+
+    Args:
+      cls: a config dataclass, e.g. :class:`crossjax.hardware.HardwareConfig`.
+      prefix: the path of ``cls`` itself, without a trailing dot (``""``: the top level).
+
+    Returns:
+      An iterator of ``(path, class, None)`` tuples: ``cls`` at ``prefix`` first, then the
+      class of every sub-config field (``prefix.name``, or ``name`` at the top level), depth
+      first in field order, optional sub-configs (default ``None``) included. The third item
+      is ``None`` for every class, sub-configs included (look the field up in its parent's
+      ``dataclasses.fields``).
+
+    Example:
+      >>> from crossjax.config_reference import walk
+      >>> from crossjax.hardware import HardwareConfig
+      >>> [path for path, _, _ in walk(HardwareConfig)][:4]
+      ['', 'array', 'array.parasitics', 'array.cell']
+      >>> next(c for p, c, _ in walk(HardwareConfig) if p == "device.write_noise").__name__
+      'WriteNoise'
+      >>> {f for _, _, f in walk(HardwareConfig)}
+      {None}
+    """
     yield prefix, cls, None
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -421,7 +479,25 @@ def walk(cls, prefix: str = "") -> Iterator[tuple[str, type, dataclasses.Field |
 
 
 def leaf_paths(cls=None) -> list[str]:
-    """Every dotted field path of ``cls`` (default ``HardwareConfig``) that is not a sub-config."""
+    """Every dotted field path of ``cls`` (default ``HardwareConfig``) that is not a sub-config.
+
+    Args:
+      cls: a config dataclass; ``None``: :class:`crossjax.hardware.HardwareConfig`.
+
+    Returns:
+      list of str: the paths, in :func:`walk` order, the fields of optional sub-configs
+      (default ``None``) included.
+
+    Example:
+      >>> from crossjax.config_reference import leaf_paths
+      >>> from crossjax.hardware import DACConfig
+      >>> leaf_paths()[:3]
+      ['method', 'array.rows', 'array.cols']
+      >>> "device.write_noise.sigma" in leaf_paths(), "device.write_noise" in leaf_paths()
+      (True, False)
+      >>> leaf_paths(DACConfig)[:2]
+      ['bits', 'v_read']
+    """
     if cls is None:
         cls = HardwareConfig
     out = []
@@ -589,7 +665,19 @@ def _study_section() -> list[str]:
 
 
 def render() -> str:
-    """The whole ``docs/configuration.md`` text."""
+    """The whole ``docs/configuration.md`` text.
+
+    Returns:
+      str: the Markdown, ending in one newline: a table per hardware config class (in
+      :func:`walk` order), then the study's keys (``StudySpec``, ``[train]``, ``[finetune]``,
+      ``[[configs]]``).
+
+    Example:
+      >>> from crossjax.config_reference import render
+      >>> text = render()
+      >>> text.splitlines()[0], text.endswith("\\n"), "| `dac.v_read` | `float` |" in text
+      ('# Configuration reference', True, True)
+    """
     lines = [
         "# Configuration reference",
         "",
@@ -616,6 +704,32 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m crossjax.config_reference [--write PATH | --check PATH]``: print, write or check the reference.
+
+    Args:
+      argv: the arguments (default ``sys.argv[1:]``): none prints :func:`render`'s text to
+        stdout; ``--write PATH`` writes it to PATH and prints ``wrote PATH``; ``--check PATH``
+        compares PATH with it.
+
+    Returns:
+      The exit status: 0, or 1 when the ``--check`` file is missing or differs (stderr then
+      names :data:`REGENERATE`). Bad arguments exit through argparse (``SystemExit(2)``).
+
+    Example:
+      >>> import contextlib, io, os, tempfile
+      >>> from crossjax import config_reference
+      >>> path = os.path.join(tempfile.mkdtemp(), "configuration.md")
+      >>> with contextlib.redirect_stdout(io.StringIO()) as out:
+      ...     rc = config_reference.main(["--write", path])
+      >>> rc, out.getvalue() == f"wrote {path}\\n"
+      (0, True)
+      >>> config_reference.main(["--check", path])
+      0
+      >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+      ...     rc = config_reference.main(["--check", path + ".old"])
+      >>> rc, "is stale" in err.getvalue()
+      (1, True)
+    """
     p = argparse.ArgumentParser(
         prog="python -m crossjax.config_reference", description="Generate the configuration reference (Markdown)."
     )

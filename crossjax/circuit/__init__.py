@@ -16,8 +16,19 @@ from .spice import run_ngspice, to_spice
 
 
 def plot_ir_drop(G, V, parasitics, ax=None, *, quantity="drop"):
-    """Heatmap of the IR drop (mV) or the voltage across every cell (see
-    :func:`crossjax.circuit.plot.plot_ir_drop`)."""
+    """Heatmap of the IR drop (mV) or the voltage across every cell (V); arguments and result as
+    :func:`crossjax.circuit.plot.plot_ir_drop` (matplotlib is imported only when this is called).
+
+    Example:
+      >>> import matplotlib; matplotlib.use("Agg")
+      >>> import matplotlib.pyplot as plt
+      >>> import jax.numpy as jnp
+      >>> from crossjax.circuit import Parasitics, plot_ir_drop
+      >>> ax = plot_ir_drop(jnp.full((4, 4), 1e-4), jnp.full(4, 0.2), Parasitics(r_wire_row=5.0), quantity="voltage")
+      >>> ax.get_title(), bool((ax.images[0].get_array() < 0.2).all())
+      ('IR drop: cell voltage, 4x4', True)
+      >>> plt.close(ax.figure)
+    """
     from .plot import plot_ir_drop as _plot
 
     return _plot(G, V, parasitics, ax=ax, quantity=quantity)
