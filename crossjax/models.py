@@ -264,11 +264,7 @@ def resnet18(
     """ResNet18 (CIFAR variant): 17 conv layers (+3 1x1 shortcuts) + 1 linear on crossbars.
 
     Args:
-      num_classes: number of output logits.
-      in_channels: input image channels ``C``.
-      width: multiplier of every hidden channel count (``max(1, round(c * width))``).
-      param_dtype: dtype of the parameters.
-      rngs: ``nnx.Rngs`` (``params``, and ``hardware`` for the crossbar layers' noise).
+      num_classes, in_channels, width, param_dtype, rngs: as :func:`vgg11`.
 
     Returns:
       A :class:`ResNet`: ``x (B, H, W, C) -> logits (B, num_classes)``, ``H, W >= 8``.
